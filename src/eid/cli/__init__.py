@@ -1,0 +1,56 @@
+"""The ``eid`` command line: one typer app, one module per command group.
+
+Each module below registers its commands on :data:`app` when imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from eid import __version__
+from eid.errors import EIDError
+
+app = typer.Typer(
+    name="eid",
+    help="Unsupervised image dehazing by equivariant learning (EID).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"eid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Unsupervised image dehazing by equivariant learning (EID).
+
+    Typical flow: `eid train-operator` (stage 1, learn the haze physics from unpaired clear and hazy
+    images), `eid train` (stage 2, the equivariant dehazer from hazy images only), `eid dehaze`,
+    `eid evaluate`. `eid demo` runs everything on data built from bundled images.
+    """
+
+
+from eid.cli import commands as _commands  # noqa: E402,F401  (registers the commands)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning :class:`EIDError` into one line and exit code 2."""
+    try:
+        app()
+    except EIDError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

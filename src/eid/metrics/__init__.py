@@ -1,0 +1,1 @@
+"""eid.metrics."""
