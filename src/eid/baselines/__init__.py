@@ -1,1 +1,5 @@
-"""eid.baselines."""
+"""eid.baselines: reference dehazing methods."""
+
+from eid.baselines.dcp import DarkChannelPrior
+
+__all__ = ["DarkChannelPrior"]

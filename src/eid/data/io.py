@@ -1,0 +1,492 @@
+"""Image files <-> tensors: the one place where dtype, value range, channels and alpha are handled.
+
+Reading gives a float32 tensor ``(C, H, W)`` in ``[0, 1]`` with ``C = 1`` (grey) or ``C = 3`` (colour),
+plus an :class:`ImageMeta` that holds what is needed to write a result back in the same form: the
+sample type (8-bit, 16-bit or float), the scale ``white`` that was mapped to 1.0, and the alpha plane,
+which is carried through untouched. So a 16-bit TIFF in gives a 16-bit TIFF out, a grey image stays
+single-channel and an RGBA PNG keeps its alpha.
+
+Formats: PNG, JPEG, TIFF (8/16-bit integer, float32/64; read with tifffile), BMP, WebP; modes grey,
+grey+alpha, RGB, RGBA, palette (with or without transparency), CMYK and YCbCr; the EXIF orientation
+is applied. Failures raise :class:`eid.errors.ImageReadError` with the file name and the problem.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from eid.errors import EIDError, ImageReadError
+from eid.utils import atomic_write
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 150_000_000
+"""Largest image (H*W) read without an explicit ``max_pixels``: about 12k x 12k."""
+
+White = Literal["dtype", "max"] | float
+
+_DTYPE_WHITE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
+_FORMAT_BY_SUFFIX = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+    ".bmp": "BMP", ".webp": "WEBP",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """How an image was stored, so that a processed version can be written back the same way.
+
+    :param path: the file read (``None`` for in-memory images).
+    :param format: ``PNG``, ``JPEG``, ``TIFF``, ``BMP`` or ``WEBP``.
+    :param dtype: sample type on disk: ``uint8``, ``uint16`` or ``float32``.
+    :param channels: colour channels, 1 or 3 (alpha not counted).
+    :param white: the stored value that maps to 1.0 (255 for 8-bit, 65535 for 16-bit by default).
+    :param mode: the original colour mode, for messages (``RGBA``, ``P``, ``CMYK``, ``I;16``...).
+    :param alpha: the alpha plane ``(H, W)`` exactly as stored, or ``None``.
+    """
+
+    path: Path | None
+    format: str
+    dtype: str
+    channels: int
+    white: float
+    mode: str
+    alpha: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.alpha is not None
+
+
+def _fail(path: Path, problem: str, remedy: str) -> ImageReadError:
+    return ImageReadError(f"{path}: {problem}; {remedy}")
+
+
+def _check_size(path: Path, height: int, width: int, max_pixels: int | None, min_size: int) -> None:
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if height * width > limit:
+        raise _fail(
+            path,
+            f"image too large ({width}x{height} = {height * width:,} pixels, limit {limit:,})",
+            "raise the limit with --max-pixels (max_pixels=...) if you have the memory",
+        )
+    if min(height, width) < min_size:
+        raise _fail(
+            path, f"image too small ({width}x{height}; at least {min_size}x{min_size} needed)", "use a larger image"
+        )
+
+
+def _split_alpha(array: np.ndarray, alpha_last: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Separate ``(H,W,C)`` samples into colour and alpha (the last channel when ``alpha_last``)."""
+    if array.ndim == 2:
+        return array, None
+    if alpha_last:
+        return array[..., :-1], array[..., -1].copy()
+    return array, None
+
+
+def _png16_header(path: Path) -> tuple[int, int, int, int] | None:
+    """``(width, height, colour_type, interlace)`` of a 16-bit colour PNG (which Pillow reads as 8-bit)."""
+    with open(path, "rb") as handle:
+        head = handle.read(33)
+    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return (width, height, colour_type, interlace) if depth == 16 and colour_type in (2, 4, 6) else None
+
+
+def _unfilter_png(data: np.ndarray, height: int, stride: int, bpp: int) -> np.ndarray:
+    """Undo PNG scanline filters (None, Sub, Up, Average, Paeth) for ``bpp`` bytes per pixel."""
+    rows = data.reshape(height, stride + 1)
+    out = np.zeros((height, stride), np.uint8)
+    previous = np.zeros(stride, np.int32)
+    for y in range(height):
+        kind, line = rows[y, 0], rows[y, 1:].astype(np.int32)
+        if kind == 2:
+            line = line + previous
+        elif kind == 1:  # Sub: running sum along each byte lane
+            line = np.cumsum(line.reshape(-1, bpp), axis=0).reshape(-1)
+        elif kind in (3, 4):
+            for x in range(stride):
+                left = line[x - bpp] if x >= bpp else 0
+                up = previous[x]
+                if kind == 3:
+                    line[x] = (line[x] + (left + up) // 2) & 0xFF
+                else:
+                    corner = previous[x - bpp] if x >= bpp else 0
+                    p = left + up - corner
+                    pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                    pred = left if pa <= pb and pa <= pc else (up if pb <= pc else corner)
+                    line[x] = (line[x] + pred) & 0xFF
+        elif kind != 0:
+            raise ValueError(f"unknown PNG filter type {kind}")
+        line &= 0xFF
+        out[y] = line
+        previous = line
+    return out
+
+
+def _read_png16(path: Path, header: tuple[int, int, int, int], max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """Decode a 16-bit colour (or grey+alpha) PNG without loss."""
+    width, height, colour_type, interlace = header
+    _check_size(path, height, width, max_pixels, min_size)
+    if interlace:
+        raise _fail(path, "interlaced 16-bit colour PNG is not supported", "re-save it without interlacing or as TIFF")
+    channels = {2: 3, 4: 2, 6: 4}[colour_type]
+    blob, idat, pos = path.read_bytes(), [], 8
+    try:
+        while pos < len(blob):
+            (length,) = struct.unpack(">I", blob[pos : pos + 4])
+            tag = blob[pos + 4 : pos + 8]
+            if tag == b"IDAT":
+                idat.append(blob[pos + 8 : pos + 8 + length])
+            pos += 12 + length
+        data = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+        stride = width * channels * 2
+        pixels = _unfilter_png(data[: height * (stride + 1)], height, stride, channels * 2)
+    except (struct.error, zlib.error, ValueError) as exc:
+        raise _fail(path, f"corrupt or truncated PNG data ({exc})", "re-export or re-download the file") from exc
+    array = pixels.view(">u2").astype(np.uint16).reshape(height, width, channels)
+    colour, alpha = _split_alpha(array, alpha_last=channels in (2, 4))
+    if colour.ndim == 3 and colour.shape[-1] == 1:
+        colour = colour[..., 0]
+    return colour, alpha, "PNG", {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[colour_type]
+
+
+def _read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """Decode with Pillow; return colour samples, alpha, on-disk format and original mode."""
+    header = _png16_header(path)
+    if header is not None:
+        return _read_png16(path, header, max_pixels, min_size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except UnidentifiedImageError as exc:
+        raise _fail(path, "not an image or an unsupported format", "use PNG, JPEG, TIFF, BMP or WebP") from exc
+    except OSError as exc:
+        raise _fail(path, f"cannot open ({exc})", "check that the file is a complete image") from exc
+    with image:
+        width, height = image.size
+        _check_size(path, height, width, max_pixels, min_size)
+        fmt, mode = image.format or "PNG", image.mode
+        try:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise _fail(path, f"corrupt or truncated image data ({exc})", "re-export or re-download the file") from exc
+        if mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode == "PA":
+            image = image.convert("RGBA")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            image = image.convert("RGB")
+        elif mode == "1":
+            image = image.convert("L")
+        elif mode == "La":
+            image = image.convert("LA")
+        elif mode == "RGBa":
+            image = image.convert("RGBA")
+        array = np.asarray(image)
+    if array.dtype == np.int32:  # Pillow's "I" mode: 16-bit PNGs and some TIFF-like inputs
+        if array.min() < 0 or array.max() > 65535:
+            raise _fail(path, "32-bit integer samples outside 0..65535", "convert the image to 16-bit")
+        array = array.astype(np.uint16)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    colour, alpha = _split_alpha(array, alpha_last=image.mode in ("LA", "RGBA"))
+    return colour, alpha, fmt, mode
+
+
+def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """Decode a TIFF with tifffile (8/16-bit, float, planar or interleaved, extra alpha sample)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = tif.pages[0]
+            axes = series.axes
+            shape = series.shape
+            photometric = page.photometric
+            extrasamples = tuple(getattr(page, "extrasamples", ()) or ())
+            spatial = [n for n, a in zip(shape, axes) if a in "YX"]
+            if len(spatial) == 2:
+                _check_size(path, spatial[0], spatial[1], max_pixels, min_size)
+            array = series.asarray()
+    except ImageReadError:
+        raise
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, struct.error) as exc:
+        raise _fail(path, f"corrupt or truncated TIFF ({exc})", "re-export the file") from exc
+    array = np.squeeze(array) if array.ndim > 3 else array
+    if array.ndim == 3 and axes.replace("Q", "").startswith("S") and array.shape[0] in (1, 2, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar configuration
+    if array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4):
+        raise _fail(path, f"multi-page TIFF or stack of shape {array.shape}", "save one 2-D plane per file")
+    if array.ndim not in (2, 3):
+        raise _fail(path, f"unsupported TIFF layout {array.shape}", "save a 2-D grey or RGB(A) image")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    kind = array.dtype.kind
+    if kind == "f":
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise _fail(path, "float TIFF contains NaN or Inf values", "replace them (e.g. with 0) before dehazing")
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype not in (np.uint8, np.uint16):
+        if array.min() < 0 or array.max() > 65535:
+            raise _fail(path, f"{array.dtype} samples outside 0..65535", "convert to 16-bit or float32")
+        array = array.astype(np.uint16)
+    has_alpha = array.ndim == 3 and (array.shape[-1] in (2, 4) or (array.shape[-1] > 3 and bool(extrasamples)))
+    if photometric is not None and int(photometric) == 5 and array.ndim == 3 and array.shape[-1] >= 4:  # CMYK
+        array = _cmyk_to_rgb(array)
+        has_alpha = False
+    colour, alpha = _split_alpha(array, alpha_last=has_alpha)
+    mode = f"{'RGB' if colour.ndim == 3 else 'L'}{'A' if alpha is not None else ''};{array.dtype}"
+    return colour, alpha, "TIFF", mode
+
+
+def _cmyk_to_rgb(array: np.ndarray) -> np.ndarray:
+    white = float(np.iinfo(array.dtype).max) if array.dtype.kind in "ui" else 1.0
+    cmyk = array[..., :4].astype(np.float32) / white
+    rgb = (1 - cmyk[..., :3]) * (1 - cmyk[..., 3:4])
+    return (rgb * white).round().astype(array.dtype) if array.dtype.kind in "ui" else rgb.astype(np.float32)
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    return {np.dtype(np.uint8): "uint8", np.dtype(np.uint16): "uint16"}.get(array.dtype, "float32")
+
+
+def read_image(
+    path: str | Path, *, max_pixels: int | None = None, white: White = "dtype", min_size: int = 1
+) -> tuple[torch.Tensor, ImageMeta]:
+    """Read an image file as a float32 tensor ``(C, H, W)`` in ``[0, 1]`` and its :class:`ImageMeta`.
+
+    :param path: image file.
+    :param max_pixels: refuse images with more than this many pixels (default
+        :data:`DEFAULT_MAX_PIXELS`), checked before decoding.
+    :param white: the stored value mapped to 1.0: ``"dtype"`` (255, 65535, or 1.0 for float data
+        within ``[0, 1]``; float data above 1 use their maximum), ``"max"`` (the image's own maximum,
+        useful for microscopy stored in a fraction of the 16-bit range) or a number.
+    :param min_size: refuse images whose smaller side is below this (e.g. 96 for NIQE).
+    :raises ImageReadError: missing, empty, corrupt, truncated, not an image, too large or too small,
+        NaN/Inf samples.
+
+    >>> import numpy as np, tempfile, pathlib
+    >>> from PIL import Image
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "grey.png"
+    >>> Image.fromarray(np.full((4, 5), 255, np.uint8)).save(p)
+    >>> x, meta = read_image(p)
+    >>> tuple(x.shape), float(x.max()), meta.dtype, meta.channels
+    ((1, 4, 5), 1.0, 'uint8', 1)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found" if not path.exists() else "not a file", "check the path")
+    if path.stat().st_size == 0:
+        raise _fail(path, "empty file (0 bytes)", "re-export or re-download it")
+    reader = _read_tiff if _is_tiff(path) else _read_pillow
+    colour, alpha, fmt, mode = reader(path, max_pixels, min_size)
+    dtype = _dtype_name(colour)
+    scale = _resolve_white(path, colour, dtype, white)
+    tensor = torch.from_numpy(np.ascontiguousarray(colour).astype(np.float32) / np.float32(scale))
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    if tensor.shape[0] not in (1, 3):
+        raise _fail(path, f"unsupported number of channels ({tensor.shape[0]})", "save as grey or RGB(A)")
+    meta = ImageMeta(path, fmt, dtype, tensor.shape[0], float(scale), mode, alpha)
+    return tensor.clamp_(0.0, 1.0), meta
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head[:2] in (b"II", b"MM") and head[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
+
+
+def _resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
+    if white == "dtype":
+        scale = _DTYPE_WHITE[dtype]
+        if dtype == "float32":
+            scale = max(1.0, float(colour.max(initial=0.0)))
+        return scale
+    if white == "max":
+        return max(float(colour.max(initial=0.0)), 1e-12 if dtype == "float32" else 1.0)
+    if isinstance(white, (int, float)) and white > 0:
+        return float(white)
+    raise EIDError(f"{path}: invalid white={white!r}; use 'dtype', 'max' or a positive number")
+
+
+def image_meta_for(tensor: torch.Tensor, dtype: str = "uint8", format: str = "PNG") -> ImageMeta:
+    """Metadata for writing an in-memory tensor ``(C,H,W)`` as ``dtype`` samples."""
+    return ImageMeta(None, format, dtype, int(tensor.shape[-3]), _DTYPE_WHITE[dtype], "memory")
+
+
+def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = None) -> Path:
+    """Write a ``(C, H, W)`` tensor in ``[0, 1]`` to ``path`` atomically, in the form ``meta`` describes.
+
+    The format follows the suffix; the sample type, scale and alpha follow ``meta`` (8-bit when
+    ``meta`` is ``None``). Formats that cannot hold the sample type fall back sensibly: JPEG, BMP and
+    WebP are 8-bit; a float image goes to 16-bit PNG; alpha is dropped for JPEG and BMP (with a
+    warning). Values are clipped to ``[0, 1]`` and rounded.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _FORMAT_BY_SUFFIX:
+        raise EIDError(f"{path}: cannot write '{suffix}' files; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise EIDError(f"{path}: expected a (C,H,W) tensor with C = 1 or 3, got {tuple(image.shape)}")
+    meta = meta or image_meta_for(image)
+    fmt = _FORMAT_BY_SUFFIX[suffix]
+    dtype = meta.dtype
+    if fmt in ("JPEG", "BMP", "WEBP"):
+        dtype = "uint8"
+    elif fmt == "PNG" and dtype == "float32":
+        dtype = "uint16"
+    white = meta.white if dtype == meta.dtype else _DTYPE_WHITE[dtype]
+    array = image.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0).numpy() * np.float32(white)
+    if dtype != "float32":
+        array = np.rint(array).astype(dtype)
+    array = array[..., 0] if array.shape[-1] == 1 else array
+    alpha = _matching_alpha(meta, array, dtype, fmt, path)
+    if alpha is not None:
+        array = np.dstack([array, alpha])
+    with atomic_write(path) as tmp:
+        if fmt == "TIFF":
+            photometric = "rgb" if array.ndim == 3 and array.shape[-1] >= 3 else "minisblack"
+            extras = ["unassalpha"] if alpha is not None else None
+            tifffile.imwrite(tmp, array, photometric=photometric, extrasamples=extras, compression="zlib")
+        elif fmt == "PNG" and dtype == "uint16" and array.ndim == 3:
+            _write_png16(tmp, array)
+        else:
+            _pillow_image(array, dtype).save(tmp, format=fmt, **_save_options(fmt))
+    return path
+
+
+def _matching_alpha(meta: ImageMeta, array: np.ndarray, dtype: str, fmt: str, path: Path) -> np.ndarray | None:
+    alpha = meta.alpha
+    if alpha is None:
+        return None
+    if alpha.shape != array.shape[:2]:
+        warnings.warn(f"{path}: alpha plane of size {alpha.shape} does not match the image; alpha dropped", stacklevel=3)
+        return None
+    if fmt in ("JPEG", "BMP"):
+        warnings.warn(f"{path}: {fmt} cannot store alpha; alpha dropped", stacklevel=3)
+        return None
+    if alpha.dtype != np.dtype(dtype):  # rescale, e.g. a 16-bit alpha written to an 8-bit format
+        src = _DTYPE_WHITE.get(_dtype_name(alpha), 1.0)
+        scaled = alpha.astype(np.float32) / src * _DTYPE_WHITE[dtype]
+        return scaled.astype(np.float32) if dtype == "float32" else np.rint(scaled).astype(dtype)
+    return alpha
+
+
+def _pillow_image(array: np.ndarray, dtype: str) -> Image.Image:
+    """Pillow image for 8-bit data or 16-bit grey (16-bit colour PNGs go through :func:`_write_png16`)."""
+    return Image.fromarray(array.astype(np.uint16) if dtype == "uint16" else array)
+
+
+def _save_options(fmt: str) -> dict:
+    return {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}.get(fmt, {})
+
+
+def _write_png16(path: Path, array: np.ndarray) -> None:
+    """Write a 16-bit RGB or RGBA PNG (which Pillow cannot write): filter 0 rows, zlib level 6."""
+    height, width, channels = array.shape
+    colour_type = {3: 2, 4: 6}[channels]
+    rows = array.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    raw = np.hstack([np.zeros((height, 1), np.uint8), rows]).tobytes()
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    )
+
+
+def list_images(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[Path]:
+    """Expand files, folders and glob patterns into a sorted, de-duplicated list of image files.
+
+    Folders contribute files with an image suffix (recursively when ``recursive``); files named
+    explicitly are kept whatever their suffix, so that a bad file is reported rather than ignored.
+    An input that matches nothing raises :class:`EIDError`.
+    """
+    return [path for path, _ in iter_inputs(inputs, recursive)]
+
+
+def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[tuple[Path, Path]]:
+    """Like :func:`list_images`, with each file's path relative to the folder it was found in.
+
+    The relative path is the name an output should get, so nested folders are mirrored.
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    found: dict[Path, Path] = {}
+    for item in inputs:
+        item_path = Path(item)
+        if item_path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            matches = sorted(p for p in item_path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            for p in matches:
+                found.setdefault(p.resolve(), p.relative_to(item_path))
+        elif item_path.is_file():
+            found.setdefault(item_path.resolve(), Path(item_path.name))
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=recursive))
+            files = [p for p in matches if p.is_file()]
+            if not files:
+                raise EIDError(f"{item}: no such file, folder or matching pattern; check the path")
+            for p in files:
+                found.setdefault(p.resolve(), Path(p.name))
+    pairs = sorted(found.items(), key=lambda kv: str(kv[1]))
+    return [(path, rel) for path, rel in pairs]
+
+
+def check_output_dir(out_dir: str | Path, inputs: Iterable[str | Path]) -> Path:
+    """Refuse an output folder that is one of the input folders (or holds an input file directly).
+
+    Returns the output folder. Writing results next to the originals would overwrite them.
+    """
+    out = Path(out_dir).resolve()
+    for item in inputs:
+        p = Path(item)
+        folder = p.resolve() if p.is_dir() else p.resolve().parent
+        if out == folder:
+            raise EIDError(f"output folder {out_dir} is an input folder; choose a different --out so inputs are kept")
+    return Path(out_dir)
+
+
+def check_not_input(out_path: str | Path, inputs: Iterable[str | Path]) -> None:
+    """Refuse to write ``out_path`` when it is one of the input files."""
+    target = Path(out_path).resolve()
+    for item in inputs:
+        if Path(item).resolve() == target:
+            raise EIDError(f"{out_path} would overwrite an input file; choose a different output path")
+
+
+def with_channels(meta: ImageMeta, channels: int) -> ImageMeta:
+    """A copy of ``meta`` describing ``channels`` colour channels."""
+    return replace(meta, channels=channels)
+
+
+def relative_output(out_dir: Path, relative: Path, suffix: str | None = None) -> Path:
+    """Output path for an input found at ``relative`` (optionally with a new suffix)."""
+    target = out_dir / relative
+    return target.with_suffix(suffix) if suffix else target
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether ``path`` has an image suffix handled by :func:`read_image`."""
+    return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES

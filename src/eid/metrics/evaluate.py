@@ -1,0 +1,147 @@
+"""Evaluate folders of images: pair predictions with references by name, compute metrics, report.
+
+Pairing rules: a prediction ``name.ext`` matches the reference with the same stem (any image suffix).
+With ``reside_names=True``, RESIDE's many-hazy-to-one-clear naming is understood: ``id_k.png`` (and
+``id_k_A.png``, ``id_A_beta.jpg``) match the reference ``id.png``; the part before the first ``_``
+is the scene id. Mismatched names or sizes are errors that name the files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from eid.data.io import iter_inputs, read_image
+from eid.errors import EIDError, ImageReadError
+from eid.metrics.registry import MetricSpec
+from eid.utils import atomic_write
+
+
+@dataclass
+class EvaluationResult:
+    """Per-image values (``rows``), their means, and the files that had to be skipped."""
+
+    metric_names: list[str]
+    rows: list[dict[str, float | str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def means(self) -> dict[str, float]:
+        out = {}
+        for name in self.metric_names:
+            values = [float(r[name]) for r in self.rows if isinstance(r.get(name), (int, float)) and math.isfinite(float(r[name]))]
+            out[name] = sum(values) / len(values) if values else float("nan")
+        return out
+
+    def to_json(self) -> dict:
+        """``{"metrics": {name: mean}, "images": [{"name": ..., name: value}, ...]}``."""
+        return {"metrics": self.means, "images": self.rows}
+
+    def write_json(self, path: str | Path) -> None:
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=2, allow_nan=True))
+
+    def write_csv(self, path: str | Path) -> None:
+        with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["name", *self.metric_names])
+            writer.writeheader()
+            writer.writerows(self.rows)
+            writer.writerow({"name": "mean", **self.means})
+
+
+def scene_id(stem: str) -> str:
+    """RESIDE scene id of a file stem: the part before the first underscore (``1400_3`` -> ``1400``)."""
+    return stem.split("_", 1)[0]
+
+
+def pair_files(
+    pred: Sequence[str | Path], ref: Sequence[str | Path], reside_names: bool = False
+) -> list[tuple[Path, Path, str]]:
+    """Match prediction files with reference files; return ``(pred, ref, name)`` triples."""
+    refs: dict[str, Path] = {}
+    for path, rel in iter_inputs(ref, recursive=True):
+        key = str(rel.with_suffix(""))
+        if key in refs:
+            raise EIDError(f"references {refs[key]} and {path} share the name {key!r}; keep one per name")
+        refs[key] = path
+    if reside_names:  # a reference may itself carry a suffix (SOTS copies named like their hazy image)
+        for key, path in list(refs.items()):
+            refs.setdefault(str(Path(key).parent / scene_id(Path(key).name)), path)
+    pairs, missing = [], []
+    for path, rel in iter_inputs(pred, recursive=True):
+        key = str(rel.with_suffix(""))
+        if reside_names and key not in refs:
+            key = str(rel.parent / scene_id(rel.stem))
+        if key in refs:
+            pairs.append((path, refs[key], str(rel)))
+        else:
+            missing.append(str(rel))
+    if missing:
+        hint = "; for RESIDE-style names (id_k.png -> id.png) add --reside-names" if not reside_names else ""
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise EIDError(f"no reference with the name of {', '.join(missing[:3])}{more}{hint}")
+    if not pairs:
+        raise EIDError("no prediction images found; check --pred")
+    return pairs
+
+
+def evaluate(
+    metrics: Sequence[MetricSpec],
+    pred: Sequence[str | Path],
+    ref: Sequence[str | Path] | None = None,
+    reside_names: bool = False,
+    mask_fn: Callable[[torch.Tensor, Path], torch.Tensor] | None = None,
+    device: str | torch.device = "cpu",
+    max_pixels: int | None = None,
+    on_image: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Compute ``metrics`` for every prediction (paired with ``ref`` when given).
+
+    ``mask_fn(image, path) -> (1,1,H,W) bool`` adds, for each metric that supports masks, a column
+    ``<name>@mask`` computed on the masked field of view only. Unreadable files are skipped and listed
+    in :attr:`EvaluationResult.skipped`; a size mismatch is an error.
+    """
+    needs_ref = [m.name for m in metrics if m.needs_reference]
+    if needs_ref and not ref:
+        raise EIDError(f"{', '.join(needs_ref)} need reference images; pass --ref DIR or choose no-reference metrics")
+    if ref:
+        items = [(p, r, n) for p, r, n in pair_files(pred, ref, reside_names)]
+    else:
+        items = [(p, None, str(rel)) for p, rel in iter_inputs(pred, recursive=True)]
+        if not items:
+            raise EIDError("no prediction images found; check --pred")
+    names = [m.name for m in metrics]
+    if mask_fn is not None:
+        names += [f"{m.name}@mask" for m in metrics if m.supports_mask]
+    result = EvaluationResult(names)
+    for pred_path, ref_path, name in items:
+        try:
+            x, _ = read_image(pred_path, max_pixels=max_pixels)
+            y = read_image(ref_path, max_pixels=max_pixels)[0] if ref_path is not None else None
+        except ImageReadError as exc:
+            result.skipped.append(f"{exc}")
+            continue
+        if y is not None and x.shape != y.shape:
+            raise EIDError(
+                f"{pred_path} is {x.shape[-1]}x{x.shape[-2]}x{x.shape[0]} but its reference {ref_path} is "
+                f"{y.shape[-1]}x{y.shape[-2]}x{y.shape[0]}; resize or crop one of them"
+            )
+        x = x.unsqueeze(0).to(device)
+        y = y.unsqueeze(0).to(device) if y is not None else None
+        mask = mask_fn(x, pred_path) if mask_fn is not None else None
+        row: dict[str, float | str] = {"name": name}
+        with torch.inference_mode():
+            for metric in metrics:
+                row[metric.name] = float(metric.fn(x, y)[0])
+                if mask is not None and metric.supports_mask:
+                    row[f"{metric.name}@mask"] = float(metric.fn(x, y, mask=mask)[0])
+        result.rows.append(row)
+        if on_image is not None:
+            on_image(name)
+    return result

@@ -1,0 +1,184 @@
+"""The EID dehazer ``f_theta``: a residual deepinv ``UNet`` with one fixed output mapping.
+
+.. math::
+
+    f_\\theta(y) = \\operatorname{clip}_{[0,1]}\\big(z + \\mathrm{UNet}_\\theta(z)\\big),\\qquad
+    z = y \\ (\\texttt{input: hazy})\\quad\\text{or}\\quad z = H^\\dagger(y) \\ (\\texttt{input: pinv})
+
+``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger = G_BA`` of
+stage 1, or the exact ASM inverse). The output mapping is a clamp to ``[0,1]`` whose backward pass
+is the identity (straight-through, ``output: clamp_st``) so pixels that overshoot still get a
+gradient; ``output: clamp`` is the plain clamp (zero gradient outside). There is no per-image
+min-max normalisation (the authors' ``N01``), and the *same* forward is used in training and at test
+time. The pseudo-inverse of a measured ``y`` is computed without an autograd graph; in the
+equivariance branch (``y`` carries a graph) it keeps the graph so the gradient reaches ``T_g f(y)``
+(frozen operator weights get no gradient because they do not require one).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from deepinv.models import Reconstructor, UNet
+from torch import nn
+
+from eid.config import config_from_dict
+from eid.errors import EIDError
+from eid.utils import atomic_write
+from eid.weights import load_weights
+
+__all__ = ["Dehazer", "DehazerConfig", "load_dehazer", "count_parameters"]
+
+INPUTS = ("hazy", "pinv")
+NORMS = ("batch", "group", "instance", "none")
+OUTPUTS = ("clamp_st", "clamp")
+
+
+@dataclass
+class DehazerConfig:
+    """Architecture of ``f_theta`` (saved in ``dehazer.yaml`` under ``model``).
+
+    :param int channels: image channels (1 grey, 3 colour); set from the data.
+    :param str input: ``hazy`` (``f(y) = g(y)``) or ``pinv`` (``f(y) = g(H^dagger(y))``).
+    :param int scales: UNet scales (5 = the authors' 34,527,171 parameters at width 64, RGB).
+    :param int width: channels at the first scale, doubled at each scale (authors: 64).
+    :param str norm: ``batch`` (needs batch >= 8), ``group`` (8 groups), ``instance`` or ``none``.
+    :param str output: ``clamp_st`` (clamp, straight-through gradient) or ``clamp``.
+    :param bool circular_padding: circular instead of zero padding in every 3x3 conv (authors: on).
+    """
+
+    channels: int = 3
+    input: str = "hazy"
+    scales: int = 3
+    width: int = 16
+    norm: str = "group"
+    output: str = "clamp_st"
+    circular_padding: bool = True
+
+    def __post_init__(self) -> None:
+        for name, valid in (("input", INPUTS), ("norm", NORMS), ("output", OUTPUTS)):
+            if getattr(self, name) not in valid:
+                raise EIDError(f"dehazer {name} {getattr(self, name)!r} is not valid; use one of {', '.join(valid)}")
+        if self.scales < 2 or self.width < 1 or self.channels not in (1, 3):
+            raise EIDError(
+                f"dehazer needs scales >= 2, width >= 1 and 1 or 3 channels (got {self.scales}, {self.width}, "
+                f"{self.channels}); fix the model section of the config"
+            )
+
+
+def _norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "group":
+        groups = max(g for g in range(1, 9) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def _swap_norms(module: nn.Module, kind: str) -> None:
+    """Replace deepinv's BatchNorm2d layers by ``kind`` norms (same affine parameter count)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, _norm_layer(kind, child.num_features))
+        else:
+            _swap_norms(child, kind)
+
+
+def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:
+    """``clip(x, 0, 1)`` in the forward pass, identity in the backward pass."""
+    return x + (x.clamp(0.0, 1.0) - x).detach()
+
+
+class Dehazer(Reconstructor):
+    """``f_theta(y, physics)``: residual UNet on the hazy image or on ``physics.A_dagger(y)``.
+
+    :param DehazerConfig config: architecture; keyword arguments override its fields.
+
+    >>> f = Dehazer(DehazerConfig(channels=3, scales=2, width=4))
+    >>> f(torch.rand(1, 3, 12, 10)).shape
+    torch.Size([1, 3, 12, 10])
+    """
+
+    def __init__(self, config: DehazerConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        config = config or DehazerConfig()
+        if overrides:
+            config = DehazerConfig(**{**config.__dict__, **overrides})
+        self.config = config
+        self.unet = UNet(
+            in_channels=config.channels,
+            out_channels=config.channels,
+            residual=True,
+            circular_padding=config.circular_padding,
+            batch_norm=config.norm != "none",
+            scales=config.scales,
+            channels_per_scale=[config.width * 2**k for k in range(config.scales)],
+        )
+        if config.norm in ("group", "instance"):
+            _swap_norms(self.unet, config.norm)
+
+    @property
+    def needs_physics(self) -> bool:
+        """Whether ``forward`` needs the operator (``input: pinv``)."""
+        return self.config.input == "pinv"
+
+    def network_input(self, y: torch.Tensor, physics: Any = None) -> torch.Tensor:
+        """``z = y`` or ``z = H^dagger(y)``; no autograd graph unless ``y`` carries one."""
+        if not self.needs_physics:
+            return y
+        if physics is None:
+            raise EIDError("this dehazer takes the pseudo-inverse H^dagger(y) as input; pass the operator (physics)")
+        if y.requires_grad:
+            return physics.A_dagger(y)
+        with torch.no_grad():
+            return physics.A_dagger(y)
+
+    def forward(self, y: torch.Tensor, physics: Any = None, **kwargs: Any) -> torch.Tensor:
+        """Dehaze ``y`` (``(B,C,H,W)`` in ``[0,1]``, any size); returns ``(B,C,H,W)`` in ``[0,1]``."""
+        x = self.unet(self.network_input(y, physics))
+        return clamp_straight_through(x) if self.config.output == "clamp_st" else x.clamp(0.0, 1.0)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Dehazer, Any, dict[str, Any]]:
+    """Load ``run_dir/dehazer.{safetensors,yaml}``; return ``(dehazer in eval mode, physics or None, config)``.
+
+    ``physics`` is the frozen learned operator copied into the run (``operator.{safetensors,yaml}``)
+    when the dehazer takes the pseudo-inverse as input, else ``None``. An ASM-oracle dehazer with
+    ``input: pinv`` needs per-image transmission/airlight, which the caller must supply.
+    """
+    run_dir = Path(run_dir)
+    state, config = load_weights(run_dir / "dehazer", device=device)
+    model_cfg = config_from_dict(DehazerConfig, config.get("model", {}), where=f"{run_dir / 'dehazer.yaml'}: model")
+    dehazer = Dehazer(model_cfg)
+    try:
+        dehazer.load_state_dict(state)
+    except RuntimeError as exc:
+        raise EIDError(f"{run_dir}: dehazer weights do not match dehazer.yaml ({str(exc).splitlines()[0]}); re-export the run") from exc
+    dehazer.to(device).eval().requires_grad_(False)
+    physics = None
+    if dehazer.needs_physics and (run_dir / "operator.safetensors").is_file():
+        from eid.physics import LearnedHaze
+
+        physics = LearnedHaze.load(run_dir).to(device)
+    return dehazer, physics, config
+
+
+def copy_operator(operator_run: str | Path, run_dir: str | Path) -> None:
+    """Copy ``operator.{safetensors,yaml}`` from a stage-1 run so that ``run_dir`` is self-contained."""
+    operator_run, run_dir = Path(operator_run), Path(run_dir)
+    if operator_run.resolve() == run_dir.resolve():
+        return
+    for suffix in (".safetensors", ".yaml"):
+        source = operator_run / f"operator{suffix}"
+        if not source.is_file():
+            raise EIDError(f"{source}: not found; --operator must be a stage-1 run folder (eid train-operator --out)")
+        with atomic_write(run_dir / source.name) as tmp:
+            shutil.copyfile(source, tmp)
+

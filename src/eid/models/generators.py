@@ -1,0 +1,80 @@
+"""CycleGAN ResNet generator, used for ``G_AB`` (clear -> hazy) and ``G_BA`` (hazy -> clear).
+
+Works in ``[-1, 1]`` (tanh output); the ``[0, 1] <-> [-1, 1]`` conversion lives in
+:mod:`eid.physics.learned` only. Up-sampling is nearest-neighbour resize + 3x3 convolution rather than a
+transposed convolution, which avoids checkerboard artefacts (pytorch-CycleGAN-and-pix2pix#190).
+At the ``paper`` size (64 base channels, 9 blocks, 2 down-samplings) a 3 -> 3 generator has 11,378,179
+parameters, as the authors' network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """CycleGAN initialisation: conv weights ~ N(0, std), biases 0 (InstanceNorm has no affine weights)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _conv_norm_relu(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride, padding), nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class ResidualBlock(nn.Module):
+    r"""``x + IN(conv(pad(ReLU(IN(conv(pad(x)))))))`` with reflection padding and 3x3 convolutions."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            *_conv_norm_relu(channels, channels, 3),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    r"""ResNet image-to-image generator: ``[-1,1]^{C_in x H x W} -> [-1,1]^{C_out x H x W}``.
+
+    ``ReflPad3-Conv7(C_in->w)-IN-ReLU``, ``n_down`` x ``Conv3/2 (x2 channels)-IN-ReLU``, ``blocks`` residual
+    blocks, ``n_down`` x ``Upsample2(nearest)-Conv3 (/2 channels)-IN-ReLU``, ``ReflPad3-Conv7(w->C_out)-tanh``.
+    H and W must be multiples of :attr:`multiple` (``2**n_down``); callers pad.
+
+    :param int in_channels: input channels (1 or 3).
+    :param int out_channels: output channels.
+    :param int width: channels of the first layer (64 in the paper).
+    :param int blocks: residual blocks (9 in the paper).
+    :param int n_down: stride-2 down-samplings (2 in the paper).
+
+    >>> ResnetGenerator(3, 3, width=8, blocks=1)(torch.zeros(1, 3, 16, 16)).shape
+    torch.Size([1, 3, 16, 16])
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 64, blocks: int = 9, n_down: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), *_conv_norm_relu(in_channels, width, 7)]
+        ch = width
+        for _ in range(n_down):
+            layers += _conv_norm_relu(ch, ch * 2, 3, stride=2, padding=1)
+            ch *= 2
+        layers += [ResidualBlock(ch) for _ in range(blocks)]
+        for _ in range(n_down):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv_norm_relu(ch, ch // 2, 3, padding=1)]
+            ch //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        self.multiple = 2**n_down
+        init_normal(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)

@@ -1,0 +1,281 @@
+"""Stage 2: train the equivariant dehazer ``f_theta`` from hazy images only.
+
+.. math::
+
+    \\mathcal{L}(\\theta) = \\underbrace{\\| H(f_\\theta(y)) - y \\|^2}_{\\text{haze consistency}}
+    + \\alpha\\, \\underbrace{\\| f_\\theta(H(T_g f_\\theta(y))) - T_g f_\\theta(y) \\|^2}_{\\text{equivariance}}
+    \\;[+\\ \\lambda\\,(D(f_\\theta(y)) - 1)^2]
+
+``H`` is frozen: the learned ``G_AB`` of a stage-1 run, or the analytic ASM with known parameters
+(oracle, synthetic data). The optional last term is an adversarial prior between unpaired clear images
+and ``f(y)`` (off by default). Where the run spends its time (all measured in
+``benchmarks/bench_eid_step.py``): the pseudo-inverse of the measured batch is computed without a graph;
+the frozen operators never get weight gradients; the equivariance branch keeps the graph through
+``H`` and ``H^dagger`` only because the gradient must reach ``T_g f(y)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from eid.config import config_from_dict, config_to_dict
+from eid.errors import EIDError
+from eid.losses import AdversarialPriorDiscriminatorLoss, AdversarialPriorLoss, EquivarianceLoss, HazeConsistencyLoss
+from eid.losses.metrics import NORMS
+from eid.models.dehazer import Dehazer, DehazerConfig
+from eid.training.common import ensure_finite
+from eid.transforms import build_group, parse_group
+from eid.weights import save_weights
+
+__all__ = ["EIDConfig", "EIDModule", "build_operator"]
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class EIDConfig:
+    """Everything that defines a stage-2 run (saved in ``dehazer.yaml`` and in every checkpoint).
+
+    :param str operator: ``asm`` (analytic oracle) or the path of a stage-1 run folder.
+    :param float asm_transmission: constant ``t`` of the ASM oracle when the data carry no per-image
+        parameters (``None`` = read them from the batch).
+    :param float asm_airlight: constant airlight of the ASM oracle (same rule).
+    :param str group: transformation group (:func:`eid.transforms.build_group`).
+    :param int n_trans: transformed copies per image in the equivariance term.
+    :param float alpha: weight of the equivariance term (authors: 1).
+    :param str loss_norm: ``l2`` or ``l1`` for both terms.
+    :param bool detach: stop the gradient through the equivariance target ``T_g f(y)``.
+    :param bool transform_physics: transform a per-image transmission map with the image.
+    :param DehazerConfig model: architecture of ``f_theta``.
+    :param float lr: Adam learning rate; ``weight_decay`` its L2 term (Adam, as the authors).
+    :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
+    :param int epochs: epochs when ``max_steps`` is ``None``; ``max_steps``: training batches.
+    :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
+    :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
+    :param float disc_lr: learning rate of its discriminator.
+    :param int seed: seeds the data order, crops and the group's generator.
+    """
+
+    operator: str = "asm"
+    asm_transmission: float | None = None
+    asm_airlight: float | None = None
+    group: str = "rot90"
+    n_trans: int = 1
+    alpha: float = 1.0
+    loss_norm: str = "l2"
+    detach: bool = False
+    transform_physics: bool = True
+    model: DehazerConfig = field(default_factory=DehazerConfig)
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 8
+    crop: int = 64
+    adversarial_weight: float = 0.0
+    disc_lr: float = 2e-4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        parse_group(self.group)
+        if self.loss_norm not in NORMS:
+            raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(NORMS)}")
+        if self.schedule not in SCHEDULES:
+            raise EIDError(f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}")
+        if self.model.norm == "batch" and self.batch_size < 8:
+            raise EIDError(
+                f"batch norm with batch_size {self.batch_size} gives train/test mismatch; use batch_size >= 8 "
+                "or model.norm group/instance/none"
+            )
+
+
+def build_operator(config: EIDConfig) -> nn.Module:
+    """The frozen haze operator ``H`` named by ``config.operator`` (in eval mode, no gradients)."""
+    if config.operator == "asm":
+        from eid.physics import ASMHaze
+
+        t = 1.0 if config.asm_transmission is None else config.asm_transmission
+        a = 1.0 if config.asm_airlight is None else config.asm_airlight
+        physics = ASMHaze(transmission=t, airlight=a)
+    else:
+        from eid.physics import LearnedHaze
+
+        physics = LearnedHaze.load(config.operator)
+    return physics.eval().requires_grad_(False)
+
+
+class EIDModule(L.LightningModule):
+    """Lightning module of stage 2 (manual optimisation: one Adam step for ``f``, one for ``D`` if on).
+
+    Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for the ASM oracle with per-image
+    parameters, ``transmission`` ``(B,1,H|1,W|1)`` and ``airlight`` ``(B,C|1,1,1)``; validation batches
+    add ``clear`` for PSNR/SSIM.
+
+    :param EIDConfig config: the run's config.
+    :param physics: the frozen operator (default: :func:`build_operator`).
+    :param clear: optional dataset of unpaired clear images for the adversarial prior; items are
+        dicts with ``clear``, indexed by ``(index, item_seed)``.
+    :param run_dir: where ``dehazer.{safetensors,yaml}`` are exported at each epoch end.
+    """
+
+    def __init__(
+        self,
+        config: EIDConfig,
+        physics: nn.Module | None = None,
+        clear: Any = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.save_hyperparameters({"config": config_to_dict(config)})
+        self.automatic_optimization = False
+        self.dehazer = Dehazer(config.model)
+        self.__dict__["physics"] = build_operator(config) if physics is None else physics.eval().requires_grad_(False)
+        self.group_rng = torch.Generator().manual_seed(config.seed)
+        self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
+        self.equivariance = EquivarianceLoss(
+            build_group(config.group, config.n_trans, self.group_rng),
+            alpha=config.alpha,
+            norm=config.loss_norm,
+            detach=config.detach,
+            transform_physics=config.transform_physics,
+        )
+        self.clear = clear
+        self.adversarial = config.adversarial_weight > 0
+        if self.adversarial:
+            if clear is None:
+                raise EIDError("adversarial_weight > 0 needs unpaired clear images; pass --clear DIR")
+            self.discriminator = _discriminator(config.model.channels)
+            self.adversarial_loss = AdversarialPriorLoss(config.adversarial_weight)
+            self.discriminator_loss = AdversarialPriorDiscriminatorLoss()
+        self.run_dir = None if run_dir is None else Path(run_dir)
+
+    @classmethod
+    def from_checkpoint_config(cls, config_dict: dict[str, Any], **kwargs: Any) -> EIDModule:
+        """Rebuild the module from the ``config`` dict stored in a checkpoint or ``dehazer.yaml``."""
+        return cls(config_from_dict(EIDConfig, config_dict, where="eid config"), **kwargs)
+
+    # -- operator handling ------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> EIDModule:
+        """Switch ``f`` (and ``D``) to ``mode``; the frozen operator always stays in eval mode."""
+        super().train(mode)
+        self.physics.eval()
+        return self
+
+    def on_fit_start(self) -> None:
+        self.physics.to(self.device)
+
+    def physics_for(self, batch: dict[str, Any]) -> nn.Module:
+        """The operator for this batch: the ASM oracle takes per-image ``transmission``/``airlight``."""
+        if "transmission" in batch:
+            self.physics.update(transmission=batch["transmission"], airlight=batch["airlight"])
+        return self.physics
+
+    # -- training ---------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        cfg = self.config
+        opt = torch.optim.Adam(self.dehazer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+        optimizers = [opt]
+        if self.adversarial:
+            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999)))
+        return optimizers, [sched]
+
+    def _lr_factor(self, step: int) -> float:
+        if self.config.schedule == "constant" or self._trainer is None:
+            return 1.0
+        from eid.training.common import total_batches
+
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_batches(self.trainer)) / total_batches(self.trainer)))
+
+    def losses(self, y: Tensor, physics: nn.Module) -> tuple[Tensor, dict[str, Tensor]]:
+        """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch."""
+        x_net = self.dehazer(y, physics)
+        mc = self.haze_consistency(y=y, x_net=x_net, physics=physics)
+        eq = self.equivariance(x_net=x_net, physics=physics, model=self.dehazer)
+        return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        y = batch["hazy"]
+        x_net, losses = self.losses(y, self.physics_for(batch))
+        optimizers = self.optimizers()
+        opt = optimizers[0] if isinstance(optimizers, list) else optimizers
+        if self.adversarial:
+            clear = self._clear_batch(len(y))
+            losses["adv"] = self.adversarial_loss(x_net, self.discriminator)
+            losses["loss"] = losses["loss"] + losses["adv"]
+        ensure_finite(losses, self.trainer)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(losses["loss"])
+        opt.step()
+        self.lr_schedulers().step()
+        if self.adversarial:
+            opt_d = optimizers[1]
+            losses["disc"] = self.discriminator_loss(clear, x_net, self.discriminator)
+            ensure_finite({"disc": losses["disc"]}, self.trainer)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(losses["disc"])
+            opt_d.step()
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=len(y))
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _clear_batch(self, n: int) -> Tensor:
+        """``n`` unpaired clear images drawn with the module's (checkpointed) generator."""
+        keys = torch.randint(len(self.clear), (n,), generator=self.group_rng).tolist()
+        seeds = torch.randint(2**62, (n,), generator=self.group_rng).tolist()
+        return torch.stack([self.clear[(k, s)]["clear"] for k, s in zip(keys, seeds)]).to(self.device)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        from eid.metrics.paired import psnr, ssim
+
+        x_net = self.dehazer(batch["hazy"], self.physics_for(batch))
+        n = len(x_net)
+        self.log("val/psnr", psnr(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True, prog_bar=True)
+        self.log("val/ssim", ssim(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True)
+
+    def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
+        """Columns of the per-epoch grid: hazy, [H^dagger(y)], f(y), H(f(y)) [, clear]."""
+        y = batch["hazy"].to(self.device)
+        physics = self.physics_for({k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)})
+        x_net = self.dehazer(y, physics)
+        columns = [y]
+        if self.dehazer.needs_physics:
+            columns.append(self.dehazer.network_input(y, physics))
+        columns += [x_net, physics.A(x_net)]
+        if "clear" in batch:
+            columns.append(batch["clear"].to(self.device))
+        return columns
+
+    # -- export and resume ------------------------------------------------------------------------
+    def export(self, run_dir: str | Path) -> None:
+        """Write ``run_dir/dehazer.{safetensors,yaml}`` (weights + full config)."""
+        save_weights(Path(run_dir) / "dehazer", self.dehazer, config_to_dict(self.config))
+
+    def on_train_epoch_end(self) -> None:
+        if self.run_dir is not None and self.trainer.is_global_zero:
+            self.export(self.run_dir)
+
+    def on_train_end(self) -> None:
+        self.on_train_epoch_end()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["eid_group_rng"] = self.group_rng.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "eid_group_rng" in checkpoint:
+            self.group_rng.set_state(checkpoint["eid_group_rng"])
+
+
+def _discriminator(channels: int) -> nn.Module:
+    """The stage-1 PatchGAN discriminator (authors' CycleGAN ``D``), for the adversarial prior."""
+    from eid.models.discriminators import PatchDiscriminator
+
+    return PatchDiscriminator(channels)
