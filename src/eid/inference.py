@@ -33,6 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
+from eid.data.video import VIDEO_SUFFIXES, VideoReport
 from eid.errors import EIDError, ImageReadError
 from eid.utils import resolve_device
 
@@ -47,13 +48,15 @@ __all__ = [
     "crop_to",
     "dehaze_paths",
     "dehaze_video_file",
+    "exact_tta_group",
+    "is_video",
     "pad_to_multiple",
+    "pad_to_shape",
     "tile_windows",
     "tiled_apply",
 ]
 
 METHODS = ("eid", "cyclegan", "dcp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 #: groups whose elements are exact pixel permutations, usable for test-time averaging
 _EXACT_FACTORS = ("rot90", "hflip", "flip")
@@ -293,11 +296,24 @@ class Method:
 
 
 def _module_channels(module: Any) -> int | None:
+    """Input channels of ``module``: its ``in_channels``/``channels`` attribute or its first conv's."""
     for attr in ("in_channels", "channels"):
         value = getattr(module, attr, None)
         if isinstance(value, int):
             return value
+    if isinstance(module, torch.nn.Module):
+        convs = (m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+        first = next(convs, None)
+        return first.in_channels if first is not None else None
     return None
+
+
+def _module_multiple(module: Any) -> int:
+    """Size multiple ``module`` needs: its ``multiple`` attribute, or ``2**(scales-1)`` for a UNet config."""
+    if isinstance(getattr(module, "multiple", None), int):
+        return module.multiple
+    scales = getattr(getattr(module, "config", None), "scales", None)
+    return 2 ** (scales - 1) if isinstance(scales, int) else 1
 
 
 def _load_operator(run_dir: str | Path, device: torch.device) -> Any:
@@ -346,7 +362,7 @@ def build_method(
         net, physics, config = load_dehazer(model, dev)
         if operator is not None:
             physics = _load_operator(operator, dev)
-        multiple = 2 ** (net.config.scales - 1)  # the UNet pools scales-1 times
+        multiple = _module_multiple(net)  # the UNet pools scales-1 times
         if physics is not None:
             multiple = math.lcm(multiple, _GENERATOR_MULTIPLE)
         group = config.get("group")  # the run's EIDConfig.group, the default TTA group
@@ -432,7 +448,7 @@ class Dehazer:
             if isinstance(method, torch.nn.Module):
                 method = method.to(self.device).eval()
             method = Method(
-                method, name=type(method).__name__, multiple=int(getattr(method, "multiple", 1)),
+                method, name=type(method).__name__, multiple=_module_multiple(method),
                 channels=_module_channels(method), device=self.device,
             )
         self.method = method
@@ -501,9 +517,16 @@ class Dehazer:
             return y.reshape(b * have, 1, *y.shape[2:]), lambda out: out.reshape(b, have, *out.shape[2:])
         raise EIDError(f"{self.method.name} expects {want}-channel images, got {have}; convert the images first")
 
-    @torch.inference_mode()
     def run(self, y: Tensor) -> Tensor:
-        """Dehaze a float batch ``(B,C,H,W)`` in ``[0,1]``; the result is on ``y``'s device, in ``[0,1]``."""
+        """Dehaze a float batch ``(B,C,H,W)`` in ``[0,1]``; the result is on ``y``'s device, in ``[0,1]``.
+
+        Computed under ``torch.inference_mode``; the result is an ordinary tensor (usable in autograd
+        or in-place afterwards).
+        """
+        return self._run(y).clone()
+
+    @torch.inference_mode()
+    def _run(self, y: Tensor) -> Tensor:
         if y.ndim != 4:
             raise EIDError(f"expected a (B,C,H,W) batch, got shape {tuple(y.shape)}")
         y, restore = self._adapt_channels(y.float())
@@ -643,8 +666,8 @@ def dehaze_paths(
         pending.clear()
 
     def _fail(path: Path, reason: str) -> None:
-        summary.failed.append((path, reason))
-        console.print(f"[yellow]warning:[/] skipped {escape(str(path))}: {escape(reason)}")
+        summary.failed.append((path, reason if str(path) in reason else f"{path}: {reason}"))
+        console.print(f"[yellow]warning:[/] skipped {escape(summary.failed[-1][1])}")
 
     with _progress(console) as progress:
         task = progress.add_task("dehazing", total=len(pairs), name="")
@@ -676,8 +699,8 @@ def _print_summary(summary: DehazeSummary, out: Path, console: Console) -> None:
     if summary.failed:
         parts.append(f"[red]{len(summary.failed)} skipped[/]")
     console.print("dehaze: " + ", ".join(parts))
-    for path, reason in summary.failed:
-        console.print(f"  skipped {escape(str(path))}: {escape(reason)}")
+    for _, reason in summary.failed:
+        console.print(f"  skipped {escape(reason)}")
 
 
 def is_video(path: str | Path) -> bool:
@@ -692,17 +715,14 @@ def dehaze_video_file(
     *,
     side_by_side: bool = False,
     temporal_smoothing: float = 0.0,
-) -> Path:
-    """Dehaze a video frame by frame with ``runner`` (batched, tiled) via ``eid.data.video``."""
-    try:
-        from eid.data.video import dehaze_video
-    except ImportError as exc:
-        raise EIDError(f"video dehazing is not available in this build ({exc}); extract the frames and dehaze them as images") from exc
-    src, dst = Path(src), Path(dst)
-    if src.resolve() == dst.resolve():
-        raise EIDError(f"{dst} would overwrite the input video; choose a different --out")
-    dehaze_video(
+) -> VideoReport:
+    """Dehaze a video frame by frame with ``runner.run`` (batched, padded, tiled), keeping fps and size.
+
+    See :func:`eid.data.video.dehaze_video` for the side-by-side output and temporal smoothing.
+    """
+    from eid.data.video import dehaze_video
+
+    return dehaze_video(
         src, dst, runner.run, batch_size=runner.batch_size, side_by_side=side_by_side,
         temporal_smoothing=temporal_smoothing,
     )
-    return dst

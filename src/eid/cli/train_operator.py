@@ -1,1 +1,76 @@
-"""Placeholder: this command module is being written."""
+"""``eid train-operator``: stage 1, learn the haze physics (G_AB, G_BA) from unpaired clear and hazy images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from eid.cli import app, console
+
+
+@app.command("train-operator")
+def train_operator(
+    clear: list[Path] = typer.Option(..., "--clear", help="Folder(s) or glob(s) of clear images (domain A); need not match the hazy ones."),
+    hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy images (domain B)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Recipe: fast (small nets, default without a GPU) or paper (authors' sizes, default with a GPU)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Training batches to run (instead of epochs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to run."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Image pairs per batch (per process)."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Random square crop side in pixels."),
+    devices: int = typer.Option(1, "--devices", help="Processes per node (DDP when > 1; gloo on CPU)."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (DDP)."),
+    precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
+    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation, data order, crops and replay buffers."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it)."),
+) -> None:
+    """Train the pseudo-hazing operator H = G_AB (clear -> hazy) and pseudo-inverse G_BA (CycleGAN).
+
+    Writes OUT/config.yaml, OUT/operator.safetensors + OUT/operator.yaml (every epoch), OUT/checkpoints/
+    (last.ckpt + periodic), a CSV log in OUT/logs and sample grids in OUT/samples.
+    """
+    import torch
+
+    from eid.config import config_from_dict, config_to_dict, load_config, merge_dicts, read_yaml, save_config
+    from eid.training.common import prepare_run_dir
+    from eid.training.operator import OperatorConfig, fit_operator
+
+    if threads:
+        torch.set_num_threads(threads)
+    length = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
+    if max_steps is not None and epochs is None:
+        length["epochs"] = None  # --max-steps alone: ignore the preset's epoch count
+    if _launched_by_ddp():  # a DDP worker re-running this command: rank 0 already set the run up
+        ckpt = out / "checkpoints" / "last.ckpt" if resume else None
+        cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length if resume else {}))
+    elif resume:
+        ckpt = prepare_run_dir(out, resume=True)
+        cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length))
+    else:
+        ckpt = prepare_run_dir(out, resume=False)
+        preset = preset or ("paper" if torch.cuda.is_available() else "fast")
+        data = {k: v for k, v in {"batch_size": batch_size, "crop": crop}.items() if v is not None}
+        cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data or None})
+        cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), length))
+        save_config(cfg, out / "config.yaml")
+
+    if not _launched_by_ddp():
+        console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)
+    _, trainer = fit_operator(
+        cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
+        precision=precision, accelerator=accelerator,
+    )  # fmt: skip
+    if trainer.is_global_zero:
+        console.print(f"operator written to {out / 'operator.safetensors'}", highlight=False)
+
+
+def _launched_by_ddp() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they re-run the same command)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0

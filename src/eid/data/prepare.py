@@ -13,11 +13,13 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import random
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from eid.baselines.dcp import min_filter
-from eid.data.io import IMAGE_SUFFIXES, ImageMeta, image_meta_for, read_image, write_image
-from eid.data.video import VIDEO_SUFFIXES, Frame, VideoReader, progress_bar
+from eid.data.io import IMAGE_SUFFIXES, read_image, write_image
+from eid.data.video import VIDEO_SUFFIXES, VideoReader, progress_bar
 from eid.errors import EIDError
 from eid.utils import atomic_write
 
@@ -282,7 +285,7 @@ def prepare_cholec80(
             split = cholec80_split(video, tests)
             with VideoReader(path) as reader:
                 info = reader.info
-                task = bar.add_task(f"{video} ({split})", total=max(1, int(info.duration * fps)) or None)
+                task = bar.add_task(f"{video} ({split})", total=max(1, math.ceil(info.duration * fps)))
                 frames = reader.frames(rate=fps)
                 head = list(itertools.islice(frames, fov_frames))
                 if "fov" not in record:
@@ -334,7 +337,7 @@ NAMINGS = {
     "id_k_A": re.compile(rf"^(\w+?)_(\d+)_{_NUMBER}$"),  # ITS: 1_1_0.90179
     "id_A_beta": re.compile(rf"^(\w+?)_{_NUMBER}_{_NUMBER}$"),  # OTS / SOTS-outdoor: 0005_0.8_0.04
     "id_k": re.compile(r"^(\w+?)_(\d+)$"),  # SOTS-indoor: 1400_3
-    "id": re.compile(r"^([^_]+)$"),  # HSTS / RTTS: one name per image
+    "id": re.compile(r"^(.+)$"),  # HSTS / RTTS: the whole stem names the image
 }
 
 
@@ -416,8 +419,9 @@ class RESIDEItem:
 def scan_reside(root: str | Path, subset: str, allow_missing: bool = False) -> list[RESIDEItem]:
     """List the hazy images of a RESIDE subset with their clear images.
 
-    The clear image of hazy ``<scene>_...`` is ``<scene>.<ext>`` in the clear folder, or a clear file
-    with the hazy file's own stem (the renamed copies some repositories ship). Many hazy per clear.
+    The clear image of hazy ``<scene>_...`` is, in order: the clear file with the hazy file's own stem,
+    ``<scene>.<ext>`` (the official naming), or a clear file of the same scene under a hazy-style name
+    (e.g. ``1400_10.png``, as in copies renamed by some repositories). Many hazy per clear.
     :raises EIDError: unknown subset, missing folders, names that do not follow the subset's naming,
         hazy images without a clear image (unless ``allow_missing``: then they are left out).
     """
@@ -433,13 +437,17 @@ def scan_reside(root: str | Path, subset: str, allow_missing: bool = False) -> l
     if layout.clear and clear_dir is None:
         raise EIDError(f"{root}: no clear folder ({' or '.join(layout.clear)}) for {subset}; see docs/datasets.md for layouts")
     clear_by_stem = {p.stem: p for p in _images_in(clear_dir)} if clear_dir else {}
+    clear_by_scene: dict[str, Path] = {}
+    for stem, path in sorted(clear_by_stem.items()):
+        parsed = parse_reside_name(stem, layout.naming)
+        clear_by_scene.setdefault(parsed.scene if parsed else stem, path)
     items, missing = [], []
     for path in _images_in(hazy_dir):
         name = parse_reside_name(path.stem, layout.naming)
         if name is None:
             raise EIDError(f"{path}: name does not follow the {subset} naming {layout.naming}; check --subset")
-        clear = clear_by_stem.get(path.stem) or clear_by_stem.get(name.scene) if clear_dir else None
-        if clear_dir and clear is None:
+        clear = clear_by_stem.get(path.stem) or clear_by_stem.get(name.scene) or clear_by_scene.get(name.scene)
+        if layout.clear and clear is None:
             missing.append(path)
             continue
         items.append(RESIDEItem(path, clear, name))
@@ -482,34 +490,29 @@ class RESIDEPairs(Dataset):
 RESIDE_COLUMNS = ("path", "source", "scene", "variant", "airlight", "beta", "split", "kind")
 
 
-def _copy_file(source: Path, target: Path) -> None:
+def _copy_file(source: Path, target: Path) -> Path:
     with atomic_write(target) as tmp:
         shutil.copyfile(source, tmp)
-
-
-def _export_clear(item: RESIDEItem, target: Path) -> Path:
-    """Copy the clear image to ``target`` (same suffix as the clear file), border-cropped if needed."""
-    assert item.clear is not None
-    target = target.with_suffix(item.clear.suffix)
-    clear, meta = read_image(item.clear)
-    hazy_size = _image_size(item.hazy)
-    if tuple(clear.shape[-2:]) == hazy_size:
-        _copy_file(item.clear, target)
-    else:
-        write_image(target.with_suffix(".png"), crop_to(clear, *hazy_size, name=item.clear.name), _no_alpha(meta))
-        target = target.with_suffix(".png")
     return target
 
 
-def _no_alpha(meta: ImageMeta) -> ImageMeta:
-    return ImageMeta(None, "PNG", meta.dtype, meta.channels, meta.white, meta.mode)
-
-
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+    """``(height, width)`` from the file header, without decoding."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, UnidentifiedImageError) as exc:
+        raise EIDError(f"{path}: cannot read image ({exc}); re-download it") from None
 
-    with Image.open(path) as image:
-        return image.height, image.width
+
+def _export_clear(item: RESIDEItem, folder: Path, stem: str) -> Path:
+    """Copy ``item``'s clear image to ``folder/stem.<ext>``; a PNG border-cropped to the hazy size when they differ."""
+    assert item.clear is not None
+    hazy_size = _image_size(item.hazy)
+    if _image_size(item.clear) == hazy_size:
+        return _copy_file(item.clear, folder / f"{stem}{item.clear.suffix}")
+    clear, meta = read_image(item.clear)
+    return write_image(folder / f"{stem}.png", crop_to(clear, *hazy_size, name=item.clear.name), replace(meta, format="PNG", alpha=None))
 
 
 def prepare_reside(
@@ -564,24 +567,105 @@ def prepare_reside(
         kinds = ("hazy",) if role == "hazy-only" else ("hazy", "clear")
         jobs += [(i, "test", k) for s in sorted(by_scene) for i in by_scene[s] for k in kinds]
     manifest = Manifest(out_dir / "manifest.csv", RESIDE_COLUMNS)
-    recorded = {r["path"] for r in manifest.rows}
+    recorded = {(r["split"], r["kind"], Path(r["path"]).stem) for r in manifest.rows}
     summary = PrepareSummary(out_dir)
     with progress_bar("files", progress) as bar:
         for item, split, kind in bar.track(jobs, description=f"RESIDE {subset}"):
-            source = item.hazy if kind == "hazy" else item.clear
-            assert source is not None
             stem = item.name.scene if (split, kind) == ("train", "clear") else item.hazy.stem
-            target = out_dir / split / kind / f"{stem}{source.suffix}"
-            if kind == "clear" and str(target.relative_to(out_dir).with_suffix(".png")) in recorded:
+            if (split, kind, stem) in recorded:
                 summary.skipped += 1
                 continue
-            if str(target.relative_to(out_dir)) in recorded:
-                summary.skipped += 1
-                continue
-            target = _copy_file(source, target) or target if kind == "hazy" else _export_clear(item, target)
+            folder = out_dir / split / kind
+            target = _copy_file(item.hazy, folder / f"{stem}{item.hazy.suffix}") if kind == "hazy" else _export_clear(item, folder, stem)
             n = item.name
-            manifest.append({"path": str(target.relative_to(out_dir)), "source": str(source), "scene": n.scene,
-                             "variant": n.variant, "airlight": "" if n.airlight is None else n.airlight,
+            manifest.append({"path": target.relative_to(out_dir).as_posix(), "source": str(item.hazy if kind == "hazy" else item.clear),
+                             "scene": n.scene, "variant": n.variant, "airlight": "" if n.airlight is None else n.airlight,
                              "beta": "" if n.beta is None else n.beta, "split": split, "kind": kind})  # fmt: skip
             summary.add(f"{split}/{kind}")
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------
+# Cell97-Haze
+
+#: Path parts (lower case) that mark annotation files in the Murphy-lab release, not images to haze.
+ANNOTATION_WORDS = ("mask", "label", "segment", "annot", "outline", "ground", "truth")
+CELL97_COLUMNS = ("name", "source", "split", "seed", "contrast", "veil", "background", "sigma_px")
+
+
+def find_cell97_images(src_dir: Path, include: str | None = None) -> list[Path]:
+    """Image files under ``src_dir`` (recursive), without annotation files (:data:`ANNOTATION_WORDS`).
+
+    With ``include`` (a glob relative to ``src_dir``, e.g. ``"*/dna-images/**/*.png"``) exactly the
+    matching image files are used instead.
+    """
+    if include is not None:
+        paths = (p for p in src_dir.glob(include))
+    else:
+        paths = (p for p in src_dir.rglob("*") if not any(w in part.lower() for part in p.relative_to(src_dir).parts for w in ANNOTATION_WORDS))
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def prepare_cell97(
+    src_dir: str | Path,
+    out_dir: str | Path,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    contrast: tuple[float, float] = (0.55, 0.75),
+    veil: tuple[float, float] = (0.1, 0.2),
+    background: tuple[float, float] = (0.02, 0.05),
+    veil_sigma: float = 0.05,
+    include: str | None = None,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Build Cell97-Haze: the Murphy-lab nuclear images hazed with the microscopy veil model, paired.
+
+    Every image under ``src_dir`` (8/16-bit TIFF or PNG, annotation files left out, see
+    :func:`find_cell97_images`) is read on its own intensity scale and hazed with
+    :func:`eid.data.synth.synthesize` (``model="veil"``: ``y = c x + v G_sigma x / max + b F``, with
+    ``c``, ``v``, ``b`` uniform in the given ranges and ``sigma = veil_sigma * min(H, W)``), seeded per
+    image from ``seed`` and its name. A seeded ``test_fraction`` of the images goes to ``test``.
+    Writes ``<out>/<split>/{clear,hazy}/<name>`` (same format and bit depth; sub-folders are folded
+    into the name, ``gnf/dna-1.png`` -> ``gnf_dna-1.png``) and ``manifest.csv`` with the drawn
+    parameters. Unreadable files (e.g. multi-page TIFF stacks) are skipped with a warning. Rerunning
+    skips images already in the manifest.
+    """
+    from eid.data.synth import SynthConfig, image_seed, synthesize
+
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise EIDError(f"{src_dir}: source folder not found; pass the unpacked Murphy-lab nuclei folder with --src")
+    if not 0.0 <= test_fraction < 1.0:
+        raise EIDError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    paths = find_cell97_images(src_dir, include)
+    if not paths:
+        raise EIDError(f"{src_dir}: no images (TIFF/PNG) found; pass the folder holding the 97 nuclear images")
+    out_dir = _check_out(Path(out_dir), src_dir)
+    config = SynthConfig(model="veil", contrast=contrast, veil=veil, background=background, veil_sigma=veil_sigma, seed=seed)
+    names = {p: "_".join(p.relative_to(src_dir).parts) for p in paths}
+    order = sorted(paths, key=lambda p: names[p])
+    random.Random(seed).shuffle(order)
+    n_test = round(test_fraction * len(order))
+    split_of = {p: "test" if i < n_test else "train" for i, p in enumerate(order)}
+    manifest = Manifest(out_dir / "manifest.csv", CELL97_COLUMNS)
+    recorded = {r["name"] for r in manifest.rows}
+    summary = PrepareSummary(out_dir)
+    with progress_bar("images", progress) as bar:
+        for path in bar.track(paths, description="Cell97 veil"):
+            name, split = names[path], split_of[path]
+            if name in recorded:
+                summary.skipped += 1
+                continue
+            try:
+                clear, meta = read_image(path, white=config.read_white)
+            except EIDError as exc:
+                warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+                summary.add("unreadable")
+                continue
+            image_key = image_seed(seed, name)
+            hazy, record, _ = synthesize(clear, config, image_key)
+            write_image(out_dir / split / "clear" / name, clear, meta)
+            write_image(out_dir / split / "hazy" / name, hazy, meta)
+            manifest.append({"name": name, "source": path.relative_to(src_dir).as_posix(), "split": split, **record})
+            summary.add(f"{split}/pairs")
     return summary

@@ -90,6 +90,7 @@ class Frame:
 
 
 def _unreadable(path: Path, problem: object) -> EIDError:
+    problem = getattr(problem, "strerror", None) or problem
     return EIDError(f"{path}: cannot read video ({problem}); check that the file is a complete video (mp4, avi, mkv...)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -62,19 +63,25 @@ class EquivarianceLoss(EILoss):
         return self.weight * self.metric(x3, x2)
 
     def transformed_physics(self, physics: Any, params: dict[str, Tensor], batch: int, n_trans: int) -> Any:
-        """The operator for the transformed batch: per-image ``t``/``a`` transformed or repeated."""
-        t, a = getattr(physics, "transmission", None), getattr(physics, "airlight", None)
-        if not isinstance(t, Tensor) or not isinstance(a, Tensor):
+        """The operator for the transformed batch, its per-image parameters transformed or repeated.
+
+        Per-image parameters are the operator's 4-D buffers ``(B|1, ., H|1, W|1)`` (ASM ``transmission``
+        and ``airlight``; any analytic operator written the same way): spatial maps are transformed
+        with the image when ``transform_physics``, the others are repeated for the ``n_trans`` copies.
+        The result is a shallow copy with its own buffer table (deepinv's ``Physics.clone``
+        deep-copies through ``inspect.getattr_static`` and costs ~1 s per call); the batch's operator
+        is left untouched. Operators without such buffers (the learned ``G_AB``) are returned as is.
+        """
+        changed: dict[str, Tensor] = {}
+        for name, value in getattr(physics, "_buffers", {}).items():
+            if not isinstance(value, Tensor) or value.ndim != 4:
+                continue
+            if value.shape[-2:] != (1, 1) and self.transform_physics:
+                changed[name] = self.T.transform(value.expand(batch, -1, -1, -1), **params)
+            elif value.shape[0] > 1 and n_trans > 1:
+                changed[name] = value.repeat(n_trans, 1, 1, 1)
+        if not changed:
             return physics
-        spatial = t.shape[-2:] != (1, 1)
-        if spatial and self.transform_physics:
-            t = self.T.transform(t.expand(batch, -1, -1, -1), **params)
-        elif t.shape[0] > 1 and n_trans > 1:
-            t = t.repeat(n_trans, 1, 1, 1)
-        if a.shape[0] > 1 and n_trans > 1:
-            a = a.repeat(n_trans, 1, 1, 1)
-        if t is physics.transmission and a is physics.airlight:
-            return physics
-        physics2 = physics.clone()
-        physics2.update(transmission=t, airlight=a)
+        physics2 = copy.copy(physics)
+        physics2._buffers = {**physics._buffers, **changed}
         return physics2

@@ -28,6 +28,7 @@ from importlib import resources
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage, signal
 from scipy.special import gamma as gamma_fn
 
 from eid.errors import EIDError
@@ -83,11 +84,31 @@ def luma(levels: torch.Tensor, channel: str = "y") -> torch.Tensor:
 
 
 def filter2(img: torch.Tensor, window: torch.Tensor, padding: str) -> torch.Tensor:
-    """Correlate ``(N,1,H,W)`` with a 2-D window, 'same' size; ``padding`` = 'replicate' or 'zeros'."""
+    """Filter ``(N,1,H,W)`` with a symmetric 2-D window, 'same' size; ``padding`` = 'replicate' or 'zeros'.
+
+    On CPU this calls the routines the reference implementations use (``scipy.ndimage.convolve`` for
+    replicate borders, ``scipy.signal.convolve2d`` for zero borders), which are also far faster than torch's
+    float64 ``conv2d``; float32 input gives float32 output with double accumulation, as in scipy. On other
+    devices it is a ``conv2d``.
+    """
+    if img.device.type == "cpu":
+        w = window.to(torch.float64).numpy()
+        planes = img.detach().reshape(-1, *img.shape[-2:]).numpy()
+        if padding == "replicate":
+            out = [ndimage.convolve(a, w, mode="nearest") for a in planes]
+        else:
+            out = [signal.convolve2d(a, w, "same").astype(a.dtype) for a in planes]
+        return torch.from_numpy(np.stack(out)).view(img.shape)
+    return _conv_filter2(img, window, padding)
+
+
+def _conv_filter2(img: torch.Tensor, window: torch.Tensor, padding: str) -> torch.Tensor:
+    """:func:`filter2` by ``conv2d`` (double accumulation, result in the input's dtype)."""
     kh, kw = window.shape
     pad = (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2)
-    img = F.pad(img, pad, mode="replicate") if padding == "replicate" else F.pad(img, pad)
-    return F.conv2d(img, window.to(img)[None, None])
+    x = img.to(torch.float64)
+    x = F.pad(x, pad, mode="replicate") if padding == "replicate" else F.pad(x, pad)
+    return F.conv2d(x, window.to(x)[None, None]).to(img.dtype)
 
 
 def mscn(
@@ -95,18 +116,13 @@ def mscn(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean-subtracted contrast-normalised coefficients ``(I - mu) / (sigma + c)`` and the local ``sigma``.
 
-    ``single`` reproduces BasicSR's float32 arithmetic (``scipy.ndimage.convolve`` sums in double and stores
-    float32): this matters on flat regions, where it makes the coefficients exactly 0 instead of rounding noise.
+    ``single`` reproduces BasicSR's float32 arithmetic (scipy sums in double and stores float32): on flat
+    regions this makes the coefficients exactly 0 instead of rounding noise, which changes the AGGD fits.
     """
-    if single:
-        img = img.to(torch.float32)
-        mu = filter2(img.to(torch.float64), window, padding).to(torch.float32)
-        sq = filter2((img * img).to(torch.float64), window, padding).to(torch.float32)
-        sigma = torch.sqrt(torch.abs(sq - mu * mu))
-        return ((img - mu) / (sigma + c)).to(torch.float64), sigma.to(torch.float64)
+    img = img.to(torch.float32 if single else torch.float64)
     mu = filter2(img, window, padding)
     sigma = torch.sqrt(torch.abs(filter2(img * img, window, padding) - mu * mu))
-    return (img - mu) / (sigma + c), sigma
+    return ((img - mu) / (sigma + c)).to(torch.float64), sigma.to(torch.float64)
 
 
 @lru_cache(maxsize=64)
@@ -162,17 +178,23 @@ def aggd_moments(x: torch.Tensor, w: torch.Tensor | None = None, right_ge: bool 
     Returns the left/right standard deviations (over ``x < 0`` and ``x > 0``, or ``x >= 0`` when ``right_ge``),
     ``mean|x|`` and ``mean x^2``; an empty side gives NaN, as ``mean([])`` does in MATLAB/numpy.
     """
-    if w is None:
-        w = torch.ones_like(x)
-    sq = x * x
-    neg = (x < 0).to(x) * w
-    pos = ((x >= 0) if right_ge else (x > 0)).to(x) * w
-    n = w.sum(-1)
+    if w is not None:
+        x = x * w  # entries outside are 0: they add nothing to the sums, the counts below exclude them
+    neg = x.clamp(max=0)
+    pos = x.clamp(min=0)
+    sq_neg = (neg * neg).sum(-1)
+    sq_pos = (pos * pos).sum(-1)
+    n_neg = (x < 0).sum(-1)
+    if right_ge:
+        n_pos = (x >= 0).sum(-1) if w is None else ((x >= 0) & (w > 0)).sum(-1)
+    else:
+        n_pos = (x > 0).sum(-1)
+    n = x.shape[-1] if w is None else w.sum(-1)
     return {
-        "left": torch.sqrt((sq * neg).sum(-1) / neg.sum(-1)),
-        "right": torch.sqrt((sq * pos).sum(-1) / pos.sum(-1)),
-        "abs": (x.abs() * w).sum(-1) / n,
-        "sq": (sq * w).sum(-1) / n,
+        "left": torch.sqrt(sq_neg / n_neg),
+        "right": torch.sqrt(sq_pos / n_pos),
+        "abs": (pos - neg).sum(-1) / n,
+        "sq": (sq_neg + sq_pos) / n,
     }
 
 

@@ -31,6 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import lightning as L
 import numpy as np
 import torch
@@ -43,6 +45,7 @@ from eid.data.datasets import item_seed
 from eid.errors import EIDError
 from eid.utils import atomic_write
 
+warnings.filterwarnings("ignore", message=".*val_dataloader.*but have no .validation_step.*")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -123,7 +126,7 @@ class RunCheckpoint(Callback):
         self.every_n_epochs = every_n_epochs
 
     def _save(self, trainer: L.Trainer, name: str) -> None:
-        trainer.save_checkpoint(self.dirpath / name)
+        trainer.save_checkpoint(self.dirpath / name, weights_only=False)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.every_n_batches > 0 and (trainer.fit_loop.total_batch_idx + 1) % self.every_n_batches == 0:
@@ -275,6 +278,7 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.train, shuffle=True)
 
     def val_dataloader(self) -> ResumableLoader | list:
+        """The validation loader, or an empty list (Lightning then skips validation)."""
         return self._loader(self.val, shuffle=False) if self.val is not None else []
 
 

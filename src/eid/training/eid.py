@@ -115,9 +115,9 @@ def build_operator(config: EIDConfig) -> nn.Module:
 class EIDModule(L.LightningModule):
     """Lightning module of stage 2 (manual optimisation: one Adam step for ``f``, one for ``D`` if on).
 
-    Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for the ASM oracle with per-image
-    parameters, ``transmission`` ``(B,1,H|1,W|1)`` and ``airlight`` ``(B,C|1,1,1)``; validation batches
-    add ``clear`` for PSNR/SSIM.
+    Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for an analytic oracle with per-image
+    parameters, entries named like its buffers (ASM: ``transmission`` ``(B,1,H|1,W|1)``, ``airlight``
+    ``(B,C|1,1,1)``); validation batches add ``clear`` for PSNR/SSIM.
 
     :param EIDConfig config: the run's config.
     :param physics: the frozen operator (default: :func:`build_operator`).
@@ -174,9 +174,11 @@ class EIDModule(L.LightningModule):
         self.physics.to(self.device)
 
     def physics_for(self, batch: dict[str, Any]) -> nn.Module:
-        """The operator for this batch: the ASM oracle takes per-image ``transmission``/``airlight``."""
-        if "transmission" in batch:
-            self.physics.update(transmission=batch["transmission"], airlight=batch["airlight"])
+        """The operator for this batch: batch entries named like the operator's buffers (the ASM
+        oracle's per-image ``transmission``/``airlight``) replace them; a learned operator has none."""
+        params = {k: v for k, v in batch.items() if isinstance(v, Tensor) and k in self.physics._buffers}
+        if params:
+            self.physics.update(**params)
         return self.physics
 
     # -- training ---------------------------------------------------------------------------------
@@ -194,7 +196,8 @@ class EIDModule(L.LightningModule):
             return 1.0
         from eid.training.common import total_batches
 
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_batches(self.trainer)) / total_batches(self.trainer)))
+        total = total_batches(self.trainer, steps_per_batch=2 if self.adversarial else 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
     def losses(self, y: Tensor, physics: nn.Module) -> tuple[Tensor, dict[str, Tensor]]:
         """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch."""
@@ -228,10 +231,15 @@ class EIDModule(L.LightningModule):
         return {k: v.detach() for k, v in losses.items()}
 
     def _clear_batch(self, n: int) -> Tensor:
-        """``n`` unpaired clear images drawn with the module's (checkpointed) generator."""
+        """``n`` unpaired clear images drawn with the module's (checkpointed) generator.
+
+        Items may hold the image under ``clear`` or, for a :class:`~eid.data.datasets.HazyFolder` opened
+        on the clear folder (a plain image folder), under ``hazy``.
+        """
         keys = torch.randint(len(self.clear), (n,), generator=self.group_rng).tolist()
         seeds = torch.randint(2**62, (n,), generator=self.group_rng).tolist()
-        return torch.stack([self.clear[(k, s)]["clear"] for k, s in zip(keys, seeds)]).to(self.device)
+        items = [self.clear[(k, s)] for k, s in zip(keys, seeds)]
+        return torch.stack([item.get("clear", item.get("hazy")) for item in items]).to(self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         from eid.metrics.paired import psnr, ssim
@@ -276,6 +284,6 @@ class EIDModule(L.LightningModule):
 
 def _discriminator(channels: int) -> nn.Module:
     """The stage-1 PatchGAN discriminator (authors' CycleGAN ``D``), for the adversarial prior."""
-    from eid.models.discriminators import PatchDiscriminator
+    from eid.models.discriminators import PatchGANDiscriminator
 
-    return PatchDiscriminator(channels)
+    return PatchGANDiscriminator(in_channels=channels)

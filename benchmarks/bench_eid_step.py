@@ -1,0 +1,114 @@
+"""Speed and memory of the ``paper`` preset: one stage-2 training step and one inference, 256x256, batch 1.
+
+Every (variant, mode) runs in a fresh subprocess with 2 CPU threads; peak RSS is that process's
+``ru_maxrss``. The operator is a randomly initialised stage-1 ``LearnedHaze`` of the authors' size
+(two ResNet-9 generators, 11,378,179 parameters each); weights do not change the cost.
+
+Variants:
+  naive        the same computation with the frozen generators' weights requiring gradients and the
+               pseudo-inverse of the data computed with a graph (what the authors' closure does)
+  eid          eid as shipped: frozen weights, H^dagger(y) of the data without a graph
+  eid+cl       eid with channels_last memory format
+  eid+bf16     eid under CPU bfloat16 autocast
+
+Run: .venv/bin/python benchmarks/bench_eid_step.py [--steps 3] [--variants eid,naive,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+AUTHORS = {"step_s": 4.5, "infer_s": 0.71, "train_rss_gib": 4.1}
+
+
+def build(variant: str):
+    import torch
+
+    from eid.config import load_config
+    from eid.models import ResnetGenerator
+    from eid.physics import LearnedHaze
+    from eid.training.eid import EIDConfig, EIDModule
+
+    torch.manual_seed(0)
+    cfg = load_config(EIDConfig, "dehazer", preset="paper")
+    physics = LearnedHaze(ResnetGenerator(3, 3), ResnetGenerator(3, 3))
+    module = EIDModule(cfg, physics=physics)
+    if variant == "naive":
+        physics.requires_grad_(True)
+        module.dehazer.network_input = lambda y, p: p.A_dagger(y)  # graph through G_BA(y) as well
+    if variant == "eid+cl":
+        module.dehazer.to(memory_format=torch.channels_last)
+        physics.to(memory_format=torch.channels_last)
+    return module, physics
+
+
+def child(variant: str, mode: str, steps: int) -> dict:
+    import contextlib
+
+    import torch
+
+    torch.set_num_threads(2)
+    module, physics = build(variant)
+    y = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    if variant == "eid+cl":
+        y = y.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if variant == "eid+bf16" else contextlib.nullcontext()
+    times = []
+    if mode == "train":
+        opt = torch.optim.Adam(module.dehazer.parameters(), lr=1e-5, weight_decay=1e-8)
+        module.dehazer.train()
+        for _ in range(steps + 1):
+            start = time.perf_counter()
+            with autocast:
+                _, losses = module.losses(y, physics)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            times.append(time.perf_counter() - start)
+    else:
+        module.dehazer.eval()
+        with torch.inference_mode():
+            for _ in range(steps + 1):
+                start = time.perf_counter()
+                with autocast:
+                    module.dehazer(y, physics)
+                times.append(time.perf_counter() - start)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"median_s": statistics.median(times[1:]), "rss_gib": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed repetitions after one warm-up")
+    parser.add_argument("--variants", default="naive,eid,eid+cl,eid+bf16")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, args.steps)))
+        return
+    rows = []
+    for variant in args.variants.split(","):
+        result = {}
+        for mode in ("train", "infer"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--steps", str(args.steps), "--child", variant, mode],
+                capture_output=True, text=True, check=True,
+            )
+            result[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append((variant, result))
+        print(f"{variant}: {result}", file=sys.stderr)
+    print("| variant | train step (s) | train peak RSS (GiB) | inference (s) | inference peak RSS (GiB) |")
+    print("|---|---|---|---|---|")
+    print(f"| authors' code (reported) | {AUTHORS['step_s']} | {AUTHORS['train_rss_gib']} | {AUTHORS['infer_s']} | - |")
+    for variant, r in rows:
+        print(f"| {variant} | {r['train']['median_s']:.2f} | {r['train']['rss_gib']:.2f} | {r['infer']['median_s']:.3f} | {r['infer']['rss_gib']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

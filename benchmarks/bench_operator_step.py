@@ -1,0 +1,123 @@
+"""Time and peak RSS of one stage-1 (CycleGAN) training step, ``paper`` preset, 256x256, batch 1, on CPU.
+
+Each configuration runs in a fresh subprocess (so its peak RSS is its own) through the real Lightning
+``Trainer`` + :class:`eid.training.operator.HazeOperatorModule`; the time of each batch (G step + D step +
+schedulers) is taken between ``on_train_batch_start`` and ``on_train_batch_end`` and the median over the steps
+after ``--warmup`` is reported, with the process CPU time per step (less sensitive to other load).
+
+Configurations: ``eid`` (our step: D frozen during the G step, fakes reused for D), ``standard`` (same
+maths, but D weight gradients also computed in the G backward, as the upstream loop does), ``channels_last``,
+``bf16`` (CPU autocast), each at ``--threads`` threads (and 1 thread for ``eid``).
+
+    .venv/bin/python benchmarks/bench_operator_step.py [--steps 4] [--warmup 1] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIGS = {
+    "eid": {},
+    "standard": {"standard": True},
+    "channels_last": {"channels_last": True},
+    "bf16": {"precision": "bf16-mixed"},
+    "eid, 1 thread": {"threads": 1},
+}
+
+
+def worker(spec: dict) -> dict:
+    import lightning as L
+    import torch
+    from torch.utils.data import Dataset
+
+    from eid.training.common import ImageDataModule, build_trainer, fit
+    from eid.training.operator import STEPS_PER_BATCH, HazeOperatorModule, OperatorConfig
+
+    torch.set_num_threads(spec["threads"])
+
+    class Noise(Dataset):
+        def __len__(self) -> int:
+            return 64
+
+        def __getitem__(self, key: tuple[int, int]) -> dict:
+            g = torch.Generator().manual_seed(key[1])
+            return {"clear": torch.rand(3, 256, 256, generator=g), "hazy": torch.rand(3, 256, 256, generator=g)}
+
+    class Standard(HazeOperatorModule):
+        """Upstream loop: no freezing of D during the G step (its weight gradients are computed and dropped)."""
+
+        def toggle_optimizer(self, optimizer) -> None:
+            pass
+
+        def untoggle_optimizer(self, optimizer) -> None:
+            pass
+
+    class Timer(L.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+            self.cpu: list[float] = []
+
+        def on_train_batch_start(self, *args) -> None:
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+        def on_train_batch_end(self, *args) -> None:
+            self.times.append(time.perf_counter() - self.t0)
+            self.cpu.append(time.process_time() - self.c0)
+
+    cfg = OperatorConfig(max_steps=spec["steps"] + spec["warmup"], channels_last=spec.get("channels_last", False))
+    cfg.checkpoint_every_n_batches = 0
+    cfg.checkpoint_every_n_epochs = 0
+    module = (Standard if spec.get("standard") else HazeOperatorModule)(cfg)
+    timer = Timer()
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = build_trainer(
+            run_dir, max_steps=cfg.max_steps, accelerator="cpu", precision=spec.get("precision", "32-true"),
+            steps_per_batch=STEPS_PER_BATCH, progress=False, samples=False, callbacks=[timer], log_every=1000,
+        )  # fmt: skip
+        fit(trainer, module, ImageDataModule(Noise(), 1, seed=0))
+    times, cpu = timer.times[spec["warmup"] :], timer.cpu[spec["warmup"] :]
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu), "peak_rss_gib": peak_gib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4, help="measured steps per configuration")
+    parser.add_argument("--warmup", type=int, default=1, help="steps not measured")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--only", nargs="*", default=None, help="configurations to run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    rows = []
+    for name, extra in CONFIGS.items():
+        if args.only and name not in args.only:
+            continue
+        spec = {"steps": args.steps, "warmup": args.warmup, "threads": args.threads, **extra}
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            print(done.stderr[-2000:], file=sys.stderr)
+            continue
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append((name, spec["threads"], result))
+        print(f"{name}: {result}", file=sys.stderr, flush=True)
+    print("| configuration | threads | median s/step (wall) | min s/step | median CPU s/step | peak RSS (GiB) |")
+    print("|---|---|---|---|---|---|")
+    for name, threads, r in rows:
+        print(f"| {name} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_gib']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

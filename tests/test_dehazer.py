@@ -1,0 +1,89 @@
+"""The dehazer f_theta: architecture options, output mapping, pseudo-inverse input, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from eid.config import config_to_dict
+from eid.errors import EIDError
+from eid.models import Dehazer, DehazerConfig, load_dehazer
+from eid.models.dehazer import count_parameters
+from eid.physics import ASMHaze
+from eid.weights import save_weights
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Tiny tensors: one thread (two OpenMP threads spin badly when the shared machine is busy)."""
+    torch.set_num_threads(1)
+
+
+def tiny(**kw) -> Dehazer:
+    torch.manual_seed(0)
+    return Dehazer(DehazerConfig(**{"channels": 3, "scales": 2, "width": 4, **kw}))
+
+
+def test_paper_size_matches_the_authors() -> None:
+    assert count_parameters(Dehazer(DehazerConfig(scales=5, width=64, norm="instance"))) == 34_527_171
+
+
+@pytest.mark.parametrize("norm,layer", [("group", nn.GroupNorm), ("instance", nn.InstanceNorm2d), ("batch", nn.BatchNorm2d)])
+def test_norm_layers(norm: str, layer: type) -> None:
+    kinds = {type(m) for m in tiny(norm=norm).modules()}
+    assert layer in kinds
+    assert norm == "batch" or nn.BatchNorm2d not in kinds
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 50), (2, 1, 16, 16)])
+def test_any_size_output_in_unit_range(shape: tuple[int, ...], rng: torch.Generator) -> None:
+    f = tiny(channels=shape[1])
+    out = f(torch.rand(*shape, generator=rng) * 3 - 1)
+    assert out.shape == shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_clamp_straight_through_passes_gradient() -> None:
+    y = torch.full((1, 3, 8, 8), 2.0, requires_grad=True)
+    tiny(output="clamp_st")(y).sum().backward()
+    assert y.grad.abs().sum() > 0
+    y.grad = None
+    tiny(output="clamp")(y).sum().backward()
+    assert y.grad.abs().sum() == 0
+
+
+def test_pinv_input_needs_physics_and_builds_no_graph_for_data(rng: torch.Generator) -> None:
+    f = tiny(input="pinv")
+    physics = ASMHaze(transmission=0.5, airlight=0.9)
+    y = physics.A(torch.rand(1, 3, 8, 8, generator=rng))
+    with pytest.raises(EIDError, match="pseudo-inverse"):
+        f(y)
+    assert f.network_input(y, physics).grad_fn is None
+    y2 = y.clone().requires_grad_(True)
+    assert f.network_input(y2, physics).grad_fn is not None  # equivariance branch keeps the graph
+    assert torch.allclose(f.unet(physics.A_dagger(y)).clamp(0, 1), f(y, physics))
+
+
+def test_bad_config_values() -> None:
+    with pytest.raises(EIDError, match="hazy"):
+        DehazerConfig(input="raw")
+    with pytest.raises(EIDError, match="group"):
+        DehazerConfig(norm="layer")
+
+
+def test_load_round_trip_and_test_path_equals_training_path(tmp_path: Path, rng: torch.Generator) -> None:
+    f = tiny(channels=1, norm="group")
+    save_weights(tmp_path / "dehazer", f, {"model": config_to_dict(f.config), "group": "rot90"})
+    g, physics, config = load_dehazer(tmp_path)
+    assert physics is None and config["group"] == "rot90" and not g.training
+    y = torch.rand(2, 1, 24, 24, generator=rng)
+    f.train()
+    with torch.no_grad():
+        assert torch.equal(f(y), g(y))  # same function in training mode and after loading in eval mode
+
+
+def test_load_missing_run(tmp_path: Path) -> None:
+    with pytest.raises(EIDError, match="not found"):
+        load_dehazer(tmp_path)

@@ -1,0 +1,51 @@
+"""CycleGAN generator and PatchGAN discriminator: sizes, shapes, ranges, initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from eid.models import PatchGANDiscriminator, ResnetGenerator
+from eid.training.operator import parameter_count
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    """One thread: tiny convolutions on a shared 2-core machine run fastest single-threaded."""
+    torch.set_num_threads(1)
+
+
+def test_paper_sizes_match_the_authors() -> None:
+    assert parameter_count(ResnetGenerator(3, 3, width=64, blocks=9)) == 11_378_179
+    assert parameter_count(PatchGANDiscriminator(3, width=64)) == 2_764_737
+    assert parameter_count(PatchGANDiscriminator(3, width=64, strides=(2, 2, 2, 2))) == 2_764_737
+
+
+def test_discriminator_receptive_field_and_patch_map() -> None:
+    d70 = PatchGANDiscriminator(3, width=4)
+    assert d70.receptive_field == 70
+    assert PatchGANDiscriminator(3, width=4, strides=(2, 2, 2, 2)).receptive_field == 94
+    assert d70(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 7, 7)
+    assert PatchGANDiscriminator(3, width=4, strides=(2, 2, 2, 2))(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_generator_shape_range_and_layers(channels: int, rng: torch.Generator) -> None:
+    g = ResnetGenerator(channels, channels, width=8, blocks=2)
+    x = torch.rand(2, channels, 32, 48, generator=rng) * 2 - 1
+    y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    assert g.multiple == 4
+    kinds = {type(m) for m in g.modules()}
+    assert nn.ConvTranspose2d not in kinds and nn.Upsample in kinds and nn.ReflectionPad2d in kinds
+    assert all(not m.affine for m in g.modules() if isinstance(m, nn.InstanceNorm2d))
+
+
+def test_initialisation_is_normal_002() -> None:
+    torch.manual_seed(0)
+    g = ResnetGenerator(3, 3, width=32, blocks=2)
+    weights = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.Conv2d)])
+    biases = torch.cat([m.bias.flatten() for m in g.modules() if isinstance(m, nn.Conv2d)])
+    assert abs(weights.std().item() - 0.02) < 1e-3 and abs(weights.mean().item()) < 1e-3
+    assert biases.abs().max() == 0

@@ -1,0 +1,140 @@
+"""Stage-2 training: the loss decreases, resume is bit-exact, the export loads, the CLI runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eid.errors import EIDError
+from eid.models import DehazerConfig, load_dehazer
+from eid.training.common import ImageDataModule, build_trainer, fit, prepare_run_dir
+from eid.training.eid import EIDConfig, EIDModule
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Tiny tensors: one thread (two OpenMP threads spin badly when the shared machine is busy)."""
+    torch.set_num_threads(1)
+
+
+class ToyHaze(torch.utils.data.Dataset):
+    """Smooth random 'clear' images hazed by an ASM with per-image transmission maps and airlights."""
+
+    def __init__(self, n: int = 8, size: int = 16, maps: bool = False) -> None:
+        g = torch.Generator().manual_seed(0)
+        low = torch.rand(n, 1, size // 4, size // 4, generator=g)
+        self.clear = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
+        self.t = 0.4 + 0.4 * torch.rand(n, 1, size, size, generator=g) if maps else torch.full((n, 1, 1, 1), 0.6)
+        self.a = 0.7 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.clear)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        i = key[0]
+        hazy = self.clear[i] * self.t[i] + self.a[i] * (1 - self.t[i])
+        return {"hazy": hazy, "clear": self.clear[i], "transmission": self.t[i], "airlight": self.a[i]}
+
+
+def config(**kw) -> EIDConfig:
+    base = dict(operator="asm", model=DehazerConfig(channels=1, scales=2, width=4), batch_size=4, lr=3e-3, max_steps=6)
+    return EIDConfig(**{**base, **kw})
+
+
+def run(run_dir: Path, cfg: EIDConfig, data: torch.utils.data.Dataset, stop_after: int | None = None, resume: bool = False) -> EIDModule:
+    ckpt = prepare_run_dir(run_dir, resume)
+    L.seed_everything(0, verbose=False)
+    module = EIDModule(cfg, run_dir=run_dir)
+
+    class Kill(L.Callback):
+        """Simulate a crash right after the checkpoint of batch ``stop_after``."""
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if stop_after is not None and trainer.global_step >= stop_after:
+                raise Killed
+
+    trainer = build_trainer(
+        run_dir, max_steps=cfg.max_steps, progress=False, samples=False, callbacks=[Kill()],
+        checkpoint_every_n_batches=1,
+    )
+    try:
+        fit(trainer, module, ImageDataModule(data, cfg.batch_size, cfg.seed), ckpt)
+    except Killed:
+        pass
+    return module
+
+
+class Killed(Exception):
+    pass
+
+
+def test_tiny_model_loss_decreases(tmp_path: Path) -> None:
+    data = ToyHaze(maps=True)
+    cfg = config(max_steps=40, n_trans=2, group="rot90*flip")
+    module = EIDModule(cfg)
+    batch = {k: torch.stack([data[(i, 0)][k] for i in range(4)]) for k in ("hazy", "transmission", "airlight")}
+    with torch.no_grad():
+        before = module.losses(batch["hazy"], module.physics_for(batch))[1]["loss"].item()
+    module = run(tmp_path / "run", cfg, data)
+    module.physics.to("cpu")
+    with torch.no_grad():
+        after = module.losses(batch["hazy"], module.physics_for(batch))[1]["loss"].item()
+    assert after < 0.5 * before
+    assert (tmp_path / "run" / "logs" / "metrics.csv").read_text().count("train/eq") == 1
+
+
+def test_resume_is_bit_exact(tmp_path: Path) -> None:
+    data = ToyHaze()
+    cfg = config(group="rot90*shift")
+    full = run(tmp_path / "full", cfg, data)
+    run(tmp_path / "split", cfg, data, stop_after=3)
+    resumed = run(tmp_path / "split", cfg, data, resume=True)
+    for (name, a), b in zip(full.dehazer.state_dict().items(), resumed.dehazer.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_export_loads_and_matches(tmp_path: Path) -> None:
+    module = run(tmp_path / "run", config(max_steps=2), ToyHaze())
+    dehazer, physics, saved = load_dehazer(tmp_path / "run")
+    assert physics is None and saved["group"] == "rot90"
+    y = ToyHaze()[(0, 0)]["hazy"][None]
+    module.dehazer.eval()
+    with torch.no_grad():
+        assert torch.equal(dehazer(y), module.dehazer(y))
+
+
+def test_config_guards() -> None:
+    with pytest.raises(EIDError, match="batch_size"):
+        config(model=DehazerConfig(channels=1, norm="batch"), batch_size=2)
+    with pytest.raises(EIDError, match="rot90"):
+        config(group="spin")
+
+
+def test_presets_resolve() -> None:
+    from eid.config import load_config, preset_names
+
+    assert {"fast", "paper", "microscopy", "endoscopy", "natural"} <= set(preset_names("dehazer"))
+    paper = load_config(EIDConfig, "dehazer", preset="paper")
+    assert (paper.model.scales, paper.model.width, paper.model.input, paper.group, paper.batch_size) == (5, 64, "pinv", "rotate", 1)
+    assert load_config(EIDConfig, "dehazer", preset="microscopy").group == "rot90*flip"
+
+
+def test_cli_trains_with_asm_oracle(tmp_path: Path) -> None:
+    from eid.cli import app
+    from eid.data.io import write_image
+
+    data = ToyHaze(n=4, size=32)
+    for i in range(4):
+        write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
+    args = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", "asm", "--asm-t", "0.6", "--asm-a", "0.9",
+            "--out", str(tmp_path / "run"), "--max-steps", "2", "--batch-size", "2", "--crop", "16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    dehazer, _, saved = load_dehazer(tmp_path / "run")
+    assert saved["asm_transmission"] == 0.6 and dehazer.config.channels == 1
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0  # refuses to overwrite a run
