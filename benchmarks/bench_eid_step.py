@@ -10,6 +10,7 @@ Variants:
   eid          eid as shipped: frozen weights, H^dagger(y) of the data without a graph
   eid+cl       eid with channels_last memory format
   eid+bf16     eid under CPU bfloat16 autocast
+  eid+ckpt     eid with checkpoint_operator (generator activations recomputed in backward)
 
 Run: .venv/bin/python benchmarks/bench_eid_step.py [--steps 3] [--variants eid,naive,...]
 """
@@ -36,7 +37,7 @@ def build(variant: str):
     from eid.training.eid import EIDConfig, EIDModule
 
     torch.manual_seed(0)
-    cfg = load_config(EIDConfig, "dehazer", preset="paper")
+    cfg = load_config(EIDConfig, "dehazer", preset="paper", overrides={"checkpoint_operator": variant == "eid+ckpt"})
     physics = LearnedHaze(ResnetGenerator(3, 3), ResnetGenerator(3, 3))
     module = EIDModule(cfg, physics=physics)
     if variant == "naive":
@@ -45,7 +46,7 @@ def build(variant: str):
     if variant == "eid+cl":
         module.dehazer.to(memory_format=torch.channels_last)
         physics.to(memory_format=torch.channels_last)
-    return module, physics
+    return module, module.physics
 
 
 def child(variant: str, mode: str, steps: int) -> dict:
@@ -54,7 +55,8 @@ def child(variant: str, mode: str, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(2)
-    module, physics = build(variant)
+    module, _ = build(variant)
+    physics = module.physics
     y = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     if variant == "eid+cl":
         y = y.contiguous(memory_format=torch.channels_last)
@@ -86,7 +88,7 @@ def child(variant: str, mode: str, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed repetitions after one warm-up")
-    parser.add_argument("--variants", default="naive,eid,eid+cl,eid+bf16")
+    parser.add_argument("--variants", default="naive,eid,eid+cl,eid+bf16,eid+ckpt")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

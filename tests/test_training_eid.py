@@ -138,3 +138,62 @@ def test_cli_trains_with_asm_oracle(tmp_path: Path) -> None:
     assert saved["asm_transmission"] == 0.6 and dehazer.config.channels == 1
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0  # refuses to overwrite a run
+
+
+def test_asm_oracle_reads_per_image_parameters_from_synth(tmp_path: Path) -> None:
+    from eid.data.io import write_image
+    from eid.data.synth import synthesize_folder
+    from eid.physics import ASMHaze
+    from eid.training.eid import SynthASMFolder
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "in" / f"{i}.png", torch.rand(3, 24, 20, generator=g))
+    synthesize_folder([tmp_path / "in"], tmp_path / "synth", model="asm", depth="random", save_depth=True, seed=1)
+    data = SynthASMFolder(tmp_path / "synth", crop=16, channels=3, seed=0)
+    item = data[(1, 7)]
+    assert item["hazy"].shape == (3, 16, 16) and item["transmission"].shape == (1, 16, 16)
+    # the oracle re-hazes the matching clear crop (same crop/flip drawn from the item seed 7)
+    clear = data.crops.augment([data.crops.load(tmp_path / "synth" / "clear" / "1.png")], torch.Generator().manual_seed(7))[0]
+    physics = ASMHaze(transmission=item["transmission"][None], airlight=item["airlight"][None])
+    assert torch.allclose(physics.A(clear[None])[0], item["hazy"], atol=2 / 255)
+
+
+def test_cli_learned_operator_run_is_self_contained(tmp_path: Path) -> None:
+    from eid.cli import app
+    from eid.data.io import write_image
+    from eid.models import ResnetGenerator
+    from eid.physics import LearnedHaze
+
+    torch.manual_seed(0)
+    LearnedHaze(ResnetGenerator(1, 1, width=4, blocks=1), ResnetGenerator(1, 1, width=4, blocks=1), config={
+        "model": {"channels": 1, "width": 4, "blocks": 1}}).save(tmp_path / "stage1")
+    data = ToyHaze(n=2, size=32)
+    for i in range(2):
+        write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
+    (tmp_path / "pinv.yaml").write_text("model:\n  input: pinv\n  scales: 2\n  width: 4\n")
+    args = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "stage1"), "--config",
+            str(tmp_path / "pinv.yaml"), "--out", str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "2", "--crop", "16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    dehazer, physics, _ = load_dehazer(tmp_path / "run")
+    assert isinstance(physics, LearnedHaze) and dehazer.needs_physics
+    assert dehazer(data[(0, 0)]["hazy"][None], physics).shape == (1, 1, 32, 32)
+
+
+def test_checkpointed_operator_gives_the_same_gradients() -> None:
+    from eid.models import ResnetGenerator
+    from eid.physics import LearnedHaze
+    from eid.training.eid import CheckpointedOperator
+
+    torch.manual_seed(0)
+    physics = LearnedHaze(ResnetGenerator(1, 1, width=4, blocks=1), ResnetGenerator(1, 1, width=4, blocks=1))
+    cfg = config(model=DehazerConfig(channels=1, scales=2, width=4, input="pinv"))
+    y = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for wrapped in (physics, CheckpointedOperator(physics)):
+        torch.manual_seed(0)
+        module = EIDModule(cfg, physics=wrapped)
+        module.losses(y, module.physics)[1]["loss"].backward()
+        grads.append([p.grad.clone() for p in module.dehazer.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))

@@ -44,7 +44,7 @@ def train(
     clear: Optional[Path] = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (enables it with weight 0.01 unless the config sets one)."),
     val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."),
     val_clear: Optional[Path] = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
-    asm_t: Optional[float] = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm)."),
+    asm_t: Optional[float] = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
     asm_a: Optional[float] = typer.Option(None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Training batches to run (overrides epochs)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to run."),
@@ -61,8 +61,9 @@ def train(
 ) -> None:
     """Train the EID dehazer: haze consistency ||H(f(y)) - y||^2 + alpha * equivariance loss.
 
-    Exports OUT/dehazer.safetensors + OUT/dehazer.yaml at every epoch (and the stage-1 operator files
-    when the dehazer needs them), a CSV log in OUT/logs, sample grids in OUT/samples.
+    Exports OUT/dehazer.safetensors + OUT/dehazer.yaml at every epoch, with a copy of the stage-1
+    operator files so that the run folder is self-contained; a CSV log in OUT/logs, sample grids in
+    OUT/samples, checkpoints in OUT/checkpoints (for --resume).
     """
     from eid.config import config_from_dict, config_to_dict, load_config, save_config
     from eid.data.datasets import HazyFolder, PairedFolder
@@ -70,7 +71,7 @@ def train(
     from eid.errors import EIDError
     from eid.models.dehazer import copy_operator
     from eid.training.common import ImageDataModule, build_trainer, fit, load_checkpoint, prepare_run_dir
-    from eid.training.eid import EIDConfig, EIDModule
+    from eid.training.eid import EIDConfig, EIDModule, SynthASMFolder
 
     ckpt = prepare_run_dir(out, resume)
     if ckpt is not None:
@@ -100,7 +101,12 @@ def train(
     if cfg.adversarial_weight > 0 and clear is None:
         raise EIDError("the config enables the adversarial prior; pass --clear DIR with unpaired clear images")
     crop_size = cfg.crop or None
-    train_set = HazyFolder([str(p) for p in hazy], crop=crop_size, channels=cfg.model.channels, seed=cfg.seed)
+    if cfg.operator == "asm" and cfg.asm_transmission is None:
+        # ASM oracle without constants: per-image t and A from the `eid synth` folder holding --hazy
+        root = hazy[0].parent if len(hazy) == 1 and hazy[0].name == "hazy" else hazy[0]
+        train_set = SynthASMFolder(root, crop=crop_size, channels=cfg.model.channels, seed=cfg.seed)
+    else:
+        train_set = HazyFolder([str(p) for p in hazy], crop=crop_size, channels=cfg.model.channels, seed=cfg.seed)
     clear_set = HazyFolder(str(clear), crop=crop_size, channels=cfg.model.channels, seed=cfg.seed + 1) if clear else None
     val_set = None
     if (val_hazy is None) != (val_clear is None):

@@ -34,7 +34,7 @@ from eid.training.common import ensure_finite
 from eid.transforms import build_group, parse_group
 from eid.weights import save_weights
 
-__all__ = ["EIDConfig", "EIDModule", "build_operator"]
+__all__ = ["CheckpointedOperator", "EIDConfig", "EIDModule", "SynthASMFolder", "build_operator"]
 
 SCHEDULES = ("cosine", "constant")
 
@@ -58,6 +58,8 @@ class EIDConfig:
     :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
     :param int epochs: epochs when ``max_steps`` is ``None``; ``max_steps``: training batches.
     :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
+    :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
+        instead of storing them (less memory, one more operator forward per call).
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
     :param float disc_lr: learning rate of its discriminator.
     :param int seed: seeds the data order, crops and the group's generator.
@@ -80,6 +82,7 @@ class EIDConfig:
     max_steps: int | None = None
     batch_size: int = 8
     crop: int = 64
+    checkpoint_operator: bool = False
     adversarial_weight: float = 0.0
     disc_lr: float = 2e-4
     seed: int = 0
@@ -138,7 +141,10 @@ class EIDModule(L.LightningModule):
         self.save_hyperparameters({"config": config_to_dict(config)})
         self.automatic_optimization = False
         self.dehazer = Dehazer(config.model)
-        self.__dict__["physics"] = build_operator(config) if physics is None else physics.eval().requires_grad_(False)
+        physics = build_operator(config) if physics is None else physics.eval().requires_grad_(False)
+        if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
+            physics = CheckpointedOperator(physics)
+        self.__dict__["physics"] = physics
         self.group_rng = torch.Generator().manual_seed(config.seed)
         self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
         self.equivariance = EquivarianceLoss(
@@ -280,6 +286,75 @@ class EIDModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "eid_group_rng" in checkpoint:
             self.group_rng.set_state(checkpoint["eid_group_rng"])
+
+
+class CheckpointedOperator(nn.Module):
+    """A frozen operator whose ``A``/``A_dagger`` keep no activations for the backward pass.
+
+    When the input carries a graph, the call runs under ``torch.utils.checkpoint`` (recomputed during
+    backward): the gradient still reaches the input, the generators' activations are not stored.
+    """
+
+    def __init__(self, physics: nn.Module) -> None:
+        super().__init__()
+        self.inner = physics
+
+    def _call(self, fn: Any, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
+
+    def A(self, x: Tensor, **kwargs: Any) -> Tensor:
+        return self._call(self.inner.A, x)
+
+    def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
+        return self._call(self.inner.A_dagger, y)
+
+
+class SynthASMFolder:
+    """Hazy images of an ``eid synth`` ASM folder with each image's true ``transmission`` and ``airlight``.
+
+    Reads ``root/params.json`` (per image ``beta`` and ``A``) and ``root/depth/<name>.tiff`` (written
+    with ``--save-depth``), so that the ASM oracle hazes with ``t = exp(-beta d)`` cropped and flipped
+    exactly like the hazy crop. Items: ``{"hazy", "transmission", "airlight", "name"}``.
+
+    :param root: the synth output folder (holding ``hazy/``, ``depth/``, ``params.json``).
+    :param kwargs: crop/flip/channels/seed of :class:`~eid.data.datasets.CropDataset`.
+    """
+
+    def __init__(self, root: str | Path, **kwargs: Any) -> None:
+        import json
+
+        from eid.data.datasets import CropDataset
+
+        self.root = Path(root)
+        params = self.root / "params.json"
+        if not params.is_file():
+            raise EIDError(f"{params}: not found; the ASM oracle needs an `eid synth` folder or --asm-t/--asm-a")
+        records = [r for r in json.loads(params.read_text())["images"] if r.get("model") == "asm"]
+        self.records = [r for r in records if self._depth(r).is_file()]
+        if not self.records:
+            raise EIDError(f"{self.root}: no ASM images with depth maps; synthesise with --save-depth or pass --asm-t/--asm-a")
+        self.crops = CropDataset(**kwargs)
+
+    def _depth(self, record: dict[str, Any]) -> Path:
+        return (self.root / "depth" / record["name"]).with_suffix(".tiff")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        from eid.data.synth import read_depth, transmission_from_depth
+
+        record = self.records[key[0] if isinstance(key, tuple) else key]
+        index, rng = self.crops._generator(key)
+        hazy = self.crops.load(self.root / "hazy" / record["name"])
+        t = transmission_from_depth(read_depth(self._depth(record)), float(record["beta"]))
+        hazy, t = self.crops.augment([hazy, t], rng)
+        airlight = torch.as_tensor(record["A"], dtype=torch.float32).reshape(-1, 1, 1)
+        if airlight.shape[0] != hazy.shape[0]:
+            airlight = airlight.mean(0, keepdim=True)
+        return {"hazy": hazy, "transmission": t, "airlight": airlight, "name": Path(record["name"]).stem}
 
 
 def _discriminator(channels: int) -> nn.Module:
