@@ -13,6 +13,7 @@ Variants:
   eid+ckpt     eid with checkpoint_operator (generator activations recomputed in backward)
 
 Run: .venv/bin/python benchmarks/bench_eid_step.py [--steps 3] [--variants eid,naive,...]
+     .venv/bin/python benchmarks/bench_eid_step.py --interleave 128 --threads 1 --variants naive,eid,eid+ckpt
 """
 
 from __future__ import annotations
@@ -85,12 +86,43 @@ def child(variant: str, mode: str, steps: int) -> dict:
     return {"median_s": statistics.median(times[1:]), "rss_gib": rss}
 
 
+def interleaved(variants: list[str], size: int, steps: int, threads: int) -> dict[str, float]:
+    """Median training-step time of each variant, alternating their steps in ONE process so that all
+    see the same machine load (a fair ratio on a shared, noisy machine)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    built = {v: build(v) for v in variants}
+    opts = {v: torch.optim.Adam(m.dehazer.parameters(), lr=1e-5) for v, (m, _) in built.items()}
+    y = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(steps + 1):
+        for v, (module, physics) in built.items():
+            start = time.perf_counter()
+            _, losses = module.losses(y, physics)
+            opts[v].zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opts[v].step()
+            times[v].append(time.perf_counter() - start)
+    return {v: statistics.median(t[1:]) for v, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed repetitions after one warm-up")
     parser.add_argument("--variants", default="naive,eid,eid+cl,eid+bf16,eid+ckpt")
+    parser.add_argument("--interleave", type=int, default=0, metavar="SIZE",
+                        help="instead: alternate the variants' training steps in one process at SIZE x SIZE")
+    parser.add_argument("--threads", type=int, default=2, help="threads for --interleave")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.interleave:
+        medians = interleaved(args.variants.split(","), args.interleave, args.steps, args.threads)
+        print(f"| variant | train step (s), interleaved, {args.interleave}x{args.interleave}, {args.threads} thread(s) | ratio to eid |")
+        print("|---|---|---|")
+        for v, t in medians.items():
+            print(f"| {v} | {t:.2f} | {t / medians.get('eid', t):.2f} |")
+        return
     if args.child:
         print(json.dumps(child(*args.child, args.steps)))
         return

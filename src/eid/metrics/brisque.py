@@ -37,11 +37,15 @@ from eid.metrics.niqe import (
     _MEAN,
     aggd_grid_fit,
     aggd_moments,
+    aggd_sums,
     grid_argmin,
     grid_table,
     imresize,
     load_params,
+    moments_of,
+    band_rows,
     mscn,
+    row_bands,
     to_levels,
 )
 from eid.metrics.registry import MetricSpec, register
@@ -132,17 +136,33 @@ def _flat(x: torch.Tensor, m: torch.Tensor | None) -> tuple[torch.Tensor, torch.
 
 
 def _live_scale(img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor) -> list[torch.Tensor]:
-    """18 ``brisque_feature.m`` features of one scale for ``img`` (B,1,H,W) on 0-255."""
+    """18 ``brisque_feature.m`` features of one scale for ``img`` (B,1,H,W) on 0-255.
+
+    The statistics are sums, so they are accumulated over bands of rows (cache-sized pieces); each band is
+    taken with one row of wrap-around on either side so that the ``circshift`` partners are at hand.
+    """
     coef, _ = mscn(img, window, "zeros")
-    x, w = _flat(coef, mask)
-    w1 = torch.ones_like(x) if w is None else w
-    sigma_sq = (x * x * w1).sum(-1) / w1.sum(-1)
-    e = (x.abs() * w1).sum(-1) / w1.sum(-1)
-    alpha = torch.from_numpy(_GAM).to(x)[grid_argmin(_R_GGD, sigma_sq / e**2)]
-    feats = [alpha, sigma_sq]
-    for shift in LIVE_SHIFTS:
-        pair, w = _flat(coef * torch.roll(coef, shift, dims=(-2, -1)), None if mask is None else mask & torch.roll(mask, shift, dims=(-2, -1)))
-        m = aggd_moments(pair, w)
+    h = coef.shape[-2]
+    weight = None if mask is None else mask.to(coef)
+    total = torch.zeros(())
+    step = band_rows(coef)
+    for r0 in range(0, h, step):
+        band = coef[..., r0 : r0 + step, :]
+        rows = torch.arange(r0 - 1, r0 + band.shape[-2] + 1, device=coef.device) % h
+        ext = coef.index_select(-2, rows)
+        wext = None if weight is None else weight.index_select(-2, rows)
+        parts = [aggd_sums(band, (-2, -1), None if wext is None else wext[..., 1:-1, :])]
+        for di, dj in LIVE_SHIFTS:
+            partner = torch.roll(ext[..., 1 - di : 1 - di + band.shape[-2], :], dj, dims=-1)
+            w = None
+            if wext is not None:
+                w = wext[..., 1:-1, :] * torch.roll(wext[..., 1 - di : 1 - di + band.shape[-2], :], dj, dims=-1)
+            parts.append(aggd_sums(band * partner, (-2, -1), w))
+        total = total + torch.stack(parts, -2)
+    ggd = moments_of(total[..., 0, 0, :])
+    feats = [torch.from_numpy(_GAM).to(coef)[grid_argmin(_R_GGD, ggd["sq"] / ggd["abs"] ** 2)], ggd["sq"]]
+    for k in range(1, 5):
+        m = moments_of(total[..., 0, k, :])
         idx, alpha = aggd_grid_fit(m)
         mean = (m["right"] - m["left"]) * grid_table(_MEAN, idx) * grid_table(_CONST, idx)
         feats += [alpha, mean, m["left"] ** 2, m["right"] ** 2]
@@ -199,19 +219,18 @@ class BRISQUE(torch.nn.Module):
 
     def features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The 36 unscaled features ``(B, 36)`` (scale 1 then scale 2)."""
-        levels = to_levels(x)
-        h, w = levels.shape[-2:]
+        h, w = x.shape[-2:]
         if min(h, w) < 16:
             raise EIDError(f"BRISQUE needs images of at least 16x16 pixels, got {h}x{w}; use larger images")
         if mask is not None:
-            mask = -F.max_pool2d(-mask.to(levels), 7, stride=1, padding=3) > 0.5
-        window = self.window.to(levels.device)
+            mask = -F.max_pool2d(-mask.to(torch.float64), 7, stride=1, padding=3) > 0.5
+        window = self.window.to(x.device)
         if self.model == "brisque-live":
-            img = self._grey(levels, MATLAB_GREY, rounded=True)
+            img = torch.cat([self._grey(to_levels(band), MATLAB_GREY, rounded=True) for band in row_bands(x)], -2)
             small, m2 = imresize(img), None if mask is None else imresize(mask.to(img)) >= 0.5
             feats = _live_scale(img, mask, window) + _live_scale(small, m2, window)
         else:
-            img = self._grey(levels, REC709_GREY, rounded=False) / 255
+            img = torch.cat([self._grey(to_levels(band), REC709_GREY, rounded=False) for band in row_bands(x)], -2) / 255
             small, m2 = _cv2_half(img), None if mask is None else _cv2_half(mask.to(img)) >= 0.5
             feats = _pkg_scale(img, mask, window) + _pkg_scale(small, m2, window)
         return torch.stack(feats, -1)

@@ -28,7 +28,7 @@ from importlib import resources
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
+from scipy import ndimage, signal
 from scipy.special import gamma as gamma_fn
 
 from eid.errors import EIDError
@@ -61,7 +61,18 @@ def to_levels(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tens
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise EIDError(f"expected a (B,C,H,W) batch with C = 1 or 3, got shape {tuple(x.shape)}; pass grey or RGB images")
-    return torch.round(x.detach().to(torch.float32).clamp(0, 1) * 255).to(dtype)
+    return x.detach().to(torch.float32).clamp(0, 1).mul_(255).round_().to(dtype)
+
+
+def band_rows(x: torch.Tensor, pixels: int = 1 << 18) -> int:
+    """Rows per band so that a band of ``x`` (..., H, W) holds about ``pixels`` values in all (at least one
+    row): pixel-wise work on a large image then runs on cache-sized pieces."""
+    return max(1, pixels * x.shape[-2] // max(1, x.numel()))
+
+
+def row_bands(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``x`` split along the rows into bands of :func:`band_rows` rows."""
+    return x.split(band_rows(x), -2)
 
 
 def luma(levels: torch.Tensor, channel: str = "y") -> torch.Tensor:
@@ -93,21 +104,24 @@ def _separable_factor(window: np.ndarray) -> np.ndarray | None:
 def filter2(img: torch.Tensor, window: torch.Tensor, padding: str) -> torch.Tensor:
     """Filter ``(N,1,H,W)`` with a symmetric 2-D window, 'same' size; ``padding`` = 'replicate' or 'zeros'.
 
-    On CPU this runs scipy's ``ndimage`` (double accumulation, result in the input's dtype, as the reference
-    ``ndimage.convolve`` / ``convolve2d`` do), as two 1-D passes when the window is separable (the Gaussian
+    On CPU this runs scipy (double accumulation, result in the input's dtype) as the references do. Replicate
+    borders (BasicSR's ``ndimage.convolve``) use two 1-D passes when the window is separable (the Gaussian
     windows are, to 3e-17): 14 instead of 49 multiply-adds per pixel, the same values up to double rounding.
-    On other devices it is a ``conv2d``.
+    Zero borders (MATLAB ``filter2``) keep the 2-D ``convolve2d``: BRISQUE works in double, where the sign of
+    the rounding residue on flat regions counts in the AGGD fits, and the separable sums change it (BRISQUE
+    moved by 0.18 on a cholec80 frame). On other devices it is a ``conv2d``.
     """
     if img.device.type == "cpu":
         w = window.to(torch.float64).numpy()
         a = img.detach().numpy()
-        mode = "nearest" if padding == "replicate" else "constant"
         g = _separable_factor(w)
-        if g is None:
-            out = ndimage.convolve(a, w.reshape((1,) * (a.ndim - 2) + w.shape), output=np.float64, mode=mode)
+        if padding == "zeros":
+            out = np.stack([signal.convolve2d(p, w, "same") for p in a.reshape(-1, *a.shape[-2:])]).reshape(a.shape)
+        elif g is None:
+            out = ndimage.convolve(a, w.reshape((1,) * (a.ndim - 2) + w.shape), output=np.float64, mode="nearest")
         else:
-            out = ndimage.convolve1d(a, g, axis=-1, output=np.float64, mode=mode)
-            out = ndimage.convolve1d(out, g, axis=-2, output=np.float64, mode=mode)
+            out = ndimage.convolve1d(a, g, axis=-1, output=np.float64, mode="nearest")
+            out = ndimage.convolve1d(out, g, axis=-2, output=np.float64, mode="nearest")
         return torch.from_numpy(out.astype(a.dtype, copy=False))
     return _conv_filter2(img, window, padding)
 
@@ -132,8 +146,8 @@ def mscn(
     """
     img = img.to(torch.float32 if single else torch.float64)
     mu = filter2(img, window, padding)
-    sigma = filter2(img * img, window, padding).sub_(mu * mu).abs_().sqrt_()
-    return (img - mu).div_(sigma + c), sigma
+    sigma = filter2(img * img, window, padding).addcmul_(mu, mu, value=-1).abs_().sqrt_()
+    return torch.sub(img, mu, out=mu).div_(sigma + c), sigma
 
 
 @lru_cache(maxsize=64)
@@ -204,25 +218,31 @@ def grid_argmin(grid: np.ndarray, target: torch.Tensor) -> torch.Tensor:
 def aggd_sums(
     x: torch.Tensor, dims: tuple[int, ...] = (-1,), w: torch.Tensor | None = None, right_ge: bool = False
 ) -> torch.Tensor:
-    """Additive statistics ``(..., 6)`` (float64) of ``x`` over ``dims``, counting the entries with weight 1 in
-    ``w`` (all when None): ``[sum x^2 over x < 0, sum x^2 over x > 0 (x >= 0 when right_ge), #(x < 0),
-    #(x > 0) (or x >= 0), sum |x|, #entries]``. Sums of parts (tiles, bands) add up to the sums of the whole."""
+    """Additive statistics ``(..., 6)`` (float64) of ``x`` over ``dims`` (trailing), counting the entries with
+    weight 1 in ``w`` (all when None): ``[sum x^2 over x < 0, sum x^2 over x > 0 (x >= 0 when right_ge),
+    #(x < 0), #(x > 0) (or x >= 0), sum |x|, #entries]``; squares are formed in the dtype of ``x`` (float32
+    in NIQE, as in BasicSR) and summed in double. Sums of parts (tiles, bands) add up to those of the whole.
+
+    With ``x- = min(x, 0)`` and ``x+ = max(x, 0)``: ``sum |x| = sum x+ - sum x-`` and the counts are those of
+    the non-zero entries, which saves the masks and selections of a direct port.
+    """
     if w is not None:
         x = x * w  # entries outside are 0: they add nothing to the sums, the counts below exclude them
-    sq = x * x
-    neg = x < 0
-    pos = x >= 0 if right_ge else x > 0
-    if right_ge and w is not None:
-        pos &= w > 0
-    n = math.prod(x.shape[d] for d in dims) if w is None else w.sum(dims, dtype=torch.float64)
+    x = x.flatten(-len(dims))
+    neg, pos = x.clamp(max=0), x.clamp(min=0)
+    if w is None:
+        n = torch.full(x.shape[:-1], float(x.shape[-1]), dtype=torch.float64, device=x.device)
+    else:
+        n = w.flatten(-len(dims)).sum(-1, dtype=torch.float64)
+    n_neg = torch.count_nonzero(neg, -1).to(torch.float64)
     stats = [
-        torch.where(neg, sq, 0).sum(dims, dtype=torch.float64),
-        torch.where(pos, sq, 0).sum(dims, dtype=torch.float64),
-        neg.sum(dims, dtype=torch.float64),
-        pos.sum(dims, dtype=torch.float64),
-        x.abs().sum(dims, dtype=torch.float64),
+        (neg * neg).sum(-1, dtype=torch.float64),
+        (pos * pos).sum(-1, dtype=torch.float64),
+        n_neg,
+        n - n_neg if right_ge else torch.count_nonzero(pos, -1),
+        pos.sum(-1, dtype=torch.float64) - neg.sum(-1, dtype=torch.float64),
     ]
-    return torch.stack([*stats, torch.as_tensor(n, dtype=torch.float64).expand_as(stats[0])], -1)
+    return torch.stack([v.to(torch.float64) for v in (*stats, n)], -1)
 
 
 def moments_of(sums: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -317,7 +337,7 @@ class NIQE(torch.nn.Module):
         self.register_buffer("window", torch.from_numpy(p["gaussian_window"]))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        img = luma(to_levels(x), self.channel)
+        img = torch.cat([luma(to_levels(band, torch.float32), self.channel) for band in row_bands(x)], -2)
         h, w = img.shape[-2:]
         if h < BLOCK or w < BLOCK:
             raise EIDError(f"NIQE needs images of at least {BLOCK}x{BLOCK} pixels, got {h}x{w}; use larger images")
