@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from eid.errors import EIDError
 from eid.models import PatchGANDiscriminator, ResnetGenerator
 from eid.training.operator import parameter_count
 
@@ -49,3 +50,33 @@ def test_initialisation_is_normal_002() -> None:
     biases = torch.cat([m.bias.flatten() for m in g.modules() if isinstance(m, nn.Conv2d)])
     assert abs(weights.std().item() - 0.02) < 1e-3 and abs(weights.mean().item()) < 1e-3
     assert biases.abs().max() == 0
+
+
+def test_plain_generator_is_blind_to_input_affine_changes_residual_is_not(rng: torch.Generator) -> None:
+    """``Conv7 -> InstanceNorm`` removes ``a x + b`` (a > 0): ``G(a x + b) ~ G(x)``; the residual one keeps it."""
+    x = torch.rand(2, 1, 32, 32, generator=rng) * 2 - 1
+    darker = 0.4 * x - 0.5
+    torch.manual_seed(0)
+    plain = ResnetGenerator(1, 1, width=8, blocks=2)
+    torch.manual_seed(0)
+    residual = ResnetGenerator(1, 1, width=8, blocks=2, residual=True)
+    with torch.no_grad():
+        assert (plain(x) - plain(darker)).abs().max() < 0.01
+        assert (residual(x) - residual(darker)).abs().mean() > 0.2
+        black, white = torch.full_like(x, -1.0), torch.ones_like(x)
+        assert residual(white).mean() - residual(black).mean() > 1.0
+
+
+def test_residual_generator_has_the_same_parameters_and_passes_gradients_through_the_clamp() -> None:
+    assert parameter_count(ResnetGenerator(3, 3, width=64, blocks=9, residual=True)) == 11_378_179
+    g = ResnetGenerator(1, 1, width=4, blocks=1, residual=True)
+    x = torch.full((1, 1, 16, 16), 0.99, requires_grad=True)
+    y = g(x)
+    assert y.abs().max() <= 1
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().min() > 0
+
+
+def test_residual_generator_needs_matching_channels() -> None:
+    with pytest.raises(EIDError, match="residual"):
+        ResnetGenerator(1, 3, width=4, blocks=1, residual=True)

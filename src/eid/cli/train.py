@@ -10,23 +10,6 @@ import typer
 from eid.cli import app, console
 
 
-VAL_CROP = 256
-"""Validation images are compared on one fixed 256x256 window each (a batch needs equal sizes)."""
-
-
-class SameCropEveryEpoch:
-    """Serve item ``i`` with the crop of seed 0 whatever the epoch, so validation scores are comparable."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        return self.dataset[(key[0], 0)]
-
-
 def _overrides(**flags: Any) -> dict[str, Any]:
     """Config overrides from the flags that were given (``None`` = not given)."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -65,16 +48,17 @@ def train(
     operator files so that the run folder is self-contained; a CSV log in OUT/logs, sample grids in
     OUT/samples, checkpoints in OUT/checkpoints (for --resume).
     """
-    from eid.config import config_from_dict, config_to_dict, load_config, save_config
-    from eid.data.datasets import HazyFolder, PairedFolder
+    from eid.config import config_from_dict, config_to_dict, load_config
     from eid.data.io import list_images, read_image
     from eid.errors import EIDError
-    from eid.models.dehazer import copy_operator
-    from eid.training.common import ImageDataModule, build_trainer, fit, load_checkpoint, prepare_run_dir
-    from eid.training.eid import EIDConfig, EIDModule, SynthASMFolder
+    from eid.config import read_yaml
+    from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
+    from eid.training.eid import EIDConfig, fit_eid
 
-    ckpt = prepare_run_dir(out, resume)
-    if ckpt is not None:
+    if is_ddp_worker():  # rank 0 has set the run up; the other processes read its config
+        ckpt = out / "checkpoints" / "last.ckpt" if resume else None
+        cfg = config_from_dict(EIDConfig, {**read_yaml(out / "config.yaml"), **_overrides(max_steps=max_steps, epochs=epochs)})
+    elif (ckpt := prepare_run_dir(out, resume)) is not None:
         saved = load_checkpoint(ckpt)["hyper_parameters"]["config"]
         cfg = config_from_dict(EIDConfig, {**saved, **_overrides(max_steps=max_steps, epochs=epochs)}, where="eid config")
     else:
@@ -95,30 +79,11 @@ def train(
         if clear is not None and not data["adversarial_weight"]:
             data["adversarial_weight"] = 0.01
         cfg = config_from_dict(EIDConfig, data, where="eid config")
-        if cfg.operator != "asm":
-            copy_operator(cfg.operator, out)
-        save_config(cfg, out / "config.yaml")
-    if cfg.adversarial_weight > 0 and clear is None:
-        raise EIDError("the config enables the adversarial prior; pass --clear DIR with unpaired clear images")
-    crop_size = cfg.crop or None
-    if cfg.operator == "asm" and cfg.asm_transmission is None:
-        # ASM oracle without constants: per-image t and A from the `eid synth` folder holding --hazy
-        root = hazy[0].parent if len(hazy) == 1 and hazy[0].name == "hazy" else hazy[0]
-        train_set = SynthASMFolder(root, crop=crop_size, channels=cfg.model.channels, seed=cfg.seed)
-    else:
-        train_set = HazyFolder([str(p) for p in hazy], crop=crop_size, channels=cfg.model.channels, seed=cfg.seed)
-    clear_set = HazyFolder(str(clear), crop=crop_size, channels=cfg.model.channels, seed=cfg.seed + 1) if clear else None
-    val_set = None
-    if (val_hazy is None) != (val_clear is None):
-        raise EIDError("--val-hazy and --val-clear go together; give both or neither")
-    if val_hazy is not None:
-        pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=cfg.model.channels, flip=False)
-        val_set = SameCropEveryEpoch(pairs)
-    module = EIDModule(cfg, clear=clear_set, run_dir=out)
-    trainer = build_trainer(
-        out, max_steps=cfg.max_steps, epochs=cfg.epochs, devices=devices, num_nodes=num_nodes,
-        precision=precision, accelerator=accelerator, steps_per_batch=2 if module.adversarial else 1,
-    )
-    console.print(f"stage 2: {len(train_set)} hazy images, operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha} -> {out}")
-    fit(trainer, module, ImageDataModule(train_set, cfg.batch_size, cfg.seed, workers, val=val_set), ckpt)
-    console.print(f"dehazer written to {out / 'dehazer.safetensors'}")
+    if not is_ddp_worker():
+        console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha} -> {out}", highlight=False)
+    fit_eid(
+        cfg, hazy, out, clear=clear, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
+        devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator,
+    )  # fmt: skip
+    if not is_ddp_worker():
+        console.print(f"dehazer written to {out / 'dehazer.safetensors'}", highlight=False)

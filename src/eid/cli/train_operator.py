@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -39,7 +38,7 @@ def train_operator(
     import torch
 
     from eid.config import config_from_dict, config_to_dict, load_config, merge_dicts, read_yaml, save_config
-    from eid.training.common import prepare_run_dir
+    from eid.training.common import is_ddp_worker, prepare_run_dir
     from eid.training.operator import OperatorConfig, fit_operator
 
     if threads:
@@ -47,7 +46,7 @@ def train_operator(
     length = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
     if max_steps is not None and epochs is None:
         length["epochs"] = None  # --max-steps alone: ignore the preset's epoch count
-    if _launched_by_ddp():  # a DDP worker re-running this command: rank 0 already set the run up
+    if is_ddp_worker():  # a DDP worker re-running this command: rank 0 already set the run up
         ckpt = out / "checkpoints" / "last.ckpt" if resume else None
         cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length if resume else {}))
     elif resume:
@@ -61,7 +60,7 @@ def train_operator(
         cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), length))
         save_config(cfg, out / "config.yaml")
 
-    if not _launched_by_ddp():
+    if not is_ddp_worker():
         console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)
     _, trainer = fit_operator(
         cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
@@ -69,8 +68,3 @@ def train_operator(
     )  # fmt: skip
     if trainer.is_global_zero:
         console.print(f"operator written to {out / 'operator.safetensors'}", highlight=False)
-
-
-def _launched_by_ddp() -> bool:
-    """True in the extra processes Lightning's DDP launcher starts (they re-run the same command)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0

@@ -5,12 +5,23 @@ Works in ``[-1, 1]`` (tanh output); the ``[0, 1] <-> [-1, 1]`` conversion lives 
 transposed convolution, which avoids checkerboard artefacts (pytorch-CycleGAN-and-pix2pix#190).
 At the ``paper`` size (64 base channels, 9 blocks, 2 down-samplings) a 3 -> 3 generator has 11,378,179
 parameters, as the authors' network.
+
+``residual=True`` (the ``fast`` operator preset) outputs ``clip(x + 2 tanh(h(x)), -1, 1)`` instead of
+``tanh(h(x))``, with the same parameters. Why: the first layer is ``Conv7 -> InstanceNorm``, and
+``conv(a x + b) = a conv(x) + c`` per channel, which instance norm removes, so the plain generator is
+blind to positive affine changes of its input (``G(a x + b) ~ G(x)``). Used as the haze operator ``H``,
+``||H(f(y)) - y||`` then cannot constrain the brightness or contrast of ``f(y)``. The identity skip keeps
+the input's intensities, and "input plus a bounded correction" is the right bias for haze (an attenuation
+plus an additive veil / airlight). ``2 tanh`` spans ``[-2, 2]``, so any output in ``[-1, 1]`` is reachable
+from any input; the clamp passes gradients straight through.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from eid.errors import EIDError
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:
@@ -24,6 +35,11 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
 
 def _conv_norm_relu(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, stride, padding), nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def clamp_gan_range(x: torch.Tensor) -> torch.Tensor:
+    """``clip(x, -1, 1)`` in the forward pass, identity in the backward pass (straight-through)."""
+    return x + (x.clamp(-1.0, 1.0) - x).detach()
 
 
 class ResidualBlock(nn.Module):
@@ -47,21 +63,28 @@ class ResnetGenerator(nn.Module):
     r"""ResNet image-to-image generator: ``[-1,1]^{C_in x H x W} -> [-1,1]^{C_out x H x W}``.
 
     ``ReflPad3-Conv7(C_in->w)-IN-ReLU``, ``n_down`` x ``Conv3/2 (x2 channels)-IN-ReLU``, ``blocks`` residual
-    blocks, ``n_down`` x ``Upsample2(nearest)-Conv3 (/2 channels)-IN-ReLU``, ``ReflPad3-Conv7(w->C_out)-tanh``.
-    H and W must be multiples of :attr:`multiple` (``2**n_down``); callers pad.
+    blocks, ``n_down`` x ``Upsample2(nearest)-Conv3 (/2 channels)-IN-ReLU``, ``ReflPad3-Conv7(w->C_out)``
+    ``= h(x)``, then ``tanh(h(x))`` or, if ``residual``, ``clip(x + 2 tanh(h(x)), -1, 1)`` (straight-through
+    clamp; needs ``C_in = C_out``). H and W must be multiples of :attr:`multiple` (``2**n_down``); callers pad.
 
     :param int in_channels: input channels (1 or 3).
     :param int out_channels: output channels.
     :param int width: channels of the first layer (64 in the paper).
     :param int blocks: residual blocks (9 in the paper).
     :param int n_down: stride-2 down-samplings (2 in the paper).
+    :param bool residual: identity skip around the network (not in the paper; same parameter count).
 
     >>> ResnetGenerator(3, 3, width=8, blocks=1)(torch.zeros(1, 3, 16, 16)).shape
     torch.Size([1, 3, 16, 16])
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 64, blocks: int = 9, n_down: int = 2) -> None:
+    def __init__(
+        self, in_channels: int = 3, out_channels: int = 3, width: int = 64, blocks: int = 9, n_down: int = 2,
+        residual: bool = False,
+    ) -> None:
         super().__init__()
+        if residual and in_channels != out_channels:
+            raise EIDError(f"a residual generator needs as many input as output channels, got {in_channels} -> {out_channels}; set residual: false")
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), *_conv_norm_relu(in_channels, width, 7)]
         ch = width
         for _ in range(n_down):
@@ -74,7 +97,10 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.multiple = 2**n_down
+        self.residual = residual
         init_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual:
+            return clamp_gan_range(x + 2.0 * self.model(x))
         return self.model(x)

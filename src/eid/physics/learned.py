@@ -123,6 +123,7 @@ class LearnedHaze(Physics):
             raise EIDError(f"{stem.with_suffix('.yaml')}: no 'model' section; re-export the operator with eid")
         channels = int(model.get("channels", 3))
         sizes = {k: int(model[k]) for k in ("width", "blocks", "n_down") if k in model}
+        sizes["residual"] = bool(model.get("residual", False))
         generators = {}
         for name in ("g_ab", "g_ba"):
             sub = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}

@@ -24,6 +24,8 @@ dict (so the checkpoint carries its full config), and may implement ``sample_col
 
 from __future__ import annotations
 
+import os
+
 import pickle
 import random
 import sys
@@ -280,6 +282,11 @@ class ImageDataModule(L.LightningDataModule):
     def val_dataloader(self) -> ResumableLoader | list:
         """The validation loader, or an empty list (Lightning then skips validation)."""
         return self._loader(self.val, shuffle=False) if self.val is not None else []
+
+
+def is_ddp_worker() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they re-run the same command)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
 def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path | None:

@@ -30,11 +30,14 @@ from eid.errors import EIDError
 from eid.losses import AdversarialPriorDiscriminatorLoss, AdversarialPriorLoss, EquivarianceLoss, HazeConsistencyLoss
 from eid.losses.metrics import NORMS
 from eid.models.dehazer import Dehazer, DehazerConfig
-from eid.training.common import ensure_finite
+from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit
 from eid.transforms import build_group, parse_group
 from eid.weights import save_weights
 
-__all__ = ["CheckpointedOperator", "EIDConfig", "EIDModule", "SynthASMFolder", "build_operator"]
+__all__ = ["CheckpointedOperator", "EIDConfig", "EIDModule", "SynthASMFolder", "build_operator", "fit_eid"]
+
+VAL_CROP = 256
+"""Validation images are compared on one fixed 256x256 window each (a batch needs equal sizes)."""
 
 SCHEDULES = ("cosine", "constant")
 
@@ -362,3 +365,79 @@ def _discriminator(channels: int) -> nn.Module:
     from eid.models.discriminators import PatchGANDiscriminator
 
     return PatchGANDiscriminator(in_channels=channels)
+
+
+class SameCropEveryEpoch:
+    """Serve item ``i`` with the crop of seed 0 whatever the epoch, so validation scores are comparable."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        return self.dataset[(key[0], 0)]
+
+
+def _synth_root(hazy: list[Path]) -> Path:
+    """The ``eid synth`` folder holding ``hazy`` (``root/hazy`` or ``root`` itself)."""
+    first = Path(hazy[0])
+    return first.parent if len(hazy) == 1 and first.name == "hazy" else first
+
+
+def fit_eid(
+    cfg: EIDConfig,
+    hazy: list[str | Path],
+    run_dir: str | Path,
+    *,
+    clear: str | Path | None = None,
+    val_hazy: str | Path | None = None,
+    val_clear: str | Path | None = None,
+    ckpt: Path | None = None,
+    workers: int = 0,
+    **trainer_kwargs: Any,
+) -> tuple[EIDModule, L.Trainer]:
+    """Train (or resume from ``ckpt``) a stage-2 run in ``run_dir`` from the hazy images ``hazy``.
+
+    ``clear`` holds unpaired clear images for the adversarial prior (needed when
+    ``cfg.adversarial_weight > 0``); ``val_hazy``/``val_clear`` a paired validation set scored with
+    PSNR/SSIM each epoch. With the ASM oracle and no constant ``t``/``A`` the per-image parameters come
+    from the ``eid synth`` folder holding ``hazy``. ``trainer_kwargs`` go to
+    :func:`eid.training.common.build_trainer` (``devices``, ``num_nodes``, ``precision``...).
+    """
+    from eid.config import save_config
+    from eid.data.datasets import HazyFolder, PairedFolder
+    from eid.models.dehazer import copy_operator
+    from eid.training.common import is_ddp_worker
+
+    run_dir = Path(run_dir)
+    if ckpt is None and not is_ddp_worker():  # a new run: make the folder self-contained
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.operator != "asm":
+            copy_operator(cfg.operator, run_dir)
+        save_config(cfg, run_dir / "config.yaml")
+    if cfg.adversarial_weight > 0 and clear is None:
+        raise EIDError("the config enables the adversarial prior; pass --clear DIR with unpaired clear images")
+    if (val_hazy is None) != (val_clear is None):
+        raise EIDError("--val-hazy and --val-clear go together; give both or neither")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    crop = cfg.crop or None
+    channels = cfg.model.channels
+    hazy = [Path(p) for p in hazy]
+    if cfg.operator == "asm" and cfg.asm_transmission is None:
+        train_set = SynthASMFolder(_synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed)
+    else:
+        train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed)
+    clear_set = HazyFolder(str(clear), crop=crop, channels=channels, seed=cfg.seed + 1) if clear else None
+    val_set = None
+    if val_hazy is not None:
+        pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False)
+        val_set = SameCropEveryEpoch(pairs)
+    module = EIDModule(cfg, clear=clear_set, run_dir=run_dir)
+    trainer = build_trainer(
+        run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, steps_per_batch=2 if module.adversarial else 1,
+        **trainer_kwargs,
+    )
+    fit(trainer, module, ImageDataModule(train_set, cfg.batch_size, cfg.seed, workers, val=val_set), ckpt)
+    return module, trainer

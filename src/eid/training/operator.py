@@ -40,12 +40,17 @@ STEPS_PER_BATCH = 2
 
 @dataclass
 class OperatorModelConfig:
-    """Network sizes. Defaults are the authors' (``paper``): 11,378,179 + 2,764,737 parameters per G / D."""
+    """Network sizes. Defaults are the authors' (``paper``): 11,378,179 + 2,764,737 parameters per G / D.
+
+    ``residual``: generators output ``clip(x + 2 tanh(h(x)))`` (same parameters) instead of the authors'
+    ``tanh(h(x))``, which is blind to the input's brightness and contrast (see :mod:`eid.models.generators`).
+    """
 
     channels: int = 3
     width: int = 64
     blocks: int = 9
     n_down: int = 2
+    residual: bool = False
     disc_width: int = 64
     disc_strides: tuple[int, ...] = (2, 2, 2, 1)
 
@@ -164,8 +169,8 @@ class HazeOperatorModule(L.LightningModule):
         self.automatic_optimization = False
         self.save_hyperparameters(config_to_dict(cfg), ignore=["run_dir"])
         m = cfg.model
-        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down)
-        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down)
+        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual)
+        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual)
         self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
         self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
         self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
