@@ -10,7 +10,7 @@ Methods (all networks: the ``fast`` dehazer, i.e. UNet 3 scales x 16, group norm
 group is ``microscopy`` = rot90*flip; the same number of steps for every trained dehazer):
   hazy               the input itself
   DCP                eid.baselines.dcp with default parameters
-  CycleGAN-only      G_BA of the stage-1 run (``fast`` operator preset)
+  CycleGAN-only      G_BA of the stage-1 run (``fast`` operator preset: residual generators)
   EID (learned H)    stage 2 with the stage-1 G_AB as H (hazy input, the fast default)
   EID pinv (...)     the same with the pseudo-inverse input G_BA(y) (the authors' choice)
   EID alpha=0        the same with the equivariance term off (haze consistency only)
@@ -138,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="stage-2 (and supervised) training batches")
     parser.add_argument("--stage1-steps", type=int, default=600, help="stage-1 CycleGAN training batches")
+    parser.add_argument("--stage1-config", type=Path, default=None, help="YAML merged over the fast operator preset (e.g. loss: {lambda_id: 0})")
     parser.add_argument("--stage1-run", type=Path, default=None, help="reuse this stage-1 run folder instead of training one")
     parser.add_argument("--n-train", type=int, default=128, help="hazy training crops (and as many clear crops)")
     parser.add_argument("--threads", type=int, default=2)
@@ -193,7 +194,7 @@ def main() -> None:
         for folder, stack in (("clear", clear_unpaired), ("hazy", hazy_train)):
             for i, im in enumerate(stack):
                 write_image(work / folder / f"{i:04d}.tif", im)
-        op_cfg = load_config(OperatorConfig, "operator", preset="fast", overrides={"max_steps": args.stage1_steps})
+        op_cfg = load_config(OperatorConfig, "operator", preset="fast", path=args.stage1_config, overrides={"max_steps": args.stage1_steps})
         op_cfg.model.channels, op_cfg.data.load_size, op_cfg.data.crop = 1, None, CROP
         fit_operator(op_cfg, work / "clear", work / "hazy", work / "stage1", progress=False, samples=False)
         operator = LearnedHaze.load(work / "stage1")

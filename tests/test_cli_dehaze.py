@@ -71,3 +71,22 @@ def test_help_documents_every_option():
     for option in ("--method", "--model", "--operator", "--tile", "--overlap", "--batch-size", "--device",
                    "--precision", "--tta", "--max-pixels", "--skip-existing", "--side-by-side", "--temporal-smoothing"):
         assert option in result.output
+
+
+def test_video_through_the_cli_keeps_fps_size_and_frames(tmp_path):
+    import torch
+
+    from eid.data.video import VideoReader, VideoWriter
+
+    clip = torch.linspace(0.3, 0.8, 6).view(6, 1, 1, 1).expand(6, 3, 24, 40).contiguous()
+    src = tmp_path / "clip.mp4"
+    with VideoWriter(src, fps=12, width=40, height=24) as writer:
+        writer.write(clip)
+    out = tmp_path / "out" / "clip.mp4"
+    result = invoke("--method", "dcp", str(src), "--out", str(out), "--side-by-side")
+    assert result.exit_code == 0, result.output
+    with VideoReader(out) as reader:
+        frames = [f.image for f in reader]
+        assert (reader.info.width, reader.info.height, float(reader.info.fps)) == (80, 24, 12.0)
+    assert len(frames) == 6
+    assert torch.allclose(frames[0][:, :, :40], clip[0], atol=0.05)  # left half: the input

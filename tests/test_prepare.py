@@ -137,17 +137,19 @@ def test_prepare_cholec80_bad_inputs(tmp_path: Path, videos: Path) -> None:
         prepare_cholec80(videos, tmp_path / "out3", t_clear=0.5, t_hazy=0.2, progress=False)
 
 
-def test_dark_channel_score_separates_the_shared_cholec80_frames(shared_data: Path) -> None:
-    from eid.data.prepare import dark_channel_score, disc_mask
+@pytest.mark.parametrize("score", ["dark-channel", "fade"])
+def test_smoke_scores_separate_the_shared_cholec80_frames(shared_data: Path, score: str) -> None:
+    from eid.data.prepare import DEFAULT_THRESHOLDS, SCORERS, disc_mask
     from eid.data.prepare import _resize as resize
 
     mask = disc_mask(256, 128, erode=4.5)
+    t_clear, t_hazy = DEFAULT_THRESHOLDS[score]
     scores = {}
     for path in sorted((shared_data / "cholec80-smoke").glob("*/*.png")):
         image, _ = read_image(path)
-        scores[path.parent.name, path.stem] = dark_channel_score(resize(image, 256), mask)
-    assert all(s < 0.15 for (kind, _), s in scores.items() if kind == "clear")
-    assert all(s > 0.30 for (kind, _), s in scores.items() if kind == "hazy")
+        scores[path.parent.name, path.stem] = SCORERS[score](resize(image, 256), mask)
+    assert all(s < t_clear for (kind, _), s in scores.items() if kind == "clear")
+    assert all(s > t_hazy for (kind, _), s in scores.items() if kind == "hazy")
 
 
 # -------------------------------------------------------------------------------------------- RESIDE

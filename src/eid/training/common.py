@@ -24,6 +24,7 @@ dict (so the checkpoint carries its full config), and may implement ``sample_col
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pickle
@@ -48,6 +49,20 @@ from eid.errors import EIDError
 from eid.utils import atomic_write
 
 warnings.filterwarnings("ignore", message=".*val_dataloader.*but have no .validation_step.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero.*")
+warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval.*")
+
+
+class _DropAdvertising(logging.Filter):
+    """Lightning prints a cloud-logging advertisement on every run; it is not ours to show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+for _handler in logging.getLogger("lightning.pytorch").handlers:
+    _handler.addFilter(_DropAdvertising())
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 
