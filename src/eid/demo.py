@@ -121,20 +121,21 @@ def prepare_output(out: Path) -> None:
 
 
 def comparison_grid(data: DemoData, out: Path) -> Path:
-    """One row per test image: hazy | DCP | CycleGAN | EID | clear."""
+    """One row per test image: hazy | DCP | CycleGAN | EID | clear (rows padded with white to one size)."""
     from torchvision.utils import make_grid
 
     tiles = []
     for path in sorted(data.test_hazy.iterdir()):
-        row = [read_image(path)[0]] + [read_image(out / "dehazed" / m / path.name)[0] for m in METHODS]
-        row.append(read_image(data.test_clear / path.name)[0])
-        size = row[0].shape[-2:]
-        tiles += [F.interpolate(t[None], size=size, mode="bilinear", align_corners=False)[0] for t in row]
+        tiles.append(read_image(path)[0])
+        tiles += [read_image(out / "dehazed" / m / path.name)[0] for m in METHODS]
+        tiles.append(read_image(data.test_clear / path.name)[0])
+    height, width = max(t.shape[-2] for t in tiles), max(t.shape[-1] for t in tiles)
+    tiles = [F.pad(t, (0, width - t.shape[-1], 0, height - t.shape[-2]), value=1.0) for t in tiles]
     return write_image(out / "comparison.png", make_grid(tiles, nrow=len(METHODS) + 2, padding=4, pad_value=1.0))
 
 
 def run_demo(
-    out: Path, *, operator_steps: int = 150, dehazer_steps: int = 200, seed: int = 0, short_side: int = 192,
+    out: Path, *, operator_steps: int = 400, dehazer_steps: int = 300, seed: int = 0, short_side: int = 192,
     console: Console | None = None,
 ) -> dict:
     """Run the whole demo into ``out``; print the comparison table; return the ``metrics.json`` content."""
