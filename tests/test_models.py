@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from eid.errors import EIDError
 from eid.models import PatchGANDiscriminator, ResnetGenerator
+from eid.physics import LearnedHaze
 from eid.training.operator import parameter_count
 
 
@@ -80,3 +83,13 @@ def test_residual_generator_has_the_same_parameters_and_passes_gradients_through
 def test_residual_generator_needs_matching_channels() -> None:
     with pytest.raises(EIDError, match="residual"):
         ResnetGenerator(1, 3, width=4, blocks=1, residual=True)
+
+
+def test_residual_operator_round_trips_through_the_exported_files(tmp_path: Path, rng: torch.Generator) -> None:
+    config = {"model": {"channels": 1, "width": 4, "blocks": 1, "n_down": 2, "residual": True}}
+    gens = [ResnetGenerator(1, 1, width=4, blocks=1, residual=True) for _ in range(2)]
+    LearnedHaze(*gens, config=config).save(tmp_path)
+    loaded = LearnedHaze.load(tmp_path)
+    assert loaded.g_ab.residual and loaded.g_ba.residual
+    x = torch.rand(1, 1, 16, 16, generator=rng)
+    assert torch.equal(loaded.A(x), LearnedHaze(*gens, config=config).A(x))

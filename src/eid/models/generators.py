@@ -84,7 +84,10 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if residual and in_channels != out_channels:
-            raise EIDError(f"a residual generator needs as many input as output channels, got {in_channels} -> {out_channels}; set residual: false")
+            raise EIDError(
+                f"a residual generator needs as many input as output channels, got {in_channels} -> "
+                f"{out_channels}; set residual: false"
+            )
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), *_conv_norm_relu(in_channels, width, 7)]
         ch = width
         for _ in range(n_down):
