@@ -18,8 +18,12 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of the haze synthesis and of both trainings."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch (0 = torch's default). One is as fast for the demo's small crops and immune to a busy machine."),
 ) -> None:
-    """Run EID end to end on bundled images: synthesise haze, train stage 1 and stage 2, compare with
-    DCP and CycleGAN-only on held-out images, print the table, write images and metrics.json."""
+    """Run EID end to end on bundled images: haze, stage 1, stage 2, compare with DCP and CycleGAN.
+
+    Synthesises haze on images bundled with scikit-image and matplotlib, trains both stages (fast
+    presets), dehazes held-out images with EID, CycleGAN-only and DCP, prints the comparison table and
+    writes the images, metrics.json and comparison.png to --out.
+    """
     import torch
 
     from eid.demo import run_demo
