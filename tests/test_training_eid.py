@@ -197,3 +197,19 @@ def test_checkpointed_operator_gives_the_same_gradients() -> None:
         module.losses(y, module.physics)[1]["loss"].backward()
         grads.append([p.grad.clone() for p in module.dehazer.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_adversarial_prior_trains_both_sides(tmp_path: Path) -> None:
+    data = ToyHaze(size=64)  # the 70x70 PatchGAN needs more than 16 pixels
+    cfg = config(max_steps=8, adversarial_weight=0.1, asm_transmission=0.6, asm_airlight=0.85)
+    L.seed_everything(0, verbose=False)
+    module = EIDModule(cfg, clear=data, run_dir=tmp_path / "run")
+    d_before = [p.detach().clone() for p in module.discriminator.parameters()]
+    f_before = [p.detach().clone() for p in module.dehazer.parameters()]
+    trainer = build_trainer(tmp_path / "run", max_steps=cfg.max_steps, progress=False, samples=False, steps_per_batch=2)
+    fit(trainer, module, ImageDataModule(data, cfg.batch_size, cfg.seed), None)
+    assert all(p.requires_grad for p in module.discriminator.parameters())  # untoggled after the dehazer step
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, module.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(f_before, module.dehazer.parameters()))
+    assert {"train/adv", "train/disc"} <= set(trainer.callback_metrics)
+    assert all(torch.isfinite(trainer.callback_metrics[k]) for k in ("train/adv", "train/disc"))

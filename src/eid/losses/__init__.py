@@ -1,13 +1,14 @@
-"""eid.losses: the EID training objective ``L = L_HC + alpha * L_EQ`` (+ optional adversarial prior)."""
+"""eid.losses: the EID training objective ``L = L_HC + alpha * L_EQ``.
 
-from eid.losses.adversarial import AdversarialPriorDiscriminatorLoss, AdversarialPriorLoss
+The optional adversarial prior uses deepinv's ``SupAdversarialGeneratorLoss`` /
+``SupAdversarialDiscriminatorLoss`` directly (LSGAN; unpaired clear images are the "real" side).
+"""
+
 from eid.losses.equivariance import EquivarianceLoss
 from eid.losses.haze_consistency import HazeConsistencyLoss
 from eid.losses.metrics import pixel_metric
 
 __all__ = [
-    "AdversarialPriorDiscriminatorLoss",
-    "AdversarialPriorLoss",
     "EquivarianceLoss",
     "HazeConsistencyLoss",
     "pixel_metric",

@@ -2,8 +2,8 @@
 
 Convention (one place, stated once): RGB (or grey) in ``[0, 1]``, all channels, **no border crop**.
 
-* PSNR ``= 10 log10(1 / MSE)`` per image over all channels and pixels (deepinv ``PSNR``). The MSE is
-  floored at ``1e-10`` so identical images score 100 dB instead of infinity (JSON has no infinity).
+* PSNR ``= 10 log10(1 / MSE)`` per image over all channels and pixels (deepinv ``PSNR``); deepinv
+  regularises the MSE, so identical images score a finite 80 dB (JSON has no infinity).
 * SSIM: Gaussian window 11x11, sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, data range 1, averaged over
   channels and over the valid region of the window (torchmetrics via deepinv ``SSIM``).
   ``downsample="dehazeformer"`` first average-pools by ``f = max(1, round(min(H, W) / 256))``, as the
@@ -16,13 +16,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from deepinv.loss.metric import SSIM
+from deepinv.loss.metric import PSNR, SSIM
 
 from eid.errors import EIDError
 from eid.metrics.registry import MetricSpec, register
 
 SSIMDownsample = Literal["none", "dehazeformer"]
-_MSE_FLOOR = 1e-10
 
 
 def _check_pair(pred: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
@@ -41,8 +40,7 @@ def psnr(pred: torch.Tensor, ref: torch.Tensor | None = None, mask: torch.Tensor
     20.0
     """
     ref = _check_pair(pred, ref)
-    mse = (pred.float() - ref.float()).pow(2).flatten(1).mean(1).clamp_min(_MSE_FLOOR)
-    return -10.0 * torch.log10(mse)
+    return _PSNR(pred.float(), ref.float())
 
 
 def ssim(
@@ -63,6 +61,7 @@ def ssim(
 
 
 _SSIM = SSIM(max_pixel=1.0, min_pixel=0.0)
+_PSNR = PSNR(max_pixel=1.0)
 
 register(MetricSpec("psnr", psnr, needs_reference=True, lower_better=False, description="PSNR (dB), RGB in [0,1], no crop"))
 register(MetricSpec("ssim", ssim, needs_reference=True, lower_better=False, description="SSIM, Gaussian 11x11 sigma 1.5"))

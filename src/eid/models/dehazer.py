@@ -137,7 +137,11 @@ class Dehazer(Reconstructor):
 
     def forward(self, y: torch.Tensor, physics: Any = None, **kwargs: Any) -> torch.Tensor:
         """Dehaze ``y`` (``(B,C,H,W)`` in ``[0,1]``, any size); returns ``(B,C,H,W)`` in ``[0,1]``."""
-        x = self.unet(self.network_input(y, physics))
+        return self.from_network_input(self.network_input(y, physics))
+
+    def from_network_input(self, z: torch.Tensor) -> torch.Tensor:
+        """``f`` given its network input ``z`` (from :meth:`network_input`), so ``H^dagger(y)`` can be reused."""
+        x = self.unet(z)
         return clamp_straight_through(x) if self.config.output == "clamp_st" else x.clamp(0.0, 1.0)
 
 

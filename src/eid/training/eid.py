@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from eid.config import config_from_dict, config_to_dict
 from eid.errors import EIDError
-from eid.losses import AdversarialPriorDiscriminatorLoss, AdversarialPriorLoss, EquivarianceLoss, HazeConsistencyLoss
+from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.losses.metrics import NORMS
 from eid.models.dehazer import Dehazer, DehazerConfig
 from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit
@@ -163,8 +163,6 @@ class EIDModule(L.LightningModule):
             if clear is None:
                 raise EIDError("adversarial_weight > 0 needs unpaired clear images; pass --clear DIR")
             self.discriminator = _discriminator(config.model.channels)
-            self.adversarial_loss = AdversarialPriorLoss(config.adversarial_weight)
-            self.discriminator_loss = AdversarialPriorDiscriminatorLoss()
         self.run_dir = None if run_dir is None else Path(run_dir)
 
     @classmethod
@@ -181,6 +179,11 @@ class EIDModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.physics.to(self.device)
+        if self.adversarial:  # deepinv fixes its LSGAN label tensors' device at construction
+            from deepinv.loss.adversarial import SupAdversarialDiscriminatorLoss, SupAdversarialGeneratorLoss
+
+            self.adversarial_loss = SupAdversarialGeneratorLoss(self.config.adversarial_weight, device=self.device)
+            self.discriminator_loss = SupAdversarialDiscriminatorLoss(device=self.device)
 
     def physics_for(self, batch: dict[str, Any]) -> nn.Module:
         """The operator for this batch: batch entries named like the operator's buffers (the ASM
@@ -222,16 +225,19 @@ class EIDModule(L.LightningModule):
         opt = optimizers[0] if isinstance(optimizers, list) else optimizers
         if self.adversarial:
             clear = self._clear_batch(len(y))
-            losses["adv"] = self.adversarial_loss(x_net, self.discriminator)
+            self.toggle_optimizer(opt)  # D's weights need no gradient in the dehazer's step
+            losses["adv"] = self.adversarial_loss(x=clear, x_net=x_net, D=self.discriminator)
             losses["loss"] = losses["loss"] + losses["adv"]
         ensure_finite(losses, self.trainer)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(losses["loss"])
         opt.step()
+        if self.adversarial:
+            self.untoggle_optimizer(opt)
         self.lr_schedulers().step()
         if self.adversarial:
             opt_d = optimizers[1]
-            losses["disc"] = self.discriminator_loss(clear, x_net, self.discriminator)
+            losses["disc"] = self.discriminator_loss(x=clear, x_net=x_net, D=self.discriminator)
             ensure_finite({"disc": losses["disc"]}, self.trainer)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(losses["disc"])
@@ -262,10 +268,9 @@ class EIDModule(L.LightningModule):
         """Columns of the per-epoch grid: hazy, [H^dagger(y)], f(y), H(f(y)) [, clear]."""
         y = batch["hazy"].to(self.device)
         physics = self.physics_for({k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)})
-        x_net = self.dehazer(y, physics)
-        columns = [y]
-        if self.dehazer.needs_physics:
-            columns.append(self.dehazer.network_input(y, physics))
+        z = self.dehazer.network_input(y, physics)  # H^dagger(y) computed once for f and for the grid
+        x_net = self.dehazer.from_network_input(z)
+        columns = [y, z] if self.dehazer.needs_physics else [y]
         columns += [x_net, physics.A(x_net)]
         if "clear" in batch:
             columns.append(batch["clear"].to(self.device))
