@@ -14,6 +14,12 @@ Variants:
 
 Run: .venv/bin/python benchmarks/bench_eid_step.py [--steps 3] [--variants eid,naive,...]
      .venv/bin/python benchmarks/bench_eid_step.py --interleave 128 --threads 1 --variants naive,eid,eid+ckpt
+     .venv/bin/python benchmarks/bench_eid_step.py --roofline --variants naive,eid
+
+``--roofline`` counts the FLOPs of one training step and one inference of each variant
+(``torch.utils.flop_counter.FlopCounterMode``) and divides them by the best convolution throughput this
+CPU reaches (:func:`bench_operator_step.conv_throughput`): the time an fp32 direct-convolution
+implementation of the same computation needs here, whatever its framework.
 """
 
 from __future__ import annotations
@@ -50,10 +56,13 @@ def build(variant: str):
     return module, module.physics
 
 
-def child(variant: str, mode: str, steps: int) -> dict:
+def child(variant: str, mode: str, steps: int, flops: bool = False) -> dict:
+    """Median time and peak RSS of ``steps`` train steps or inferences after a warm-up (or, with
+    ``flops``, the FLOPs of one)."""
     import contextlib
 
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(2)
     module, _ = build(variant)
@@ -62,26 +71,34 @@ def child(variant: str, mode: str, steps: int) -> dict:
     if variant == "eid+cl":
         y = y.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if variant == "eid+bf16" else contextlib.nullcontext()
-    times = []
     if mode == "train":
         opt = torch.optim.Adam(module.dehazer.parameters(), lr=1e-5, weight_decay=1e-8)
         module.dehazer.train()
-        for _ in range(steps + 1):
-            start = time.perf_counter()
+
+        def once() -> None:
             with autocast:
                 _, losses = module.losses(y, physics)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
-            times.append(time.perf_counter() - start)
     else:
         module.dehazer.eval()
-        with torch.inference_mode():
-            for _ in range(steps + 1):
-                start = time.perf_counter()
-                with autocast:
-                    module.dehazer(y, physics)
-                times.append(time.perf_counter() - start)
+
+        @torch.inference_mode()
+        def once() -> None:
+            with autocast:
+                module.dehazer(y, physics)
+
+    if flops:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            once()
+        return {"gflop": counter.get_total_flops() / 1e9}
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     return {"median_s": statistics.median(times[1:]), "rss_gib": rss}
 
@@ -114,8 +131,20 @@ def main() -> None:
     parser.add_argument("--interleave", type=int, default=0, metavar="SIZE",
                         help="instead: alternate the variants' training steps in one process at SIZE x SIZE")
     parser.add_argument("--threads", type=int, default=2, help="threads for --interleave")
+    parser.add_argument("--roofline", action="store_true", help="FLOPs per step/inference and the time bound")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.roofline:
+        from bench_operator_step import conv_throughput
+
+        gflops = conv_throughput(2)
+        print(f"best measured conv throughput, 2 threads: {gflops:.0f} GFLOP/s\n")
+        print("| variant | mode | GFLOP | time bound (s) | authors' figure (s) |\n|---|---|---|---|---|")
+        for variant in args.variants.split(","):
+            for mode, reported in (("train", AUTHORS["step_s"]), ("infer", AUTHORS["infer_s"])):
+                work = child(variant, mode, 1, flops=True)["gflop"]
+                print(f"| {variant} | {mode} | {work:.0f} | {work / gflops:.2f} | {reported} |")
+        return
     if args.interleave:
         medians = interleaved(args.variants.split(","), args.interleave, args.steps, args.threads)
         print(f"| variant | train step (s), interleaved, {args.interleave}x{args.interleave}, {args.threads} thread(s) | ratio to eid |")

@@ -10,11 +10,20 @@ maths, but D weight gradients also computed in the G backward, as the upstream l
 ``bf16`` (CPU autocast), each at ``--threads`` threads (and 1 thread for ``eid``).
 
     .venv/bin/python benchmarks/bench_operator_step.py [--steps 4] [--warmup 1] [--threads 2]
+    .venv/bin/python benchmarks/bench_operator_step.py --roofline [--threads 2]
+
+``--roofline`` bounds any implementation of the recipe on this CPU: it counts the floating-point
+operations of one ``eid`` training step (``torch.utils.flop_counter.FlopCounterMode``: convolutions and
+matmuls, forward and backward) and measures the best throughput this CPU reaches on the step's most
+frequent convolution (3x3, 256 -> 256 channels at 64x64, forward and backward). Step FLOPs divided by
+that throughput is the time any fp32 direct-convolution implementation of the recipe needs on this CPU
+(oneDNN, which torch uses, has no faster algorithm for these layers on an AVX2 CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -36,6 +45,7 @@ def worker(spec: dict) -> dict:
     import lightning as L
     import torch
     from torch.utils.data import Dataset
+    from torch.utils.flop_counter import FlopCounterMode
 
     from eid.training.common import ImageDataModule, build_trainer, fit
     from eid.training.operator import STEPS_PER_BATCH, HazeOperatorModule, OperatorConfig
@@ -77,15 +87,58 @@ def worker(spec: dict) -> dict:
     cfg.checkpoint_every_n_epochs = 0
     module = (Standard if spec.get("standard") else HazeOperatorModule)(cfg)
     timer = Timer()
-    with tempfile.TemporaryDirectory() as run_dir:
+    counter = FlopCounterMode(display=False) if spec.get("flops") else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as run_dir, counter:
         trainer = build_trainer(
             run_dir, max_steps=cfg.max_steps, accelerator="cpu", precision=spec.get("precision", "32-true"),
             steps_per_batch=STEPS_PER_BATCH, progress=False, samples=False, callbacks=[timer], log_every=1000,
         )  # fmt: skip
         fit(trainer, module, ImageDataModule(Noise(), 1, seed=0))
+    if spec.get("flops"):
+        return {"step_gflop": counter.get_total_flops() / 1e9 / len(timer.times)}
     times, cpu = timer.times[spec["warmup"] :], timer.cpu[spec["warmup"] :]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu), "peak_rss_gib": peak_gib}
+
+
+def generator_flops() -> float:
+    """GFLOP of one ``paper`` generator forward at 256x256."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from eid.models.generators import ResnetGenerator
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        ResnetGenerator()(torch.zeros(1, 3, 256, 256))
+    return counter.get_total_flops() / 1e9
+
+
+def conv_throughput(threads: int, repeats: int = 5) -> float:
+    """Best GFLOP/s of a 3x3 256->256 convolution at 64x64 (forward + both backward products)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1)
+    x = torch.randn(1, 256, 64, 64, requires_grad=True)
+    flops = 3 * 2 * 256 * 256 * 9 * 64 * 64  # forward, grad input, grad weight
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        conv(x).sum().backward()
+        best = min(best, time.perf_counter() - t0)
+    return flops / best / 1e9
+
+
+def roofline(threads: int) -> None:
+    step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True})["step_gflop"]
+    gflops = conv_throughput(threads)
+    print("| quantity | value |\n|---|---|")
+    print(f"| FLOPs per training step (G + D update) | {step:.0f} GFLOP |")
+    print(f"| FLOPs of one generator forward | {generator_flops():.1f} GFLOP |")
+    print(f"| best measured conv throughput, {threads} threads | {gflops:.0f} GFLOP/s |")
+    print(f"| lower bound on the step time | {step / gflops:.1f} s |")
+    print(f"| throughput a 5.8 s step needs | {step / 5.8:.0f} GFLOP/s |")
 
 
 def main() -> None:
@@ -94,8 +147,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="steps not measured")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--only", nargs="*", default=None, help="configurations to run")
+    parser.add_argument("--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.roofline:
+        roofline(args.threads)
+        return
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return

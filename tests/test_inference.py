@@ -95,6 +95,80 @@ def test_tiled_cnn_matches_untiled(rng):
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
 
 
+def hazy_scene(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
+    """Texture under a haze veil that thickens from left to right: tiles differ in mean and contrast."""
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, height, width, generator=rng), 5, 1, 2)
+    veil = torch.linspace(0.0, 0.8, width).expand(1, 1, height, width)
+    return texture * (1 - veil) + 0.9 * veil
+
+
+def group_norm_dehazer() -> nn.Module:
+    from eid.models import Dehazer as DehazerNet, DehazerConfig
+
+    torch.manual_seed(0)
+    return DehazerNet(DehazerConfig(channels=3, scales=2, width=8, norm="group")).eval()
+
+
+def test_tiles_use_whole_image_norm_statistics(rng):
+    """Per-tile group-norm statistics change the result; whole-image ones bring tiles close to it
+    (the rest is the tile borders: this random-weight UNet's receptive field exceeds the overlap)."""
+    net = group_norm_dehazer()
+    x = hazy_scene(rng, 160, 192)
+    whole = Dehazer.from_module(net, device="cpu", tile=None).run(x)
+    errors = {}
+    for mode in ("tile", "global"):
+        tiled = Dehazer.from_module(net, device="cpu", tile=96, overlap=32, batch_size=2, tile_norm=mode).run(x)
+        errors[mode] = (tiled - whole).abs().mean().item()
+    assert errors["tile"] > 5e-3
+    assert errors["global"] < 0.25 * errors["tile"]
+
+
+def small_group_norm_cnn() -> nn.Module:
+    """Conv3x3 -> GroupNorm -> ReLU -> Conv1x1: receptive-field radius 1, whole-input statistics."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Sigmoid())
+    return net.eval()
+
+
+@pytest.mark.parametrize("tta", [False, "rot90*flip"])
+def test_global_norm_statistics_make_tiling_exact(tta, rng):
+    """Small receptive field: with whole-image statistics tiles reproduce the whole image to rounding,
+    also under test-time averaging (8 norm calls per forward, each matched to its group element)."""
+    net = small_group_norm_cnn()
+    x = hazy_scene(rng, 128, 128)
+    whole = Dehazer.from_module(net, device="cpu", tile=None, tta=tta).run(x)
+    tiled = {
+        mode: Dehazer.from_module(net, device="cpu", tile=64, overlap=16, tta=tta, tile_norm=mode).run(x)
+        for mode in ("tile", "global")
+    }
+    torch.testing.assert_close(tiled["global"], whole, rtol=0, atol=1e-5)
+    assert (tiled["tile"] - whole).abs().max() > 1e-2
+
+
+def test_reference_image_fits_the_budget(rng):
+    from eid.models.global_norm import reference_image
+
+    x = torch.rand(1, 3, 300, 500, generator=rng)
+    assert reference_image(x, 512, 16) is x
+    small = reference_image(x, 200, 16)
+    assert small.shape[-2:] == (112, 192)  # 300 x 500 scaled by 0.4, rounded down to multiples of 16
+    assert abs(small.mean().item() - x.mean().item()) < 1e-3
+
+
+def test_image_normalising_layers_skip_pointwise_norms():
+    from eid.models.global_norm import image_normalising_layers
+
+    gn, inorm, tracked, bn = nn.GroupNorm(2, 4), nn.InstanceNorm2d(4), nn.InstanceNorm2d(4, track_running_stats=True), nn.BatchNorm2d(4)
+    net = nn.Sequential(gn, inorm, tracked, bn).eval()
+    assert image_normalising_layers([net]) == [gn, inorm]
+    assert image_normalising_layers([net.train()]) == [gn, inorm, tracked]
+
+
+def test_unknown_tile_norm_is_refused():
+    with pytest.raises(EIDError, match="tile norm"):
+        Dehazer.from_module(pointwise, device="cpu", tile_norm="local")
+
+
 def test_tiling_respects_multiple_and_pads(rng):
     calls = []
 

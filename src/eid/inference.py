@@ -35,6 +35,7 @@ from torch import Tensor
 
 from eid.data.video import VIDEO_SUFFIXES, VideoReport
 from eid.errors import EIDError, ImageReadError
+from eid.models.global_norm import GlobalNormStatistics, reference_image
 from eid.utils import resolve_device
 
 __all__ = [
@@ -58,6 +59,9 @@ __all__ = [
 
 METHODS = ("eid", "cyclegan", "dcp")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+TILE_NORMS = ("global", "tile")
+REFERENCE_TILES = 2
+"""Side of the reference image for whole-image norm statistics, in tiles (its forward costs ~4 tiles)."""
 #: groups whose elements are exact pixel permutations, usable for test-time averaging
 _EXACT_FACTORS = ("rot90", "hflip", "flip")
 _DEFAULT_TTA_GROUP = "rot90*flip"
@@ -246,7 +250,9 @@ class GroupAverage:
         from eid.transforms import full_group
 
         self.group = group
-        self.transform = full_group(group)
+        self._rng = torch.Generator().manual_seed(0)
+        self._rng_state = self._rng.get_state()
+        self.transform = full_group(group, self._rng)
         self.rotates = any(isinstance(m, Rotate) for m in self.transform.modules())
         self.fn = fn
         # one f call per element: memory stays that of a single evaluation
@@ -258,6 +264,9 @@ class GroupAverage:
         return self.transform.n_trans
 
     def __call__(self, y: Tensor) -> Tensor:
+        # the same element order in every call: reproducible sums, and norm statistics recorded per
+        # element (eid.models.global_norm) stay matched to their element
+        self._rng.set_state(self._rng_state)
         h, w = y.shape[-2:]
         if self.rotates and h != w:
             side = max(h, w)
@@ -281,6 +290,7 @@ class Method:
         60-pixel guided filter), which must see the whole image.
     :param group: the transformation group the model was trained with (default group for TTA).
     :param device: where ``fn`` computes.
+    :param modules: the networks ``fn`` runs (searched for group/instance norms when tiling).
     """
 
     fn: Callable[[Tensor], Tensor]
@@ -290,6 +300,7 @@ class Method:
     tileable: bool = True
     group: str | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    modules: tuple[torch.nn.Module, ...] = ()
 
     def __call__(self, y: Tensor) -> Tensor:
         return self.fn(y)
@@ -352,7 +363,7 @@ def build_method(
         physics = _load_operator(operator, dev)
         return Method(
             physics.A_dagger, name="cyclegan", multiple=_GENERATOR_MULTIPLE,
-            channels=_module_channels(physics), device=dev,
+            channels=_module_channels(physics), device=dev, modules=(physics,),
         )
     if name == "eid":
         if model is None:
@@ -369,6 +380,7 @@ def build_method(
         return Method(
             lambda y: net(y, physics), name="eid", multiple=multiple, channels=net.config.channels,
             group=str(group) if group is not None else None, device=dev,
+            modules=(net,) if physics is None else (net, physics),
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")
 
@@ -413,7 +425,11 @@ class Dehazer:
 
     Size: images are reflect-padded to the method's multiple and cropped back; an image with a
     side above ``tile`` is processed in ``tile x tile`` tiles blended over ``overlap`` pixels
-    (:func:`tiled_apply`), so memory does not grow with the image. ``tile=None`` never tiles.
+    (:func:`tiled_apply`), so memory does not grow with the image. ``tile=None`` never tiles. Group and
+    instance norms of the method then normalise every tile with statistics recorded on the whole image
+    (``tile_norm="global"``, :mod:`eid.models.global_norm`; images above ``REFERENCE_TILES * tile``
+    are down-scaled to that size for this one forward) rather than with the tile's own
+    (``tile_norm="tile"``), so tiles match the whole-image result.
 
     :param method: a :class:`Method` or any callable/``nn.Module`` on ``(B,C,H,W)`` [0,1] tensors.
     :param device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
@@ -424,6 +440,7 @@ class Dehazer:
     :param tta: test-time group averaging: ``False``, ``True`` (the exact finite part of the group
         the model was trained with, else ``rot90*flip``) or a group name such as ``"hflip"``.
     :param bool channels_last: use the channels-last memory format for the forward pass.
+    :param str tile_norm: ``global`` or ``tile``: statistics of group/instance norms when tiling.
 
     >>> runner = Dehazer.from_module(lambda y: 1 - y, device="cpu")
     >>> out = runner(np.zeros((37, 50, 3), np.uint8))
@@ -442,6 +459,7 @@ class Dehazer:
         precision: str = "auto",
         tta: bool | str = False,
         channels_last: bool = False,
+        tile_norm: str = "global",
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         if not isinstance(method, Method):
@@ -450,6 +468,7 @@ class Dehazer:
             method = Method(
                 method, name=type(method).__name__, multiple=_module_multiple(method),
                 channels=_module_channels(method), device=self.device,
+                modules=(method,) if isinstance(method, torch.nn.Module) else (),
             )
         self.method = method
         self.multiple = max(1, method.multiple)
@@ -458,6 +477,9 @@ class Dehazer:
         self.batch_size = batch_size
         self.tile = self._check_tile(tile, overlap) if method.tileable else None
         self.overlap = overlap
+        if tile_norm not in TILE_NORMS:
+            raise EIDError(f"unknown tile norm {tile_norm!r}; use one of {', '.join(TILE_NORMS)}")
+        self.norm_stats = GlobalNormStatistics(method.modules) if tile_norm == "global" else None
         self.amp_dtype = _autocast_dtype(precision, self.device)
         self.channels_last = channels_last
         fn: Callable[[Tensor], Tensor] = self._forward
@@ -533,16 +555,23 @@ class Dehazer:
         padded, size = pad_to_multiple(y, self.multiple)
         h, w = padded.shape[-2:]
         if self.tile is not None and max(h, w) > self.tile:
-            out = torch.cat([
-                tiled_apply(self._fn, padded[i : i + 1], self.tile, self.overlap, self.multiple, self.batch_size)
-                for i in range(padded.shape[0])
-            ])
+            out = torch.cat([self._tiled(padded[i : i + 1]) for i in range(padded.shape[0])])
         else:
             out = torch.cat([
                 self._fn(padded[i : i + self.batch_size]).to(y.device)
                 for i in range(0, padded.shape[0], self.batch_size)
             ])
         return restore(crop_to(out, size)).clamp_(0.0, 1.0)
+
+    def _tiled(self, x: Tensor) -> Tensor:
+        """One padded image ``(1,C,H,W)`` tile by tile, norms with whole-image statistics if enabled."""
+        assert self.tile is not None
+        if not self.norm_stats:
+            return tiled_apply(self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size)
+        with self.norm_stats.recording():
+            self._fn(reference_image(x, REFERENCE_TILES * self.tile, self.multiple))
+        with self.norm_stats.applying():
+            return tiled_apply(self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size)
 
     # -- any-kind front end ----------------------------------------------------------------------
 

@@ -32,6 +32,10 @@ def dehaze(
         "--overlap pixels (memory independent of image size); 0 disables tiling. DCP is never tiled.",
     ),
     overlap: int = typer.Option(64, "--overlap", help="Overlap between neighbouring tiles in pixels."),
+    tile_norm: str = typer.Option(
+        "global", "--tile-norm", help="Statistics of group/instance norms when tiling: global (recorded on the "
+        "whole image, down-scaled to 2 tiles if larger; tiles match the untiled result) or tile (each tile's own).",
+    ),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Same-size images (or tiles, or video frames) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     precision: str = typer.Option(
@@ -69,7 +73,7 @@ def dehaze(
     runner = Dehazer(
         build_method(method, operator=operator, model=model, device=device),
         device=device, tile=tile or None, overlap=overlap, batch_size=batch_size, precision=precision,
-        tta=tta_group or tta,
+        tta=tta_group or tta, tile_norm=tile_norm,
     )
     if runner.tta_group:
         console.print(f"test-time averaging over {runner.tta_group}")
