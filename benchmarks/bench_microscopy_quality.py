@@ -18,7 +18,10 @@ group is ``microscopy`` = rot90*flip; the same number of steps for every trained
   EID (veil oracle)  stage 2 with the true veil operator and each crop's true parameters
   supervised         the same UNet trained with MSE to the clear crops (upper bound)
 
-Run: .venv/bin/python benchmarks/bench_microscopy_quality.py [--steps 300] [--stage1-steps 600] [--out DIR]
+``--tta`` adds, for every trained row, the same model averaged over the training group at test time
+(``eid.inference.Dehazer(..., tta=group)``, the user path), and both rows' median inference time per crop.
+
+Run: .venv/bin/python benchmarks/bench_microscopy_quality.py [--steps 300] [--stage1-steps 600] [--tta] [--out DIR]
 Prints a markdown table and writes ``metrics.json`` and a few example images to ``--out``.
 """
 
@@ -27,9 +30,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
+from eid import inference
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import load_config
 from eid.data.io import write_image
@@ -134,6 +140,20 @@ def score(pred: Tensor, clear: Tensor) -> dict[str, float]:
     return {"psnr": float(psnr(pred, clear).mean()), "ssim": float(ssim(pred, clear).mean())}
 
 
+def crop_ms(runners: dict[str, inference.Dehazer], hazy: Tensor, repeats: int = 3) -> dict[str, float]:
+    """Median wall time (ms) of each runner on one crop, interleaved crop by crop (same machine load)."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        runner.run(hazy[:1])  # warm-up
+    for _ in range(repeats):
+        for crop in hazy.split(1):
+            for name, runner in runners.items():
+                t0 = time.perf_counter()
+                runner.run(crop)
+                times[name].append(1000 * (time.perf_counter() - t0))
+    return {name: round(statistics.median(t), 2) for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="stage-2 (and supervised) training batches")
@@ -142,6 +162,7 @@ def main() -> None:
     parser.add_argument("--stage1-run", type=Path, default=None, help="reuse this stage-1 run folder instead of training one")
     parser.add_argument("--n-train", type=int, default=128, help="hazy training crops (and as many clear crops)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tta", action="store_true", help="also score trained models with test-time averaging")
     parser.add_argument("--only", default="", help="comma-separated method names to run (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and example images")
     args = parser.parse_args()
@@ -172,6 +193,26 @@ def main() -> None:
         outputs[name] = pred
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
 
+    def record_model(name: str, fn: Callable[[Tensor], Tensor], t0: float) -> None:
+        """Score a trained dehazer; with ``--tta`` also its group average, and both times per crop.
+
+        Both timed runs go through ``inference.Dehazer``, the path users run.
+        """
+        with torch.no_grad():
+            record(name, fn(hazy_test), t0)
+        if not args.tta:
+            return
+        tta_name = f"{name}, TTA ({inference.GroupAverage(fn, cfg.group).size})"
+        runners = {
+            name: inference.Dehazer(fn, device="cpu", tile=None),
+            tta_name: inference.Dehazer(fn, device="cpu", tile=None, tta=cfg.group),
+        }
+        t1 = time.perf_counter()
+        record(tta_name, runners[tta_name].run(hazy_test), t1)
+        for key, ms in crop_ms(runners, hazy_test).items():
+            results[key]["ms_per_crop"] = ms
+            print(f"{key}: {ms} ms/crop", file=sys.stderr, flush=True)
+
     def run(name: str) -> bool:
         return not wanted or name in wanted
 
@@ -187,8 +228,7 @@ def main() -> None:
         (work / "stage1").mkdir()
         for name in ("operator.safetensors", "operator.yaml"):
             (work / "stage1" / name).write_bytes((args.stage1_run / name).read_bytes())
-        with torch.no_grad():
-            record("CycleGAN-only", operator.A_dagger(hazy_test), time.perf_counter())
+        record_model("CycleGAN-only", operator.A_dagger, time.perf_counter())
     elif needs_stage1:
         t0 = time.perf_counter()
         for folder, stack in (("clear", clear_unpaired), ("hazy", hazy_train)):
@@ -198,8 +238,7 @@ def main() -> None:
         op_cfg.model.channels, op_cfg.data.load_size, op_cfg.data.crop = 1, None, CROP
         fit_operator(op_cfg, work / "clear", work / "hazy", work / "stage1", progress=False, samples=False)
         operator = LearnedHaze.load(work / "stage1")
-        with torch.no_grad():
-            record("CycleGAN-only", operator.A_dagger(hazy_test), t0)
+        record_model("CycleGAN-only", operator.A_dagger, t0)
 
     train = Items(hazy=hazy_train)
     variants = {
@@ -215,29 +254,26 @@ def main() -> None:
         vcfg = dataclasses.replace(cfg, **changes, operator=str(work / "stage1"))
         clear_items = Items(clear=clear_unpaired) if vcfg.adversarial_weight else None
         f = train_eid(vcfg, operator, train, work / name.replace(" ", "_"), clear=clear_items)
-        with torch.no_grad():
-            record(name, f(hazy_test, operator), t0)
+        record_model(name, lambda y: f(y, operator), t0)
 
     if run("EID (veil oracle)"):
         t0 = time.perf_counter()
         f = train_eid(cfg, VeilHaze(), Items(hazy=hazy_train, **buffers_train), work / "oracle")
-        with torch.no_grad():
-            record("EID (veil oracle)", f(hazy_test), t0)
+        record_model("EID (veil oracle)", f, t0)
 
     if run("supervised"):
         t0 = time.perf_counter()
         f = train_supervised(cfg.model, hazy_train, clear_train, cfg)
-        with torch.no_grad():
-            record("supervised (upper bound)", f(hazy_test), t0)
+        record_model("supervised (upper bound)", f, t0)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     for name, pred in outputs.items():
-        write_image(out / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.png", torch.cat(list(pred[:4].clamp(0, 1)), dim=-1))
+        write_image(out / f"{name.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')}.png", torch.cat(list(pred[:4].clamp(0, 1)), dim=-1))
     write_image(out / "clear.png", torch.cat(list(clear_test[:4]), dim=-1))
-    print(f"| method | PSNR (dB) | SSIM | time (s) |\n|---|---|---|---|")
+    print(f"| method | PSNR (dB) | SSIM | time (s) | inference (ms/crop) |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']} |")
+        print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']} | {r.get('ms_per_crop', '')} |")
     print(f"\n{len(clear_test)} test crops {CROP}x{CROP}; {args.steps} stage-2 steps, {args.stage1_steps} stage-1 steps; "
           f"total {time.perf_counter() - start:.0f} s; outputs in {out}", file=sys.stderr)
 

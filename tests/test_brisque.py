@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy import signal
 from test_niqe import load_reference, reference_rows
 
+import eid.metrics.brisque as brisque_module
 from eid.errors import EIDError
 from eid.metrics import METRICS
-from eid.metrics.brisque import BRISQUE, _read_libsvm, brisque
+from eid.metrics.brisque import BRISQUE, _mscn, _read_libsvm, brisque
+from eid.metrics.niqe import imresize
 
 
 def _check(shared: Path, quick: bool) -> None:
@@ -27,6 +31,47 @@ def test_reference_subset(shared_data: Path) -> None:
 @pytest.mark.slow
 def test_reference_all(shared_data: Path) -> None:
     _check(shared_data, quick=False)
+
+
+def _mscn_2d(img: torch.Tensor, window: torch.Tensor, c: float) -> np.ndarray:
+    """The MSCN map by the definition: ``scipy.signal.convolve2d`` (MATLAB ``filter2``, zero padding), in the
+    ``(B, H+2, W+1)`` layout of ``_mscn`` (map at ``[:, 1:-1, 1:]``)."""
+    w = window.numpy()
+    out = []
+    for x in img[:, 0].double().numpy():
+        mu = signal.convolve2d(x, w, "same")
+        sigma = np.sqrt(np.abs(signal.convolve2d(x * x, w, "same") - mu * mu))
+        out.append(np.pad((x - mu) / (sigma + c), ((1, 1), (1, 0))))
+    return np.stack(out)
+
+
+def _flat_bordered(rng: torch.Generator) -> torch.Tensor:
+    """Textured centres in wide constant borders of three grey levels (the dark frame of an endoscope image)."""
+    x = torch.nn.functional.avg_pool2d(torch.rand(3, 3, 96, 128, generator=rng), 3, 1, 1)
+    for k, level in enumerate((7, 30, 200)):
+        x[k, :, :24] = x[k, :, -24:] = x[k, :, :, :32] = level / 255
+    return x
+
+
+def test_flat_regions_follow_the_2d_filter(rng: torch.Generator) -> None:
+    # On a flat region I - mu is rounding residue whose sign decides left/right in the AGGD fits: the separable
+    # filter's residues have other signs than the 2-D sum's, and move the score of such images by more than 0.1.
+    x = _flat_bordered(rng)
+    window = BRISQUE().window
+    for img, c in ((torch.floor(x[:, :1] * 255 + 0.5), 1.0), (x[:, :1].double(), 1 / 255)):
+        img = torch.cat([img, imresize(img)[..., :48, :64].repeat(1, 1, 2, 2)])  # non-integer flat values too
+        ours, ref = _mscn(img, window, c)[:, 1:-1, 1:], _mscn_2d(img, window, c)[:, 1:-1, 1:]
+        assert ((ref != 0) & (np.abs(ref) < 1e-12)).sum() > 1000  # the flat residues are there
+        assert np.array_equal(np.sign(ours), np.sign(ref))
+        assert np.allclose(ours, ref, rtol=0, atol=1e-11)
+
+
+def test_flat_bordered_scores_match_the_2d_filter(rng: torch.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _flat_bordered(rng)
+    scores = {name: brisque(x, model=name) for name in ("brisque-live", "brisque-pkg")}
+    monkeypatch.setattr(brisque_module, "_mscn", _mscn_2d)
+    for name, got in scores.items():
+        assert torch.allclose(got, brisque(x, model=name), rtol=0, atol=1e-9), name
 
 
 def test_batch_equals_single_and_names(rng: torch.Generator) -> None:

@@ -193,6 +193,17 @@ def test_losses_decrease_and_operator_learns_the_haze(toy: tuple[Path, Path], tm
     assert sorted(p.name for p in (tmp_path / "samples").iterdir())[-1] == "epoch0030.png"
 
 
+def test_one_batch_epochs_write_grids_and_snapshots_at_most_every_50_batches(toy: tuple[Path, Path], tmp_path: Path) -> None:
+    """Eight images in one batch: 60 epochs of one batch must not leave 60 grids and 60 checkpoints."""
+    cfg = tiny_config(max_steps=60, checkpoint_every_n_batches=0, checkpoint_every_n_epochs=1)
+    cfg.data.batch_size = 8
+    run(cfg, toy, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["epoch0001.png", "epoch0051.png", "epoch0060.png"]
+    snapshots = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert snapshots == ["epoch0001.ckpt", "epoch0051.ckpt", "epoch0060.ckpt", "last.ckpt"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 120  # the end is always saved
+
+
 class Crash(L.Callback):
     """Simulates a kill after batch ``at`` (the checkpoint of that batch has been written)."""
 

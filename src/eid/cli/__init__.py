@@ -22,6 +22,16 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+THREADS_HELP = "CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply a ``--threads`` option (``None`` or 0: keep torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
 
 def _version(value: bool) -> None:
     if value:

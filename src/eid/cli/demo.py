@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from eid.cli import app, console
+from eid.cli import app, console, set_threads
 
 
 @app.command("demo")
@@ -17,6 +17,7 @@ def demo(
     size: int = typer.Option(192, "--size", help="Shorter side of the demo images in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed of the haze synthesis and of both trainings."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch (0 = torch's default). One is as fast for the demo's small crops and immune to a busy machine."),
+    adversarial_weight: float = typer.Option(0.0, "--adversarial-weight", help="Weight of the stage-2 adversarial prior on the demo's clear images (0 = off)."),
 ) -> None:
     """Run EID end to end on bundled images: haze, stage 1, stage 2, compare with DCP and CycleGAN.
 
@@ -24,10 +25,10 @@ def demo(
     presets), dehazes held-out images with EID, CycleGAN-only and DCP, prints the comparison table and
     writes the images, metrics.json and comparison.png to --out.
     """
-    import torch
-
     from eid.demo import run_demo
 
-    if threads:
-        torch.set_num_threads(threads)
-    run_demo(out, operator_steps=operator_steps, dehazer_steps=dehazer_steps, seed=seed, short_side=size, console=console)
+    set_threads(threads)
+    run_demo(
+        out, operator_steps=operator_steps, dehazer_steps=dehazer_steps, seed=seed, short_side=size,
+        adversarial_weight=adversarial_weight, console=console,
+    )

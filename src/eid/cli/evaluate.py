@@ -17,23 +17,26 @@ from eid.report.tables import metrics_table
 from eid.utils import resolve_device
 
 
-def _mask_fn(how: str):
-    """``circle``/``auto`` field-of-view detection, or a mask image file (non-zero = inside)."""
-    if how in ("circle", "auto"):
-        from eid.metrics.mask import fov_mask
+def _mask_fn(how: str, source: Path | None):
+    """Field of view of each scored image: :func:`eid.metrics.mask.fov_mask` (``circle``, ``auto`` or a mask
+    file) of the image itself or, with ``source``, of the image of the same name in that folder."""
+    from eid.metrics.mask import fov_mask
 
+    if source is None:
         return lambda image, path: fov_mask(image, how)
-    mask_file = Path(how)
-    if not mask_file.is_file():
-        raise EIDError(f"--mask {how!r}: use circle, auto or an existing mask image file")
-    mask = read_image(mask_file)[0][:1] > 0.5
+    if not source.is_dir():
+        raise EIDError(f"--mask-from {source} is not a folder; give the folder of the input (hazy) images")
 
-    def from_file(image: torch.Tensor, path: Path) -> torch.Tensor:
-        if mask.shape[-2:] != image.shape[-2:]:
-            raise EIDError(f"mask {mask_file} is {mask.shape[-1]}x{mask.shape[-2]} but {path} is {image.shape[-1]}x{image.shape[-2]}")
-        return mask.to(image.device).expand(image.shape[0], 1, -1, -1)
+    def of_source(image: torch.Tensor, path: Path) -> torch.Tensor:
+        matches = sorted(p for p in source.iterdir() if p.stem == path.stem)
+        if not matches:
+            raise EIDError(f"--mask-from {source} has no image named {path.stem}.*; it must hold the inputs of --pred")
+        original = read_image(matches[0])[0][None].to(image.device)
+        if original.shape[-2:] != image.shape[-2:]:
+            raise EIDError(f"{matches[0]} and {path} differ in size; --mask-from needs the inputs of --pred")
+        return fov_mask(original, how).expand(image.shape[0], 1, -1, -1)
 
-    return from_file
+    return of_source
 
 
 @app.command("evaluate")
@@ -45,6 +48,10 @@ def evaluate_command(
     ),
     reside_names: bool = typer.Option(False, "--reside-names", help="Match RESIDE names: prediction id_k.png -> reference id.png."),
     mask: str = typer.Option(None, "--mask", help="For no-reference metrics, also score the field of view only: circle, auto or a mask FILE."),
+    mask_from: Path = typer.Option(
+        None, "--mask-from", help="Detect the --mask on the image of the same name in this folder (e.g. the hazy "
+        "inputs) instead of on each scored image, so that every method is scored on the same field of view.",
+    ),
     json_path: Path = typer.Option(None, "--json", help="Write {'metrics': {name: mean}, 'images': [...]} to this file."),
     csv_path: Path = typer.Option(None, "--csv", help="Write per-image values and the mean row to this CSV file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -55,13 +62,15 @@ def evaluate_command(
 
     Prints a per-image table and the means; exits with status 1 if any file could not be read.
     """
+    if mask_from is not None and not mask:
+        raise EIDError("--mask-from needs --mask circle or auto")
     names = metrics or ("psnr,ssim" if ref else "niqe,brisque")
     specs = get_metrics(names)
     dev = resolve_device(device)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         result = evaluate(
-            specs, pred, ref or None, reside_names=reside_names, mask_fn=_mask_fn(mask) if mask else None,
+            specs, pred, ref or None, reside_names=reside_names, mask_fn=_mask_fn(mask, mask_from) if mask else None,
             device=dev, max_pixels=max_pixels, on_image=lambda name: progress.advance(task),
         )
     rows = [] if quiet else result.rows

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from eid.cli import app, console
+from eid.cli import THREADS_HELP, app, console, set_threads
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -39,6 +39,7 @@ def train(
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of data order, crops and transformations."),
 ) -> None:
@@ -55,6 +56,7 @@ def train(
     from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
     from eid.training.eid import EIDConfig, fit_eid
 
+    set_threads(threads)
     if is_ddp_worker():  # rank 0 has set the run up; the other processes read its config
         ckpt = out / "checkpoints" / "last.ckpt" if resume else None
         cfg = config_from_dict(EIDConfig, {**read_yaml(out / "config.yaml"), **_overrides(max_steps=max_steps, epochs=epochs)})

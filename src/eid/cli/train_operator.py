@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from eid.cli import app, console
+from eid.cli import THREADS_HELP, app, console, set_threads
 
 
 @app.command("train-operator")
@@ -26,7 +26,7 @@ def train_operator(
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation, data order, crops and replay buffers."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it)."),
 ) -> None:
@@ -41,8 +41,7 @@ def train_operator(
     from eid.training.common import is_ddp_worker, prepare_run_dir
     from eid.training.operator import OperatorConfig, fit_operator
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     length = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
     if max_steps is not None and epochs is None:
         length["epochs"] = None  # --max-steps alone: ignore the preset's epoch count

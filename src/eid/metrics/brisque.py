@@ -1,6 +1,7 @@
 """BRISQUE (Mittal, Moorthy & Bovik, "No-Reference Image Quality Assessment in the Spatial Domain", IEEE TIP 2012).
 
-Two models, chosen by name, both evaluated in torch (float64, CPU or GPU) without libsvm:
+Two models, chosen by name, both evaluated in double without libsvm (the MSCN maps and statistics with
+numpy/scipy on the CPU, whatever the input's device, so that flat regions round as the reference does):
 
 ``brisque-live`` (default, registered as ``brisque``)
     The original LIVE MATLAB release: features of ``brisque_feature.m`` (MATLAB ``rgb2gray`` of the 8-bit image,
@@ -29,6 +30,7 @@ from importlib import resources
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage, signal
 from scipy.special import gamma as gamma_fn
 
 from eid.errors import EIDError
@@ -37,14 +39,11 @@ from eid.metrics.niqe import (
     _MEAN,
     aggd_grid_fit,
     aggd_moments,
-    aggd_sums,
     grid_argmin,
     grid_table,
     imresize,
     load_params,
     moments_of,
-    band_rows,
-    mscn,
     row_bands,
     to_levels,
 )
@@ -56,6 +55,8 @@ MATLAB_GREY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 REC709_GREY = (0.2125, 0.7154, 0.0721)
 LIVE_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
 MODELS = ("brisque-live", "brisque-pkg")
+_BAND = 1 << 16  # values per row band of the pixel-wise work (cache-sized)
+_NEAR = 1e-11  # |I - mu| below this times max|I| is recomputed by the 2-D sum (separable error: ~1e-14)
 
 
 def _gaussian_window() -> torch.Tensor:
@@ -135,34 +136,136 @@ def _flat(x: torch.Tensor, m: torch.Tensor | None) -> tuple[torch.Tensor, torch.
     return x.flatten(1), None if m is None else m.flatten(1).to(x)
 
 
+def _filter2_sep(seg: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """MATLAB ``filter2(g g^T, ., 'same')`` of the rows of a band that has 3 rows and columns of context (zeros
+    outside the image) on each side: two 1-D passes in double, the 2-D sum's value up to rounding."""
+    cols = ndimage.correlate1d(seg, g, axis=0, mode="constant")[3:-3]
+    return ndimage.correlate1d(cols, g, axis=-1, mode="constant")[:, 3:-3]
+
+
+def _conv2_centres(patches: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """``scipy.signal.convolve2d(img, window, 'same')`` at pixels whose 7x7 neighbourhoods in ``img`` (zeros
+    outside) are ``patches`` (K,7,7), bit for bit.
+
+    convolve2d sums each output's 49 products in a fixed order, so its value depends on the neighbourhood only:
+    the patches laid side by side and filtered ``'valid'`` give the same numbers (7 outputs per patch).
+    """
+    out = np.empty(len(patches))
+    for s in range(0, len(patches), 1 << 14):
+        strip = patches[s : s + (1 << 14)].transpose(1, 0, 2).reshape(7, -1)
+        out[s : s + strip.shape[1] // 7] = signal.convolve2d(strip, window, "valid")[0, ::7]
+    return out
+
+
+def _filter2_near_zero(seg: np.ndarray, near: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """The 2-D sums (:func:`_conv2_centres`) at the pixels ``near`` of the middle of band ``seg`` (see
+    :func:`_filter2_sep`). Pixels with a flat 7x7 window are the common case (whole flat regions): their
+    sum depends on the value only and is computed once per distinct value."""
+    taps = np.arange(7)
+    flat = ndimage.minimum_filter(seg, 7)[3:-3, 3:-3] == ndimage.maximum_filter(seg, 7)[3:-3, 3:-3]
+    out = np.empty(np.count_nonzero(near))
+    flat_near = flat[near]
+    values, inverse = np.unique(seg[3:-3, 3:-3][near][flat_near], return_inverse=True)
+    out[flat_near] = _conv2_centres(np.broadcast_to(values[:, None, None], (len(values), 7, 7)), window)[inverse]
+    i, j = np.nonzero(near & ~flat)
+    out[~flat_near] = _conv2_centres(seg[i[:, None, None] + taps[:, None], j[:, None, None] + taps], window)
+    return out
+
+
+def _mscn(img: torch.Tensor, window: torch.Tensor, c: float) -> np.ndarray:
+    """MSCN coefficients ``(I - mu) / (sigma + c)`` of ``img`` (B,1,H,W), ``mu`` and ``sigma^2`` the local mean and
+    variance by MATLAB ``filter2`` with zero padding, in double; returned in a ``(B, H+2, W+1)`` array at
+    ``[:, 1:H+1, 1:]``, the free row/column being room for the ``circshift`` wrap-around (see :func:`_live_sums`).
+
+    The filter is separable (two 1-D passes) except where ``|I - mu|`` comes out within rounding of 0: there
+    ``mu`` is the canonical 2-D ``convolve2d`` sum (:func:`_filter2_near_zero`). On a flat region ``I - mu`` is pure
+    rounding residue (about 1e-14), yet its sign decides whether the coefficient counts as left or right in
+    the AGGD fits, and thousands of such pixels (e.g. the dark border of an endoscope frame) move the score by
+    more than 1; the residues of the 2-D sum are the ones the reference implementations produce.
+    """
+    w = window.detach().to(torch.float64).cpu().numpy()
+    g = w.sum(0)
+    x = img.detach().to(torch.float64).cpu().numpy()[:, 0]
+    b, h, wd = x.shape
+    out = np.empty((b, h + 2, wd + 1))
+    rows = max(1, _BAND // wd)
+    for k in range(b):
+        padded = np.pad(x[k], 3)
+        tol = _NEAR * np.abs(x[k]).max()
+        for r0 in range(0, h, rows):
+            seg = padded[r0 : r0 + rows + 6]
+            mu, sq = _filter2_sep(seg, g), _filter2_sep(seg * seg, g)
+            core = seg[3:-3, 3:-3]
+            dev = core - mu
+            near = np.abs(dev) <= tol
+            if near.any():
+                near &= mu != 0  # mu = 0: an all-zero window, whose 2-D sum is 0 too
+                if near.any():
+                    mu[near] = _filter2_near_zero(seg, near, w)
+                    dev[near] = core[near] - mu[near]
+            sq -= mu * mu
+            np.sqrt(np.abs(sq, out=sq), out=sq)  # sigma
+            sq += c
+            np.divide(dev, sq, out=out[k, 1 + r0 : 1 + r0 + len(dev), 1:])
+    return out
+
+
+def _live_sums(ext: np.ndarray) -> np.ndarray:
+    """:func:`~eid.metrics.niqe.aggd_sums` statistics ``(5, 5)`` (without the count column) of an MSCN map
+    and of its four ``circshift`` pair products, in the order of ``LIVE_SHIFTS``.
+
+    ``ext`` (H+2, W+1) holds the map at ``[1:H+1, 1:]``, its last row in row 0, its first row in row H+1 and
+    its last column in column 0, so that every partner ``map(i - di, j - dj)`` (with wrap-around) is a plain
+    slice; the work runs over cache-sized row bands. ``sum x+^2`` is ``sum x^2 - sum x-^2``; the dot products
+    are torch's (numpy's BLAS would start its own threads).
+    """
+    h, wd = ext.shape[0] - 2, ext.shape[1] - 1
+    acc = np.zeros((5, 5))
+    rows = max(1, _BAND // wd)
+    for r0 in range(1, h + 1, rows):
+        r1 = min(r0 + rows, h + 1)
+        a = ext[r0:r1, 1:]
+        pieces = [np.ascontiguousarray(a)]
+        pieces += [a * ext[r0 - di : r1 - di, 1 - dj : 1 - dj + wd] for di, dj in LIVE_SHIFTS]
+        for k, p in enumerate(pieces):
+            p = p.reshape(-1)
+            neg = np.minimum(p, 0)
+            tp, tn = torch.from_numpy(p), torch.from_numpy(neg)
+            sq_neg = float(torch.dot(tn, tn))
+            n_neg, n_pos = np.count_nonzero(p < 0), np.count_nonzero(p > 0)
+            acc[k] += (sq_neg, float(torch.dot(tp, tp)) - sq_neg, n_neg, n_pos, p.sum() - 2 * neg.sum())
+    return acc
+
+
+def _wrapped(core: np.ndarray) -> np.ndarray:
+    """Fill the wrap-around row/column of ``(B, H+2, W+1)`` arrays laid out as :func:`_mscn` returns them."""
+    core[:, 0, 1:] = core[:, -2, 1:]
+    core[:, -1, 1:] = core[:, 1, 1:]
+    core[:, :, 0] = core[:, :, -1]
+    return core
+
+
 def _live_scale(img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor) -> list[torch.Tensor]:
     """18 ``brisque_feature.m`` features of one scale for ``img`` (B,1,H,W) on 0-255.
 
-    The statistics are sums, so they are accumulated over bands of rows (cache-sized pieces); each band is
-    taken with one row of wrap-around on either side so that the ``circshift`` partners are at hand.
+    With a mask the coefficients outside are set to 0: they add nothing to the sums and a product with them
+    is 0, which no count includes; the numbers of entries are the positive counts of the same sums over the
+    0/1 mask (its pixels and pixel pairs inside).
     """
-    coef, _ = mscn(img, window, "zeros")
-    h = coef.shape[-2]
-    weight = None if mask is None else mask.to(coef)
-    total = torch.zeros(())
-    step = band_rows(coef)
-    for r0 in range(0, h, step):
-        band = coef[..., r0 : r0 + step, :]
-        rows = torch.arange(r0 - 1, r0 + band.shape[-2] + 1, device=coef.device) % h
-        ext = coef.index_select(-2, rows)
-        wext = None if weight is None else weight.index_select(-2, rows)
-        parts = [aggd_sums(band, (-2, -1), None if wext is None else wext[..., 1:-1, :])]
-        for di, dj in LIVE_SHIFTS:
-            partner = torch.roll(ext[..., 1 - di : 1 - di + band.shape[-2], :], dj, dims=-1)
-            w = None
-            if wext is not None:
-                w = wext[..., 1:-1, :] * torch.roll(wext[..., 1 - di : 1 - di + band.shape[-2], :], dj, dims=-1)
-            parts.append(aggd_sums(band * partner, (-2, -1), w))
-        total = total + torch.stack(parts, -2)
-    ggd = moments_of(total[..., 0, 0, :])
-    feats = [torch.from_numpy(_GAM).to(coef)[grid_argmin(_R_GGD, ggd["sq"] / ggd["abs"] ** 2)], ggd["sq"]]
+    ext = _mscn(img, window, 1.0)
+    if mask is None:
+        n = np.full((len(ext), 5, 1), float(img.shape[-2] * img.shape[-1]))
+    else:
+        inside = np.zeros_like(ext)
+        inside[:, 1:-1, 1:] = mask[:, 0].cpu().numpy()
+        ext[:, 1:-1, 1:] *= inside[:, 1:-1, 1:]
+        n = np.stack([_live_sums(m)[:, 3:4] for m in _wrapped(inside)])
+    sums = np.stack([_live_sums(e) for e in _wrapped(ext)])
+    total = torch.from_numpy(np.concatenate([sums, n], -1))
+    ggd = moments_of(total[:, 0])
+    feats = [torch.from_numpy(_GAM)[grid_argmin(_R_GGD, ggd["sq"] / ggd["abs"] ** 2)], ggd["sq"]]
     for k in range(1, 5):
-        m = moments_of(total[..., 0, k, :])
+        m = moments_of(total[:, k])
         idx, alpha = aggd_grid_fit(m)
         mean = (m["right"] - m["left"]) * grid_table(_MEAN, idx) * grid_table(_CONST, idx)
         feats += [alpha, mean, m["left"] ** 2, m["right"] ** 2]
@@ -182,7 +285,7 @@ def _pkg_fit(x: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, ...
 
 def _pkg_scale(img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor) -> list[torch.Tensor]:
     """18 ``brisque`` 0.2.0 features of one scale for ``img`` (B,1,H,W) in [0,1]."""
-    coef, _ = mscn(img, window, "zeros", c=1 / 255)
+    coef = torch.from_numpy(_mscn(img, window, 1 / 255)[:, None, 1:-1, 1:])
     alpha, _, sl, sr = _pkg_fit(*_flat(coef, mask))
     feats = [alpha, (sl + sr) / 2]
     a, m = coef, mask
@@ -226,22 +329,33 @@ class BRISQUE(torch.nn.Module):
             mask = -F.max_pool2d(-mask.to(torch.float64), 7, stride=1, padding=3) > 0.5
         window = self.window.to(x.device)
         if self.model == "brisque-live":
-            img = torch.cat([self._grey(to_levels(band), MATLAB_GREY, rounded=True) for band in row_bands(x)], -2)
+            img = self._grey(x, MATLAB_GREY, rounded=True)
             small, m2 = imresize(img), None if mask is None else imresize(mask.to(img)) >= 0.5
             feats = _live_scale(img, mask, window) + _live_scale(small, m2, window)
         else:
-            img = torch.cat([self._grey(to_levels(band), REC709_GREY, rounded=False) for band in row_bands(x)], -2) / 255
+            img = self._grey(x, REC709_GREY, rounded=False) / 255
             small, m2 = _cv2_half(img), None if mask is None else _cv2_half(mask.to(img)) >= 0.5
             feats = _pkg_scale(img, mask, window) + _pkg_scale(small, m2, window)
-        return torch.stack(feats, -1)
+        return torch.stack(feats, -1).to(x.device)
 
     @staticmethod
-    def _grey(levels: torch.Tensor, weights: tuple[float, float, float], rounded: bool) -> torch.Tensor:
-        if levels.shape[1] == 1:
-            return levels
-        w = torch.tensor(weights, dtype=levels.dtype, device=levels.device).view(1, 3, 1, 1)
-        grey = (levels * w).sum(1, keepdim=True)
-        return torch.floor(grey + 0.5) if rounded else grey
+    def _grey(x: torch.Tensor, weights: tuple[float, float, float], rounded: bool) -> torch.Tensor:
+        """Grey levels ``(B,1,H,W)`` (float64) of the 8-bit levels of ``x``: ``sum_c w_c L_c`` (products, then
+        sums in channel order), rounded half up when ``rounded``; computed in row bands of :func:`row_bands`."""
+        grey = torch.empty(x.shape[0], 1, *x.shape[-2:], dtype=torch.float64, device=x.device)
+        r0 = 0
+        for band in row_bands(x):
+            levels, out = to_levels(band), grey[..., r0 : r0 + band.shape[-2], :]
+            r0 += band.shape[-2]
+            if levels.shape[1] == 1:
+                out.copy_(levels)
+                continue
+            torch.mul(levels[:, :1], weights[0], out=out)
+            for c in (1, 2):
+                out += levels[:, c : c + 1] * weights[c]
+            if rounded:
+                out.add_(0.5).floor_()
+        return grey
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         f = self.features(x, mask)

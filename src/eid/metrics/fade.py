@@ -100,8 +100,8 @@ def fade_features(x: torch.Tensor) -> torch.Tensor:
     r, g, b = lv[:, 0:1], lv[:, 1:2], lv[:, 2:3]
     grey = torch.floor(r * MATLAB_GREY[0] + g * MATLAB_GREY[1] + b * MATLAB_GREY[2] + 0.5)
     window = _gaussian_window().to(lv.device)
-    coef, sigma = mscn(grey, window, "replicate")
-    cv = sigma / filter2(grey, window, "replicate")
+    coef, sigma = mscn(grey, window)
+    cv = sigma / filter2(grey, window)
     rg, by = r - g, 0.5 * (r + g) - b
     kernel = _log_kernel()
     ce = [

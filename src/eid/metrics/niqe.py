@@ -28,7 +28,7 @@ from importlib import resources
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage, signal
+from scipy import ndimage
 from scipy.special import gamma as gamma_fn
 
 from eid.errors import EIDError
@@ -101,43 +101,37 @@ def _separable_factor(window: np.ndarray) -> np.ndarray | None:
     return g if np.allclose(np.outer(g, g), window, rtol=0, atol=1e-15) else None
 
 
-def filter2(img: torch.Tensor, window: torch.Tensor, padding: str) -> torch.Tensor:
-    """Filter ``(N,1,H,W)`` with a symmetric 2-D window, 'same' size; ``padding`` = 'replicate' or 'zeros'.
+def filter2(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Filter ``(N,1,H,W)`` with a symmetric 2-D window, 'same' size, replicated borders (BasicSR's
+    ``ndimage.convolve``).
 
-    On CPU this runs scipy (double accumulation, result in the input's dtype) as the references do. Replicate
-    borders (BasicSR's ``ndimage.convolve``) use two 1-D passes when the window is separable (the Gaussian
-    windows are, to 3e-17): 14 instead of 49 multiply-adds per pixel, the same values up to double rounding.
-    Zero borders (MATLAB ``filter2``) keep the 2-D ``convolve2d``: BRISQUE works in double, where the sign of
-    the rounding residue on flat regions counts in the AGGD fits, and the separable sums change it (BRISQUE
-    moved by 0.18 on a cholec80 frame). On other devices it is a ``conv2d``.
+    On CPU this runs scipy (double accumulation, result in the input's dtype) as the reference does, with two
+    1-D passes when the window is separable (the Gaussian windows are, to 3e-17): 14 instead of 49
+    multiply-adds per pixel, the same values up to double rounding. On other devices it is a ``conv2d``.
+    (BRISQUE's zero-padded MATLAB ``filter2`` lives in :mod:`eid.metrics.brisque`.)
     """
     if img.device.type == "cpu":
         w = window.to(torch.float64).numpy()
         a = img.detach().numpy()
         g = _separable_factor(w)
-        if padding == "zeros":
-            out = np.stack([signal.convolve2d(p, w, "same") for p in a.reshape(-1, *a.shape[-2:])]).reshape(a.shape)
-        elif g is None:
+        if g is None:
             out = ndimage.convolve(a, w.reshape((1,) * (a.ndim - 2) + w.shape), output=np.float64, mode="nearest")
         else:
             out = ndimage.convolve1d(a, g, axis=-1, output=np.float64, mode="nearest")
             out = ndimage.convolve1d(out, g, axis=-2, output=np.float64, mode="nearest")
         return torch.from_numpy(out.astype(a.dtype, copy=False))
-    return _conv_filter2(img, window, padding)
+    return _conv_filter2(img, window)
 
 
-def _conv_filter2(img: torch.Tensor, window: torch.Tensor, padding: str) -> torch.Tensor:
+def _conv_filter2(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """:func:`filter2` by ``conv2d`` (double accumulation, result in the input's dtype)."""
     kh, kw = window.shape
     pad = (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2)
-    x = img.to(torch.float64)
-    x = F.pad(x, pad, mode="replicate") if padding == "replicate" else F.pad(x, pad)
+    x = F.pad(img.to(torch.float64), pad, mode="replicate")
     return F.conv2d(x, window.to(x)[None, None]).to(img.dtype)
 
 
-def mscn(
-    img: torch.Tensor, window: torch.Tensor, padding: str, c: float = 1.0, single: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
+def mscn(img: torch.Tensor, window: torch.Tensor, c: float = 1.0, single: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean-subtracted contrast-normalised coefficients ``(I - mu) / (sigma + c)`` and the local ``sigma``.
 
     Computed in float64, or in float32 with ``single``, which reproduces BasicSR's arithmetic (scipy sums in
@@ -145,8 +139,8 @@ def mscn(
     noise, which changes the AGGD fits.
     """
     img = img.to(torch.float32 if single else torch.float64)
-    mu = filter2(img, window, padding)
-    sigma = filter2(img * img, window, padding).addcmul_(mu, mu, value=-1).abs_().sqrt_()
+    mu = filter2(img, window)
+    sigma = filter2(img * img, window).addcmul_(mu, mu, value=-1).abs_().sqrt_()
     return torch.sub(img, mu, out=mu).div_(sigma + c), sigma
 
 
@@ -284,7 +278,7 @@ def _block_features(img: torch.Tensor, block: int, window: torch.Tensor, chunk: 
     double. Tiles are processed ``chunk`` at a time so that the products stay in cache.
     """
     b = img.shape[0]
-    coef, _ = mscn(img, window, "replicate", single=True)
+    coef, _ = mscn(img, window, single=True)
     nh, nw = coef.shape[-2] // block, coef.shape[-1] // block
     tiles = coef[..., : nh * block, : nw * block].reshape(b, nh, block, nw, block).permute(0, 1, 3, 2, 4)
     tiles = tiles.reshape(b * nh * nw, block, block)

@@ -54,15 +54,17 @@ warnings.filterwarnings("ignore", message="Total length of `list` across ranks i
 warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval.*")
 
 
-class _DropAdvertising(logging.Filter):
-    """Lightning prints a cloud-logging advertisement on every run; it is not ours to show."""
+class _DropMisleadingMessages(logging.Filter):
+    """Drop two Lightning messages: a cloud-logging advertisement printed on every run, and "`max_steps=N`
+    reached", whose N counts optimizer steps (twice the batches of a GAN run, see :func:`build_trainer`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        message = record.getMessage()
+        return "litlogger" not in message and "`max_steps=" not in message
 
 
 for _handler in logging.getLogger("lightning.pytorch").handlers:
-    _handler.addFilter(_DropAdvertising())
+    _handler.addFilter(_DropMisleadingMessages())
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -131,28 +133,64 @@ class NonFiniteGuard(Callback):
         ensure_finite(losses, trainer)
 
 
-class RunCheckpoint(Callback):
-    """Save ``last.ckpt`` every ``every_n_batches`` batches and at each epoch end, plus ``epochNNNN.ckpt``
-    every ``every_n_epochs`` epochs (0 = never). Writing goes through the trainer's (atomic) checkpoint IO;
-    only rank 0 writes.
+def batches_done(trainer: L.Trainer) -> int:
+    """Training batches run so far in this run (resumes included)."""
+    return trainer.fit_loop.total_batch_idx + 1
+
+
+def is_last_epoch(trainer: L.Trainer) -> bool:
+    """At an epoch end: whether training stops after this epoch (``max_steps`` reached or last epoch)."""
+    steps_done = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+    return steps_done or (trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs)
+
+
+class EpochEndThrottle:
+    """Lets an epoch-end action through only if ``min_batches`` batches ran since it last went through, or
+    if it is the last epoch.
+
+    Epoch-end grids and checkpoints are meant for epochs of many batches; on a small data set (ten images,
+    one batch per epoch) they would otherwise be written at every step (hundreds of files, gigabytes of
+    checkpoints, minutes of writing).
     """
 
-    def __init__(self, dirpath: str | Path, every_n_batches: int = 0, every_n_epochs: int = 1) -> None:
+    def __init__(self, min_batches: int) -> None:
+        self.min_batches = min_batches
+        self.last: int | None = None
+
+    def due(self, trainer: L.Trainer) -> bool:
+        done = batches_done(trainer)
+        if self.last is not None and done - self.last < self.min_batches and not is_last_epoch(trainer):
+            return False
+        self.last = done
+        return True
+
+
+class RunCheckpoint(Callback):
+    """Save ``last.ckpt`` every ``every_n_batches`` batches, at epoch ends and at the end of training, plus
+    ``epochNNNN.ckpt`` every ``every_n_epochs`` epochs (0 = never); epoch-end saves are skipped when fewer than
+    ``min_batches`` batches ran since the previous one (:class:`EpochEndThrottle`). Writing goes through the
+    trainer's (atomic) checkpoint IO; only rank 0 writes.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_batches: int = 0, every_n_epochs: int = 1, min_batches: int = 1) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_batches = every_n_batches
         self.every_n_epochs = every_n_epochs
+        self.last_throttle = EpochEndThrottle(min_batches)
+        self.snapshot_throttle = EpochEndThrottle(min_batches)
 
     def _save(self, trainer: L.Trainer, name: str) -> None:
         trainer.save_checkpoint(self.dirpath / name, weights_only=False)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_batches > 0 and (trainer.fit_loop.total_batch_idx + 1) % self.every_n_batches == 0:
+        if self.every_n_batches > 0 and batches_done(trainer) % self.every_n_batches == 0:
             self._save(trainer, LAST_CHECKPOINT)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer, LAST_CHECKPOINT)
+        if self.last_throttle.due(trainer):
+            self._save(trainer, LAST_CHECKPOINT)
         epoch = trainer.current_epoch + 1
-        if self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0:
+        if self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0 and self.snapshot_throttle.due(trainer):
             self._save(trainer, f"epoch{epoch:04d}.ckpt")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -160,15 +198,17 @@ class RunCheckpoint(Callback):
 
 
 class SampleGrid(Callback):
-    """Write ``<run>/samples/epochNNNN.png`` at each epoch end: one row per image, one column per output.
+    """Write ``<run>/samples/epochNNNN.png`` at epoch ends (at least ``min_batches`` batches apart and at the
+    last epoch, see :class:`EpochEndThrottle`): one row per image, one column per output.
 
     The images are the first batch seen by this process (at most ``max_images``), so successive grids show the
     same inputs. Columns come from ``pl_module.sample_columns(batch)``; rank 0 only.
     """
 
-    def __init__(self, run_dir: str | Path, max_images: int = 4) -> None:
+    def __init__(self, run_dir: str | Path, max_images: int = 4, min_batches: int = 1) -> None:
         self.folder = Path(run_dir) / "samples"
         self.max_images = max_images
+        self.throttle = EpochEndThrottle(min_batches)
         self._batch: Any = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -177,6 +217,8 @@ class SampleGrid(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._batch is None or not trainer.is_global_zero or not hasattr(pl_module, "sample_columns"):
+            return
+        if not self.throttle.due(trainer):
             return
         from torchvision.utils import make_grid
 
@@ -334,6 +376,7 @@ def build_trainer(
     log_every: int = 10,
     checkpoint_every_n_batches: int = 0,
     checkpoint_every_n_epochs: int = 1,
+    min_batches_between: int = 50,
     steps_per_batch: int = 1,
     strategy: str | L.pytorch.strategies.Strategy = "auto",
     progress: bool = True,
@@ -350,6 +393,8 @@ def build_trainer(
     :param strategy: ``"auto"`` picks DDP (with ``find_unused_parameters``, needed when a GAN step leaves the
         other network's parameters unused; gloo on CPU) when ``devices * num_nodes > 1``.
     :param checkpoint_every_n_batches: also refresh ``last.ckpt`` every this many batches (0 = epoch ends only).
+    :param min_batches_between: epoch-end checkpoints and sample grids are skipped when fewer batches ran
+        since the previous one (small data sets have epochs of one batch).
     """
     from lightning.pytorch.strategies import DDPStrategy
 
@@ -359,9 +404,12 @@ def build_trainer(
     if strategy == "auto" and isinstance(devices, int) and devices * num_nodes > 1:
         strategy = DDPStrategy(find_unused_parameters=True)
     bar: Callback = RichProgressBar(leave=True) if sys.stderr.isatty() else TQDMProgressBar(refresh_rate=max(1, log_every))
-    extra: list[Callback] = [NonFiniteGuard(), RunCheckpoint(run_dir / CHECKPOINT_DIR, checkpoint_every_n_batches, checkpoint_every_n_epochs)]
+    extra: list[Callback] = [
+        NonFiniteGuard(),
+        RunCheckpoint(run_dir / CHECKPOINT_DIR, checkpoint_every_n_batches, checkpoint_every_n_epochs, min_batches_between),
+    ]
     if samples:
-        extra.append(SampleGrid(run_dir))
+        extra.append(SampleGrid(run_dir, min_batches=min_batches_between))
     if progress:
         extra.append(bar)
     return L.Trainer(

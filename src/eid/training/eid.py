@@ -66,6 +66,8 @@ class EIDConfig:
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
     :param float disc_lr: learning rate of its discriminator.
     :param int seed: seeds the data order, crops and the group's generator.
+    :param int checkpoint_every_n_batches: refresh ``checkpoints/last.ckpt`` this often (and at epoch ends).
+    :param int checkpoint_every_n_epochs: keep an ``epochNNNN.ckpt`` snapshot this often (0 = never).
     """
 
     operator: str = "asm"
@@ -89,6 +91,8 @@ class EIDConfig:
     adversarial_weight: float = 0.0
     disc_lr: float = 2e-4
     seed: int = 0
+    checkpoint_every_n_batches: int = 100
+    checkpoint_every_n_epochs: int = 0
 
     def __post_init__(self) -> None:
         parse_group(self.group)
@@ -442,7 +446,8 @@ def fit_eid(
     module = EIDModule(cfg, clear=clear_set, run_dir=run_dir)
     trainer = build_trainer(
         run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, steps_per_batch=2 if module.adversarial else 1,
-        **trainer_kwargs,
+        checkpoint_every_n_batches=cfg.checkpoint_every_n_batches,
+        checkpoint_every_n_epochs=cfg.checkpoint_every_n_epochs, **trainer_kwargs,
     )
     fit(trainer, module, ImageDataModule(train_set, cfg.batch_size, cfg.seed, workers, val=val_set), ckpt)
     return module, trainer
