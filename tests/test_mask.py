@@ -74,3 +74,5 @@ def test_mask_from_uses_the_input_of_the_same_name(tmp_path: Path) -> None:
     assert own.sum() > from_input.sum() * 1.5
     with pytest.raises(EIDError, match="no image named frame2"):
         _mask_fn("auto", tmp_path / "hazy")(output, tmp_path / "out" / "frame2.png")
+    with pytest.raises(EIDError, match="use circle, auto or an existing mask image file"):
+        _mask_fn("oval", None)  # refused before any image is read

@@ -426,10 +426,10 @@ class Dehazer:
     Size: images are reflect-padded to the method's multiple and cropped back; an image with a
     side above ``tile`` is processed in ``tile x tile`` tiles blended over ``overlap`` pixels
     (:func:`tiled_apply`), so memory does not grow with the image. ``tile=None`` never tiles. Group and
-    instance norms of the method then normalise every tile with statistics recorded on the whole image
-    (``tile_norm="global"``, :mod:`eid.models.global_norm`; images above ``REFERENCE_TILES * tile``
-    are down-scaled to that size for this one forward) rather than with the tile's own
-    (``tile_norm="tile"``), so tiles match the whole-image result.
+    instance norms of the method then normalise every tile with statistics recorded in one forward of the
+    whole image down-scaled to ``REFERENCE_TILES * tile`` (``tile_norm="global"``,
+    :mod:`eid.models.global_norm`) rather than with the tile's own (``tile_norm="tile"``), so tiles match
+    the whole-image result; an image that fits that size needs no tiles: its one forward is the result.
 
     :param method: a :class:`Method` or any callable/``nn.Module`` on ``(B,C,H,W)`` [0,1] tensors.
     :param device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
@@ -568,8 +568,11 @@ class Dehazer:
         assert self.tile is not None
         if not self.norm_stats:
             return tiled_apply(self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size)
+        reference = reference_image(x, REFERENCE_TILES * self.tile, self.multiple)
+        if reference is x:  # the whole image fits the reference budget: its one forward is the result
+            return self._fn(x)
         with self.norm_stats.recording():
-            self._fn(reference_image(x, REFERENCE_TILES * self.tile, self.multiple))
+            self._fn(reference)
         with self.norm_stats.applying():
             return tiled_apply(self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size)
 

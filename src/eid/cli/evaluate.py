@@ -22,18 +22,23 @@ def _mask_fn(how: str, source: Path | None):
     file) of the image itself or, with ``source``, of the image of the same name in that folder."""
     from eid.metrics.mask import fov_mask
 
+    if how not in ("circle", "auto") and not Path(how).is_file():
+        raise EIDError(f"--mask {how!r}: use circle, auto or an existing mask image file")
     if source is None:
         return lambda image, path: fov_mask(image, how)
     if not source.is_dir():
         raise EIDError(f"--mask-from {source} is not a folder; give the folder of the input (hazy) images")
+    by_stem: dict[str, Path] = {}
+    for candidate in sorted(source.iterdir(), reverse=True):  # first name in sorted order wins
+        by_stem[candidate.stem] = candidate
 
     def of_source(image: torch.Tensor, path: Path) -> torch.Tensor:
-        matches = sorted(p for p in source.iterdir() if p.stem == path.stem)
-        if not matches:
+        original_path = by_stem.get(path.stem)
+        if original_path is None:
             raise EIDError(f"--mask-from {source} has no image named {path.stem}.*; it must hold the inputs of --pred")
-        original = read_image(matches[0])[0][None].to(image.device)
+        original = read_image(original_path)[0][None].to(image.device)
         if original.shape[-2:] != image.shape[-2:]:
-            raise EIDError(f"{matches[0]} and {path} differ in size; --mask-from needs the inputs of --pred")
+            raise EIDError(f"{original_path} and {path} differ in size; --mask-from needs the inputs of --pred")
         return fov_mask(original, how).expand(image.shape[0], 1, -1, -1)
 
     return of_source

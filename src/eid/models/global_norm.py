@@ -13,10 +13,11 @@ removes that difference at the cost of one extra forward:
    :math:`(x - \\mu_g)/\\sqrt{\\sigma^2_g + \\epsilon}` (then its affine weights), i.e. as if it saw the whole
    image.
 
-With the reference at full resolution the tiled result equals the whole-image one up to the tile
-borders (a trained CycleGAN ``G_BA``, 960x960 frames in 256-pixel tiles: 65 dB PSNR to the untiled output,
-against 14 dB with per-tile statistics); down-scaling the reference 2x gives 31 dB, 3.75x 26 dB
-(``docs/benchmarks/inference.md``). Calls are matched in order, so a network that calls a norm layer
+With the reference at full resolution the tiles reproduce the whole-image output up to the tile borders
+(``tests/test_inference.py``). Down-scaled 1.9x / 2.8x (960 / 1440 px frames, 256 px tiles) the
+reference still brings a trained CycleGAN ``G_BA`` to 33.7 / 30.2 dB PSNR from its untiled output,
+against 14.0 / 12.7 dB with per-tile statistics (``benchmarks/bench_tile_norm.py``,
+``docs/benchmarks/inference.md``). Calls are matched in order, so a network that calls a norm layer
 several times per forward (test-time averaging over a group) gets the statistics of the same call of
 the reference pass.
 """
@@ -24,8 +25,7 @@ the reference pass.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,25 +57,20 @@ def _groups(layer: nn.Module, channels: int) -> int:
 
 
 def _group_moments(x: Tensor, groups: int) -> tuple[Tensor, Tensor]:
-    """Per-sample, per-group mean and biased variance of ``x`` ``(N, C, ...)``, shapes ``(N, groups)``."""
-    flat = x.float().reshape(x.shape[0], groups, -1)
+    """Per-sample, per-group mean and biased variance of ``x`` ``(N, C, ...)``, shapes ``(N, groups)``
+    (constants: no autograd graph)."""
+    flat = x.detach().float().reshape(x.shape[0], groups, -1)
     var, mean = torch.var_mean(flat, dim=-1, unbiased=False)
     return mean, var
 
 
 def _normalise(layer: nn.Module, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """``layer``'s output for input ``x`` with the given per-group statistics (broadcast over samples)."""
-    n, c = x.shape[:2]
-    groups = _groups(layer, c)
-    shape = (n, groups, -1)
-    flat = x.float().reshape(shape)
-    out = (flat - mean[..., None]) * torch.rsqrt(var[..., None] + layer.eps)
-    out = out.reshape(x.shape)
-    weight = getattr(layer, "weight", None)
-    if weight is not None:
-        view = (1, c) + (1,) * (x.ndim - 2)
-        out = out * weight.reshape(view) + layer.bias.reshape(view)
-    return out.to(x.dtype)
+    """``layer``'s output for input ``x`` with the given ``(1, groups)`` statistics: inference-mode batch norm
+    (``F.batch_norm`` with these as running statistics), each group's values repeated over its channels."""
+    per_group = x.shape[1] // mean.shape[-1]
+    mean_c, var_c = (t[0].repeat_interleave(per_group).to(x.dtype) for t in (mean, var))
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    return F.batch_norm(x, mean_c, var_c, weight, bias, training=False, eps=layer.eps)
 
 
 class GlobalNormStatistics:
@@ -98,49 +93,57 @@ class GlobalNormStatistics:
     def __init__(self, modules: Sequence[nn.Module]) -> None:
         self.layers = image_normalising_layers(modules)
         self._records: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
-        self._calls: dict[nn.Module, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.layers)
 
     @contextlib.contextmanager
-    def _hooked(self, hook: Any, layers: Sequence[nn.Module]) -> Iterator[None]:
-        handles = [layer.register_forward_hook(hook) for layer in layers]
+    def recording(self) -> Iterator[None]:
+        """Context in which forwards record (and replace any earlier) statistics; outputs are unchanged."""
+        self._records = {layer: [] for layer in self.layers}
+
+        def record(layer: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            x = inputs[0]
+            if x.shape[0] != 1:
+                raise ValueError("record norm statistics on one reference image at a time")
+            self._records[layer].append(_group_moments(x, _groups(layer, x.shape[1])))
+
+        handles = [layer.register_forward_pre_hook(record) for layer in self.layers]
         try:
             yield
         finally:
             for handle in handles:
                 handle.remove()
 
-    def recording(self) -> contextlib.AbstractContextManager[None]:
-        """Context in which forwards record (and replace any earlier) statistics; outputs are unchanged."""
-        self._records = {layer: [] for layer in self.layers}
-
-        def record(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            x = inputs[0]
-            if x.shape[0] != 1:
-                raise ValueError("record norm statistics on one reference image at a time")
-            self._records[layer].append(_group_moments(x, _groups(layer, x.shape[1])))
-
-        return self._hooked(record, self.layers)
-
-    def applying(self) -> contextlib.AbstractContextManager[None]:
-        """Context in which every norm layer normalises with the recorded statistics.
+    @contextlib.contextmanager
+    def applying(self) -> Iterator[None]:
+        """Context in which every norm layer normalises with the recorded statistics (its own forward,
+        which would compute the tile's statistics, is replaced, not run).
 
         Each forward must call the layers as the reference forward did: the ``k``-th call of a layer
         uses the statistics of its ``(k mod calls per forward)``-th recorded call. Layers the reference
         forward did not call keep their own statistics.
         """
         recorded = [layer for layer in self.layers if self._records.get(layer)]
-        self._calls = {layer: 0 for layer in recorded}
+        calls = dict.fromkeys(recorded, 0)
 
-        def apply(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        def fixed(layer: nn.Module) -> Callable[[Tensor], Tensor]:
             records = self._records[layer]
-            mean, var = records[self._calls[layer] % len(records)]
-            self._calls[layer] += 1
-            return _normalise(layer, inputs[0], mean, var)
 
-        return self._hooked(apply, recorded)
+            def forward(x: Tensor) -> Tensor:
+                mean, var = records[calls[layer] % len(records)]
+                calls[layer] += 1
+                return _normalise(layer, x, mean, var)
+
+            return forward
+
+        for layer in recorded:
+            layer.forward = fixed(layer)  # instance attribute: shadows the class's forward
+        try:
+            yield
+        finally:
+            for layer in recorded:
+                del layer.forward
 
 
 def reference_image(x: Tensor, side: int, multiple: int) -> Tensor:
