@@ -11,6 +11,7 @@ maths, but D weight gradients also computed in the G backward, as the upstream l
 
     .venv/bin/python benchmarks/bench_operator_step.py [--steps 4] [--warmup 1] [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --roofline [--threads 2]
+    .venv/bin/python benchmarks/bench_operator_step.py --generator [--threads 2]
 
 ``--roofline`` bounds any implementation of the recipe on this CPU: it counts the floating-point
 operations of one ``eid`` training step (``torch.utils.flop_counter.FlopCounterMode``: convolutions and
@@ -101,17 +102,74 @@ def worker(spec: dict) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu), "peak_rss_gib": peak_gib}
 
 
-def generator_flops() -> float:
-    """GFLOP of one ``paper`` generator forward at 256x256."""
-    import torch
+def gflop(fn, *args) -> float:
+    """GFLOP that ``fn(*args)`` runs (forward, plus backward if ``fn`` calls it), counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn(*args)
+    return counter.get_total_flops() / 1e9
+
+
+def component_flops() -> dict[str, float]:
+    """FLOPs of the pieces the roofline discussion needs (``paper`` sizes, 256x256)."""
+    import torch
+    from torch import nn
+
+    from eid.models.discriminators import PatchGANDiscriminator
+    from eid.models.generators import ResnetGenerator
+
+    x = torch.zeros(1, 3, 256, 256)
+    with torch.no_grad():
+        generator = gflop(ResnetGenerator(), x)
+        # the two up-sampling layers: resize + 3x3 conv (ours) vs stride-2 transposed conv (upstream)
+        resize_conv = gflop(nn.Conv2d(256, 128, 3, padding=1), torch.zeros(1, 256, 128, 128)) + gflop(
+            nn.Conv2d(128, 64, 3, padding=1), torch.zeros(1, 128, 256, 256))
+        transposed = gflop(nn.ConvTranspose2d(256, 128, 3, 2, 1, 1), torch.zeros(1, 256, 64, 64)) + gflop(
+            nn.ConvTranspose2d(128, 64, 3, 2, 1, 1), torch.zeros(1, 128, 128, 128))
+    d = PatchGANDiscriminator(3, 64, (2, 2, 2, 1))
+    return {
+        "generator": generator,
+        "generator_transposed": generator - resize_conv + transposed,
+        "discriminator_fwd_bwd": gflop(lambda: d(x).sum().backward()),
+    }
+
+
+def generator_timings(threads: int, repeats: int = 3) -> None:
+    """Median time of one ``paper`` generator at 256x256: forward and forward + backward, batch 1 and 2,
+    default and channels_last memory format (the options for the stage-1 step)."""
+    import torch
 
     from eid.models.generators import ResnetGenerator
 
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        ResnetGenerator()(torch.zeros(1, 3, 256, 256))
-    return counter.get_total_flops() / 1e9
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    g = ResnetGenerator()
+    print("| batch | memory format | forward (s) | forward + backward (s) |\n|---|---|---|---|")
+    for batch in (1, 2):
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            g = g.to(memory_format=fmt)
+            x = torch.randn(batch, 3, 256, 256).contiguous(memory_format=fmt)
+
+            def forward() -> None:
+                with torch.no_grad():
+                    g(x)
+
+            def forward_backward() -> None:
+                g(x).mean().backward()
+
+            times = []
+            for fn in (forward, forward_backward):
+                fn()  # warm-up
+                runs = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    fn()
+                    runs.append(time.perf_counter() - t0)
+                times.append(statistics.median(runs))
+            name = "channels_last" if fmt == torch.channels_last else "default"
+            print(f"| {batch} | {name} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
 
 
 def conv_throughput(threads: int, repeats: int = 5) -> float:
@@ -135,7 +193,10 @@ def roofline(threads: int) -> None:
     gflops = conv_throughput(threads)
     print("| quantity | value |\n|---|---|")
     print(f"| FLOPs per training step (G + D update) | {step:.0f} GFLOP |")
-    print(f"| FLOPs of one generator forward | {generator_flops():.1f} GFLOP |")
+    parts = component_flops()
+    print(f"| FLOPs of one generator forward (resize + conv up-sampling) | {parts['generator']:.1f} GFLOP |")
+    print(f"| the same with transposed-conv up-sampling | {parts['generator_transposed']:.1f} GFLOP |")
+    print(f"| one discriminator forward + backward | {parts['discriminator_fwd_bwd']:.1f} GFLOP |")
     print(f"| best measured conv throughput, {threads} threads | {gflops:.0f} GFLOP/s |")
     print(f"| lower bound on the step time | {step / gflops:.1f} s |")
     print(f"| throughput a 5.8 s step needs | {step / 5.8:.0f} GFLOP/s |")
@@ -148,8 +209,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--only", nargs="*", default=None, help="configurations to run")
     parser.add_argument("--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput")
+    parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2, memory formats")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generator:
+        generator_timings(args.threads)
+        return
     if args.roofline:
         roofline(args.threads)
         return
