@@ -11,6 +11,7 @@ Variants:
   eid+cl       eid with channels_last memory format
   eid+bf16     eid under CPU bfloat16 autocast
   eid+ckpt     eid with checkpoint_operator (generator activations recomputed in backward)
+  eid+winograd eid with the operator's generators built with Winograd layers (stage 1's CPU option)
 
 Run: .venv/bin/python benchmarks/bench_eid_step.py [--steps 3] [--variants eid,naive,...]
      .venv/bin/python benchmarks/bench_eid_step.py --interleave 128 --threads 1 --variants naive,eid,eid+ckpt
@@ -45,7 +46,8 @@ def build(variant: str):
 
     torch.manual_seed(0)
     cfg = load_config(EIDConfig, "dehazer", preset="paper", overrides={"checkpoint_operator": variant == "eid+ckpt"})
-    physics = LearnedHaze(ResnetGenerator(3, 3), ResnetGenerator(3, 3))
+    winograd = variant == "eid+winograd"
+    physics = LearnedHaze(ResnetGenerator(3, 3, winograd=winograd), ResnetGenerator(3, 3, winograd=winograd))
     module = EIDModule(cfg, physics=physics)
     if variant == "naive":
         physics.requires_grad_(True)

@@ -5,20 +5,24 @@ Each configuration runs in a fresh subprocess (so its peak RSS is its own) throu
 schedulers) is taken between ``on_train_batch_start`` and ``on_train_batch_end`` and the median over the steps
 after ``--warmup`` is reported, with the process CPU time per step (less sensitive to other load).
 
-Configurations: ``eid`` (our step: D frozen during the G step, fakes reused for D), ``standard`` (same
-maths, but D weight gradients also computed in the G backward, as the upstream loop does), ``channels_last``,
-``bf16`` (CPU autocast), each at ``--threads`` threads (and 1 thread for ``eid``).
+Configurations: ``eid`` (our step: D frozen during the G step, fakes reused for D, the generators' wide 3x3
+convolutions by Winograd, :mod:`eid.models.winograd`), ``eid, direct conv`` (the same with torch's direct
+convolutions only), ``standard`` (D weight gradients also computed in the G backward, as the upstream loop
+does), ``channels_last``, ``bf16`` (CPU autocast), each at ``--threads`` threads (and 1 thread for ``eid``).
 
     .venv/bin/python benchmarks/bench_operator_step.py [--steps 4] [--warmup 1] [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --roofline [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --generator [--threads 2]
+    .venv/bin/python benchmarks/bench_operator_step.py --winograd-layers [--threads 2]
 
 ``--roofline`` bounds any implementation of the recipe on this CPU: it counts the floating-point
 operations of one ``eid`` training step (``torch.utils.flop_counter.FlopCounterMode``: convolutions and
 matmuls, forward and backward) and measures the best throughput this CPU reaches on the step's most
 frequent convolution (3x3, 256 -> 256 channels at 64x64, forward and backward). Step FLOPs divided by
 that throughput is the time any fp32 direct-convolution implementation of the recipe needs on this CPU
-(oneDNN, which torch uses, has no faster algorithm for these layers on an AVX2 CPU).
+(oneDNN, which torch uses, has only direct convolution on an AVX2 CPU). Winograd's algorithm does fewer
+multiplications, so the roofline also counts the step as executed with :mod:`eid.models.winograd` and
+divides it by the throughput of a large matrix product, the best this CPU does.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import time
 
 CONFIGS = {
     "eid": {},
+    "eid, direct conv": {"winograd": False},
     "standard": {"standard": True},
     "channels_last": {"channels_last": True},
     "bf16": {"precision": "bf16-mixed"},
@@ -48,10 +53,12 @@ def worker(spec: dict) -> dict:
     from torch.utils.data import Dataset
     from torch.utils.flop_counter import FlopCounterMode
 
+    from eid.models.winograd import WinogradConv2d
     from eid.training.common import ImageDataModule, build_trainer, fit
     from eid.training.operator import STEPS_PER_BATCH, HazeOperatorModule, OperatorConfig
 
     torch.set_num_threads(spec["threads"])
+    WinogradConv2d.enabled = spec.get("winograd", True)
 
     class Noise(Dataset):
         def __len__(self) -> int:
@@ -136,19 +143,33 @@ def component_flops() -> dict[str, float]:
     }
 
 
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
+    fn()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
 def generator_timings(threads: int, repeats: int = 3) -> None:
     """Median time of one ``paper`` generator at 256x256: forward and forward + backward, batch 1 and 2,
-    default and channels_last memory format (the options for the stage-1 step)."""
+    default and channels_last memory format, Winograd layers on and off (the options for the step)."""
     import torch
 
     from eid.models.generators import ResnetGenerator
+    from eid.models.winograd import WinogradConv2d
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    g = ResnetGenerator()
-    print("| batch | memory format | forward (s) | forward + backward (s) |\n|---|---|---|---|")
+    g = ResnetGenerator(winograd=True)
+    print("| batch | memory format | convolution | forward (s) | forward + backward (s) |\n|---|---|---|---|---|")
     for batch in (1, 2):
-        for fmt in (torch.contiguous_format, torch.channels_last):
+        for fmt, winograd in ((torch.contiguous_format, True), (torch.contiguous_format, False),
+                              (torch.channels_last, False)):  # fmt: skip
+            WinogradConv2d.enabled = winograd
             g = g.to(memory_format=fmt)
             x = torch.randn(batch, 3, 256, 256).contiguous(memory_format=fmt)
 
@@ -159,17 +180,43 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
             def forward_backward() -> None:
                 g(x).mean().backward()
 
-            times = []
-            for fn in (forward, forward_backward):
-                fn()  # warm-up
-                runs = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    fn()
-                    runs.append(time.perf_counter() - t0)
-                times.append(statistics.median(runs))
             name = "channels_last" if fmt == torch.channels_last else "default"
-            print(f"| {batch} | {name} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
+            conv = "Winograd layers" if winograd else "direct"
+            times = [median_time(fn, repeats) for fn in (forward, forward_backward)]
+            print(f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
+    WinogradConv2d.enabled = True
+
+
+def winograd_layers(threads: int, repeats: int = 5) -> None:
+    """Direct vs Winograd time of single 3x3 convolutions, forward and forward + backward: the
+    measurement behind :attr:`eid.models.winograd.WinogradConv2d.min_channels`."""
+    import torch
+    import torch.nn.functional as F
+
+    from eid.models.winograd import winograd_conv3x3
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    print("| C_in -> C_out | size | forward: direct / Winograd (ms) | ratio | forward + backward (ms) | ratio |")
+    print("|---|---|---|---|---|---|")
+    for cin, cout, size in ((64, 64, 64), (64, 64, 256), (128, 64, 256), (128, 128, 64), (128, 128, 128),
+                            (256, 256, 32), (256, 256, 64), (256, 256, 128), (256, 128, 128)):  # fmt: skip
+        x = torch.randn(1, cin, size + 2, size + 2, requires_grad=True)
+        w = (torch.randn(cout, cin, 3, 3) * 0.02).requires_grad_()
+        grad = torch.randn(1, cout, size, size)
+        row = []
+        for conv in (F.conv2d, winograd_conv3x3):
+            def forward(conv=conv) -> None:
+                with torch.no_grad():
+                    conv(x, w)
+
+            def forward_backward(conv=conv) -> None:
+                conv(x, w).backward(grad)
+
+            row.append([1e3 * median_time(fn, repeats) for fn in (forward, forward_backward)])
+        (fd, bd), (fw, bw) = row
+        print(f"| {cin} -> {cout} | {size} | {fd:.1f} / {fw:.1f} | {fd / fw:.2f} | {bd:.1f} / {bw:.1f} | {bd / bw:.2f} |",
+              flush=True)  # fmt: skip
 
 
 def conv_throughput(threads: int, repeats: int = 5) -> float:
@@ -188,18 +235,35 @@ def conv_throughput(threads: int, repeats: int = 5) -> float:
     return flops / best / 1e9
 
 
+def gemm_throughput(threads: int, n: int = 1536, repeats: int = 5) -> float:
+    """Best GFLOP/s of a large square float32 matrix product: the practical ceiling of this CPU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = min(median_time(lambda: a @ b, 1) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
 def roofline(threads: int) -> None:
-    step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True})["step_gflop"]
-    gflops = conv_throughput(threads)
-    print("| quantity | value |\n|---|---|")
-    print(f"| FLOPs per training step (G + D update) | {step:.0f} GFLOP |")
+    from eid.models.winograd import WinogradConv2d
+
+    winograd_step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True})["step_gflop"]
+    step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True, "winograd": False})["step_gflop"]
+    WinogradConv2d.enabled = False
     parts = component_flops()
+    gflops, ceiling = conv_throughput(threads), gemm_throughput(threads)
+    print("| quantity | value |\n|---|---|")
+    print(f"| FLOPs per training step (G + D update), direct convolution | {step:.0f} GFLOP |")
+    print(f"| the same with the Winograd layers (matrix products and transforms as executed) | {winograd_step:.0f} GFLOP |")
     print(f"| FLOPs of one generator forward (resize + conv up-sampling) | {parts['generator']:.1f} GFLOP |")
     print(f"| the same with transposed-conv up-sampling | {parts['generator_transposed']:.1f} GFLOP |")
     print(f"| one discriminator forward + backward | {parts['discriminator_fwd_bwd']:.1f} GFLOP |")
-    print(f"| best measured conv throughput, {threads} threads | {gflops:.0f} GFLOP/s |")
-    print(f"| lower bound on the step time | {step / gflops:.1f} s |")
-    print(f"| throughput a 5.8 s step needs | {step / 5.8:.0f} GFLOP/s |")
+    print(f"| best measured direct conv throughput (3x3, 256 ch, 64x64, fwd + bwd), {threads} threads | {gflops:.0f} GFLOP/s |")
+    print(f"| best measured 1536^3 matrix product, {threads} threads | {ceiling:.0f} GFLOP/s |")
+    print(f"| lower bound on the step time, direct convolution | {step / gflops:.1f} s |")
+    print(f"| lower bound with the Winograd layers at the matrix-product ceiling | {winograd_step / ceiling:.1f} s |")
+    print(f"| throughput a 5.8 s step needs, direct convolution | {step / 5.8:.0f} GFLOP/s |")
 
 
 def main() -> None:
@@ -210,10 +274,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="configurations to run")
     parser.add_argument("--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput")
     parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2, memory formats")
+    parser.add_argument("--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
         generator_timings(args.threads)
+        return
+    if args.winograd_layers:
+        winograd_layers(args.threads)
         return
     if args.roofline:
         roofline(args.threads)

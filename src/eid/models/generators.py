@@ -4,7 +4,9 @@ Works in ``[-1, 1]`` (tanh output); the ``[0, 1] <-> [-1, 1]`` conversion lives 
 :mod:`eid.physics.learned` only. Up-sampling is nearest-neighbour resize + 3x3 convolution rather than a
 transposed convolution, which avoids checkerboard artefacts (pytorch-CycleGAN-and-pix2pix#190).
 At the ``paper`` size (64 base channels, 9 blocks, 2 down-samplings) a 3 -> 3 generator has 11,378,179
-parameters, as the authors' network.
+parameters, as the authors' network. With ``winograd=True`` its stride-1 3x3 convolutions are
+:class:`WinogradConv2d` layers, which compute the wide ones (the residual blocks) by Winograd's algorithm on
+CPU (:mod:`eid.models.winograd`); stage 1 uses this at batch size 1, where it measured faster.
 
 ``residual=True`` (the ``fast`` operator preset) outputs ``clip(x + 2 tanh(h(x)), -1, 1)`` instead of
 ``tanh(h(x))``, with the same parameters. Why: the first layer is ``Conv7 -> InstanceNorm``, and
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from eid.errors import EIDError
+from eid.models.winograd import WinogradConv2d
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:
@@ -33,8 +36,10 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _conv_norm_relu(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, kernel, stride, padding), nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]
+def _conv_norm_relu(
+    conv: type[nn.Conv2d], cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0
+) -> list[nn.Module]:
+    return [conv(cin, cout, kernel, stride, padding), nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 def clamp_gan_range(x: torch.Tensor) -> torch.Tensor:
@@ -45,13 +50,13 @@ def clamp_gan_range(x: torch.Tensor) -> torch.Tensor:
 class ResidualBlock(nn.Module):
     r"""``x + IN(conv(pad(ReLU(IN(conv(pad(x)))))))`` with reflection padding and 3x3 convolutions."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, conv: type[nn.Conv2d] = nn.Conv2d) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
-            *_conv_norm_relu(channels, channels, 3),
+            *_conv_norm_relu(conv, channels, channels, 3),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3),
+            conv(channels, channels, 3),
             nn.InstanceNorm2d(channels),
         )
 
@@ -73,6 +78,7 @@ class ResnetGenerator(nn.Module):
     :param int blocks: residual blocks (9 in the paper).
     :param int n_down: stride-2 down-samplings (2 in the paper).
     :param bool residual: identity skip around the network (not in the paper; same parameter count).
+    :param bool winograd: :class:`WinogradConv2d` instead of ``nn.Conv2d`` (same parameters and results).
 
     >>> ResnetGenerator(3, 3, width=8, blocks=1)(torch.zeros(1, 3, 16, 16)).shape
     torch.Size([1, 3, 16, 16])
@@ -80,7 +86,7 @@ class ResnetGenerator(nn.Module):
 
     def __init__(
         self, in_channels: int = 3, out_channels: int = 3, width: int = 64, blocks: int = 9, n_down: int = 2,
-        residual: bool = False,
+        residual: bool = False, winograd: bool = False,
     ) -> None:
         super().__init__()
         if residual and in_channels != out_channels:
@@ -88,14 +94,16 @@ class ResnetGenerator(nn.Module):
                 f"a residual generator needs as many input as output channels, got {in_channels} -> "
                 f"{out_channels}; set residual: false"
             )
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), *_conv_norm_relu(in_channels, width, 7)]
+        conv = WinogradConv2d if winograd else nn.Conv2d
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), *_conv_norm_relu(conv, in_channels, width, 7)]
         ch = width
         for _ in range(n_down):
-            layers += _conv_norm_relu(ch, ch * 2, 3, stride=2, padding=1)
+            layers += _conv_norm_relu(conv, ch, ch * 2, 3, stride=2, padding=1)
             ch *= 2
-        layers += [ResidualBlock(ch) for _ in range(blocks)]
+        layers += [ResidualBlock(ch, conv) for _ in range(blocks)]
         for _ in range(n_down):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv_norm_relu(ch, ch // 2, 3, padding=1)]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest")]
+            layers += _conv_norm_relu(conv, ch, ch // 2, 3, padding=1)
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)

@@ -1,0 +1,194 @@
+r"""3x3 convolution by Winograd's minimal filtering algorithm :math:`F(4 \times 4, 3 \times 3)`.
+
+Each 4x4 output tile :math:`Y` of a 3x3 correlation of a 6x6 input tile :math:`d` with a kernel :math:`g`
+is (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016)
+
+.. math::
+
+    Y = A^\top \Big[ \sum_{c} (G g_{k,c} G^\top) \odot (B^\top d_c B) \Big] A,
+
+so a convolution becomes 36 independent matrix products ``(C_out x C_in) @ (C_in x tiles)`` between the
+transformed kernels and the transformed input tiles: 36 multiplications per 16 outputs instead of 144,
+4x fewer than direct convolution. The transforms are small fixed matrices, applied here as GEMMs over all
+tiles; autograd differentiates the whole chain, so the backward pass is Winograd too.
+
+Why: on CPUs without AVX-512 oneDNN (torch's CPU convolution) only has direct convolution, and the
+``paper`` ResNet generator spends most of its time in 3x3, 256-channel convolutions at 64x64.
+``benchmarks/bench_operator_step.py --winograd-layers`` times this path against ``F.conv2d`` per layer
+shape; :class:`WinogradConv2d` uses it only where that showed a gain (CPU, float32, no autocast, both
+channel counts >= :attr:`WinogradConv2d.min_channels`) and is a plain ``nn.Conv2d`` everywhere else,
+including on GPUs, whose libraries choose Winograd themselves. Stage 1 builds its generators with these
+layers at batch size 1 (a 1.24-1.46x faster ``paper`` step, ``docs/benchmarks/operator.md``). Outputs
+agree with direct convolution to about 1e-5 relative (float32 rounding of the transforms).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+__all__ = ["WinogradConv2d", "winograd_conv3x3"]
+
+_BT = torch.tensor(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    dtype=torch.float64,
+)
+_G = torch.tensor(
+    [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+     [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    dtype=torch.float64,
+)  # fmt: skip
+_AT = torch.tensor(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64
+)
+# Kernel transform G g G^T for a row-major 3x3 kernel, with the 36 outputs ordered (column, row) to
+# match the order in which the input transform below produces them.
+_KG = torch.kron(_G, _G).reshape(6, 6, 9).transpose(0, 1).reshape(36, 9)
+
+
+def _input_transform(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
+    """``B^T d B`` of every overlapping 6x6 tile (stride 4): ``(N, C, 4th+2, 4tw+2) -> (36, C, N th tw)``."""
+    n, c = x.shape[:2]
+    bt = _BT.to(x)
+    rows = x.unfold(2, 6, 4).permute(4, 1, 0, 2, 3).reshape(6, -1)  # (6, C, N, th, W): one copy
+    rows = (bt @ rows).reshape(6, c, n, th, 4 * tw + 2)
+    cols = rows.unfold(4, 6, 4).permute(5, 0, 1, 2, 3, 4).reshape(6, -1)
+    return (bt @ cols).reshape(36, c, n * th * tw)
+
+
+def _kernel_transform(weight: torch.Tensor) -> torch.Tensor:
+    """``G g G^T`` of every 3x3 kernel: ``(K, C, 3, 3) -> (36, K, C)``."""
+    k, c = weight.shape[:2]
+    return (_KG.to(weight) @ weight.reshape(k * c, 9).T).reshape(36, k, c)
+
+
+def _output_transform(m: torch.Tensor, out: torch.Tensor) -> None:
+    """``A^T M A`` of every transformed tile, into ``out``: ``(36, K, N th tw) -> (N, K, 4th, 4tw)``."""
+    n, k, h, w = out.shape
+    at = _AT.to(m)
+    y = torch.matmul(at, m.reshape(6, 6, -1))
+    y = (at @ y.reshape(6, -1)).reshape(4, 4, k, n, h // 4, w // 4)
+    out.view(n, k, h // 4, 4, w // 4, 4).copy_(y.permute(3, 2, 4, 1, 5, 0))
+
+
+def _output_transform_adjoint(grad: torch.Tensor) -> torch.Tensor:
+    """Adjoint of :func:`_output_transform`: ``(N, K, 4th, 4tw) -> (36, K, N th tw)``."""
+    n, k, h, w = grad.shape
+    at = _AT.to(grad)
+    g = grad.reshape(n, k, h // 4, 4, w // 4, 4).permute(5, 3, 1, 0, 2, 4).reshape(4, -1)
+    g = (at.T @ g).reshape(6, 4, -1)
+    return torch.matmul(at.T, g).reshape(36, k, -1)
+
+
+class _WinogradConv(torch.autograd.Function):
+    """The convolution as one autograd node that keeps what direct convolution keeps.
+
+    Only ``x`` and ``w`` are saved, not their transforms (2.25x and 4x larger): the backward pass
+    recomputes them, which is cheap next to the product. The output is allocated before the transforms'
+    temporaries, so that freeing those leaves fewer holes under long-lived activations in the heap. On a
+    ``paper`` stage-1 step peak RSS is 0.45 GiB above direct convolution this way, 2.9 GiB when autograd
+    kept the transforms.
+    """
+
+    @staticmethod
+    def forward(  # noqa: ANN001
+        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, th: int, tw: int
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.tiles = (th, tw)
+        out = x.new_empty(x.shape[0], weight.shape[0], 4 * th, 4 * tw)
+        _output_transform(torch.bmm(_kernel_transform(weight), _input_transform(x, th, tw)), out)
+        if bias is not None:
+            out += bias.view(1, -1, 1, 1)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_bias = grad_out.sum((0, 2, 3)) if need_b else None
+        grad_m = _output_transform_adjoint(grad_out)
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(need_x)
+            weight = weight.detach().requires_grad_(need_w)
+            u, v = _kernel_transform(weight), _input_transform(x, *ctx.tiles)
+        outputs, grads, inputs = [], [], []
+        if need_x:
+            outputs.append(v)
+            grads.append(torch.bmm(u.detach().transpose(1, 2), grad_m))
+            inputs.append(x)
+        if need_w:
+            outputs.append(u)
+            grads.append(torch.bmm(grad_m, v.detach().transpose(1, 2)))
+            inputs.append(weight)
+        found = iter(torch.autograd.grad(outputs, inputs, grads) if outputs else ())
+        grad_x = next(found) if need_x else None
+        grad_w = next(found) if need_w else None
+        return grad_x, grad_w, grad_bias, None, None
+
+
+def winograd_conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Valid (unpadded) 3x3 cross-correlation, stride 1: ``(N, C, H, W) -> (N, K, H - 2, W - 2)``.
+
+    Same result as ``F.conv2d(x, weight, bias)`` up to float rounding; any ``H, W >= 3`` (the input is
+    zero-extended to whole 4x4 output tiles and the output cropped back). Differentiable once.
+    """
+    h, w = x.shape[-2:]
+    out_h, out_w = h - 2, w - 2
+    th, tw = -(-out_h // 4), -(-out_w // 4)
+    whole_tiles = (4 * th, 4 * tw) == (out_h, out_w)
+    if not whole_tiles:
+        x = F.pad(x, (0, 4 * tw + 2 - w, 0, 4 * th + 2 - h))
+    y = _WinogradConv.apply(x, weight, bias, th, tw)
+    return y if whole_tiles else y[:, :, :out_h, :out_w]
+
+
+class WinogradConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, state dict and initialisation) that runs eligible 3x3 convolutions
+    with :func:`winograd_conv3x3`.
+
+    Eligible: kernel 3x3, stride 1, no dilation, one group, zero padding, both channel counts at least
+    :attr:`min_channels`, a float32 CPU input and no autocast. Anything else goes through ``nn.Conv2d``.
+    Set :attr:`enabled` to ``False`` to run every convolution through torch's own kernels.
+    """
+
+    enabled: ClassVar[bool] = True
+    #: Below 128 channels the transforms cost more than the 4x fewer multiplications save (measured).
+    min_channels: ClassVar[int] = 128
+
+    def _uses_winograd(self, x: torch.Tensor) -> bool:
+        return (
+            self.enabled
+            and self.kernel_size == (3, 3)
+            and self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and min(self.in_channels, self.out_channels) >= self.min_channels
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    def _conv_forward(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not self._uses_winograd(x):
+            return super()._conv_forward(x, weight, bias)
+        ph, pw = self.padding
+        return winograd_conv3x3(F.pad(x, (pw, pw, ph, ph)), weight, bias)

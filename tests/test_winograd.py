@@ -1,0 +1,120 @@
+"""Winograd F(4x4, 3x3) convolution: equal to direct convolution, gradients, memory, when it is used."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eid.models import ResnetGenerator
+from eid.models.winograd import WinogradConv2d, winograd_conv3x3
+from eid.training.operator import HazeOperatorModule, OperatorConfig
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 10, 14), (1, 5, 7, 9), (1, 2, 3, 3), (3, 4, 6, 18)])
+def test_equals_direct_convolution_in_float64(shape: tuple[int, ...], rng: torch.Generator) -> None:
+    x = torch.randn(*shape, dtype=torch.float64, generator=rng)
+    w = torch.randn(4, shape[1], 3, 3, dtype=torch.float64, generator=rng)
+    b = torch.randn(4, dtype=torch.float64, generator=rng)
+    assert torch.allclose(winograd_conv3x3(x, w, b), F.conv2d(x, w, b), rtol=0, atol=1e-11)
+    assert torch.allclose(winograd_conv3x3(x, w), F.conv2d(x, w), rtol=0, atol=1e-11)
+
+
+def test_gradients_are_exact(rng: torch.Generator) -> None:
+    x = torch.randn(2, 3, 7, 10, dtype=torch.float64, generator=rng, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=rng, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=rng, requires_grad=True)
+    assert torch.autograd.gradcheck(winograd_conv3x3, (x, w, b))
+    frozen = w.detach()  # a frozen operator's weights: gradient to the input only
+    grad_x, = torch.autograd.grad(winograd_conv3x3(x, frozen).square().sum(), x)
+    ref_x, = torch.autograd.grad(F.conv2d(x, frozen).square().sum(), x)
+    assert torch.allclose(grad_x, ref_x, atol=1e-10)
+
+
+def test_float32_error_is_at_rounding_level(rng: torch.Generator) -> None:
+    x = torch.randn(1, 128, 18, 18, generator=rng)
+    w = torch.randn(128, 128, 3, 3, generator=rng) * 0.03
+    ref = F.conv2d(x, w)
+    assert (winograd_conv3x3(x, w) - ref).abs().max() / ref.abs().max() < 1e-5
+
+
+def test_saves_only_the_input_and_the_weights(rng: torch.Generator) -> None:
+    """The transforms (2.25x the input, 4x the weights) are recomputed in backward, not kept."""
+    x = torch.randn(1, 16, 34, 34, generator=rng, requires_grad=True)
+    w = torch.randn(16, 16, 3, 3, generator=rng, requires_grad=True)
+    saved: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        winograd_conv3x3(x, w)
+    assert sorted(saved) == sorted([x.numel(), w.numel()])
+
+
+def _runs_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return type(conv(x).grad_fn).__name__ == "_WinogradConvBackward"
+
+
+def test_layer_uses_winograd_only_where_it_pays(rng: torch.Generator) -> None:
+    x = torch.randn(1, 128, 12, 12, generator=rng, requires_grad=True)
+    wide = WinogradConv2d(128, 128, 3, padding=1)
+    assert _runs_winograd(wide, x)
+    assert not _runs_winograd(WinogradConv2d(128, 64, 3, padding=1), x)  # below min_channels
+    assert not _runs_winograd(WinogradConv2d(128, 128, 3, stride=2, padding=1), x)
+    assert not _runs_winograd(WinogradConv2d(128, 128, 3, padding=1, padding_mode="reflect"), x)
+    assert not _runs_winograd(WinogradConv2d(128, 128, 3, padding=1).double(), x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _runs_winograd(wide, x)
+    direct = F.conv2d(x, wide.weight, wide.bias, padding=1)
+    assert torch.allclose(wide(x), direct, atol=1e-4)
+    WinogradConv2d.enabled = False
+    try:
+        assert not _runs_winograd(wide, x)
+    finally:
+        WinogradConv2d.enabled = True
+
+
+def test_layer_is_a_conv2d_for_state_dicts_and_initialisation() -> None:
+    layer, plain = WinogradConv2d(4, 8, 3), nn.Conv2d(4, 8, 3)
+    assert isinstance(layer, nn.Conv2d)
+    assert layer.state_dict().keys() == plain.state_dict().keys()
+    layer.load_state_dict(plain.state_dict())
+
+
+def test_paper_generator_agrees_with_direct_convolution(rng: torch.Generator) -> None:
+    """The ``paper`` generator's residual blocks (256 channels) run Winograd; output and gradients match."""
+    torch.manual_seed(0)
+    g = ResnetGenerator(3, 3, width=64, blocks=2, winograd=True)
+    eligible = [m for m in g.modules() if isinstance(m, WinogradConv2d) and m.stride == (1, 1)]
+    assert sum(min(m.in_channels, m.out_channels) >= 128 for m in eligible) == 5  # 4 in blocks, 1 up
+    x = (torch.rand(1, 3, 40, 56, generator=rng) * 2 - 1).requires_grad_()
+    out = g(x)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    WinogradConv2d.enabled = False
+    try:
+        ref = g(x)
+        ref_grad, = torch.autograd.grad(ref.square().sum(), x)
+    finally:
+        WinogradConv2d.enabled = True
+    assert (out - ref).abs().max() < 1e-4
+    assert (grad - ref_grad).abs().max() / ref_grad.abs().max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("winograd", "batch", "expected"), [(True, 1, True), (True, 2, False), (False, 1, False)]
+)
+def test_stage_one_uses_winograd_at_batch_one_only(winograd: bool, batch: int, expected: bool) -> None:
+    cfg = OperatorConfig(winograd=winograd)
+    cfg.model.width, cfg.model.blocks, cfg.data.batch_size = 4, 1, batch
+    module = HazeOperatorModule(cfg)
+    for generator in (module.g_ab, module.g_ba):
+        assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is expected
+    assert not any(isinstance(m, WinogradConv2d) for m in ResnetGenerator(width=4, blocks=1).modules())
