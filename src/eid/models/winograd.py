@@ -10,7 +10,8 @@ is (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016
 so a convolution becomes 36 independent matrix products ``(C_out x C_in) @ (C_in x tiles)`` between the
 transformed kernels and the transformed input tiles: 36 multiplications per 16 outputs instead of 144,
 4x fewer than direct convolution. The transforms are small fixed matrices, applied here as GEMMs over all
-tiles; autograd differentiates the whole chain, so the backward pass is Winograd too.
+tiles. The backward pass is Winograd too: both gradients are products in the transformed domain, brought
+back by the transposed transforms.
 
 Why: on CPUs without AVX-512 oneDNN (torch's CPU convolution) only has direct convolution, and the
 ``paper`` ResNet generator spends most of its time in 3x3, 256-channel convolutions at 64x64.
