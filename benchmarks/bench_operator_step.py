@@ -53,12 +53,10 @@ def worker(spec: dict) -> dict:
     from torch.utils.data import Dataset
     from torch.utils.flop_counter import FlopCounterMode
 
-    from eid.models.winograd import WinogradConv2d
     from eid.training.common import ImageDataModule, build_trainer, fit
     from eid.training.operator import STEPS_PER_BATCH, HazeOperatorModule, OperatorConfig
 
     torch.set_num_threads(spec["threads"])
-    WinogradConv2d.enabled = spec.get("winograd", True)
 
     class Noise(Dataset):
         def __len__(self) -> int:
@@ -90,7 +88,10 @@ def worker(spec: dict) -> dict:
             self.times.append(time.perf_counter() - self.t0)
             self.cpu.append(time.process_time() - self.c0)
 
-    cfg = OperatorConfig(max_steps=spec["steps"] + spec["warmup"], channels_last=spec.get("channels_last", False))
+    cfg = OperatorConfig(
+        max_steps=spec["steps"] + spec["warmup"], channels_last=spec.get("channels_last", False),
+        winograd=spec.get("winograd", True),
+    )
     cfg.checkpoint_every_n_batches = 0
     cfg.checkpoint_every_n_epochs = 0
     module = (Standard if spec.get("standard") else HazeOperatorModule)(cfg)
@@ -160,17 +161,16 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
     import torch
 
     from eid.models.generators import ResnetGenerator
-    from eid.models.winograd import WinogradConv2d
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    g = ResnetGenerator(winograd=True)
+    generators = {True: ResnetGenerator(winograd=True), False: ResnetGenerator()}
+    generators[False].load_state_dict(generators[True].state_dict())
     print("| batch | memory format | convolution | forward (s) | forward + backward (s) |\n|---|---|---|---|---|")
     for batch in (1, 2):
         for fmt, winograd in ((torch.contiguous_format, True), (torch.contiguous_format, False),
                               (torch.channels_last, False)):  # fmt: skip
-            WinogradConv2d.enabled = winograd
-            g = g.to(memory_format=fmt)
+            g = generators[winograd].to(memory_format=fmt)
             x = torch.randn(batch, 3, 256, 256).contiguous(memory_format=fmt)
 
             def forward() -> None:
@@ -184,7 +184,6 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
             conv = "Winograd layers" if winograd else "direct"
             times = [median_time(fn, repeats) for fn in (forward, forward_backward)]
             print(f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
-    WinogradConv2d.enabled = True
 
 
 def winograd_layers(threads: int, repeats: int = 5) -> None:
@@ -246,11 +245,8 @@ def gemm_throughput(threads: int, n: int = 1536, repeats: int = 5) -> float:
 
 
 def roofline(threads: int) -> None:
-    from eid.models.winograd import WinogradConv2d
-
     winograd_step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True})["step_gflop"]
     step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True, "winograd": False})["step_gflop"]
-    WinogradConv2d.enabled = False
     parts = component_flops()
     gflops, ceiling = conv_throughput(threads), gemm_throughput(threads)
     print("| quantity | value |\n|---|---|")

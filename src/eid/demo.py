@@ -81,9 +81,7 @@ HAZE = SynthConfig(model="asm", depth="random", beta=(0.4, 0.9), airlight=(0.7, 
 HAZE_METRIC_DEPTH = SynthConfig(model="asm", depth="random", beta=(0.15, 0.3), airlight=(0.75, 0.9))
 
 
-def build_demo_data(
-    root: Path, short_side: int = 192, seed: int = 0, haze: SynthConfig = HAZE, haze_metric_depth: SynthConfig = HAZE_METRIC_DEPTH,
-) -> DemoData:
+def build_demo_data(root: Path, short_side: int = 192, seed: int = 0) -> DemoData:
     """Write the demo's clear, hazy-train and hazy/clear-test folders under ``root``; return them."""
     data = DemoData(root, root / "clear", root / "train" / "hazy", root / "test" / "hazy", root / "test" / "clear")
     records = {}
@@ -95,7 +93,7 @@ def build_demo_data(
         if name == "stereo_motorcycle":
             _, metres = motorcycle_depth()
             depth = F.interpolate(metres[None], size=clear.shape[-2:], mode="bilinear", align_corners=False)[0]
-        hazy, record, _ = synthesize(clear, haze if depth is None else haze_metric_depth, seed=seed + index, depth=depth)
+        hazy, record, _ = synthesize(clear, HAZE if depth is None else HAZE_METRIC_DEPTH, seed=seed + index, depth=depth)
         record["depth_source"] = "middlebury disparity (metres)" if depth is not None else "random smooth field"
         records[name] = record
         folder = data.test_hazy if name in TEST_SET else data.train_hazy
@@ -140,7 +138,7 @@ def comparison_grid(data: DemoData, out: Path) -> Path:
 
 def run_demo(
     out: Path, *, operator_steps: int = 400, dehazer_steps: int = 300, seed: int = 0, short_side: int = 192,
-    adversarial_weight: float = 0.0, console: Console | None = None, **haze: SynthConfig,
+    adversarial_weight: float = 0.0, console: Console | None = None,
 ) -> dict:
     """Run the whole demo into ``out``; print the comparison table; return the ``metrics.json`` content.
 
@@ -157,7 +155,7 @@ def run_demo(
     console = console or Console(stderr=True)
     prepare_output(out)
     console.rule("1/4 data: hazing bundled images (atmospheric scattering model)")
-    data = build_demo_data(out / "data", short_side=short_side, seed=seed, **haze)
+    data = build_demo_data(out / "data", short_side=short_side, seed=seed)
     console.rule(f"2/4 stage 1: haze physics (CycleGAN, fast preset, {operator_steps} steps)")
     operator_run = out / "runs" / "operator"
     op_cfg = load_config(OperatorConfig, "operator", preset="fast", overrides={"max_steps": operator_steps, "seed": seed})

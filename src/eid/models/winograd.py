@@ -146,7 +146,7 @@ class _WinogradConv(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_m = _output_transform_adjoint(grad_out)
+        grad_m = _output_transform_adjoint(grad_out) if need_x or need_w else None
         grad_x = grad_w = grad_b = None
         if need_x:
             grad_v = torch.bmm(_kernel_transform(weight).transpose(1, 2), grad_m)
@@ -160,21 +160,23 @@ class _WinogradConv(torch.autograd.Function):
 
 
 def winograd_conv3x3(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: tuple[int, int] = (0, 0)
 ) -> torch.Tensor:
-    """Valid (unpadded) 3x3 cross-correlation, stride 1: ``(N, C, H, W) -> (N, K, H - 2, W - 2)``.
+    """3x3 cross-correlation, stride 1, zero ``padding`` (rows, columns):
+    ``(N, C, H, W) -> (N, K, H + 2 ph - 2, W + 2 pw - 2)``.
 
-    Same result as ``F.conv2d(x, weight, bias)`` up to float rounding; any ``H, W >= 3`` (the input is
-    zero-extended to whole 4x4 output tiles and the output cropped back). Differentiable once.
+    Same result as ``F.conv2d(x, weight, bias, padding=padding)`` up to float rounding. The input is
+    zero-extended once, by the padding and to whole 4x4 output tiles, and the output cropped back.
+    Differentiable once.
     """
-    h, w = x.shape[-2:]
-    out_h, out_w = h - 2, w - 2
+    ph, pw = padding
+    out_h, out_w = x.shape[-2] + 2 * ph - 2, x.shape[-1] + 2 * pw - 2
     th, tw = -(-out_h // 4), -(-out_w // 4)
-    whole_tiles = (4 * th, 4 * tw) == (out_h, out_w)
-    if not whole_tiles:
-        x = F.pad(x, (0, 4 * tw + 2 - w, 0, 4 * th + 2 - h))
+    extend = (pw, 4 * tw - out_w + pw, ph, 4 * th - out_h + ph)
+    if any(extend):
+        x = F.pad(x, extend)
     y = _WinogradConv.apply(x, weight, bias, th, tw)
-    return y if whole_tiles else y[:, :, :out_h, :out_w]
+    return y if (4 * th, 4 * tw) == (out_h, out_w) else y[:, :, :out_h, :out_w]
 
 
 class WinogradConv2d(nn.Conv2d):
@@ -183,17 +185,15 @@ class WinogradConv2d(nn.Conv2d):
 
     Eligible: kernel 3x3, stride 1, no dilation, one group, zero padding, both channel counts at least
     :attr:`min_channels`, a float32 CPU input and no autocast. Anything else goes through ``nn.Conv2d``.
-    Set :attr:`enabled` to ``False`` to run every convolution through torch's own kernels.
     """
 
-    enabled: ClassVar[bool] = True
-    #: Below 128 channels the transforms cost more than the 4x fewer multiplications save (measured).
+    #: Below 128 channels the transforms cost more than the 4x fewer multiplications save
+    #: (``benchmarks/bench_operator_step.py --winograd-layers``).
     min_channels: ClassVar[int] = 128
 
     def _uses_winograd(self, x: torch.Tensor) -> bool:
         return (
-            self.enabled
-            and self.kernel_size == (3, 3)
+            self.kernel_size == (3, 3)
             and self.stride == (1, 1)
             and self.dilation == (1, 1)
             and self.groups == 1
@@ -210,5 +210,4 @@ class WinogradConv2d(nn.Conv2d):
     ) -> torch.Tensor:
         if not self._uses_winograd(x):
             return super()._conv_forward(x, weight, bias)
-        ph, pw = self.padding
-        return winograd_conv3x3(F.pad(x, (pw, pw, ph, ph)), weight, bias)
+        return winograd_conv3x3(x, weight, bias, self.padding)

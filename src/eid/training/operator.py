@@ -171,7 +171,7 @@ class HazeOperatorModule(L.LightningModule):
         self.automatic_optimization = False
         self.save_hyperparameters(config_to_dict(cfg), ignore=["run_dir"])
         m = cfg.model
-        winograd = cfg.winograd and cfg.data.batch_size == 1  # batched, it measured slower than direct
+        winograd = cfg.winograd and cfg.data.batch_size == 1  # not shown to pay off batched (operator.md)
         self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, winograd)
         self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, winograd)
         self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
