@@ -14,6 +14,7 @@ does), ``channels_last``, ``bf16`` (CPU autocast), each at ``--threads`` threads
     .venv/bin/python benchmarks/bench_operator_step.py --roofline [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --generator [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --winograd-layers [--threads 2]
+    .venv/bin/python benchmarks/bench_operator_step.py --upsample-layers [--threads 2]
 
 ``--roofline`` bounds any implementation of the recipe on this CPU: it counts the floating-point
 operations of one ``eid`` training step (``torch.utils.flop_counter.FlopCounterMode``: convolutions and
@@ -123,23 +124,26 @@ def gflop(fn, *args) -> float:
 def component_flops() -> dict[str, float]:
     """FLOPs of the pieces the roofline discussion needs (``paper`` sizes, 256x256)."""
     import torch
-    from torch import nn
+    import torch.nn.functional as F
 
     from eid.models.discriminators import PatchGANDiscriminator
     from eid.models.generators import ResnetGenerator
+    from eid.models.upsample import upsample_conv3x3
 
     x = torch.zeros(1, 3, 256, 256)
+    up_layers = [(torch.zeros(1, 256, 64, 64), torch.zeros(128, 256, 3, 3)),
+                 (torch.zeros(1, 128, 128, 128), torch.zeros(64, 128, 3, 3))]  # fmt: skip
     with torch.no_grad():
-        generator = gflop(ResnetGenerator(), x)
-        # the two up-sampling layers: resize + 3x3 conv (ours) vs stride-2 transposed conv (upstream)
-        resize_conv = gflop(nn.Conv2d(256, 128, 3, padding=1), torch.zeros(1, 256, 128, 128)) + gflop(
-            nn.Conv2d(128, 64, 3, padding=1), torch.zeros(1, 128, 256, 256))
-        transposed = gflop(nn.ConvTranspose2d(256, 128, 3, 2, 1, 1), torch.zeros(1, 256, 64, 64)) + gflop(
-            nn.ConvTranspose2d(128, 64, 3, 2, 1, 1), torch.zeros(1, 128, 128, 128))
+        generator = gflop(ResnetGenerator(), x)  # up-sampling as executed: 2x2 phase kernels
+        phases = sum(gflop(upsample_conv3x3, u, w) for u, w in up_layers)
+        resize_conv = sum(gflop(lambda u, w: F.conv2d(F.interpolate(u, scale_factor=2), w, padding=1), u, w)
+                          for u, w in up_layers)  # fmt: skip
+        transposed = sum(gflop(F.conv_transpose2d, u, w.transpose(0, 1), None, 2, 1, 1) for u, w in up_layers)
     d = PatchGANDiscriminator(3, 64, (2, 2, 2, 1))
     return {
         "generator": generator,
-        "generator_transposed": generator - resize_conv + transposed,
+        "generator_resize_conv": generator - phases + resize_conv,
+        "generator_transposed": generator - phases + transposed,
         "discriminator_fwd_bwd": gflop(lambda: d(x).sum().backward()),
     }
 
@@ -186,25 +190,22 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
             print(f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
 
 
-def winograd_layers(threads: int, repeats: int = 5) -> None:
-    """Direct vs Winograd time of single 3x3 convolutions, forward and forward + backward: the
-    measurement behind :attr:`eid.models.winograd.WinogradConv2d.min_channels`."""
+def layer_table(threads: int, cases: list[tuple], candidate, repeats: int = 5) -> None:
+    """Markdown rows: forward and forward + backward time of ``F.conv2d`` (the reference) and ``candidate``
+    on single layers. ``cases`` holds ``(C_in, C_out, size, input_size, reference)``: ``size`` labels the
+    row, the input is ``input_size`` x ``input_size``."""
     import torch
-    import torch.nn.functional as F
-
-    from eid.models.winograd import winograd_conv3x3
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    print("| C_in -> C_out | size | forward: direct / Winograd (ms) | ratio | forward + backward (ms) | ratio |")
+    print("| C_in -> C_out | size | forward: direct / candidate (ms) | ratio | forward + backward (ms) | ratio |")
     print("|---|---|---|---|---|---|")
-    for cin, cout, size in ((64, 64, 64), (64, 64, 256), (128, 64, 256), (128, 128, 64), (128, 128, 128),
-                            (256, 256, 32), (256, 256, 64), (256, 256, 128), (256, 128, 128)):  # fmt: skip
-        x = torch.randn(1, cin, size + 2, size + 2, requires_grad=True)
+    for cin, cout, size, input_size, reference in cases:
+        x = torch.randn(1, cin, input_size, input_size, requires_grad=True)
         w = (torch.randn(cout, cin, 3, 3) * 0.02).requires_grad_()
-        grad = torch.randn(1, cout, size, size)
+        grad = torch.randn_like(reference(x, w).detach())
         row = []
-        for conv in (F.conv2d, winograd_conv3x3):
+        for conv in (reference, candidate):
             def forward(conv=conv) -> None:
                 with torch.no_grad():
                     conv(x, w)
@@ -213,9 +214,35 @@ def winograd_layers(threads: int, repeats: int = 5) -> None:
                 conv(x, w).backward(grad)
 
             row.append([1e3 * median_time(fn, repeats) for fn in (forward, forward_backward)])
-        (fd, bd), (fw, bw) = row
-        print(f"| {cin} -> {cout} | {size} | {fd:.1f} / {fw:.1f} | {fd / fw:.2f} | {bd:.1f} / {bw:.1f} | {bd / bw:.2f} |",
+        (fd, bd), (fc, bc) = row
+        print(f"| {cin} -> {cout} | {size} | {fd:.1f} / {fc:.1f} | {fd / fc:.2f} | {bd:.1f} / {bc:.1f} | {bd / bc:.2f} |",
               flush=True)  # fmt: skip
+
+
+def winograd_layers(threads: int) -> None:
+    """Direct vs Winograd 3x3 convolutions (output size x size): the measurement behind
+    :attr:`eid.models.winograd.WinogradConv2d.min_channels`."""
+    import torch.nn.functional as F
+
+    from eid.models.winograd import winograd_conv3x3
+
+    shapes = ((64, 64, 64), (64, 64, 256), (128, 64, 256), (128, 128, 64), (128, 128, 128), (256, 256, 32),
+              (256, 256, 64), (256, 256, 128), (256, 128, 128))  # fmt: skip
+    layer_table(threads, [(cin, cout, size, size + 2, F.conv2d) for cin, cout, size in shapes], winograd_conv3x3)
+
+
+def upsample_layers(threads: int) -> None:
+    """The ``paper`` generator's two up-sampling layers (nearest 2x resize + 3x3 conv, ``size`` is the input
+    before the resize) against :func:`eid.models.upsample.upsample_conv3x3`, which computes the same at the
+    input's resolution."""
+    import torch.nn.functional as F
+
+    from eid.models.upsample import upsample_conv3x3
+
+    def resize_conv(x, w):
+        return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)
+
+    layer_table(threads, [(256, 128, 64, 64, resize_conv), (128, 64, 128, 128, resize_conv)], upsample_conv3x3)
 
 
 def conv_throughput(threads: int, repeats: int = 5) -> float:
@@ -252,7 +279,8 @@ def roofline(threads: int) -> None:
     print("| quantity | value |\n|---|---|")
     print(f"| FLOPs per training step (G + D update), direct convolution | {step:.0f} GFLOP |")
     print(f"| the same with the Winograd layers (matrix products and transforms as executed) | {winograd_step:.0f} GFLOP |")
-    print(f"| FLOPs of one generator forward (resize + conv up-sampling) | {parts['generator']:.1f} GFLOP |")
+    print(f"| FLOPs of one generator forward (up-sampling by 2x2 phase kernels) | {parts['generator']:.1f} GFLOP |")
+    print(f"| the same with up-sampling as resize + 3x3 conv | {parts['generator_resize_conv']:.1f} GFLOP |")
     print(f"| the same with transposed-conv up-sampling | {parts['generator_transposed']:.1f} GFLOP |")
     print(f"| one discriminator forward + backward | {parts['discriminator_fwd_bwd']:.1f} GFLOP |")
     print(f"| best measured direct conv throughput (3x3, 256 ch, 64x64, fwd + bwd), {threads} threads | {gflops:.0f} GFLOP/s |")
@@ -271,6 +299,7 @@ def main() -> None:
     parser.add_argument("--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput")
     parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2, memory formats")
     parser.add_argument("--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions")
+    parser.add_argument("--upsample-layers", action="store_true", help="resize + conv vs the phase-kernel form")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
@@ -278,6 +307,9 @@ def main() -> None:
         return
     if args.winograd_layers:
         winograd_layers(args.threads)
+        return
+    if args.upsample_layers:
+        upsample_layers(args.threads)
         return
     if args.roofline:
         roofline(args.threads)

@@ -10,6 +10,7 @@ from torch import nn
 
 from eid.errors import EIDError
 from eid.models import PatchGANDiscriminator, ResnetGenerator
+from eid.models.upsample import NearestUpsampleConv2d, upsample_conv3x3
 from eid.physics import LearnedHaze
 from eid.training.operator import parameter_count
 
@@ -42,7 +43,7 @@ def test_generator_shape_range_and_layers(channels: int, rng: torch.Generator) -
     assert y.shape == x.shape and y.abs().max() <= 1
     assert g.multiple == 4
     kinds = {type(m) for m in g.modules()}
-    assert nn.ConvTranspose2d not in kinds and nn.Upsample in kinds and nn.ReflectionPad2d in kinds
+    assert nn.ConvTranspose2d not in kinds and NearestUpsampleConv2d in kinds and nn.ReflectionPad2d in kinds
     assert all(not m.affine for m in g.modules() if isinstance(m, nn.InstanceNorm2d))
 
 
@@ -93,3 +94,49 @@ def test_residual_operator_round_trips_through_the_exported_files(tmp_path: Path
     assert loaded.g_ab.residual and loaded.g_ba.residual
     x = torch.rand(1, 1, 16, 16, generator=rng)
     assert torch.equal(loaded.A(x), LearnedHaze(*gens, config=config).A(x))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_upsample_conv_equals_resize_then_conv(bias: bool, rng: torch.Generator) -> None:
+    """Exact identity (float64 rounding only), for odd and non-square sizes; the gradients agree too."""
+    x = torch.randn(2, 3, 5, 7, generator=rng, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=rng, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=rng, dtype=torch.float64, requires_grad=True) if bias else None
+    fused = upsample_conv3x3(x, w, b)
+    direct = nn.functional.conv2d(nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
+    assert fused.shape == (2, 4, 10, 14)
+    assert (fused - direct).abs().max() < 1e-12
+    probe = torch.randn(fused.shape, generator=rng, dtype=torch.float64)
+    inputs = (x, w) if b is None else (x, w, b)
+    grads_fused = torch.autograd.grad((fused * probe).sum(), inputs)
+    grads_direct = torch.autograd.grad((direct * probe).sum(), inputs)
+    for gf, gd in zip(grads_fused, grads_direct, strict=True):
+        assert (gf - gd).abs().max() < 1e-10
+
+
+def _legacy_layers(generator: ResnetGenerator) -> nn.Sequential:
+    """The generator as it was built before the up-sampling became one layer: ``nn.Upsample`` then ``nn.Conv2d``."""
+    layers: list[nn.Module] = []
+    for m in generator.model:
+        if isinstance(m, NearestUpsampleConv2d):
+            conv = nn.Conv2d(m.in_channels, m.out_channels, 3, padding=1)
+            conv.load_state_dict(m.state_dict())
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv]
+        else:
+            layers.append(m)
+    return nn.Sequential(*layers)
+
+
+def test_generator_reads_weights_saved_with_a_separate_upsampling_layer(rng: torch.Generator) -> None:
+    torch.manual_seed(0)
+    trained = ResnetGenerator(3, 3, width=8, blocks=2, residual=True)
+    legacy = _legacy_layers(trained)
+    x = torch.rand(1, 3, 32, 40, generator=rng) * 2 - 1
+    with torch.no_grad():
+        assert (legacy(x) - trained.model(x)).abs().max() < 1e-5
+        saved = {f"g_ab.model.{k}": v for k, v in legacy.state_dict().items()}
+        assert "g_ab.model.13.weight" in saved and "g_ab.model.12.weight" not in saved  # the old layout
+        holder = nn.Module()
+        holder.g_ab = ResnetGenerator(3, 3, width=8, blocks=2, residual=True)
+        holder.load_state_dict(saved)  # strict: every key placed, none left over
+        assert torch.equal(holder.g_ab(x), trained(x))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,8 @@ from torch import nn
 
 from eid.models import ResnetGenerator
 from eid.models.winograd import WinogradConv2d, winograd_conv3x3
+from eid.physics import LearnedHaze
+from eid.training.eid import EIDConfig, build_operator
 from eid.training.operator import HazeOperatorModule, OperatorConfig
 
 
@@ -94,7 +98,7 @@ def test_paper_generator_agrees_with_direct_convolution(rng: torch.Generator) ->
     direct = ResnetGenerator(3, 3, width=64, blocks=2)
     direct.load_state_dict(g.state_dict())
     eligible = [m for m in g.modules() if isinstance(m, WinogradConv2d) and m.stride == (1, 1)]
-    assert sum(min(m.in_channels, m.out_channels) >= 128 for m in eligible) == 5  # 4 in blocks, 1 up
+    assert sum(min(m.in_channels, m.out_channels) >= 128 for m in eligible) == 4  # the 2 blocks
     x = (torch.rand(1, 3, 40, 56, generator=rng) * 2 - 1).requires_grad_()
     out, ref = g(x), direct(x)
     grad, = torch.autograd.grad(out.square().sum(), x)
@@ -114,3 +118,16 @@ def test_stage_one_uses_winograd_at_batch_one_only(winograd: bool, batch: int, e
     for generator in (module.g_ab, module.g_ba):
         assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is expected
     assert not any(isinstance(m, WinogradConv2d) for m in ResnetGenerator(width=4, blocks=1).modules())
+
+
+@pytest.mark.parametrize(
+    ("winograd", "batch", "expected"), [(True, 1, True), (True, 2, False), (False, 1, False)]
+)
+def test_stage_two_operator_uses_winograd_at_batch_one_only(
+    winograd: bool, batch: int, expected: bool, tmp_path: Path
+) -> None:
+    config = {"model": {"channels": 1, "width": 4, "blocks": 1, "n_down": 2}}
+    LearnedHaze(*[ResnetGenerator(1, 1, width=4, blocks=1) for _ in range(2)], config=config).save(tmp_path)
+    physics = build_operator(EIDConfig(operator=str(tmp_path), winograd=winograd, batch_size=batch))
+    for generator in (physics.g_ab, physics.g_ba):
+        assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is expected

@@ -9,17 +9,19 @@ is (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016
 
 so a convolution becomes 36 independent matrix products ``(C_out x C_in) @ (C_in x tiles)`` between the
 transformed kernels and the transformed input tiles: 36 multiplications per 16 outputs instead of 144,
-4x fewer than direct convolution. The transforms are small fixed matrices, applied here as GEMMs over all
-tiles. The backward pass is Winograd too: both gradients are products in the transformed domain, brought
-back by the transposed transforms.
+4x fewer than direct convolution. The transforms are small fixed matrices: the input's and the output
+gradient's are applied as stride-4 convolutions with their 36 basis filters (oneDNN reads the tensor once),
+the others as one matrix product over all tiles. The backward pass is Winograd too: both gradients are
+products in the transformed domain, brought back by the transposed transforms.
 
 Why: on CPUs without AVX-512 oneDNN (torch's CPU convolution) only has direct convolution, and the
 ``paper`` ResNet generator spends most of its time in 3x3, 256-channel convolutions at 64x64.
 ``benchmarks/bench_operator_step.py --winograd-layers`` times this path against ``F.conv2d`` per layer
 shape; :class:`WinogradConv2d` uses it only where that showed a gain (CPU, float32, no autocast, both
 channel counts >= :attr:`WinogradConv2d.min_channels`) and is a plain ``nn.Conv2d`` everywhere else,
-including on GPUs, whose libraries choose Winograd themselves. Stage 1 builds its generators with these
-layers at batch size 1 (a 1.24-1.46x faster ``paper`` step, ``docs/benchmarks/operator.md``). Outputs
+including on GPUs, whose libraries choose Winograd themselves. Both stages build their generators with
+these layers at batch size 1 (a 1.27x faster ``paper`` generator forward + backward, a 1.1-1.2x faster
+stage-2 step; ``docs/benchmarks/operator.md``). Outputs
 agree with direct convolution to about 1e-5 relative (float32 rounding of the transforms).
 """
 
@@ -53,19 +55,23 @@ _G = torch.tensor(
 _AT = torch.tensor(
     [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64
 )
-# Kernel transform G g G^T for a row-major 3x3 kernel, with the 36 outputs ordered (column, row) to
-# match the order in which the input transform below produces them.
-_KG = torch.kron(_G, _G).reshape(6, 6, 9).transpose(0, 1).reshape(36, 9)
+# The transforms of a whole tile, row-major on both sides: V = B^T d B is _KB @ d, U = G g G^T is _KG @ g,
+# Y = A^T M A is _KA @ M, for d, g, M, Y and the results flattened row by row.
+_KB, _KG, _KA = torch.kron(_BT, _BT), torch.kron(_G, _G), torch.kron(_AT, _AT)
 
 
-def _input_transform(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
-    """``B^T d B`` of every overlapping 6x6 tile (stride 4): ``(N, C, 4th+2, 4tw+2) -> (36, C, N th tw)``."""
-    n, c = x.shape[:2]
-    bt = _BT.to(x)
-    rows = x.unfold(2, 6, 4).permute(4, 1, 0, 2, 3).reshape(6, -1)  # (6, C, N, th, W): one copy
-    rows = (bt @ rows).reshape(6, c, n, th, 4 * tw + 2)
-    cols = rows.unfold(4, 6, 4).permute(5, 0, 1, 2, 3, 4).reshape(6, -1)
-    return (bt @ cols).reshape(36, c, n * th * tw)
+def _to_products(t: torch.Tensor, n: int) -> torch.Tensor:
+    """``(N C, 36, th, tw) -> (36, C, N th tw)``, the products' layout; a view (no copy) when ``N = 1``."""
+    return t.unflatten(0, (n, -1)).flatten(3).permute(2, 1, 0, 3).flatten(2)
+
+
+def _input_transform(x: torch.Tensor) -> torch.Tensor:
+    """``B^T d B`` of every overlapping 6x6 tile (stride 4): ``(N, C, 4th+2, 4tw+2) -> (36, C, N th tw)``.
+
+    A convolution of each channel with the 36 basis filters of the transform, stride 4: oneDNN reads the
+    input once, about 2x faster than tile copies and small matrix products."""
+    n, c, h, w = x.shape
+    return _to_products(F.conv2d(x.reshape(n * c, 1, h, w), _KB.to(x).view(36, 1, 6, 6), stride=4), n)
 
 
 def _kernel_transform(weight: torch.Tensor) -> torch.Tensor:
@@ -74,24 +80,20 @@ def _kernel_transform(weight: torch.Tensor) -> torch.Tensor:
     return (_KG.to(weight) @ weight.reshape(k * c, 9).T).reshape(36, k, c)
 
 
-def _overlap_add(tiles: torch.Tensor) -> torch.Tensor:
-    """Sum 6-long windows at stride 4 back into a line: ``(6, ..., T) -> (..., 4T + 2)`` (adjoint of unfold)."""
-    count = tiles.shape[-1]
-    out = tiles.new_zeros(*tiles.shape[1:-1], 4 * count + 4)  # 2 spare zeros keep both views whole
-    out[..., : 4 * count].unflatten(-1, (count, 4)).add_(tiles[:4].movedim(0, -1))
-    out[..., 4:].unflatten(-1, (count, 4))[..., :2].add_(tiles[4:].movedim(0, -1))
-    return out[..., : 4 * count + 2]
-
-
 def _input_transform_adjoint(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Adjoint of :func:`_input_transform`: ``(36, C, N th tw) -> (N, C, 4th+2, 4tw+2)``."""
+    """Adjoint of :func:`_input_transform`: ``(36, C, N th tw) -> (N, C, 4th+2, 4tw+2)``.
+
+    Each tile's ``B d B^T``, then overlap-add: a tile's first 4x4 values are its own, its last two rows
+    and columns add onto the next tiles'."""
     n, c, h, w = shape
     th, tw = (h - 2) // 4, (w - 2) // 4
-    bt = _BT.to(grad)
-    cols = (bt.T @ grad.reshape(6, -1)).reshape(6, 6, c, n, th, tw)
-    rows = _overlap_add(cols)  # (6, C, N, th, W)
-    rows = (bt.T @ rows.reshape(6, -1)).reshape(6, c, n, th, w)
-    return _overlap_add(rows.transpose(-1, -2)).permute(1, 0, 3, 2)  # (N, C, H, W), strided
+    tiles = (grad.reshape(36, -1).T @ _KB.to(grad)).view(c, n, th, tw, 6, 6).permute(1, 0, 2, 4, 3, 5)
+    out = grad.new_zeros(n, c, th + 1, 4, tw + 1, 4)
+    out[:, :, :th, :, :tw, :] = tiles[:, :, :, :4, :, :4]
+    out[:, :, 1:, :2, :tw, :] += tiles[:, :, :, 4:, :, :4]
+    out[:, :, :th, :, 1:, :2] += tiles[:, :, :, :4, :, 4:]
+    out[:, :, 1:, :2, 1:, :2] += tiles[:, :, :, 4:, :, 4:]
+    return out.view(n, c, 4 * th + 4, 4 * tw + 4)[:, :, :h, :w]
 
 
 def _kernel_transform_adjoint(grad: torch.Tensor) -> torch.Tensor:
@@ -103,19 +105,16 @@ def _kernel_transform_adjoint(grad: torch.Tensor) -> torch.Tensor:
 def _output_transform(m: torch.Tensor, out: torch.Tensor) -> None:
     """``A^T M A`` of every transformed tile, into ``out``: ``(36, K, N th tw) -> (N, K, 4th, 4tw)``."""
     n, k, h, w = out.shape
-    at = _AT.to(m)
-    y = torch.matmul(at, m.reshape(6, 6, -1))
-    y = (at @ y.reshape(6, -1)).reshape(4, 4, k, n, h // 4, w // 4)
-    out.view(n, k, h // 4, 4, w // 4, 4).copy_(y.permute(3, 2, 4, 1, 5, 0))
+    y = (_KA.to(m) @ m.reshape(36, -1)).view(4, 4, k, n, h // 4, w // 4)
+    out.view(n, k, h // 4, 4, w // 4, 4).copy_(y.permute(3, 2, 4, 0, 5, 1))
 
 
 def _output_transform_adjoint(grad: torch.Tensor) -> torch.Tensor:
-    """Adjoint of :func:`_output_transform`: ``(N, K, 4th, 4tw) -> (36, K, N th tw)``."""
+    """Adjoint of :func:`_output_transform`: ``(N, K, 4th, 4tw) -> (36, K, N th tw)``, as a stride-4
+    convolution with the 36 filters ``A_i A_j^T`` (the transposed transform)."""
     n, k, h, w = grad.shape
-    at = _AT.to(grad)
-    g = grad.reshape(n, k, h // 4, 4, w // 4, 4).permute(5, 3, 1, 0, 2, 4).reshape(4, -1)
-    g = (at.T @ g).reshape(6, 4, -1)
-    return torch.matmul(at.T, g).reshape(36, k, -1)
+    filters = _KA.to(grad).T.reshape(36, 1, 4, 4)
+    return _to_products(F.conv2d(grad.reshape(n * k, 1, h, w), filters, stride=4), n)
 
 
 class _WinogradConv(torch.autograd.Function):
@@ -123,20 +122,19 @@ class _WinogradConv(torch.autograd.Function):
 
     Only ``x`` and ``w`` are saved, not their transforms (2.25x and 4x larger): the backward pass
     recomputes the one each gradient needs, which is cheap next to the product, and applies the
-    transforms' adjoints (transposed matrices, overlap-add of the tiles) explicitly. The output is allocated before the transforms'
-    temporaries, so that freeing those leaves fewer holes under long-lived activations in the heap. On a
-    ``paper`` stage-1 step peak RSS is 0.45 GiB above direct convolution this way, 2.9 GiB when autograd
-    kept the transforms.
+    transforms' adjoints (transposed matrices, overlap-add of the tiles) explicitly. The output is
+    allocated before the transforms' temporaries, so that freeing those leaves fewer holes under
+    long-lived activations in the heap. A ``paper`` stage-1 step then peaks 0.2-0.5 GiB above direct
+    convolution (heap glibc keeps), against 2.9 GiB when autograd kept the transforms.
     """
 
     @staticmethod
     def forward(  # noqa: ANN001
-        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, th: int, tw: int
+        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.tiles = (th, tw)
-        out = x.new_empty(x.shape[0], weight.shape[0], 4 * th, 4 * tw)
-        _output_transform(torch.bmm(_kernel_transform(weight), _input_transform(x, th, tw)), out)
+        out = x.new_empty(x.shape[0], weight.shape[0], x.shape[2] - 2, x.shape[3] - 2)
+        _output_transform(torch.bmm(_kernel_transform(weight), _input_transform(x)), out)
         if bias is not None:
             out += bias.view(1, -1, 1, 1)
         return out
@@ -152,11 +150,11 @@ class _WinogradConv(torch.autograd.Function):
             grad_v = torch.bmm(_kernel_transform(weight).transpose(1, 2), grad_m)
             grad_x = _input_transform_adjoint(grad_v, x.shape)
         if need_w:
-            grad_u = torch.bmm(grad_m, _input_transform(x, *ctx.tiles).transpose(1, 2))
+            grad_u = torch.bmm(grad_m, _input_transform(x).transpose(1, 2))
             grad_w = _kernel_transform_adjoint(grad_u)
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x, grad_w, grad_b
 
 
 def winograd_conv3x3(
@@ -175,7 +173,7 @@ def winograd_conv3x3(
     extend = (pw, 4 * tw - out_w + pw, ph, 4 * th - out_h + ph)
     if any(extend):
         x = F.pad(x, extend)
-    y = _WinogradConv.apply(x, weight, bias, th, tw)
+    y = _WinogradConv.apply(x, weight, bias)
     return y if (4 * th, 4 * tw) == (out_h, out_w) else y[:, :, :out_h, :out_w]
 
 

@@ -112,8 +112,9 @@ class LearnedHaze(Physics):
         return save_operator(run_dir, self.g_ab, self.g_ba, self.config)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LearnedHaze:
-        """Load from a run folder, ``.../operator`` or ``.../operator.safetensors`` (never from a pickle)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", winograd: bool = False) -> LearnedHaze:
+        """Load from a run folder, ``.../operator`` or ``.../operator.safetensors`` (never from a pickle);
+        ``winograd`` builds the generators with Winograd layers (:class:`eid.models.ResnetGenerator`)."""
         from eid.models.generators import ResnetGenerator
 
         stem = _operator_stem(Path(path))
@@ -130,7 +131,7 @@ class LearnedHaze(Physics):
             if not sub:
                 generators[name] = None
                 continue
-            gen = ResnetGenerator(channels, channels, **sizes)
+            gen = ResnetGenerator(channels, channels, **sizes, winograd=winograd)
             try:
                 gen.load_state_dict(sub)
             except RuntimeError as exc:

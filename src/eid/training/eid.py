@@ -63,6 +63,8 @@ class EIDConfig:
     :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
     :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
         instead of storing them (less memory, one more operator forward per call).
+    :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU, batch
+        size 1 only; :mod:`eid.models.winograd`).
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
     :param float disc_lr: learning rate of its discriminator.
     :param int seed: seeds the data order, crops and the group's generator.
@@ -88,6 +90,7 @@ class EIDConfig:
     batch_size: int = 8
     crop: int = 64
     checkpoint_operator: bool = False
+    winograd: bool = True
     adversarial_weight: float = 0.0
     disc_lr: float = 2e-4
     seed: int = 0
@@ -118,7 +121,7 @@ def build_operator(config: EIDConfig) -> nn.Module:
     else:
         from eid.physics import LearnedHaze
 
-        physics = LearnedHaze.load(config.operator)
+        physics = LearnedHaze.load(config.operator, winograd=config.winograd and config.batch_size == 1)
     return physics.eval().requires_grad_(False)
 
 
