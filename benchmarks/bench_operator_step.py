@@ -160,8 +160,9 @@ def median_time(fn, repeats: int) -> float:
 
 
 def generator_timings(threads: int, repeats: int = 3) -> None:
-    """Median time of one ``paper`` generator at 256x256: forward and forward + backward, batch 1 and 2,
-    default and channels_last memory format, Winograd layers on and off (the options for the step)."""
+    """Median time of one ``paper`` generator at 256x256, Winograd layers on and off (and channels_last at
+    batch 1 and 2): forward, forward + backward with trainable weights (stage 1) and with frozen weights,
+    gradient to the input only (stage 2's operator), at batch 1, 2 and 4."""
     import torch
 
     from eid.models.generators import ResnetGenerator
@@ -170,10 +171,12 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
     torch.manual_seed(0)
     generators = {True: ResnetGenerator(winograd=True), False: ResnetGenerator()}
     generators[False].load_state_dict(generators[True].state_dict())
-    print("| batch | memory format | convolution | forward (s) | forward + backward (s) |\n|---|---|---|---|---|")
-    for batch in (1, 2):
-        for fmt, winograd in ((torch.contiguous_format, True), (torch.contiguous_format, False),
-                              (torch.channels_last, False)):  # fmt: skip
+    print("| batch | memory format | convolution | forward (s) | forward + backward (s) | frozen, to input (s) |")
+    print("|---|---|---|---|---|---|")
+    for batch in (1, 2, 4):
+        variants = [(torch.contiguous_format, True), (torch.contiguous_format, False)]
+        variants += [(torch.channels_last, False)] if batch <= 2 else []
+        for fmt, winograd in variants:
             g = generators[winograd].to(memory_format=fmt)
             x = torch.randn(batch, 3, 256, 256).contiguous(memory_format=fmt)
 
@@ -184,10 +187,15 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
             def forward_backward() -> None:
                 g(x).mean().backward()
 
+            def frozen() -> None:
+                g.requires_grad_(False)
+                g(x.clone().requires_grad_()).mean().backward()
+                g.requires_grad_(True)
+
             name = "channels_last" if fmt == torch.channels_last else "default"
             conv = "Winograd layers" if winograd else "direct"
-            times = [median_time(fn, repeats) for fn in (forward, forward_backward)]
-            print(f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
+            times = [median_time(fn, repeats) for fn in (forward, forward_backward, frozen)]
+            print(f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} | {times[2]:.2f} |", flush=True)
 
 
 def layer_table(threads: int, cases: list[tuple], candidate, repeats: int = 5) -> None:
@@ -297,7 +305,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--only", nargs="*", default=None, help="configurations to run")
     parser.add_argument("--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput")
-    parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2, memory formats")
+    parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2/4, Winograd on/off")
     parser.add_argument("--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions")
     parser.add_argument("--upsample-layers", action="store_true", help="resize + conv vs the phase-kernel form")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

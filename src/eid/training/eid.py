@@ -63,8 +63,8 @@ class EIDConfig:
     :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
     :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
         instead of storing them (less memory, one more operator forward per call).
-    :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU, batch
-        size 1 only; :mod:`eid.models.winograd`).
+    :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU,
+        float32; :mod:`eid.models.winograd`).
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
     :param float disc_lr: learning rate of its discriminator.
     :param int seed: seeds the data order, crops and the group's generator.
@@ -121,7 +121,7 @@ def build_operator(config: EIDConfig) -> nn.Module:
     else:
         from eid.physics import LearnedHaze
 
-        physics = LearnedHaze.load(config.operator, winograd=config.winograd and config.batch_size == 1)
+        physics = LearnedHaze.load(config.operator, winograd=config.winograd)
     return physics.eval().requires_grad_(False)
 
 

@@ -98,7 +98,7 @@ class OperatorConfig:
     checkpoint_every_n_epochs: int = 10
     log_every: int = 10
     channels_last: bool = False
-    #: Winograd 3x3 convolutions in the generators (CPU, batch size 1 only; see ``eid.models.winograd``).
+    #: Winograd 3x3 convolutions in the generators (CPU, float32; see ``eid.models.winograd``).
     winograd: bool = True
 
 
@@ -171,9 +171,8 @@ class HazeOperatorModule(L.LightningModule):
         self.automatic_optimization = False
         self.save_hyperparameters(config_to_dict(cfg), ignore=["run_dir"])
         m = cfg.model
-        winograd = cfg.winograd and cfg.data.batch_size == 1  # not shown to pay off batched (operator.md)
-        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, winograd)
-        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, winograd)
+        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
+        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
         self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
         self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
         self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
