@@ -15,12 +15,6 @@ from eid.physics import LearnedHaze
 from eid.training.operator import parameter_count
 
 
-@pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    """One thread: tiny convolutions on a shared 2-core machine run fastest single-threaded."""
-    torch.set_num_threads(1)
-
-
 def test_paper_sizes_match_the_authors() -> None:
     assert parameter_count(ResnetGenerator(3, 3, width=64, blocks=9)) == 11_378_179
     assert parameter_count(PatchGANDiscriminator(3, width=64)) == 2_764_737

@@ -69,7 +69,7 @@ def _input_transform(x: torch.Tensor) -> torch.Tensor:
     """``B^T d B`` of every overlapping 6x6 tile (stride 4): ``(N, C, 4th+2, 4tw+2) -> (36, C, N th tw)``.
 
     A convolution of each channel with the 36 basis filters of the transform, stride 4: oneDNN reads the
-    input once, about 2x faster than tile copies and small matrix products."""
+    input once (1.5-1.9x faster than tile copies and 6x6 matrix products, 256 channels at 64x64)."""
     n, c, h, w = x.shape
     return _to_products(F.conv2d(x.reshape(n * c, 1, h, w), _KB.to(x).view(36, 1, 6, 6), stride=4), n)
 
@@ -83,8 +83,8 @@ def _kernel_transform(weight: torch.Tensor) -> torch.Tensor:
 def _input_transform_adjoint(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Adjoint of :func:`_input_transform`: ``(36, C, N th tw) -> (N, C, 4th+2, 4tw+2)``.
 
-    Each tile's ``B d B^T``, then overlap-add: a tile's first 4x4 values are its own, its last two rows
-    and columns add onto the next tiles'."""
+    ``B V B^T`` of each tile's gradient ``V``, then overlap-add: a tile's first 4x4 values are its own, its
+    last two rows and columns add onto the next tiles'."""
     n, c, h, w = shape
     th, tw = (h - 2) // 4, (w - 2) // 4
     tiles = (grad.reshape(36, -1).T @ _KB.to(grad)).view(c, n, th, tw, 6, 6).permute(1, 0, 2, 4, 3, 5)
