@@ -15,6 +15,15 @@ does), ``channels_last``, ``bf16`` (CPU autocast), each at ``--threads`` threads
     .venv/bin/python benchmarks/bench_operator_step.py --generator [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --winograd-layers [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --upsample-layers [--threads 2]
+    .venv/bin/python benchmarks/bench_operator_step.py --upstream CHECKOUT --only eid --rounds 3
+
+``--upstream CHECKOUT`` also times the authors' stage-1 code itself: ``implementations/cyclegan/cyclegan.py``
+of a checkout of ``eriklindernoren/PyTorch-GAN`` (the CycleGAN implementation EID trained with), run unchanged
+on synthetic unpaired 300x300 images (its own bicubic resize to 286 and 256 crop) with the same thread count.
+Its step time is read from its progress line (the ETA it prints is the last batch's time multiplied by the
+batches left); its first ``--warmup`` + 1 batches are skipped, since the batch after the first also pays for
+the sample grid the script saves at batch 0 (one test image, so that grid needs less memory than a step).
+``--rounds N`` repeats the whole list of configurations N times, alternating them, as the host's speed drifts.
 
 ``--roofline`` bounds any implementation of the recipe on this CPU: it counts the floating-point
 operations of one ``eid`` training step (``torch.utils.flop_counter.FlopCounterMode``: convolutions and
@@ -31,12 +40,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 CONFIGS = {
     "eid": {},
@@ -109,6 +121,65 @@ def worker(spec: dict) -> dict:
     times, cpu = timer.times[spec["warmup"] :], timer.cpu[spec["warmup"] :]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu), "peak_rss_gib": peak_gib}
+
+
+UPSTREAM_SCRIPT = Path("implementations/cyclegan/cyclegan.py")
+# Run with ``python -c`` in a fresh process: sets the thread count, runs the upstream script unchanged, prints its peak RSS.
+UPSTREAM_RUNNER = """
+import resource, runpy, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+print("\\npeak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+ETA = re.compile(r"\[Batch (\d+)/(\d+)\].*ETA: (?:(\d+) days?, )?(\d+):(\d+):([\d.]+)")
+
+
+def upstream_step_times(log: str) -> list[float]:
+    """Per-batch seconds from the upstream progress lines: ``ETA = (batches left) x (last batch time)``, one epoch."""
+    times = []
+    for line in log.replace("\r", "\n").splitlines():
+        if match := ETA.search(line):
+            batch, total, days, hours, minutes, seconds = match.groups()
+            eta = ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
+            times.append(eta / (int(total) - int(batch)))
+    return times
+
+
+def upstream_script(checkout: Path) -> Path:
+    """The CycleGAN script of a PyTorch-GAN checkout, or exit saying what to pass."""
+    script = (checkout / UPSTREAM_SCRIPT).resolve()
+    if not script.is_file():
+        raise SystemExit(f"error: {script} not found; pass the root of a PyTorch-GAN checkout to --upstream")
+    return script
+
+
+def upstream(script: Path, steps: int, warmup: int, threads: int) -> dict:
+    """Time the unchanged upstream CycleGAN ``script`` for ``warmup + 1 + steps`` batches of one epoch."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for split, count in (("train", warmup + 1 + steps), ("test", 1)):
+            for domain in "AB":
+                (root / "data" / "bench" / split / domain).mkdir(parents=True)
+                for i in range(count):
+                    pixels = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(root / "data" / "bench" / split / domain / f"{i}.png")
+        cwd = root / "run" / "cyclegan"  # the script reads ../../data/<dataset_name>
+        cwd.mkdir(parents=True)
+        args = ["--dataset_name", "bench", "--n_epochs", "1", "--decay_epoch", "0", "--n_cpu", "0"]
+        done = subprocess.run(
+            [sys.executable, "-c", UPSTREAM_RUNNER, str(threads), str(script), *args], cwd=cwd, capture_output=True,
+            text=True, check=False, env={**os.environ, "PYTHONPATH": str(script.parent)},
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"error: the upstream script failed:\n{done.stderr[-2000:]}")
+    times = upstream_step_times(done.stdout)[warmup + 1 :]
+    peak_kib = int(done.stdout.rsplit("peak_rss_kib", 1)[1])
+    return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": None, "peak_rss_gib": peak_kib / 2**20}
 
 
 def gflop(fn, *args) -> float:
@@ -308,6 +379,8 @@ def main() -> None:
     parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2/4, Winograd on/off")
     parser.add_argument("--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions")
     parser.add_argument("--upsample-layers", action="store_true", help="resize + conv vs the phase-kernel form")
+    parser.add_argument("--upstream", type=Path, help="also time PyTorch-GAN's cyclegan.py from this checkout")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the configurations, alternating them")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
@@ -325,24 +398,31 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    script = upstream_script(args.upstream) if args.upstream else None
     rows = []
-    for name, extra in CONFIGS.items():
-        if args.only and name not in args.only:
-            continue
-        spec = {"steps": args.steps, "warmup": args.warmup, "threads": args.threads, **extra}
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            print(done.stderr[-2000:], file=sys.stderr)
-            continue
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        rows.append((name, spec["threads"], result))
-        print(f"{name}: {result}", file=sys.stderr, flush=True)
+    for _ in range(args.rounds):
+        for name, extra in CONFIGS.items():
+            if args.only and name not in args.only:
+                continue
+            spec = {"steps": args.steps, "warmup": args.warmup, "threads": args.threads, **extra}
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append((name, spec["threads"], result))
+            print(f"{name}: {result}", file=sys.stderr, flush=True)
+        if script:
+            result = upstream(script, args.steps, args.warmup, args.threads)
+            rows.append(("upstream cyclegan.py", args.threads, result))
+            print(f"upstream: {result}", file=sys.stderr, flush=True)
     print("| configuration | threads | median s/step (wall) | min s/step | median CPU s/step | peak RSS (GiB) |")
     print("|---|---|---|---|---|---|")
     for name, threads, r in rows:
-        print(f"| {name} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_gib']:.2f} |")
+        cpu = "–" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
+        print(f"| {name} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {cpu} | {r['peak_rss_gib']:.2f} |")
 
 
 if __name__ == "__main__":
