@@ -1,4 +1,4 @@
-"""Time and peak RSS of one stage-1 (CycleGAN) training step, ``paper`` preset, 256x256, batch 1, on CPU.
+"""Time and peak RSS of one stage-1 (CycleGAN) training step, ``paper`` preset, 256x256, on CPU.
 
 Each configuration runs in a fresh subprocess (so its peak RSS is its own) through the real Lightning
 ``Trainer`` + :class:`eid.training.operator.HazeOperatorModule`; the time of each batch (G step + D step +
@@ -10,7 +10,7 @@ convolutions by Winograd, :mod:`eid.models.winograd`), ``eid, direct conv`` (the
 convolutions only), ``standard`` (D weight gradients also computed in the G backward, as the upstream loop
 does), ``channels_last``, ``bf16`` (CPU autocast), each at ``--threads`` threads (and 1 thread for ``eid``).
 
-    .venv/bin/python benchmarks/bench_operator_step.py [--steps 4] [--warmup 1] [--threads 2]
+    .venv/bin/python benchmarks/bench_operator_step.py [--steps 4] [--warmup 1] [--threads 2] [--batch 1]
     .venv/bin/python benchmarks/bench_operator_step.py --roofline [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --generator [--threads 2]
     .venv/bin/python benchmarks/bench_operator_step.py --winograd-layers [--threads 2]
@@ -115,7 +115,7 @@ def worker(spec: dict) -> dict:
             run_dir, max_steps=cfg.max_steps, accelerator="cpu", precision=spec.get("precision", "32-true"),
             steps_per_batch=STEPS_PER_BATCH, progress=False, samples=False, callbacks=[timer], log_every=1000,
         )  # fmt: skip
-        fit(trainer, module, ImageDataModule(Noise(), 1, seed=0))
+        fit(trainer, module, ImageDataModule(Noise(), spec.get("batch", 1), seed=0))
     if spec.get("flops"):
         return {"step_gflop": counter.get_total_flops() / 1e9 / len(timer.times)}
     times, cpu = timer.times[spec["warmup"] :], timer.cpu[spec["warmup"] :]
@@ -154,7 +154,7 @@ def upstream_script(checkout: Path) -> Path:
     return script
 
 
-def upstream(script: Path, steps: int, warmup: int, threads: int) -> dict:
+def upstream(script: Path, steps: int, warmup: int, threads: int, batch: int) -> dict:
     """Time the unchanged upstream CycleGAN ``script`` for ``warmup + 1 + steps`` batches of one epoch."""
     import numpy as np
     from PIL import Image
@@ -162,7 +162,7 @@ def upstream(script: Path, steps: int, warmup: int, threads: int) -> dict:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for split, count in (("train", warmup + 1 + steps), ("test", 1)):
+        for split, count in (("train", (warmup + 1 + steps) * batch), ("test", 1)):
             for domain in "AB":
                 (root / "data" / "bench" / split / domain).mkdir(parents=True)
                 for i in range(count):
@@ -171,6 +171,7 @@ def upstream(script: Path, steps: int, warmup: int, threads: int) -> dict:
         cwd = root / "run" / "cyclegan"  # the script reads ../../data/<dataset_name>
         cwd.mkdir(parents=True)
         args = ["--dataset_name", "bench", "--n_epochs", "1", "--decay_epoch", "0", "--n_cpu", "0"]
+        args += ["--batch_size", str(batch)]
         done = subprocess.run(
             [sys.executable, "-c", UPSTREAM_RUNNER, str(threads), str(script), *args], cwd=cwd, capture_output=True,
             text=True, check=False, env={**os.environ, "PYTHONPATH": str(script.parent)},
@@ -380,6 +381,7 @@ def main() -> None:
     parser.add_argument("--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions")
     parser.add_argument("--upsample-layers", action="store_true", help="resize + conv vs the phase-kernel form")
     parser.add_argument("--upstream", type=Path, help="also time PyTorch-GAN's cyclegan.py from this checkout")
+    parser.add_argument("--batch", type=int, default=1, help="images per domain per step")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the configurations, alternating them")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -404,7 +406,7 @@ def main() -> None:
         for name, extra in CONFIGS.items():
             if args.only and name not in args.only:
                 continue
-            spec = {"steps": args.steps, "warmup": args.warmup, "threads": args.threads, **extra}
+            spec = {"steps": args.steps, "warmup": args.warmup, "threads": args.threads, "batch": args.batch, **extra}
             done = subprocess.run(
                 [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False
             )
@@ -415,14 +417,14 @@ def main() -> None:
             rows.append((name, spec["threads"], result))
             print(f"{name}: {result}", file=sys.stderr, flush=True)
         if script:
-            result = upstream(script, args.steps, args.warmup, args.threads)
+            result = upstream(script, args.steps, args.warmup, args.threads, args.batch)
             rows.append(("upstream cyclegan.py", args.threads, result))
             print(f"upstream: {result}", file=sys.stderr, flush=True)
-    print("| configuration | threads | median s/step (wall) | min s/step | median CPU s/step | peak RSS (GiB) |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | batch | threads | median s/step (wall) | min s/step | median CPU s/step | peak RSS (GiB) |")
+    print("|---|---|---|---|---|---|---|")
     for name, threads, r in rows:
         cpu = "–" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
-        print(f"| {name} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {cpu} | {r['peak_rss_gib']:.2f} |")
+        print(f"| {name} | {args.batch} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {cpu} | {r['peak_rss_gib']:.2f} |")
 
 
 if __name__ == "__main__":
