@@ -107,6 +107,7 @@ def worker(spec: dict) -> dict:
     )
     cfg.checkpoint_every_n_batches = 0
     cfg.checkpoint_every_n_epochs = 0
+    cfg.data.batch_size = spec.get("batch", 1)
     module = (Standard if spec.get("standard") else HazeOperatorModule)(cfg)
     timer = Timer()
     counter = FlopCounterMode(display=False) if spec.get("flops") else contextlib.nullcontext()
@@ -115,7 +116,7 @@ def worker(spec: dict) -> dict:
             run_dir, max_steps=cfg.max_steps, accelerator="cpu", precision=spec.get("precision", "32-true"),
             steps_per_batch=STEPS_PER_BATCH, progress=False, samples=False, callbacks=[timer], log_every=1000,
         )  # fmt: skip
-        fit(trainer, module, ImageDataModule(Noise(), spec.get("batch", 1), seed=0))
+        fit(trainer, module, ImageDataModule(Noise(), cfg.data.batch_size, seed=0))
     if spec.get("flops"):
         return {"step_gflop": counter.get_total_flops() / 1e9 / len(timer.times)}
     times, cpu = timer.times[spec["warmup"] :], timer.cpu[spec["warmup"] :]
