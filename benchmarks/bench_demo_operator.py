@@ -42,7 +42,7 @@ def split_halves(data: demo.DemoData, short_side: int = 192) -> None:
     shutil.rmtree(data.clear)
     shutil.rmtree(data.train_hazy)
     for index, name in enumerate(demo.CLEAR_SET + demo.TRAIN_SET):
-        image = demo._to_tensor(demo._bundled(name), short_side)
+        image = demo.bundled_image(name, short_side)
         axis = -1 if image.shape[-1] >= image.shape[-2] else -2
         first, second = image.chunk(2, dim=axis)
         clear, to_haze = (second, first) if index % 2 else (first, second)
@@ -97,7 +97,7 @@ def main() -> None:
         for path in sorted(data.test_hazy.iterdir()):
             hazy, clear = read_image(path)[0][None], read_image(data.test_clear / path.name)[0][None]
             with torch.no_grad():
-                dehazed, hazed = method(hazy).clamp(0, 1), physics.A(clear).clamp(0, 1)
+                dehazed, hazed = method(hazy), physics.A(clear)
             scores = [psnr(hazy, clear), psnr(dehazed, clear), psnr(hazed, clear), psnr(hazed, hazy)]
             print(f"| {path.stem} | " + " | ".join(f"{float(s):.2f}" for s in scores) + " |")
 

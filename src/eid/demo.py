@@ -29,6 +29,7 @@ from rich.console import Console
 
 from eid.data.io import read_image, write_image
 from eid.data.synth import SynthConfig, motorcycle_depth, synthesize
+from eid.data.video import array_to_tensor
 from eid.errors import EIDError
 from eid.report.tables import metrics_table
 from eid.utils import atomic_write
@@ -58,7 +59,7 @@ def _bundled(name: str) -> np.ndarray:
         from PIL import Image
 
         with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     from skimage import data
 
     if name == "stereo_motorcycle":
@@ -66,9 +67,9 @@ def _bundled(name: str) -> np.ndarray:
     return getattr(data, name)()
 
 
-def _to_tensor(array: np.ndarray, short_side: int) -> torch.Tensor:
-    """``(H,W,3)`` uint8 -> ``(3,H',W')`` in ``[0,1]``, resized (antialiased) so min(H', W') = short_side."""
-    x = torch.from_numpy(np.array(array[..., :3], dtype=np.float32)).permute(2, 0, 1) / 255.0
+def bundled_image(name: str, short_side: int) -> torch.Tensor:
+    """Bundled photograph ``name``, ``(3,H,W)`` in ``[0,1]``, resized (antialiased): min(H, W) = short_side."""
+    x = array_to_tensor(_bundled(name)[..., :3])
     h, w = x.shape[-2:]
     scale = short_side / min(h, w)
     size = (max(short_side, round(h * scale)), max(short_side, round(w * scale)))
@@ -86,9 +87,9 @@ def build_demo_data(root: Path, short_side: int = 192, seed: int = 0) -> DemoDat
     data = DemoData(root, root / "clear", root / "train" / "hazy", root / "test" / "hazy", root / "test" / "clear")
     records = {}
     for name in CLEAR_SET:
-        write_image(data.clear / f"{name}.png", _to_tensor(_bundled(name), short_side))
+        write_image(data.clear / f"{name}.png", bundled_image(name, short_side))
     for index, name in enumerate(TRAIN_SET + TEST_SET):
-        clear = _to_tensor(_bundled(name), short_side)
+        clear = bundled_image(name, short_side)
         depth = None
         if name == "stereo_motorcycle":
             _, metres = motorcycle_depth()
