@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import tifffile
 import torch
 from PIL import Image
+from rich.console import Console
 from torch import nn
 
 from eid.data.io import read_image
@@ -350,8 +353,12 @@ def image_tree(tmp_path):
 
 def test_folder_keeps_size_format_and_mirrors_tree(image_tree, tmp_path):
     out = tmp_path / "out"
-    failures = dehaze_paths([image_tree], out, Dehazer.from_module(small_cnn(), device="cpu", batch_size=2))
+    log = Console(file=io.StringIO(), width=200)  # not a terminal: progress comes as plain lines
+    failures = dehaze_paths([image_tree], out, Dehazer.from_module(small_cnn(), device="cpu", batch_size=2), console=log)
     assert failures == 1
+    lines = log.file.getvalue().splitlines()
+    assert lines[0] == "dehazing 0/4 (0%) | a.png" and any(line.startswith("dehazing 4/4 (100%)") for line in lines)
+    assert "━" not in log.file.getvalue()
     b, meta = read_image(out / "sub" / "b.tif")
     assert tuple(b.shape) == (1, 37, 50) and meta.dtype == "uint16" and meta.format == "TIFF"
     a, meta = read_image(out / "a.png")

@@ -31,7 +31,8 @@ from eid.data.io import read_image, write_image
 from eid.data.synth import SynthConfig, motorcycle_depth, synthesize
 from eid.data.video import array_to_tensor
 from eid.errors import EIDError
-from eid.report.tables import metrics_table
+from eid.progress import stderr_console
+from eid.report.tables import metrics_table, print_table
 from eid.utils import atomic_write
 
 #: Bundled colour photographs by role, disjoint scenes (scikit-image: public domain or CC0;
@@ -153,7 +154,7 @@ def run_demo(
     from eid.training.eid import EIDConfig, fit_eid
     from eid.training.operator import OperatorConfig, fit_operator
 
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     prepare_output(out)
     console.rule("1/4 data: hazing bundled images (atmospheric scattering model)")
     data = build_demo_data(out / "data", short_side=short_side, seed=seed)
@@ -184,7 +185,7 @@ def run_demo(
     results.update({m: evaluate(specs, [out / "dehazed" / m], [data.test_clear]) for m in METHODS})
     names = [s.name for s in specs]
     rows = [{"method": name, **r.means} for name, r in results.items()]
-    console.print(metrics_table(rows, names, title="held-out test images (mean)", first="method"))
+    print_table(console, metrics_table(rows, names, title="held-out test images (mean)", first="method"))
     report = {
         "metrics": {name: r.means for name, r in results.items()},
         "images": {name: r.rows for name, r in results.items()},

@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
 from eid.data.video import VIDEO_SUFFIXES, VideoReport
 from eid.errors import EIDError, ImageReadError
 from eid.models.global_norm import GlobalNormStatistics, reference_image
+from eid.progress import LoggedProgress, stderr_console
 from eid.utils import resolve_device
 
 __all__ = [
@@ -639,10 +640,10 @@ class DehazeSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
+def _progress(console: Console) -> LoggedProgress:
+    return LoggedProgress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"), console=console, transient=False,
+        TextColumn("{task.fields[name]}"), unit="images", console=console, transient=False,
     )
 
 
@@ -667,7 +668,7 @@ def dehaze_paths(
     """
     from eid.data.io import check_not_input, check_output_dir, iter_inputs, read_image, write_image
 
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     runner = method_fn if isinstance(method_fn, Dehazer) else Dehazer(method_fn)
     out = check_output_dir(out_dir, inputs)
     pairs = iter_inputs(list(inputs), recursive=recursive)

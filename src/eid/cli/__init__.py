@@ -8,10 +8,10 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from eid import __version__
 from eid.errors import EIDError
+from eid.progress import stderr_console
 
 app = typer.Typer(
     name="eid",
@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = stderr_console()
 
 THREADS_HELP = "CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from eid.cli import app, console
 from eid.errors import EIDError
+
+if TYPE_CHECKING:
+    from eid.data.video import VideoReport
 
 
 @app.command("dehaze")
@@ -88,10 +93,15 @@ def dehaze(
             console.print(f"[yellow]warning:[/] skipped {escape(str(video))}: {escape(str(exc))}")
             failures += 1
             continue
-        smoothed = "" if report.flicker_smoothed is None else f", smoothed {report.flicker_smoothed:.4f}"
-        console.print(
-            f"{video.name}: {report.frames} frames at {report.frames_per_second:.2f} frames/s -> {dst}; "
-            f"flicker input {report.flicker_input:.4f}, output {report.flicker_raw:.4f}{smoothed}"
-        )
+        console.print(f"{video.name}: {report.frames} frames at {report.frames_per_second:.2f} frames/s -> {dst}; {_flicker(report)}")
     if failures:
         raise typer.Exit(1)
+
+
+def _flicker(report: VideoReport) -> str:
+    """The report's flicker figures; undefined (NaN) when no pixel of the input stays still between frames."""
+    if math.isnan(report.flicker_input):
+        return "flicker n/a (no static region in the input)"
+    smoothed = "" if report.flicker_smoothed is None else f", smoothed {report.flicker_smoothed:.4f}"
+    return f"flicker input {report.flicker_input:.4f}, output {report.flicker_raw:.4f}{smoothed}"
+

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 import typer
-from rich.progress import Progress
 
 from eid.cli import app, console
 from eid.data.io import read_image
 from eid.errors import EIDError
 from eid.metrics import get_metrics
 from eid.metrics.evaluate import evaluate
-from eid.report.tables import metrics_table
+from eid.progress import LoggedProgress
+from eid.report.tables import metrics_table, print_table
 from eid.utils import resolve_device
 
 
@@ -72,14 +72,14 @@ def evaluate_command(
     names = metrics or ("psnr,ssim" if ref else "niqe,brisque")
     specs = get_metrics(names)
     dev = resolve_device(device)
-    with Progress(console=console, transient=True) as progress:
+    with LoggedProgress(unit="images", console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         result = evaluate(
             specs, pred, ref or None, reside_names=reside_names, mask_fn=_mask_fn(mask, mask_from) if mask else None,
             device=dev, max_pixels=max_pixels, on_image=lambda name: progress.advance(task),
         )
     rows = [] if quiet else result.rows
-    console.print(metrics_table(rows, result.metric_names, result.means, title="evaluation"))
+    print_table(console, metrics_table(rows, result.metric_names, result.means, title="evaluation"))
     if json_path:
         result.write_json(json_path)
     if csv_path:

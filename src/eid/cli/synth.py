@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from eid.cli import app, console
 from eid.data.io import iter_inputs
 from eid.data.synth import SynthConfig, synthesize_folder
 from eid.errors import EIDError
+from eid.progress import LoggedProgress
 
 
 def _floats(text: str | None, option: str, count: int) -> tuple[float, ...] | None:
@@ -80,7 +81,7 @@ def synth_command(
     )
     total = len(iter_inputs(inputs))
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with LoggedProgress(*columns, unit="images", console=console, transient=True) as progress:
         task = progress.add_task("synth", total=total)
         report = synthesize_folder(
             inputs, out, config, max_pixels=max_pixels,

@@ -32,8 +32,9 @@ from torch.utils.data import Dataset
 
 from eid.baselines.dcp import min_filter
 from eid.data.io import IMAGE_SUFFIXES, read_image, write_image
-from eid.data.video import VIDEO_SUFFIXES, VideoReader, progress_bar
+from eid.data.video import VIDEO_SUFFIXES, VideoReader
 from eid.errors import EIDError
+from eid.progress import progress_bar
 from eid.utils import atomic_write
 
 SPLITS = ("train", "test")

@@ -28,12 +28,10 @@ from types import TracebackType
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.text import Text
 from torch import Tensor
 
 from eid.errors import EIDError
+from eid.progress import progress_bar
 from eid.utils import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".webm", ".ogv", ".wmv")
@@ -45,26 +43,6 @@ def _av():
     import av  # lazy: PyAV loads the whole FFmpeg library
 
     return av
-
-
-class _RateColumn(ProgressColumn):
-    """Items per second of a rich task, e.g. ``12.3 frames/s``."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
-
-
-def progress_bar(unit: str = "frames", enabled: bool = True) -> Progress:
-    """A rich progress bar on stderr showing done/total, ``unit``/s and time left."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
-        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled, transient=False,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 What lives here and why:
 
 * :func:`build_trainer` -- one factory for the ``Trainer``: CSV log in the run folder, a progress bar that
-  shows the logged losses, atomic checkpoints (``checkpoints/last.ckpt`` plus periodic
-  ``checkpoints/epochNNNN.ckpt``), optional DDP on CPU (gloo) or GPU.
+  shows the logged losses (plain lines when stderr is not a terminal, :mod:`eid.training.progress`), atomic
+  checkpoints (``checkpoints/last.ckpt`` plus periodic ``checkpoints/epochNNNN.ckpt``), optional DDP on CPU
+  (gloo) or GPU.
 * :class:`AtomicCheckpointIO` -- checkpoints are written to a temporary file and moved into place with
   ``os.replace`` (Lightning's own writer goes through an fsspec temp file in ``/tmp`` and a copy, which is
   not atomic across file systems), and are read back with ``torch.load(weights_only=True)``: a checkpoint
@@ -40,12 +41,13 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from eid.data.datasets import item_seed
 from eid.errors import EIDError
+from eid.training.progress import LineProgress, batches_done
 from eid.utils import atomic_write
 
 warnings.filterwarnings("ignore", message=".*val_dataloader.*but have no .validation_step.*")
@@ -131,11 +133,6 @@ class NonFiniteGuard(Callback):
         else:
             return
         ensure_finite(losses, trainer)
-
-
-def batches_done(trainer: L.Trainer) -> int:
-    """Training batches run so far in this run (resumes included)."""
-    return trainer.fit_loop.total_batch_idx + 1
 
 
 def is_last_epoch(trainer: L.Trainer) -> bool:
@@ -403,7 +400,7 @@ def build_trainer(
     run_dir = Path(run_dir)
     if strategy == "auto" and isinstance(devices, int) and devices * num_nodes > 1:
         strategy = DDPStrategy(find_unused_parameters=True)
-    bar: Callback = RichProgressBar(leave=True) if sys.stderr.isatty() else TQDMProgressBar(refresh_rate=max(1, log_every))
+    bar: Callback = RichProgressBar(leave=True) if sys.stderr.isatty() else LineProgress(steps_per_batch)
     extra: list[Callback] = [
         NonFiniteGuard(),
         RunCheckpoint(run_dir / CHECKPOINT_DIR, checkpoint_every_n_batches, checkpoint_every_n_epochs, min_batches_between),
@@ -435,10 +432,3 @@ def build_trainer(
 def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: Path | None = None) -> None:
     """``trainer.fit`` resuming from ``ckpt_path`` if given; checkpoints are read with ``weights_only=True``."""
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-
-
-def total_batches(trainer: L.Trainer, steps_per_batch: int = 1) -> int:
-    """Training batches of the whole run (for LR schedules): ``max_steps`` or epochs x batches per epoch."""
-    if trainer.max_steps != -1:
-        return max(1, trainer.max_steps // steps_per_batch)
-    return max(1, int(trainer.estimated_stepping_batches))

@@ -31,6 +31,7 @@ from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.losses.metrics import NORMS
 from eid.models.dehazer import Dehazer, DehazerConfig
 from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit
+from eid.training.progress import total_batches
 from eid.transforms import build_group, parse_group
 from eid.weights import save_weights
 
@@ -213,8 +214,6 @@ class EIDModule(L.LightningModule):
     def _lr_factor(self, step: int) -> float:
         if self.config.schedule == "constant" or self._trainer is None:
             return 1.0
-        from eid.training.common import total_batches
-
         total = total_batches(self.trainer, steps_per_batch=2 if self.adversarial else 1)
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 

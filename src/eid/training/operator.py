@@ -32,7 +32,8 @@ from eid.config import config_from_dict, config_to_dict
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.models.generators import ResnetGenerator
 from eid.physics.learned import from_gan_range, save_operator, to_gan_range
-from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit, total_batches
+from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit
+from eid.training.progress import total_batches
 
 STEPS_PER_BATCH = 2
 """Optimizer steps per batch (generators, then discriminators): Lightning's ``global_step`` counts both."""
