@@ -351,6 +351,20 @@ def image_tree(tmp_path):
     return src
 
 
+def test_integer_images_are_read_on_the_scale_the_model_was_trained_on(tmp_path):
+    half = Method(lambda y: torch.full_like(y, 0.5), white=4095.0)  # e.g. trained on 12-bit data
+    twelve_bit = np.full((8, 8), 4000, np.uint16)
+    assert int(Dehazer(half, device="cpu")(twelve_bit).max()) == 2048  # 0.5 x 4095, not 0.5 x 65535
+    assert int(Dehazer(half, device="cpu", white="dtype")(twelve_bit).max()) == 32768
+    assert int(Dehazer(half, device="cpu", white="max")(twelve_bit).max()) == 2000
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "c.tif", twelve_bit)
+    assert dehaze_paths([tmp_path / "in"], tmp_path / "out", Dehazer(half, device="cpu"), console=Console(file=io.StringIO())) == 0
+    assert tifffile.imread(tmp_path / "out" / "c.tif").max() == 2048
+    with pytest.raises(EIDError, match="white='12bit' is not valid"):
+        Dehazer(half, device="cpu", white="12bit")
+
+
 def test_folder_keeps_size_format_and_mirrors_tree(image_tree, tmp_path):
     out = tmp_path / "out"
     log = Console(file=io.StringIO(), width=200)  # not a terminal: progress comes as plain lines

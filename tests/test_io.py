@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -17,6 +18,7 @@ from eid.data.io import (
     image_meta_for,
     iter_inputs,
     list_images,
+    parse_white,
     read_image,
     write_image,
 )
@@ -155,6 +157,22 @@ def test_microscopy_white_max(tmp_path):
     assert float(x.max()) == 1.0 and meta.white == 235
     write_image(tmp_path / "o.tif", x, meta)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"), img)
+
+
+def test_white_values_and_a_scale_above_the_file_range_saturates(tmp_path):
+    assert (parse_white("dtype"), parse_white("max"), parse_white("4095"), parse_white(4095)) == ("dtype", "max", 4095.0, 4095.0)
+    for bad in ("x", 0, "-1", float("inf")):
+        with pytest.raises(EIDError, match="is not valid; use dtype, max or a positive number"):
+            parse_white(bad)
+    twelve_bit = np.array([[0, 1000], [4095, 2048]], np.uint16)
+    tifffile.imwrite(tmp_path / "c.tif", twelve_bit)
+    x, meta = read_image(tmp_path / "c.tif", white=4095)
+    assert float(x.max()) == 1.0 and meta.white == 4095.0
+    write_image(tmp_path / "o.tif", x, meta)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"), twelve_bit)
+    eight_bit = dataclasses.replace(image_meta_for(x), white=1000.0)  # 1000 does not fit 8 bits
+    write_image(tmp_path / "s.png", x, eight_bit)
+    assert np.asarray(Image.open(tmp_path / "s.png")).tolist() == [[0, 244], [255, 255]]  # 1000 x [0, 0.244; 1, 0.5]
 
 
 def test_rgba_alpha_is_carried_untouched(tmp_path, rgb8):

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from typer.testing import CliRunner
 
@@ -84,6 +85,22 @@ def test_pairing_by_name_and_reside_names(tmp_path):
         pair_files([pred], [ref])
     pairs = pair_files([pred], [ref], reside_names=True)
     assert [(p.name, r.name) for p, r, _ in pairs] == [("1_1.png", "1.png"), ("1_2.png", "1.png"), ("2_1.png", "2.png")]
+
+
+def test_evaluate_on_a_12_bit_scale(tmp_path):
+    for side, value in (("pred", 2000), ("ref", 2100)):
+        (tmp_path / side).mkdir()
+        tifffile.imwrite(tmp_path / side / "a.tif", np.full((16, 16), value, np.uint16))
+    scores = {}
+    for white in ("dtype", "4095"):
+        out = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                       "--metrics", "psnr", "--white", white, "--json", str(tmp_path / f"{white}.json")])
+        assert out.exit_code == 0, out.output
+        scores[white] = json.loads((tmp_path / f"{white}.json").read_text())["metrics"]["psnr"]
+    assert scores["4095"] == pytest.approx(20 * np.log10(4095 / 100), abs=1e-3)  # the error is 100 of 4095
+    assert scores["dtype"] - scores["4095"] == pytest.approx(20 * np.log10(65535 / 4095), abs=0.03)  # PSNR's epsilon
+    with pytest.raises(EIDError, match="white=max rescales every image"):
+        evaluate(get_metrics("psnr"), [tmp_path / "pred"], [tmp_path / "ref"], white="max")
 
 
 def test_size_mismatch_is_an_error_naming_files(tmp_path):

@@ -213,3 +213,54 @@ def test_adversarial_prior_trains_both_sides(tmp_path: Path) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(f_before, module.dehazer.parameters()))
     assert {"train/adv", "train/disc"} <= set(trainer.callback_metrics)
     assert all(torch.isfinite(trainer.callback_metrics[k]) for k in ("train/adv", "train/disc"))
+
+
+def test_the_read_scale_of_stage_1_carries_to_stage_2_and_to_dehazing(tmp_path: Path) -> None:
+    import numpy as np
+    import tifffile
+    import yaml
+
+    from eid.cli import app
+    from eid.data.datasets import HazyFolder
+    from eid.inference import build_method
+
+    gen = np.random.default_rng(0)
+    for folder in ("clear", "hazy"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):  # 12-bit microscopy in 16-bit files
+            tifffile.imwrite(tmp_path / folder / f"{i}.tif", gen.integers(0, 4096, (40, 40), dtype=np.uint16))
+    assert float(HazyFolder(str(tmp_path / "hazy"), crop=None, channels=1, white=4095)[0]["hazy"].max()) > 0.99
+    stage1 = ["train-operator", "--clear", str(tmp_path / "clear"), "--hazy", str(tmp_path / "hazy"), "--out",
+              str(tmp_path / "op"), "--preset", "fast", "--crop", "32", "--max-steps", "1", "--white", "4095"]
+    assert CliRunner().invoke(app, stage1).exit_code == 0
+    exported = yaml.safe_load((tmp_path / "op" / "operator.yaml").read_text())
+    assert exported["data"]["white"] == 4095.0 and exported["model"]["channels"] == 1  # grey data, grey generators
+    stage2 = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "op"), "--max-steps", "1",
+              "--batch-size", "2", "--crop", "16"]
+    result = CliRunner().invoke(app, [*stage2, "--out", str(tmp_path / "eid")])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "eid" / "dehazer.yaml").read_text())["white"] == 4095.0
+    assert build_method("eid", model=tmp_path / "eid", device="cpu").white == 4095.0
+    assert build_method("cyclegan", operator=tmp_path / "op", device="cpu").white == 4095.0
+    result = CliRunner().invoke(app, [*stage2, "--out", str(tmp_path / "other"), "--white", "65535"])
+    assert isinstance(result.exception, EIDError) and "differs from the operator's (4095.0)" in str(result.exception)
+
+
+def test_stage_2_follows_the_operators_channels(tmp_path: Path) -> None:
+    import yaml
+
+    from eid.cli import app
+    from eid.data.io import write_image
+    from eid.models import ResnetGenerator
+    from eid.physics import LearnedHaze
+
+    rgb = {"model": {"channels": 3, "width": 4, "blocks": 1}}  # exported before data.white existed: dtype
+    LearnedHaze(ResnetGenerator(3, 3, width=4, blocks=1), ResnetGenerator(3, 3, width=4, blocks=1), config=rgb).save(tmp_path / "op")
+    for i in range(2):
+        write_image(tmp_path / "hazy" / f"{i}.png", ToyHaze(n=2, size=32)[(i, 0)]["hazy"])  # grey
+    args = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "op"), "--out", str(tmp_path / "run"),
+            "--max-steps", "1", "--batch-size", "2", "--crop", "16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "dehazer.yaml").read_text())
+    assert saved["model"]["channels"] == 3 and saved["white"] == "dtype"

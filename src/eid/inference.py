@@ -33,6 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
+from eid.data.io import White, parse_white
 from eid.data.video import VIDEO_SUFFIXES, VideoReport
 from eid.errors import EIDError, ImageReadError
 from eid.models.global_norm import GlobalNormStatistics, reference_image
@@ -290,6 +291,8 @@ class Method:
     :param bool tileable: ``False`` for methods with a global estimate (the DCP airlight and its
         60-pixel guided filter), which must see the whole image.
     :param group: the transformation group the model was trained with (default group for TTA).
+    :param white: the stored value its training images were read as 1.0 (:func:`eid.data.io.read_image`);
+        files and integer arrays are read on the same scale.
     :param device: where ``fn`` computes.
     :param modules: the networks ``fn`` runs (searched for group/instance norms when tiling).
     """
@@ -300,6 +303,7 @@ class Method:
     channels: int | None = None
     tileable: bool = True
     group: str | None = None
+    white: White = "dtype"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     modules: tuple[torch.nn.Module, ...] = ()
 
@@ -361,10 +365,12 @@ def build_method(
     if name == "cyclegan":
         if operator is None:
             raise EIDError("--method cyclegan needs --operator RUN (a folder written by eid train-operator)")
+        from eid.physics.learned import operator_white
+
         physics = _load_operator(operator, dev)
         return Method(
-            physics.A_dagger, name="cyclegan", multiple=_GENERATOR_MULTIPLE,
-            channels=_module_channels(physics), device=dev, modules=(physics,),
+            physics.A_dagger, name="cyclegan", multiple=_GENERATOR_MULTIPLE, channels=_module_channels(physics),
+            white=operator_white(physics.config), device=dev, modules=(physics,),
         )
     if name == "eid":
         if model is None:
@@ -380,7 +386,7 @@ def build_method(
         group = config.get("group")  # the run's EIDConfig.group, the default TTA group
         return Method(
             lambda y: net(y, physics), name="eid", multiple=multiple, channels=net.config.channels,
-            group=str(group) if group is not None else None, device=dev,
+            group=str(group) if group is not None else None, white=parse_white(config.get("white") or "dtype"), device=dev,
             modules=(net,) if physics is None else (net, physics),
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")
@@ -416,9 +422,10 @@ class Dehazer:
     =====================  ================================  =================================
 
     with ``C`` in 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); alpha is passed through
-    untouched. ``uint8`` is read as ``/255``, ``uint16`` as ``/65535``, floats as ``[0,1]``
-    intensities. The result has the input's kind, shape, dtype and device, clipped to the dtype's
-    range and rounded for integers.
+    untouched. Integer images are read on the scale ``white`` (by default the one the model was trained
+    on; ``dtype``: ``uint8`` as ``/255``, ``uint16`` as ``/65535``), floats as ``[0,1]`` intensities. The
+    result has the input's kind, shape, dtype and device, clipped to the dtype's range and rounded for
+    integers.
 
     Channels: a grey image given to a 3-channel model is replicated to RGB and the output averaged
     back to grey; an RGB image given to a 1-channel model is processed channel by channel (colour
@@ -442,6 +449,9 @@ class Dehazer:
         the model was trained with, else ``rot90*flip``) or a group name such as ``"hflip"``.
     :param bool channels_last: use the channels-last memory format for the forward pass.
     :param str tile_norm: ``global`` or ``tile``: statistics of group/instance norms when tiling.
+    :param white: the stored value of integer images and files read as 1.0: ``dtype``, ``max`` (each
+        image's maximum), a number (e.g. 4095 for 12-bit data in 16-bit files), or ``None`` for the
+        method's (the scale its model was trained on).
 
     >>> runner = Dehazer.from_module(lambda y: 1 - y, device="cpu")
     >>> out = runner(np.zeros((37, 50, 3), np.uint8))
@@ -461,6 +471,7 @@ class Dehazer:
         tta: bool | str = False,
         channels_last: bool = False,
         tile_norm: str = "global",
+        white: White | None = None,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         if not isinstance(method, Method):
@@ -472,6 +483,7 @@ class Dehazer:
                 modules=(method,) if isinstance(method, torch.nn.Module) else (),
             )
         self.method = method
+        self.white = parse_white(method.white if white is None else white)
         self.multiple = max(1, method.multiple)
         if batch_size < 1:
             raise EIDError(f"--batch-size must be >= 1 (got {batch_size})")
@@ -587,17 +599,27 @@ class Dehazer:
         tensor = torch.from_numpy(np.ascontiguousarray(image)) if is_numpy else image
         shape, dtype = tuple(tensor.shape), tensor.dtype
         batch = _to_bchw(tensor, channels_last=is_numpy)
-        white = _WHITE.get(dtype)
-        if white is None and not dtype.is_floating_point:
+        dtype_max = _WHITE.get(dtype)
+        if dtype_max is None and not dtype.is_floating_point:
             raise EIDError(f"unsupported image dtype {dtype}; use uint8, uint16 or float in [0,1]")
-        x = batch.float() / white if white else batch.float()
+        x = batch.float()
         colour, alpha = (x[:, :-1], x[:, -1:]) if x.shape[1] in (2, 4) else (x, None)
-        out = self.run(colour.clamp(0.0, 1.0))
+        scale = self._integer_scale(colour, dtype_max) if dtype_max else 1.0
+        out = self.run((colour / scale).clamp_(0.0, 1.0)) * scale
         if alpha is not None:
             out = torch.cat([out, alpha], dim=1)
-        out = (out * white).round_() if white else out
+        out = out.round_().clamp_(0, dtype_max) if dtype_max else out
         result = _from_bchw(out, shape, channels_last=is_numpy).to(dtype)
         return result.numpy() if is_numpy else result
+
+
+    def _integer_scale(self, colour: Tensor, dtype_max: float) -> float:
+        """The value of an integer image read as 1.0, from ``self.white``."""
+        if self.white == "dtype":
+            return dtype_max
+        if self.white == "max":
+            return max(1.0, float(colour.max()))
+        return float(self.white)
 
 
 _WHITE = {torch.uint8: 255.0, torch.uint16: 65535.0}
@@ -710,7 +732,7 @@ def dehaze_paths(
                 summary.existing += 1
             else:
                 try:
-                    image, meta = read_image(src, max_pixels=max_pixels)
+                    image, meta = read_image(src, max_pixels=max_pixels, white=runner.white)
                 except ImageReadError as exc:
                     _fail(src, str(exc))
                 else:

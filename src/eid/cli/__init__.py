@@ -23,6 +23,10 @@ app = typer.Typer(
 console = stderr_console()
 
 THREADS_HELP = "CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."
+WHITE_HELP = (
+    "Stored value read as 1.0: dtype (255 for 8-bit, 65535 for 16-bit files), max (each image's own maximum) or a "
+    "number, e.g. 4095 for 12-bit microscopy in 16-bit files."
+)
 
 
 def set_threads(threads: int | None) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from eid.cli import app, console
+from eid.cli import WHITE_HELP, app, console
 from eid.errors import EIDError
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def dehaze(
     max_pixels: int | None = typer.Option(
         None, "--max-pixels", help="Refuse images with more pixels than this (default 150,000,000).",
     ),
+    white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Default: the scale the model was trained on (dtype for dcp)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output already exists (resume)."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Videos: write input | output frames side by side."),
     temporal_smoothing: float = typer.Option(
@@ -78,7 +79,7 @@ def dehaze(
     runner = Dehazer(
         build_method(method, operator=operator, model=model, device=device),
         device=device, tile=tile or None, overlap=overlap, batch_size=batch_size, precision=precision,
-        tta=tta_group or tta, tile_norm=tile_norm,
+        tta=tta_group or tta, tile_norm=tile_norm, white=white,
     )
     if runner.tta_group:
         console.print(f"test-time averaging over {runner.tta_group}")

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 import typer
 
-from eid.cli import app, console
-from eid.data.io import read_image
+from eid.cli import WHITE_HELP, app, console
+from eid.data.io import parse_white, read_image
 from eid.errors import EIDError
 from eid.metrics import get_metrics
 from eid.metrics.evaluate import evaluate
@@ -57,6 +57,7 @@ def evaluate_command(
         None, "--mask-from", help="Detect the --mask on the image of the same name in this folder (e.g. the hazy "
         "inputs) instead of on each scored image, so that every method is scored on the same field of view.",
     ),
+    white: str = typer.Option("dtype", "--white", help=WHITE_HELP + " Applies to --pred and --ref (PSNR's peak is this value)."),
     json_path: Path = typer.Option(None, "--json", help="Write {'metrics': {name: mean}, 'images': [...]} to this file."),
     csv_path: Path = typer.Option(None, "--csv", help="Write per-image values and the mean row to this CSV file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -76,7 +77,7 @@ def evaluate_command(
         task = progress.add_task("evaluating", total=None)
         result = evaluate(
             specs, pred, ref or None, reside_names=reside_names, mask_fn=_mask_fn(mask, mask_from) if mask else None,
-            device=dev, max_pixels=max_pixels, on_image=lambda name: progress.advance(task),
+            device=dev, max_pixels=max_pixels, white=parse_white(white), on_image=lambda name: progress.advance(task),
         )
     rows = [] if quiet else result.rows
     print_table(console, metrics_table(rows, result.metric_names, result.means, title="evaluation"))

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from eid.cli import THREADS_HELP, app, console, set_threads
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per batch."),
     crop: Optional[int] = typer.Option(None, "--crop", help="Random square crop side in pixels."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
+    white: Optional[str] = typer.Option(None, "--white", help=WHITE_HELP + " Default: the operator's; eid dehaze uses the same."),
     devices: int = typer.Option(1, "--devices", help="Processes per node (DDP when > 1)."),
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
@@ -49,10 +50,10 @@ def train(
     operator files so that the run folder is self-contained; a CSV log in OUT/logs, sample grids in
     OUT/samples, checkpoints in OUT/checkpoints (for --resume).
     """
-    from eid.config import config_from_dict, config_to_dict, load_config
-    from eid.data.io import list_images, read_image
+    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml
+    from eid.data.datasets import data_channels
     from eid.errors import EIDError
-    from eid.config import read_yaml
+    from eid.physics.learned import read_operator_config
     from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
     from eid.training.eid import EIDConfig, fit_eid
 
@@ -66,14 +67,13 @@ def train(
     else:
         if operator is None:
             raise EIDError("--operator is required for a new run; give a stage-1 run folder or 'asm'")
-        paths = list_images([str(p) for p in hazy])
-        if not paths:
-            raise EIDError(f"no images found in {', '.join(map(str, hazy))}; check --hazy")
-        channels = read_image(paths[0])[0].shape[0]
+        channels = data_channels({"--hazy": hazy})
+        if operator != "asm":  # the dehazer works in the channels of the operator H it is trained through
+            channels = int(read_operator_config(operator).get("model", {}).get("channels", 3))
         overrides = _overrides(
             operator=operator if operator == "asm" else str(Path(operator).resolve()),
             group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, max_steps=max_steps,
-            epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
+            epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, seed=seed, white=white,
         )
         base = load_config(EIDConfig, "dehazer", preset=preset, path=config)
         data = config_to_dict(base)

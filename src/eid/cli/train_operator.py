@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from eid.cli import THREADS_HELP, app, console, set_threads
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
 
 
 @app.command("train-operator")
@@ -21,6 +21,7 @@ def train_operator(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to run."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Image pairs per batch (per process)."),
     crop: Optional[int] = typer.Option(None, "--crop", help="Random square crop side in pixels."),
+    white: Optional[str] = typer.Option(None, "--white", help=WHITE_HELP + " Stage 2 and eid dehaze use the same scale."),
     devices: int = typer.Option(1, "--devices", help="Processes per node (DDP when > 1; gloo on CPU)."),
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
@@ -38,6 +39,7 @@ def train_operator(
     import torch
 
     from eid.config import config_from_dict, config_to_dict, load_config, merge_dicts, read_yaml, save_config
+    from eid.data.datasets import data_channels
     from eid.training.common import is_ddp_worker, prepare_run_dir
     from eid.training.operator import OperatorConfig, fit_operator
 
@@ -54,8 +56,9 @@ def train_operator(
     else:
         ckpt = prepare_run_dir(out, resume=False)
         preset = preset or ("paper" if torch.cuda.is_available() else "fast")
-        data = {k: v for k, v in {"batch_size": batch_size, "crop": crop}.items() if v is not None}
-        cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data or None})
+        data = {k: v for k, v in {"batch_size": batch_size, "crop": crop, "white": white}.items() if v is not None}
+        model = {"channels": data_channels({"--clear": clear, "--hazy": hazy})}  # grey data: grey generators
+        cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data or None, "model": model})
         cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), length))
         save_config(cfg, out / "config.yaml")
 

@@ -13,14 +13,14 @@ Items are dicts: ``{"clear": (C,h,w), "hazy": (C,h,w), "name": str}`` (keys pres
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from eid.data.io import list_images, read_image
+from eid.data.io import White, list_images, parse_white, read_image
 from eid.errors import EIDError
 
 Key = int | tuple[int, int]
@@ -53,6 +53,20 @@ def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+def data_channels(sets: Mapping[str, Sequence[str | Path]]) -> int:
+    """Channels of a model for these image sets: 1 when the first image of every set is grey, else 3.
+
+    ``sets`` maps each command-line option to its folders/globs (for the error message).
+    """
+    channels = 1
+    for option, inputs in sets.items():
+        paths = list_images([str(p) for p in inputs])
+        if not paths:
+            raise EIDError(f"no images found in {', '.join(map(str, inputs))}; check {option}")
+        channels = max(channels, read_image(paths[0])[0].shape[0])
+    return channels
+
+
 def _images(folder: str | Path | Sequence[str | Path], what: str) -> list[Path]:
     paths = list_images(folder if isinstance(folder, (list, tuple)) else [folder])
     if not paths:
@@ -69,6 +83,8 @@ class CropDataset(Dataset):
     :param bool flip: random left-right flip (probability 1/2).
     :param int seed: seed for items requested by plain index.
     :param int | None max_pixels: passed to :func:`eid.data.io.read_image`.
+    :param white: the stored value read as 1.0 (:func:`eid.data.io.read_image`): ``"dtype"``, ``"max"`` or a
+        number, e.g. 4095 for 12-bit microscopy stored in 16-bit files.
     """
 
     def __init__(
@@ -79,11 +95,12 @@ class CropDataset(Dataset):
         flip: bool = True,
         seed: int = 0,
         max_pixels: int | None = None,
+        white: White = "dtype",
     ) -> None:
         if channels not in (1, 3):
             raise EIDError(f"channels={channels} is not supported; use 1 or 3")
         self.crop, self.load_size, self.channels = crop, load_size, channels
-        self.flip, self.seed, self.max_pixels = flip, seed, max_pixels
+        self.flip, self.seed, self.max_pixels, self.white = flip, seed, max_pixels, parse_white(white)
 
     def _generator(self, key: Key) -> tuple[int, torch.Generator]:
         index, seed = key if isinstance(key, tuple) else (key, item_seed(self.seed, 0, key))
@@ -91,7 +108,7 @@ class CropDataset(Dataset):
 
     def load(self, path: Path) -> torch.Tensor:
         """Read ``path`` as ``(channels, H, W)`` in [0, 1] (no resizing)."""
-        image, _ = read_image(path, max_pixels=self.max_pixels)
+        image, _ = read_image(path, max_pixels=self.max_pixels, white=self.white)
         return to_channels(image, self.channels)
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:

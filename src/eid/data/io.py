@@ -14,6 +14,7 @@ is applied. Failures raise :class:`eid.errors.ImageReadError` with the file name
 from __future__ import annotations
 
 import glob
+import math
 import os
 import struct
 import warnings
@@ -315,6 +316,23 @@ def _is_tiff(path: Path) -> bool:
     return head[:2] in (b"II", b"MM") and head[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
 
 
+def parse_white(value: str | float) -> White:
+    """A valid read scale from a config or command-line value: ``"dtype"``, ``"max"`` or a positive number.
+
+    >>> parse_white("4095"), parse_white("max")
+    (4095.0, 'max')
+    """
+    if value in ("dtype", "max"):
+        return value  # type: ignore[return-value]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise EIDError(f"white={value!r} is not valid; use dtype, max or a positive number such as 4095 (12-bit data)")
+    return number
+
+
 def _resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
     if white == "dtype":
         scale = _DTYPE_WHITE[dtype]
@@ -356,8 +374,8 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
         dtype = "uint16"
     white = meta.white if dtype == meta.dtype else _DTYPE_WHITE[dtype]
     array = image.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0).numpy() * np.float32(white)
-    if dtype != "float32":
-        array = np.rint(array).astype(dtype)
+    if dtype != "float32":  # a scale above the type's range (e.g. white 1000 for an 8-bit file) saturates
+        array = np.rint(np.minimum(array, _DTYPE_WHITE[dtype])).astype(dtype)
     array = array[..., 0] if array.shape[-1] == 1 else array
     alpha = _matching_alpha(meta, array, dtype, fmt, path)
     if alpha is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from eid.data.io import iter_inputs, read_image
+from eid.data.io import White, iter_inputs, read_image
 from eid.errors import EIDError, ImageReadError
 from eid.metrics.registry import MetricSpec
 from eid.utils import atomic_write
@@ -99,14 +99,19 @@ def evaluate(
     mask_fn: Callable[[torch.Tensor, Path], torch.Tensor] | None = None,
     device: str | torch.device = "cpu",
     max_pixels: int | None = None,
+    white: White = "dtype",
     on_image: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Compute ``metrics`` for every prediction (paired with ``ref`` when given).
+
+    Both sides are read with the scale ``white`` (:func:`eid.data.io.read_image`): PSNR's peak is that value.
 
     ``mask_fn(image, path) -> (1,1,H,W) bool`` adds, for each metric that supports masks, a column
     ``<name>@mask`` computed on the masked field of view only. Unreadable files are skipped and listed
     in :attr:`EvaluationResult.skipped`; a size mismatch is an error.
     """
+    if white == "max":
+        raise EIDError("white=max rescales every image by its own maximum, which changes what is compared; use dtype or a number")
     needs_ref = [m.name for m in metrics if m.needs_reference]
     if needs_ref and not ref:
         raise EIDError(f"{', '.join(needs_ref)} need reference images; pass --ref DIR or choose no-reference metrics")
@@ -122,8 +127,8 @@ def evaluate(
     result = EvaluationResult(names)
     for pred_path, ref_path, name in items:
         try:
-            x, _ = read_image(pred_path, max_pixels=max_pixels)
-            y = read_image(ref_path, max_pixels=max_pixels)[0] if ref_path is not None else None
+            x, _ = read_image(pred_path, max_pixels=max_pixels, white=white)
+            y = read_image(ref_path, max_pixels=max_pixels, white=white)[0] if ref_path is not None else None
         except ImageReadError as exc:
             result.skipped.append(f"{exc}")
             continue

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from deepinv.physics import Physics
 from torch import nn
 
+from eid.data.io import White, parse_white
 from eid.errors import EIDError
 from eid.weights import load_weights, save_weights
 
@@ -142,6 +143,21 @@ class LearnedHaze(Physics):
         if generators["g_ab"] is None:
             raise EIDError(f"{stem.with_suffix('.safetensors')}: no G_AB weights; not an eid operator file")
         return cls(generators["g_ab"], generators["g_ba"], config=config)
+
+
+def read_operator_config(path: str | Path) -> dict[str, Any]:
+    """The stage-1 config exported with an operator (``operator.yaml``), without loading its weights."""
+    from eid.config import read_yaml
+
+    yaml_path = _operator_stem(Path(path)).with_suffix(".yaml")
+    if not yaml_path.is_file():
+        raise EIDError(f"{yaml_path}: not found; --operator must be a stage-1 run folder (eid train-operator --out)")
+    return read_yaml(yaml_path)
+
+
+def operator_white(config: dict[str, Any]) -> White:
+    """The read scale an operator was trained with (``data.white``; ``dtype`` for operators exported before it)."""
+    return parse_white(config.get("data", {}).get("white", "dtype"))
 
 
 def _operator_stem(path: Path) -> Path:

@@ -16,6 +16,7 @@ the frozen operators never get weight gradients; the equivariance branch keeps t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from eid.config import config_from_dict, config_to_dict
+from eid.data.io import parse_white
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.losses.metrics import NORMS
@@ -71,6 +73,8 @@ class EIDConfig:
     :param int seed: seeds the data order, crops and the group's generator.
     :param int checkpoint_every_n_batches: refresh ``checkpoints/last.ckpt`` this often (and at epoch ends).
     :param int checkpoint_every_n_epochs: keep an ``epochNNNN.ckpt`` snapshot this often (0 = never).
+    :param white: the stored value read as 1.0 (:func:`eid.data.io.read_image`); ``None`` = the learned
+        operator's (its ``data.white``), else ``dtype``. ``eid dehaze`` reads images on this scale too.
     """
 
     operator: str = "asm"
@@ -97,9 +101,12 @@ class EIDConfig:
     seed: int = 0
     checkpoint_every_n_batches: int = 100
     checkpoint_every_n_epochs: int = 0
+    white: str | float | None = None
 
     def __post_init__(self) -> None:
         parse_group(self.group)
+        if self.white is not None:
+            self.white = parse_white(self.white)
         if self.loss_norm not in NORMS:
             raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(NORMS)}")
         if self.schedule not in SCHEDULES:
@@ -397,6 +404,24 @@ def _synth_root(hazy: list[Path]) -> Path:
     return first.parent if len(hazy) == 1 and first.name == "hazy" else first
 
 
+def with_operator_white(cfg: EIDConfig) -> EIDConfig:
+    """``cfg`` with its read scale set: by default the learned operator's, which learned the haze on that scale.
+
+    An explicit scale that differs from the operator's is refused: ``H`` would see images it was not trained on.
+    """
+    from eid.physics.learned import operator_white, read_operator_config
+
+    trained = "dtype" if cfg.operator == "asm" else operator_white(read_operator_config(cfg.operator))
+    if cfg.white is None:
+        return dataclasses.replace(cfg, white=trained)
+    if cfg.white != trained and cfg.operator != "asm":
+        raise EIDError(
+            f"white {cfg.white} differs from the operator's ({trained}), the scale it learned the haze on; "
+            "drop --white or retrain the operator with it"
+        )
+    return cfg
+
+
 def fit_eid(
     cfg: EIDConfig,
     hazy: list[str | Path],
@@ -423,6 +448,7 @@ def fit_eid(
     from eid.training.common import is_ddp_worker
 
     run_dir = Path(run_dir)
+    cfg = with_operator_white(cfg)
     if ckpt is None and not is_ddp_worker():  # a new run: make the folder self-contained
         run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.operator != "asm":
@@ -437,13 +463,13 @@ def fit_eid(
     channels = cfg.model.channels
     hazy = [Path(p) for p in hazy]
     if cfg.operator == "asm" and cfg.asm_transmission is None:
-        train_set = SynthASMFolder(_synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed)
+        train_set = SynthASMFolder(_synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
     else:
-        train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed)
-    clear_set = HazyFolder(str(clear), crop=crop, channels=channels, seed=cfg.seed + 1) if clear else None
+        train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
+    clear_set = HazyFolder(str(clear), crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None
     val_set = None
     if val_hazy is not None:
-        pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False)
+        pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False, white=cfg.white)
         val_set = SameCropEveryEpoch(pairs)
     module = EIDModule(cfg, clear=clear_set, run_dir=run_dir)
     trainer = build_trainer(

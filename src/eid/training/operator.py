@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eid.config import config_from_dict, config_to_dict
+from eid.data.io import parse_white
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.models.generators import ResnetGenerator
 from eid.physics.learned import from_gan_range, save_operator, to_gan_range
@@ -75,12 +76,20 @@ class OperatorOptimConfig:
 
 @dataclass
 class OperatorDataConfig:
-    """Crops: resize the shorter side to ``load_size`` (upstream 1.12 x crop), random ``crop``, flip."""
+    """Crops: resize the shorter side to ``load_size`` (upstream 1.12 x crop), random ``crop``, flip.
+
+    ``white`` is the stored value read as 1.0 (:func:`eid.data.io.read_image`); the dehazer and
+    ``eid dehaze`` read images on the same scale as the operator learned.
+    """
 
     crop: int = 256
     load_size: int | None = 286
     flip: bool = True
     batch_size: int = 1
+    white: str | float = "dtype"
+
+    def __post_init__(self) -> None:
+        self.white = parse_white(self.white)
 
 
 @dataclass
@@ -284,7 +293,7 @@ def fit_operator(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = UnpairedFolders(
         clear, hazy, crop=cfg.data.crop, load_size=cfg.data.load_size, channels=cfg.model.channels,
-        flip=cfg.data.flip, seed=cfg.seed,
+        flip=cfg.data.flip, seed=cfg.seed, white=cfg.data.white,
     )  # fmt: skip
     module = HazeOperatorModule(cfg, run_dir=run_dir)
     trainer = build_trainer(
