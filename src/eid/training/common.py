@@ -387,8 +387,9 @@ def build_trainer(
     :param steps_per_batch: optimizer steps per batch. Lightning's ``global_step`` counts every
         ``optimizer.step()``; a manually optimised GAN steps two optimizers per batch, so pass 2 there and
         ``max_steps`` keeps meaning "batches".
-    :param strategy: ``"auto"`` picks DDP (with ``find_unused_parameters``, needed when a GAN step leaves the
-        other network's parameters unused; gloo on CPU) when ``devices * num_nodes > 1``.
+    :param strategy: ``"auto"`` picks DDP (gloo on CPU) when ``devices * num_nodes > 1``, with
+        ``find_unused_parameters`` when ``steps_per_batch > 1``: each step of a GAN leaves the other network's
+        parameters unused; with one optimizer every parameter is used and the search would cost a graph pass.
     :param checkpoint_every_n_batches: also refresh ``last.ckpt`` every this many batches (0 = epoch ends only).
     :param min_batches_between: epoch-end checkpoints and sample grids are skipped when fewer batches ran
         since the previous one (small data sets have epochs of one batch).
@@ -399,7 +400,7 @@ def build_trainer(
         raise EIDError("neither max_steps nor epochs is set; pass --max-steps N or --epochs N")
     run_dir = Path(run_dir)
     if strategy == "auto" and isinstance(devices, int) and devices * num_nodes > 1:
-        strategy = DDPStrategy(find_unused_parameters=True)
+        strategy = DDPStrategy(find_unused_parameters=steps_per_batch > 1)
     bar: Callback = RichProgressBar(leave=True) if sys.stderr.isatty() else LineProgress(steps_per_batch)
     extra: list[Callback] = [
         NonFiniteGuard(),
