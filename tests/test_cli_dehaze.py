@@ -47,6 +47,16 @@ def test_corrupt_file_is_skipped_with_nonzero_exit(hazy_dir, tmp_path):
     assert (out / "rgb.png").is_file() and (out / "grey16.tif").is_file()
 
 
+def test_dim_16_bit_images_get_a_hint_that_white_removes(tmp_path):
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "n.tif", np.random.default_rng(0).integers(0, 236, (32, 32), dtype=np.uint16))
+    result = invoke("--method", "dcp", str(tmp_path / "in"), "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0 and "reach only 235 of 65535; pass --white 255 (or max)" in result.output
+    result = invoke("--method", "dcp", str(tmp_path / "in"), "--out", str(tmp_path / "b"), "--white", "255")
+    assert result.exit_code == 0 and "warning" not in result.output
+    assert tifffile.imread(tmp_path / "b" / "n.tif").max() <= 255  # written back on the scale it was read
+
+
 def test_glob_input(hazy_dir, tmp_path):
     out = tmp_path / "out"
     result = invoke("--method", "dcp", str(hazy_dir / "*.png"), "--out", str(out), "--device", "cpu")

@@ -15,6 +15,7 @@ from PIL import Image
 from eid.data.io import (
     check_not_input,
     check_output_dir,
+    dim_scale_hint,
     image_meta_for,
     iter_inputs,
     list_images,
@@ -173,6 +174,17 @@ def test_white_values_and_a_scale_above_the_file_range_saturates(tmp_path):
     eight_bit = dataclasses.replace(image_meta_for(x), white=1000.0)  # 1000 does not fit 8 bits
     write_image(tmp_path / "s.png", x, eight_bit)
     assert np.asarray(Image.open(tmp_path / "s.png")).tolist() == [[0, 244], [255, 255]]  # 1000 x [0, 0.244; 1, 0.5]
+
+
+def test_a_dim_16_bit_set_gets_a_scale_hint(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.array([[0, 3000]], np.uint16))
+    assert dim_scale_hint([tmp_path], "dtype") == (
+        f"{tmp_path / 'a.tif'}: its uint16 samples reach only 3000 of 65535; pass --white 4095 (or max) to read the "
+        "images at their full contrast"
+    )
+    assert dim_scale_hint([tmp_path], 4095) is None
+    tifffile.imwrite(tmp_path / "a.tif", np.array([[0, 4096]], np.uint16))  # 1/16 of the range: not dim
+    assert dim_scale_hint([tmp_path], "dtype") is None
 
 
 def test_rgba_alpha_is_carried_untouched(tmp_path, rgb8):

@@ -6,6 +6,8 @@ Each module below registers its commands on :data:`app` when imported.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import typer
 
@@ -35,6 +37,17 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def warn_if_dim(inputs: Sequence[str | Path], white: str | float) -> None:
+    """Print a warning when ``inputs`` hold integer images that use a small part of their range at scale ``white``."""
+    from rich.markup import escape
+
+    from eid.data.io import dim_scale_hint
+
+    hint = dim_scale_hint(inputs, white)
+    if hint:
+        console.print(f"[yellow]warning:[/] {escape(hint)}")
 
 
 def _version(value: bool) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from eid.cli import WHITE_HELP, app, console
+from eid.cli import WHITE_HELP, app, console, warn_if_dim
 from eid.errors import EIDError
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def dehaze(
         device=device, tile=tile or None, overlap=overlap, batch_size=batch_size, precision=precision,
         tta=tta_group or tta, tile_norm=tile_norm, white=white,
     )
+    warn_if_dim(images, runner.white)
     if runner.tta_group:
         console.print(f"test-time averaging over {runner.tta_group}")
     failures = dehaze_paths(images, out, runner, max_pixels=max_pixels, skip_existing=skip_existing, console=console) if images else 0

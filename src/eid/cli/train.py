@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def train(
     from eid.errors import EIDError
     from eid.physics.learned import read_operator_config
     from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
-    from eid.training.eid import EIDConfig, fit_eid
+    from eid.training.eid import EIDConfig, fit_eid, with_operator_white
 
     set_threads(threads)
     if is_ddp_worker():  # rank 0 has set the run up; the other processes read its config
@@ -80,7 +80,8 @@ def train(
         data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
         if clear is not None and not data["adversarial_weight"]:
             data["adversarial_weight"] = 0.01
-        cfg = config_from_dict(EIDConfig, data, where="eid config")
+        cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
+        warn_if_dim(hazy, cfg.white)
     if not is_ddp_worker():
         console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha} -> {out}", highlight=False)
     fit_eid(

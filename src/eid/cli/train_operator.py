@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
 
 
 @app.command("train-operator")
@@ -61,6 +61,8 @@ def train_operator(
         cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data or None, "model": model})
         cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), length))
         save_config(cfg, out / "config.yaml")
+        for images in (clear, hazy):
+            warn_if_dim(images, cfg.data.white)
 
     if not is_ddp_worker():
         console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)

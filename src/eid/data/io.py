@@ -333,6 +333,25 @@ def parse_white(value: str | float) -> White:
     return number
 
 
+def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
+    """A hint when the first image of ``inputs``, read with ``white="dtype"``, uses under 1/16 of its range.
+
+    12-bit microscopy in 16-bit files reads as values below 0.0625: the networks would see a nearly black image.
+    """
+    paths = list_images([str(p) for p in inputs])
+    if white != "dtype" or not paths:
+        return None
+    image, meta = read_image(paths[0])
+    peak = float(image.max()) * meta.white
+    if meta.dtype == "float32" or peak * 16 >= meta.white:
+        return None
+    suggested = 2 ** max(1, math.ceil(math.log2(peak + 1))) - 1
+    return (
+        f"{paths[0]}: its {meta.dtype} samples reach only {peak:.0f} of {meta.white:.0f}; pass --white {suggested} "
+        "(or max) to read the images at their full contrast"
+    )
+
+
 def _resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
     if white == "dtype":
         scale = _DTYPE_WHITE[dtype]
