@@ -14,3 +14,7 @@ class EIDError(Exception):
 
 class ImageReadError(EIDError):
     """An image file could not be read (corrupt, truncated, empty, unsupported, too large...)."""
+
+
+class TiffStackError(ImageReadError):
+    """A TIFF holds several 2-D planes (z-slices, time points, channels): :mod:`eid.data.stacks` reads it."""

@@ -34,8 +34,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch import Tensor
 
 from eid.data.io import White, parse_white
+from eid.data.stacks import Stack
 from eid.data.video import VIDEO_SUFFIXES, VideoReport
-from eid.errors import EIDError, ImageReadError
+from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.models.global_norm import GlobalNormStatistics, reference_image
 from eid.progress import LoggedProgress, stderr_console
 from eid.utils import resolve_device
@@ -684,7 +685,9 @@ def dehaze_paths(
     Each output keeps the input's name, format, bit depth, channels and alpha (``eid.data.io``);
     files found in a folder keep their path relative to it (nested folders are mirrored). Files that
     cannot be read or processed are reported, skipped and counted; the run continues and ends with a
-    summary (a :class:`DehazeSummary`) on ``console``. Consecutive images of the same size are batched (``method_fn.batch_size``). An output
+    summary (a :class:`DehazeSummary`) on ``console``. Consecutive images of the same size are batched (``method_fn.batch_size``).
+    A TIFF stack (z-stack, time-lapse, hyperstack: :mod:`eid.data.stacks`) is dehazed plane by plane, in batches,
+    and written back as a stack with the same layout, sample type and calibration. An output
     folder equal to an input folder, or an output that would overwrite an input or another output,
     is refused before anything is written.
     """
@@ -715,10 +718,23 @@ def dehaze_paths(
                 write_image(dst, result, meta)
                 summary.written += 1
         except (EIDError, torch.OutOfMemoryError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, EIDError) else f"{type(exc).__name__}: {exc}; try a smaller --tile"
             for _, meta, dst in pending:
-                _fail(meta.path, reason)
+                _fail(meta.path, _reason(exc))
         pending.clear()
+
+    def dehaze_stack(src: Path, dst: Path) -> None:
+        """A TIFF stack, plane by plane in batches, written back as a stack of the same layout."""
+        try:
+            stack = Stack.read(src, white=runner.white)
+            for start in range(0, len(stack), runner.batch_size):
+                indices = range(start, min(start + runner.batch_size, len(stack)))
+                progress.update(task, name=f"{src.name} planes {start + 1}-{indices[-1] + 1} of {len(stack)}")
+                for index, plane in zip(indices, runner.run(torch.stack([stack.plane(i) for i in indices]))):
+                    stack.set_plane(index, plane)
+            stack.write(dst)
+            summary.written += 1
+        except (EIDError, torch.OutOfMemoryError, OSError) as exc:
+            _fail(src, _reason(exc))
 
     def _fail(path: Path, reason: str) -> None:
         summary.failed.append((path, reason if str(path) in reason else f"{path}: {reason}"))
@@ -733,6 +749,9 @@ def dehaze_paths(
             else:
                 try:
                     image, meta = read_image(src, max_pixels=max_pixels, white=runner.white)
+                except TiffStackError:
+                    flush()
+                    dehaze_stack(src, dst)
                 except ImageReadError as exc:
                     _fail(src, str(exc))
                 else:
@@ -745,6 +764,11 @@ def dehaze_paths(
         flush()
     _print_summary(summary, out, console)
     return len(summary.failed)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file failed, in one line: an :class:`EIDError` says it; other errors get the likely remedy."""
+    return str(exc) if isinstance(exc, EIDError) else f"{type(exc).__name__}: {exc}; try a smaller --tile"
 
 
 def _print_summary(summary: DehazeSummary, out: Path, console: Console) -> None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def dehaze(
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (searched recursively, nested folders mirrored), glob patterns or videos "
-        "(.mp4/.avi/.mov/.mkv...).", show_default=False,
+        "(.mp4/.avi/.mov/.mkv...). TIFF stacks (z, time, channels) are dehazed plane by plane.", show_default=False,
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output folder (outputs keep the input names, formats and bit depths); for a "

@@ -29,7 +29,7 @@ import tifffile
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from eid.errors import EIDError, ImageReadError
+from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.utils import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -225,6 +225,11 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
             spatial = [n for n, a in zip(shape, axes) if a in "YX"]
             if len(spatial) == 2:
                 _check_size(path, spatial[0], spatial[1], max_pixels, min_size)
+            if (layout := tiff_stack_layout(shape, axes)) is not None:
+                raise TiffStackError(
+                    f"{path}: a stack of {layout[0]} planes ({axes} {tuple(shape)}); eid dehaze processes stacks "
+                    "plane by plane, other commands need one 2-D image per file"
+                )
             array = series.asarray()
     except ImageReadError:
         raise
@@ -257,6 +262,22 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
     colour, alpha = _split_alpha(array, alpha_last=has_alpha)
     mode = f"{'RGB' if colour.ndim == 3 else 'L'}{'A' if alpha is not None else ''};{array.dtype}"
     return colour, alpha, "TIFF", mode
+
+
+def tiff_stack_layout(shape: Sequence[int], axes: str) -> tuple[int, bool] | None:
+    """``(planes, rgb)`` of a TIFF series holding more than one 2-D plane, else ``None``.
+
+    Planes are grey (axes ending in ``YX``) or RGB (``YXS`` with 3 samples); every index of the leading axes
+    (``Z``, ``T``, ``C``...) is one plane. A leading ``S`` axis of 1-4 samples is a planar colour image, not a stack.
+
+    >>> tiff_stack_layout((2, 3, 64, 64), "TZYX"), tiff_stack_layout((3, 64, 64), "SYX")
+    ((6, False), None)
+    """
+    rgb = axes.endswith("YXS") and shape[-1] == 3
+    if not (rgb or axes.endswith("YX")) or (axes[:-2] == "S" and shape[0] <= 4):
+        return None
+    planes = math.prod(shape[:-3] if rgb else shape[:-2])
+    return (planes, rgb) if planes > 1 else None
 
 
 def _cmyk_to_rgb(array: np.ndarray) -> np.ndarray:
@@ -301,8 +322,8 @@ def read_image(
     reader = _read_tiff if _is_tiff(path) else _read_pillow
     colour, alpha, fmt, mode = reader(path, max_pixels, min_size)
     dtype = _dtype_name(colour)
-    scale = _resolve_white(path, colour, dtype, white)
-    tensor = torch.from_numpy(np.ascontiguousarray(colour).astype(np.float32) / np.float32(scale))
+    scale = resolve_white(path, colour, dtype, white)
+    tensor = torch.from_numpy(samples_to_unit(colour, scale))
     tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
     if tensor.shape[0] not in (1, 3):
         raise _fail(path, f"unsupported number of channels ({tensor.shape[0]})", "save as grey or RGB(A)")
@@ -341,18 +362,41 @@ def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
     paths = list_images([str(p) for p in inputs])
     if white != "dtype" or not paths:
         return None
-    image, meta = read_image(paths[0])
-    peak = float(image.max()) * meta.white
-    if meta.dtype == "float32" or peak * 16 >= meta.white:
+    try:
+        image, meta = read_image(paths[0])
+        peak, dtype = float(image.max()) * meta.white, meta.dtype
+    except TiffStackError:  # its first plane tells
+        plane = tifffile.imread(paths[0], key=0)
+        peak, dtype = float(plane.max()), plane.dtype.name
+    except ImageReadError:  # the command reports unreadable files itself
+        return None
+    if dtype not in ("uint8", "uint16") or peak * 16 >= _DTYPE_WHITE[dtype]:
         return None
     suggested = 2 ** max(1, math.ceil(math.log2(peak + 1))) - 1
     return (
-        f"{paths[0]}: its {meta.dtype} samples reach only {peak:.0f} of {meta.white:.0f}; pass --white {suggested} "
+        f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {_DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
         "(or max) to read the images at their full contrast"
     )
 
 
-def _resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
+def samples_to_unit(samples: np.ndarray, scale: float) -> np.ndarray:
+    """Stored samples to float32 intensities (``scale`` reads as 1.0); clipping to [0, 1] is left to the caller."""
+    return np.ascontiguousarray(samples).astype(np.float32) / np.float32(scale)
+
+
+def unit_to_samples(intensities: np.ndarray, white: float, dtype: str) -> np.ndarray:
+    """Float intensities to stored samples of ``dtype``: clipped to [0, 1], times ``white``, rounded for integers.
+
+    A ``white`` above the type's range (e.g. 1000 for an 8-bit file) saturates.
+    """
+    array = np.clip(intensities, 0.0, 1.0, dtype=np.float32) * np.float32(white)
+    if dtype == "float32":
+        return array
+    return np.rint(np.minimum(array, _DTYPE_WHITE[dtype])).astype(dtype)
+
+
+def resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
+    """The stored value of ``colour`` (samples of ``dtype`` read from ``path``) that ``white`` maps to 1.0."""
     if white == "dtype":
         scale = _DTYPE_WHITE[dtype]
         if dtype == "float32":
@@ -392,9 +436,7 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
     elif fmt == "PNG" and dtype == "float32":
         dtype = "uint16"
     white = meta.white if dtype == meta.dtype else _DTYPE_WHITE[dtype]
-    array = image.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0).numpy() * np.float32(white)
-    if dtype != "float32":  # a scale above the type's range (e.g. white 1000 for an 8-bit file) saturates
-        array = np.rint(np.minimum(array, _DTYPE_WHITE[dtype])).astype(dtype)
+    array = unit_to_samples(image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy(), white, dtype)
     array = array[..., 0] if array.shape[-1] == 1 else array
     alpha = _matching_alpha(meta, array, dtype, fmt, path)
     if alpha is not None:

@@ -1,0 +1,130 @@
+"""TIFF stacks: z-stacks, time-lapses and hyperstacks of 2-D planes, read and written plane by plane.
+
+A stack is a TIFF series whose axes end in ``YX`` (grey planes) or ``YXS`` (RGB planes) with more than one
+plane; every index of the leading axes (``T``, ``Z``, ``C``, ...) is one plane (:func:`eid.data.io.tiff_stack_layout`).
+The read scale ``white`` applies to the whole stack (``max`` is the stack's maximum), so planes keep their relative
+intensities. A processed copy keeps the shape, axes, sample type, pixel size and, for ImageJ hyperstacks, the
+ImageJ layout and calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+
+from eid.data.io import White, resolve_white, samples_to_unit, tiff_stack_layout, unit_to_samples
+from eid.errors import ImageReadError
+from eid.utils import atomic_write
+
+#: ImageJ metadata carried over to a processed copy (the calibration; the layout follows the array).
+_IMAGEJ_KEYS = ("spacing", "unit", "finterval", "xorigin", "yorigin", "zorigin")
+
+
+@dataclass(frozen=True)
+class StackMeta:
+    """How a stack was stored, so that a processed copy can be written the same way.
+
+    :param shape: the series' shape; ``axes`` its axes (tifffile letters, e.g. ``TZCYX``).
+    :param dtype: ``uint8``, ``uint16`` or ``float32``; ``white`` the stored value read as 1.0.
+    :param rgb: planes are RGB (``YXS``) rather than grey.
+    :param imagej: an ImageJ hyperstack; ``extra`` the tags and ImageJ calibration to write back.
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    axes: str
+    dtype: str
+    white: float
+    rgb: bool
+    imagej: bool
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+class Stack:
+    """The samples of a TIFF stack as ``(planes, H, W[, 3])`` in their stored type, with float views per plane.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "z.tif"
+    >>> tifffile.imwrite(path, np.full((3, 4, 5), 4095, np.uint16), photometric="minisblack", metadata={"axes": "ZYX"})
+    >>> stack = Stack.read(path, white=4095)
+    >>> len(stack), tuple(stack.plane(0).shape), float(stack.plane(2).max())
+    (3, (1, 4, 5), 1.0)
+    """
+
+    def __init__(self, samples: np.ndarray, meta: StackMeta) -> None:
+        self.samples, self.meta = samples, meta
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @classmethod
+    def read(cls, path: str | Path, *, white: White = "dtype") -> Stack:
+        """Read the first series of the TIFF ``path`` as a stack; ``white`` as in :func:`eid.data.io.read_image`."""
+        path = Path(path)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, axes = tuple(series.shape), series.axes
+                layout = tiff_stack_layout(shape, axes)
+                if layout is None:
+                    raise ImageReadError(f"{path}: not a stack of 2-D planes ({axes} {shape}); read it as an image")
+                samples = series.asarray()
+                extra = _extra_tags(tif)
+                imagej = tif.is_imagej
+        except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
+            raise ImageReadError(f"{path}: corrupt or truncated TIFF ({exc}); re-export the file") from exc
+        if samples.dtype.kind == "f":
+            samples = samples.astype(np.float32)
+            if not np.isfinite(samples).all():
+                raise ImageReadError(f"{path}: float TIFF contains NaN or Inf values; replace them (e.g. with 0) first")
+        elif samples.dtype not in (np.uint8, np.uint16):
+            raise ImageReadError(f"{path}: {samples.dtype} stack; convert it to 8-bit, 16-bit or float32")
+        dtype = samples.dtype.name
+        planes, rgb = layout
+        samples = samples.reshape(planes, *samples.shape[-3:] if rgb else samples.shape[-2:])
+        scale = resolve_white(path, samples, dtype, white)
+        return cls(samples, StackMeta(path, shape, axes, dtype, scale, rgb, imagej, extra))
+
+    def plane(self, index: int) -> torch.Tensor:
+        """Plane ``index`` as ``(C, H, W)`` float32 in ``[0, 1]`` (C = 3 for RGB planes, else 1)."""
+        unit = torch.from_numpy(samples_to_unit(self.samples[index], self.meta.white)).clamp_(0.0, 1.0)
+        return unit.permute(2, 0, 1) if self.meta.rgb else unit[None]
+
+    def set_plane(self, index: int, image: torch.Tensor) -> None:
+        """Store a processed ``(C, H, W)`` plane in ``[0, 1]`` at ``index``, on the stack's scale and type."""
+        array = image.detach().to("cpu", torch.float32).numpy()
+        array = np.moveaxis(array, 0, -1) if self.meta.rgb else array[0]
+        self.samples[index] = unit_to_samples(array, self.meta.white, self.meta.dtype)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the stack atomically as a TIFF with the original shape, axes, type and calibration."""
+        meta, path = self.meta, Path(path)
+        samples = self.samples.reshape(meta.shape)
+        resolution = {k: meta.extra[k] for k in ("resolution", "resolutionunit") if k in meta.extra}
+        with atomic_write(path) as tmp:
+            if meta.imagej:
+                calibration = {k: meta.extra[k] for k in _IMAGEJ_KEYS if k in meta.extra}
+                tifffile.imwrite(tmp, samples, imagej=True, metadata={"axes": meta.axes, **calibration}, **resolution)
+            else:
+                photometric = "rgb" if meta.rgb else "minisblack"
+                tifffile.imwrite(tmp, samples, photometric=photometric, metadata={"axes": meta.axes},
+                                 compression="zlib", **resolution)  # fmt: skip
+        return path
+
+
+def _extra_tags(tif: tifffile.TiffFile) -> dict[str, Any]:
+    """Pixel size (X/Y resolution and unit) and ImageJ calibration of ``tif``, to write back."""
+    page = tif.pages[0]
+    extra: dict[str, Any] = {}
+    if "XResolution" in page.tags and "YResolution" in page.tags:
+        extra["resolution"] = page.get_resolution()
+        extra["resolutionunit"] = page.resolutionunit
+    for key, value in (tif.imagej_metadata or {}).items():
+        if key in _IMAGEJ_KEYS:
+            extra[key] = value
+    return extra
