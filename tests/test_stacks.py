@@ -34,7 +34,7 @@ def test_layouts():
 
 
 def test_an_image_reader_points_stacks_to_dehaze(hyperstack):
-    with pytest.raises(TiffStackError, match="a stack of 12 planes .*eid dehaze processes stacks plane by plane"):
+    with pytest.raises(TiffStackError, match="a stack of 12 planes .*eid dehaze and the training commands take stacks plane by plane"):
         read_image(hyperstack[0])
 
 
@@ -89,3 +89,34 @@ def test_a_dim_stack_gets_the_scale_hint(hyperstack, tmp_path):
     path, _ = hyperstack
     result = CliRunner().invoke(app, ["dehaze", "--method", "dcp", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0 and "pass --white 4095 (or max)" in result.output
+
+
+def test_training_sets_take_every_plane_of_a_stack_as_one_image(tmp_path):
+    from eid.data.datasets import HazyFolder, PairedFolder, UnpairedFolders, data_channels
+    from eid.data.io import write_image
+    from eid.errors import EIDError
+
+    planes = np.random.default_rng(3).integers(0, 4096, (3, 24, 24), dtype=np.uint16)
+    (tmp_path / "hazy").mkdir()
+    tifffile.imwrite(tmp_path / "hazy" / "a.tif", planes, photometric="minisblack", metadata={"axes": "ZYX"})
+    write_image(tmp_path / "hazy" / "b.png", torch.rand(1, 24, 24))
+    data = HazyFolder(str(tmp_path / "hazy"), crop=None, channels=1, flip=False, white=4095)
+    assert len(data) == 4 and [data[i]["name"] for i in range(4)] == ["a_0000", "a_0001", "a_0002", "b"]
+    np.testing.assert_allclose(data[2]["hazy"][0].numpy(), planes[2] / 4095, atol=1e-6)
+    assert data_channels({"--hazy": [tmp_path / "hazy"]}) == 1
+    assert len(UnpairedFolders(str(tmp_path / "hazy"), str(tmp_path / "hazy" / "b.png"), crop=16)) == 4
+    with pytest.raises(EIDError, match="a.tif: a TIFF stack; paired sets are matched by file name"):
+        PairedFolder(str(tmp_path / "hazy"), str(tmp_path / "hazy"))
+
+
+def test_stage_1_trains_on_stacks(tmp_path):
+    rng = np.random.default_rng(4)
+    for folder in ("clear", "hazy"):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "s.tif", rng.integers(0, 256, (4, 40, 40), dtype=np.uint8),
+                         photometric="minisblack", metadata={"axes": "ZYX"})  # fmt: skip
+    args = ["train-operator", "--clear", str(tmp_path / "clear"), "--hazy", str(tmp_path / "hazy"), "--out",
+            str(tmp_path / "op"), "--preset", "fast", "--crop", "32", "--max-steps", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "op" / "operator.safetensors").is_file()

@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from eid.data.datasets import ImageSource
 from eid.errors import EIDError
 from eid.models import DehazerConfig, load_dehazer
 from eid.training.common import ImageDataModule, build_trainer, fit, prepare_run_dir
@@ -154,7 +155,7 @@ def test_asm_oracle_reads_per_image_parameters_from_synth(tmp_path: Path) -> Non
     item = data[(1, 7)]
     assert item["hazy"].shape == (3, 16, 16) and item["transmission"].shape == (1, 16, 16)
     # the oracle re-hazes the matching clear crop (same crop/flip drawn from the item seed 7)
-    clear = data.crops.augment([data.crops.load(tmp_path / "synth" / "clear" / "1.png")], torch.Generator().manual_seed(7))[0]
+    clear = data.crops.augment([data.crops.load(ImageSource(tmp_path / "synth" / "clear" / "1.png"))], torch.Generator().manual_seed(7))[0]
     physics = ASMHaze(transmission=item["transmission"][None], airlight=item["airlight"][None])
     assert torch.allclose(physics.A(clear[None])[0], item["hazy"], atol=2 / 255)
 

@@ -17,4 +17,4 @@ class ImageReadError(EIDError):
 
 
 class TiffStackError(ImageReadError):
-    """A TIFF holds several 2-D planes (z-slices, time points, channels): :mod:`eid.data.stacks` reads it."""
+    """A TIFF holds several 2-D planes (z-slices, time points, channels): :mod:`eid.data.stacks` reads them."""

@@ -4,6 +4,8 @@ Images of any size, format, bit depth and channel count are read through :mod:`e
 float32 in ``[0, 1]``), converted to ``channels`` (grey is repeated to RGB; RGB becomes grey by Rec.601
 luma), optionally resized so that the shorter side is ``load_size``, then randomly cropped to ``crop`` (an
 image smaller than the crop is first resized up, keeping its aspect ratio) and randomly flipped left-right.
+Every plane of a TIFF stack (z-slices, time points, channels: :mod:`eid.data.stacks`) is one image
+(:class:`ImageSource`), read alone; its name is ``<stem>_<plane>``. Paired sets need one image per file.
 
 Randomness comes only from the key: an item is requested either by ``index`` (seeded by the dataset's
 ``seed`` and the index) or by ``(index, item_seed)`` as yielded by
@@ -14,6 +16,7 @@ Items are dicts: ``{"clear": (C,h,w), "hazy": (C,h,w), "name": str}`` (keys pres
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from eid.data.io import White, list_images, parse_white, read_image
+from eid.data.stacks import read_plane, stack_planes
 from eid.errors import EIDError
 
 Key = int | tuple[int, int]
@@ -53,6 +57,34 @@ def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+@dataclass(frozen=True)
+class ImageSource:
+    """One training image: an image file, or plane ``plane`` of a TIFF stack (:mod:`eid.data.stacks`)."""
+
+    path: Path
+    plane: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.plane is None else f"{self.path.stem}_{self.plane:04d}"
+
+
+def image_sources(inputs: str | Path | Sequence[str | Path]) -> list[ImageSource]:
+    """The images of files, folders and globs, every plane of a TIFF stack being one image."""
+    sources = []
+    for path in list_images(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
+        planes = stack_planes(path) if path.suffix.lower() in (".tif", ".tiff") else 0
+        sources += [ImageSource(path, plane) for plane in range(planes)] if planes else [ImageSource(path)]
+    return sources
+
+
+def read_source(source: ImageSource, max_pixels: int | None = None, white: White = "dtype") -> torch.Tensor:
+    """The image ``source`` as ``(C, H, W)`` in [0, 1] (:func:`eid.data.io.read_image`, :func:`read_plane`)."""
+    if source.plane is None:
+        return read_image(source.path, max_pixels=max_pixels, white=white)[0]
+    return read_plane(source.path, source.plane, white=white)
+
+
 def data_channels(sets: Mapping[str, Sequence[str | Path]]) -> int:
     """Channels of a model for these image sets: 1 when the first image of every set is grey, else 3.
 
@@ -60,18 +92,18 @@ def data_channels(sets: Mapping[str, Sequence[str | Path]]) -> int:
     """
     channels = 1
     for option, inputs in sets.items():
-        paths = list_images([str(p) for p in inputs])
-        if not paths:
+        sources = image_sources([str(p) for p in inputs])
+        if not sources:
             raise EIDError(f"no images found in {', '.join(map(str, inputs))}; check {option}")
-        channels = max(channels, read_image(paths[0])[0].shape[0])
+        channels = max(channels, read_source(sources[0]).shape[0])
     return channels
 
 
-def _images(folder: str | Path | Sequence[str | Path], what: str) -> list[Path]:
-    paths = list_images(folder if isinstance(folder, (list, tuple)) else [folder])
-    if not paths:
+def _images(folder: str | Path | Sequence[str | Path], what: str) -> list[ImageSource]:
+    sources = image_sources(folder)
+    if not sources:
         raise EIDError(f"{folder}: no {what} images found; point to a folder of png/jpg/tif images")
-    return paths
+    return sources
 
 
 class CropDataset(Dataset):
@@ -106,10 +138,9 @@ class CropDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, item_seed(self.seed, 0, key))
         return int(index), torch.Generator().manual_seed(int(seed))
 
-    def load(self, path: Path) -> torch.Tensor:
-        """Read ``path`` as ``(channels, H, W)`` in [0, 1] (no resizing)."""
-        image, _ = read_image(path, max_pixels=self.max_pixels, white=self.white)
-        return to_channels(image, self.channels)
+    def load(self, source: ImageSource) -> torch.Tensor:
+        """Read ``source`` as ``(channels, H, W)`` in [0, 1] (no resizing)."""
+        return to_channels(read_source(source, self.max_pixels, self.white), self.channels)
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """Resize so that the shorter side is ``load_size`` (no-op when it is ``None``)."""
@@ -153,7 +184,7 @@ class UnpairedFolders(CropDataset):
             c, h = index % nc, int(torch.randint(nh, (1,), generator=rng))
         (clear,) = self.augment([self.resize(self.load(self.clear_paths[c]))], rng)
         (hazy,) = self.augment([self.resize(self.load(self.hazy_paths[h]))], rng)
-        return {"clear": clear, "hazy": hazy, "name": self.hazy_paths[h].stem}
+        return {"clear": clear, "hazy": hazy, "name": self.hazy_paths[h].name}
 
 
 class HazyFolder(CropDataset):
@@ -169,7 +200,7 @@ class HazyFolder(CropDataset):
     def __getitem__(self, key: Key) -> dict[str, torch.Tensor | str]:
         index, rng = self._generator(key)
         (hazy,) = self.augment([self.resize(self.load(self.paths[index]))], rng)
-        return {"hazy": hazy, "name": self.paths[index].stem}
+        return {"hazy": hazy, "name": self.paths[index].name}
 
 
 def _clear_stem(hazy_stem: str, clear_stems: set[str]) -> str | None:
@@ -196,15 +227,19 @@ class PairedFolder(CropDataset):
 
     def __init__(self, hazy: str | Path | Sequence[str | Path], clear: str | Path | Sequence[str | Path], crop: int | None = None, **kwargs) -> None:
         super().__init__(crop=crop, **kwargs)
-        clear_by_stem = {p.stem: p for p in _images(clear, "clear")}
-        self.pairs: list[tuple[Path, Path]] = []
+        clear_sources, hazy_sources = _images(clear, "clear"), _images(hazy, "hazy")
+        stacked = next((s.path for s in clear_sources + hazy_sources if s.plane is not None), None)
+        if stacked is not None:
+            raise EIDError(f"{stacked}: a TIFF stack; paired sets are matched by file name, so save one plane per file")
+        clear_by_stem = {s.path.stem: s for s in clear_sources}
+        self.pairs: list[tuple[ImageSource, ImageSource]] = []
         missing = []
-        for path in _images(hazy, "hazy"):
-            stem = _clear_stem(path.stem, set(clear_by_stem))
+        for source in hazy_sources:
+            stem = _clear_stem(source.path.stem, set(clear_by_stem))
             if stem is None:
-                missing.append(path.name)
+                missing.append(source.path.name)
             else:
-                self.pairs.append((path, clear_by_stem[stem]))
+                self.pairs.append((source, clear_by_stem[stem]))
         if missing:
             raise EIDError(
                 f"{len(missing)} hazy image(s) without a clear reference of the same name (e.g. {missing[0]}); "
@@ -216,9 +251,9 @@ class PairedFolder(CropDataset):
 
     def __getitem__(self, key: Key) -> dict[str, torch.Tensor | str]:
         index, rng = self._generator(key)
-        hazy_path, clear_path = self.pairs[index]
-        hazy, clear = self.load(hazy_path), self.load(clear_path)
+        hazy_source, clear_source = self.pairs[index]
+        hazy, clear = self.load(hazy_source), self.load(clear_source)
         h, w = min(hazy.shape[-2], clear.shape[-2]), min(hazy.shape[-1], clear.shape[-1])
         pair = [self.resize(center_crop_to(hazy, h, w)), self.resize(center_crop_to(clear, h, w))]
         hazy, clear = self.augment(pair, rng)
-        return {"hazy": hazy, "clear": clear, "name": hazy_path.stem}
+        return {"hazy": hazy, "clear": clear, "name": hazy_source.name}

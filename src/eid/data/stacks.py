@@ -65,30 +65,7 @@ class Stack:
     @classmethod
     def read(cls, path: str | Path, *, white: White = "dtype") -> Stack:
         """Read the first series of the TIFF ``path`` as a stack; ``white`` as in :func:`eid.data.io.read_image`."""
-        path = Path(path)
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                shape, axes = tuple(series.shape), series.axes
-                layout = tiff_stack_layout(shape, axes)
-                if layout is None:
-                    raise ImageReadError(f"{path}: not a stack of 2-D planes ({axes} {shape}); read it as an image")
-                samples = series.asarray()
-                extra = _extra_tags(tif)
-                imagej = tif.is_imagej
-        except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
-            raise ImageReadError(f"{path}: corrupt or truncated TIFF ({exc}); re-export the file") from exc
-        if samples.dtype.kind == "f":
-            samples = samples.astype(np.float32)
-            if not np.isfinite(samples).all():
-                raise ImageReadError(f"{path}: float TIFF contains NaN or Inf values; replace them (e.g. with 0) first")
-        elif samples.dtype not in (np.uint8, np.uint16):
-            raise ImageReadError(f"{path}: {samples.dtype} stack; convert it to 8-bit, 16-bit or float32")
-        dtype = samples.dtype.name
-        planes, rgb = layout
-        samples = samples.reshape(planes, *samples.shape[-3:] if rgb else samples.shape[-2:])
-        scale = resolve_white(path, samples, dtype, white)
-        return cls(samples, StackMeta(path, shape, axes, dtype, scale, rgb, imagej, extra))
+        return _decode(Path(path), white, key=None)
 
     def plane(self, index: int) -> torch.Tensor:
         """Plane ``index`` as ``(C, H, W)`` float32 in ``[0, 1]`` (C = 3 for RGB planes, else 1)."""
@@ -115,6 +92,53 @@ class Stack:
                 tifffile.imwrite(tmp, samples, photometric=photometric, metadata={"axes": meta.axes},
                                  compression="zlib", **resolution)  # fmt: skip
         return path
+
+
+def stack_planes(path: str | Path) -> int:
+    """Planes of the TIFF ``path`` if it is a stack, else 0 (reads the header only)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            layout = tiff_stack_layout(tif.series[0].shape, tif.series[0].axes)
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError):
+        return 0  # not a readable TIFF: the image reader will say why
+    return layout[0] if layout else 0
+
+
+def read_plane(path: str | Path, index: int, *, white: White = "dtype") -> torch.Tensor:
+    """Plane ``index`` of a TIFF stack as ``(C, H, W)`` in ``[0, 1]``, decoding that plane only.
+
+    ``white="max"`` is then the plane's own maximum (:class:`Stack` uses the whole stack's).
+    """
+    return _decode(Path(path), white, key=index).plane(0)
+
+
+def _decode(path: Path, white: White, key: int | None) -> Stack:
+    """The stack in ``path``, or only its plane ``key`` (as a one-plane stack)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = tuple(series.shape), series.axes
+            layout = tiff_stack_layout(shape, axes)
+            if layout is None:
+                raise ImageReadError(f"{path}: not a stack of 2-D planes ({axes} {shape}); read it as an image")
+            if key is not None and not 0 <= key < layout[0]:
+                raise ImageReadError(f"{path}: no plane {key} in a stack of {layout[0]}; re-list the folder")
+            samples = series.asarray(key=key) if key is not None else series.asarray()
+            extra = _extra_tags(tif)
+            imagej = tif.is_imagej
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
+        raise ImageReadError(f"{path}: corrupt or truncated TIFF ({exc}); re-export the file") from exc
+    if samples.dtype.kind == "f":
+        samples = samples.astype(np.float32)
+        if not np.isfinite(samples).all():
+            raise ImageReadError(f"{path}: float TIFF contains NaN or Inf values; replace them (e.g. with 0) first")
+    elif samples.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f"{path}: {samples.dtype} stack; convert it to 8-bit, 16-bit or float32")
+    dtype = samples.dtype.name
+    planes, rgb = layout
+    samples = samples.reshape(-1, *samples.shape[-3:] if rgb else samples.shape[-2:])
+    scale = resolve_white(path, samples, dtype, white)
+    return Stack(samples, StackMeta(path, shape, axes, dtype, scale, rgb, imagej, extra))
 
 
 def _extra_tags(tif: tifffile.TiffFile) -> dict[str, Any]:

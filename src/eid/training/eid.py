@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from eid.config import config_from_dict, config_to_dict
+from eid.data.datasets import CropDataset, ImageSource
 from eid.data.io import parse_white
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
@@ -346,8 +347,6 @@ class SynthASMFolder:
     def __init__(self, root: str | Path, **kwargs: Any) -> None:
         import json
 
-        from eid.data.datasets import CropDataset
-
         self.root = Path(root)
         params = self.root / "params.json"
         if not params.is_file():
@@ -369,7 +368,7 @@ class SynthASMFolder:
 
         record = self.records[key[0] if isinstance(key, tuple) else key]
         index, rng = self.crops._generator(key)
-        hazy = self.crops.load(self.root / "hazy" / record["name"])
+        hazy = self.crops.load(ImageSource(self.root / "hazy" / record["name"]))
         t = transmission_from_depth(read_depth(self._depth(record)), float(record["beta"]))
         hazy, t = self.crops.augment([hazy, t], rng)
         airlight = torch.as_tensor(record["A"], dtype=torch.float32).reshape(-1, 1, 1)
