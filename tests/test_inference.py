@@ -365,6 +365,17 @@ def test_integer_images_are_read_on_the_scale_the_model_was_trained_on(tmp_path)
         Dehazer(half, device="cpu", white="12bit")
 
 
+
+def test_a_stack_passed_as_one_array_gets_the_layout_to_use():
+    runner = Dehazer(Method(lambda y: 1 - y), device="cpu")
+    stack = np.zeros((5, 32, 32), np.uint16)
+    with pytest.raises(EIDError, match=r"shape \(5, 32, 32\) read as HWC/BHWC has 32 channels.*pass array\[\.\.\., None\]"):
+        runner(stack)
+    assert int(runner(stack[..., None]).min()) == 65535
+    with pytest.raises(EIDError, match=r"read as CHW/BCHW has 5 channels.*pass tensor\[:, None\]"):
+        runner(torch.zeros(5, 32, 32))
+
+
 def test_folder_keeps_size_format_and_mirrors_tree(image_tree, tmp_path):
     out = tmp_path / "out"
     log = Console(file=io.StringIO(), width=200)  # not a terminal: progress comes as plain lines

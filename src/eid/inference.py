@@ -628,16 +628,20 @@ _WHITE = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 def _to_bchw(t: Tensor, channels_last: bool) -> Tensor:
     """``HW``/``HWC``/``BHWC`` (channels last) or ``HW``/``CHW``/``BCHW`` to ``BCHW``."""
+    shape = tuple(t.shape)
     if t.ndim == 2:
         return t[None, None]
     if t.ndim not in (3, 4):
-        raise EIDError(f"expected an image of 2, 3 or 4 dimensions, got shape {tuple(t.shape)}")
+        raise EIDError(f"expected an image of 2, 3 or 4 dimensions, got shape {shape}")
     t = t[None] if t.ndim == 3 else t
     if channels_last:
         t = t.permute(0, 3, 1, 2)
     if t.shape[1] not in (1, 2, 3, 4):
-        layout = "HWC/BHWC for numpy arrays" if channels_last else "CHW/BCHW for tensors"
-        raise EIDError(f"image of shape {tuple(t.shape)} has {t.shape[1]} channels; expected 1-4 in {layout}")
+        layout, stack = ("HWC/BHWC", "array[..., None]") if channels_last else ("CHW/BCHW", "tensor[:, None]")
+        raise EIDError(
+            f"image of shape {shape} read as {layout} has {t.shape[1]} channels, not 1-4; for a stack of grey "
+            f"planes pass {stack}"
+        )
     return t
 
 
