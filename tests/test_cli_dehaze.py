@@ -79,8 +79,16 @@ def test_help_documents_every_option():
     result = CliRunner().invoke(app, ["dehaze", "--help"], terminal_width=200)
     assert result.exit_code == 0
     for option in ("--method", "--model", "--operator", "--tile", "--overlap", "--batch-size", "--device",
-                   "--precision", "--tta", "--max-pixels", "--skip-existing", "--side-by-side", "--temporal-smoothing"):
+                   "--precision", "--tta", "--max-pixels", "--skip-existing", "--side-by-side", "--temporal-smoothing",
+                   "--white", "--threads"):
         assert option in result.output
+
+
+def test_threads_option_sets_torchs_thread_count(hazy_dir, tmp_path):
+    import torch
+
+    result = invoke("--method", "dcp", str(hazy_dir), "--out", str(tmp_path / "out"), "--threads", "2")
+    assert result.exit_code == 0 and torch.get_num_threads() == 2
 
 
 def test_video_through_the_cli_keeps_fps_size_and_frames(tmp_path):

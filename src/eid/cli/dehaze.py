@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from eid.cli import WHITE_HELP, app, console, warn_if_dim
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
 from eid.errors import EIDError
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def dehaze(
     ),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Same-size images (or tiles, or video frames) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     precision: str = typer.Option(
         "auto", "--precision", help="auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16 (CUDA only).",
     ),
@@ -70,6 +71,7 @@ def dehaze(
     """
     from eid.inference import Dehazer, build_method, dehaze_paths, dehaze_video_file, is_video
 
+    set_threads(threads)
     if method not in ("eid", "cyclegan", "dcp"):
         raise EIDError(f"unknown --method {method!r}; use eid, cyclegan or dcp")
     videos = [Path(item) for item in inputs if is_video(item) and Path(item).is_file()]

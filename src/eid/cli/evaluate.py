@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from eid.cli import WHITE_HELP, app, console
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
 from eid.data.io import parse_white, read_image
 from eid.errors import EIDError
 from eid.metrics import get_metrics
@@ -61,6 +61,7 @@ def evaluate_command(
     json_path: Path = typer.Option(None, "--json", help="Write {'metrics': {name: mean}, 'images': [...]} to this file."),
     csv_path: Path = typer.Option(None, "--csv", help="Write per-image values and the mean row to this CSV file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
     max_pixels: int = typer.Option(None, "--max-pixels", help="Refuse larger images (default 150 MP)."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the means."),
 ) -> None:
@@ -68,6 +69,7 @@ def evaluate_command(
 
     Prints a per-image table and the means; exits with status 1 if any file could not be read.
     """
+    set_threads(threads)
     if mask_from is not None and not mask:
         raise EIDError("--mask-from needs --mask circle or auto")
     names = metrics or ("psnr,ssim" if ref else "niqe,brisque")
