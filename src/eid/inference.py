@@ -613,7 +613,6 @@ class Dehazer:
         result = _from_bchw(out, shape, channels_last=is_numpy).to(dtype)
         return result.numpy() if is_numpy else result
 
-
     def _integer_scale(self, colour: Tensor, dtype_max: float) -> float:
         """The value of an integer image read as 1.0, from ``self.white``."""
         if self.white == "dtype":

@@ -170,21 +170,21 @@ class UnpairedFolders(CropDataset):
 
     def __init__(self, clear: str | Path | Sequence[str | Path], hazy: str | Path | Sequence[str | Path], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.clear_paths, self.hazy_paths = _images(clear, "clear"), _images(hazy, "hazy")
+        self.clear_sources, self.hazy_sources = _images(clear, "clear"), _images(hazy, "hazy")
 
     def __len__(self) -> int:
-        return max(len(self.clear_paths), len(self.hazy_paths))
+        return max(len(self.clear_sources), len(self.hazy_sources))
 
     def __getitem__(self, key: Key) -> dict[str, torch.Tensor | str]:
         index, rng = self._generator(key)
-        nc, nh = len(self.clear_paths), len(self.hazy_paths)
+        nc, nh = len(self.clear_sources), len(self.hazy_sources)
         if nh >= nc:
             h, c = index % nh, int(torch.randint(nc, (1,), generator=rng))
         else:
             c, h = index % nc, int(torch.randint(nh, (1,), generator=rng))
-        (clear,) = self.augment([self.resize(self.load(self.clear_paths[c]))], rng)
-        (hazy,) = self.augment([self.resize(self.load(self.hazy_paths[h]))], rng)
-        return {"clear": clear, "hazy": hazy, "name": self.hazy_paths[h].name}
+        (clear,) = self.augment([self.resize(self.load(self.clear_sources[c]))], rng)
+        (hazy,) = self.augment([self.resize(self.load(self.hazy_sources[h]))], rng)
+        return {"clear": clear, "hazy": hazy, "name": self.hazy_sources[h].name}
 
 
 class HazyFolder(CropDataset):
@@ -192,15 +192,15 @@ class HazyFolder(CropDataset):
 
     def __init__(self, hazy: str | Path | Sequence[str | Path], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.paths = _images(hazy, "hazy")
+        self.sources = _images(hazy, "hazy")
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.sources)
 
     def __getitem__(self, key: Key) -> dict[str, torch.Tensor | str]:
         index, rng = self._generator(key)
-        (hazy,) = self.augment([self.resize(self.load(self.paths[index]))], rng)
-        return {"hazy": hazy, "name": self.paths[index].name}
+        (hazy,) = self.augment([self.resize(self.load(self.sources[index]))], rng)
+        return {"hazy": hazy, "name": self.sources[index].name}
 
 
 def _clear_stem(hazy_stem: str, clear_stems: set[str]) -> str | None:
