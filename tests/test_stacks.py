@@ -34,7 +34,7 @@ def test_layouts():
 
 
 def test_an_image_reader_points_stacks_to_dehaze(hyperstack):
-    with pytest.raises(TiffStackError, match="a stack of 12 planes .*eid dehaze and the training commands take stacks plane by plane"):
+    with pytest.raises(TiffStackError, match="a stack of 12 planes .*eid dehaze, evaluate and the training commands take stacks plane by plane"):
         read_image(hyperstack[0])
 
 
@@ -120,3 +120,25 @@ def test_stage_1_trains_on_stacks(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "op" / "operator.safetensors").is_file()
+
+
+def test_evaluate_scores_a_stack_plane_by_plane(tmp_path):
+    import json
+
+    rng = np.random.default_rng(5)
+    ref = rng.integers(500, 3500, (3, 24, 24), dtype=np.uint16)
+    pred = ref + np.array([0, 50, 100], dtype=np.uint16)[:, None, None]  # plane k is off by 50 k of 4095
+    for side, samples in (("pred", pred), ("ref", ref)):
+        (tmp_path / side).mkdir()
+        tifffile.imwrite(tmp_path / side / "z.tif", samples, photometric="minisblack", metadata={"axes": "ZYX"})
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--metrics", "psnr",
+            "--white", "4095", "--json", str(tmp_path / "m.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "m.json").read_text())["images"]
+    assert [r["name"] for r in rows] == ["z.tif[0]", "z.tif[1]", "z.tif[2]"]
+    assert rows[1]["psnr"] == pytest.approx(20 * np.log10(4095 / 50), abs=0.01)
+    assert rows[2]["psnr"] == pytest.approx(20 * np.log10(4095 / 100), abs=0.01)
+    tifffile.imwrite(tmp_path / "ref" / "z.tif", ref[:2], photometric="minisblack", metadata={"axes": "ZYX"})
+    result = CliRunner().invoke(app, args)
+    assert "has 3 planes but its reference" in str(result.exception)

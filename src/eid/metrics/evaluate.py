@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from eid.data.io import White, iter_inputs, read_image
-from eid.errors import EIDError, ImageReadError
+from eid.data.stacks import Stack
+from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.metrics.registry import MetricSpec
 from eid.utils import atomic_write
 
@@ -108,7 +109,8 @@ def evaluate(
 
     ``mask_fn(image, path) -> (1,1,H,W) bool`` adds, for each metric that supports masks, a column
     ``<name>@mask`` computed on the masked field of view only. Unreadable files are skipped and listed
-    in :attr:`EvaluationResult.skipped`; a size mismatch is an error.
+    in :attr:`EvaluationResult.skipped`; a size mismatch is an error. A TIFF stack (:mod:`eid.data.stacks`) gives
+    one row per plane, ``name[plane]``, against the same plane of its reference stack.
     """
     if white == "max":
         raise EIDError("white=max rescales every image by its own maximum, which changes what is compared; use dtype or a number")
@@ -125,13 +127,8 @@ def evaluate(
     if mask_fn is not None:
         names += [f"{m.name}@mask" for m in metrics if m.supports_mask]
     result = EvaluationResult(names)
-    for pred_path, ref_path, name in items:
-        try:
-            x, _ = read_image(pred_path, max_pixels=max_pixels, white=white)
-            y = read_image(ref_path, max_pixels=max_pixels, white=white)[0] if ref_path is not None else None
-        except ImageReadError as exc:
-            result.skipped.append(f"{exc}")
-            continue
+
+    def score(x: torch.Tensor, y: torch.Tensor | None, pred_path: Path, ref_path: Path | None, name: str) -> None:
         if y is not None and x.shape != y.shape:
             raise EIDError(
                 f"{pred_path} is {x.shape[-1]}x{x.shape[-2]}x{x.shape[0]} but its reference {ref_path} is "
@@ -149,4 +146,28 @@ def evaluate(
         result.rows.append(row)
         if on_image is not None:
             on_image(name)
+
+    for pred_path, ref_path, name in items:
+        try:
+            x, _ = read_image(pred_path, max_pixels=max_pixels, white=white)
+            y = read_image(ref_path, max_pixels=max_pixels, white=white)[0] if ref_path is not None else None
+        except TiffStackError:
+            if mask_fn is not None:
+                result.skipped.append(f"{pred_path}: a TIFF stack; field-of-view masks are for 2-D images, score it without --mask")
+                continue
+            try:
+                stacks = [Stack.read(path, white=white) for path in (pred_path, ref_path) if path is not None]
+            except ImageReadError as exc:
+                result.skipped.append(f"{exc}")
+                continue
+            if len(stacks) == 2 and len(stacks[0]) != len(stacks[1]):
+                raise EIDError(f"{pred_path} has {len(stacks[0])} planes but its reference {ref_path} has {len(stacks[1])}")
+            for plane in range(len(stacks[0])):
+                y = stacks[1].plane(plane) if len(stacks) == 2 else None
+                score(stacks[0].plane(plane), y, pred_path, ref_path, f"{name}[{plane}]")
+            continue
+        except ImageReadError as exc:
+            result.skipped.append(f"{exc}")
+            continue
+        score(x, y, pred_path, ref_path, name)
     return result
