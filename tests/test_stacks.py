@@ -34,7 +34,7 @@ def test_layouts():
 
 
 def test_an_image_reader_points_stacks_to_dehaze(hyperstack):
-    with pytest.raises(TiffStackError, match="a stack of 12 planes .*eid dehaze, evaluate and the training commands take stacks plane by plane"):
+    with pytest.raises(TiffStackError, match="a stack of 12 planes .*eid dehaze, evaluate, synth and the training commands take stacks plane by plane"):
         read_image(hyperstack[0])
 
 
@@ -142,3 +142,23 @@ def test_evaluate_scores_a_stack_plane_by_plane(tmp_path):
     tifffile.imwrite(tmp_path / "ref" / "z.tif", ref[:2], photometric="minisblack", metadata={"axes": "ZYX"})
     result = CliRunner().invoke(app, args)
     assert "has 3 planes but its reference" in str(result.exception)
+
+
+def test_synth_hazes_every_plane_of_a_stack_with_its_own_parameters(tmp_path):
+    import json
+
+    from eid.data.synth import synthesize_folder
+
+    planes = np.random.default_rng(6).integers(0, 4096, (3, 48, 48), dtype=np.uint16)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "z.tif", planes, photometric="minisblack", metadata={"axes": "ZYX"})
+    report = synthesize_folder([tmp_path / "in"], tmp_path / "out", model="veil", seed=0)
+    assert [r["name"] for r in report.images] == ["z.tif[0]", "z.tif[1]", "z.tif[2]"]
+    assert len({r["veil"] for r in report.images}) == 3  # each plane draws its own haze
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "clear" / "z.tif"), planes)
+    hazy = tifffile.imread(tmp_path / "out" / "hazy" / "z.tif")
+    assert hazy.shape == planes.shape and hazy.dtype == np.uint16 and hazy.max() <= planes.max()
+    assert json.loads((tmp_path / "out" / "params.json").read_text())["images"][2]["name"] == "z.tif[2]"
+    skipped = synthesize_folder([tmp_path / "in"], tmp_path / "asm", model="asm", depth="random", save_depth=True,
+                                on_skip=lambda path, message: None)  # fmt: skip
+    assert "without --save-depth" in skipped.skipped[0][1]

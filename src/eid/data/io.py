@@ -227,8 +227,8 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
                 _check_size(path, spatial[0], spatial[1], max_pixels, min_size)
             if (layout := tiff_stack_layout(shape, axes)) is not None:
                 raise TiffStackError(
-                    f"{path}: a stack of {layout[0]} planes ({axes} {tuple(shape)}); eid dehaze, evaluate and the "
-                    "training commands take stacks plane by plane, this one needs one 2-D image per file"
+                    f"{path}: a stack of {layout[0]} planes ({axes} {tuple(shape)}); eid dehaze, evaluate, synth and "
+                    "the training commands take stacks plane by plane, this one needs one 2-D image per file"
                 )
             array = series.asarray()
     except ImageReadError:

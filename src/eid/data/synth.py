@@ -45,7 +45,8 @@ from torch import Tensor
 
 from eid.config import config_to_dict
 from eid.data.io import check_output_dir, iter_inputs, read_image, write_image
-from eid.errors import EIDError
+from eid.data.stacks import Stack
+from eid.errors import EIDError, TiffStackError
 from eid.physics.asm import ASMHaze, transmission_from_depth
 from eid.utils import atomic_write
 
@@ -441,6 +442,29 @@ def _write_depth(path: Path, depth: Tensor) -> None:
         tifffile.imwrite(tmp, depth[0].cpu().numpy().astype(np.float32), compression="zlib")
 
 
+def _synthesize_stack(path: Path, relative: Path, out: Path, config: SynthConfig) -> list[dict[str, Any]]:
+    """Haze every plane of the TIFF stack ``path`` (its own seed each); write the hazy and clear stacks.
+
+    Planes are read on one scale for the whole stack. Depth maps are per 2-D image, so a stack takes the ASM
+    only with a generated depth (``ramp`` or ``random``) and without ``save_depth``. Returns the planes'
+    records, named ``relative[plane]``.
+    """
+    if config.model == "asm" and (config.depth not in ("ramp", "random") or config.save_depth):
+        raise EIDError("a TIFF stack takes the ASM only with --depth ramp or random and without --save-depth")
+    clear = Stack.read(path, white=config.read_white)
+    hazy = Stack(clear.samples.copy(), clear.meta)
+    records = []
+    for plane in range(len(clear)):
+        name = f"{relative.as_posix()}[{plane}]"
+        image, record, _ = synthesize(clear.plane(plane), config, image_seed(config.seed, name), None)
+        hazy.set_plane(plane, image)
+        depth_note = {"depth_source": config.depth} if config.model == "asm" else {}
+        records.append({"name": name, **record, **depth_note})
+    hazy.write(out / "hazy" / relative)
+    clear.write(out / "clear" / relative)
+    return records
+
+
 def synthesize_folder(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
@@ -456,7 +480,8 @@ def synthesize_folder(
     ``config`` fields can also be given as keyword ``overrides`` (``model="veil"``, ``seed=3``...).
     With ``save_depth`` (ASM only) the depth used goes to ``out_dir/depth/<name>.tiff`` (float32).
     Output names mirror the inputs' names (and sub-folders); images keep their format, bit depth,
-    channels and alpha. Unreadable images or missing/mismatched depth maps are skipped:
+    channels and alpha; a TIFF stack is hazed plane by plane, each plane with its own seed (records
+    ``name[plane]``). Unreadable images or missing/mismatched depth maps are skipped:
     ``on_skip(path, message)`` is called (default: a warning; the message names the file) and the
     file is listed in the report and in ``params.json``.
     ``params.json`` = ``{"config": {...}, "images": [{"name", "model", "seed", "depth_source", ...}],
@@ -480,7 +505,13 @@ def synthesize_folder(
         try:
             if any((out / sub / relative).resolve() in input_files for sub in ("hazy", "clear")):
                 raise EIDError("its output would overwrite an input file; choose a different --out")
-            x, meta = read_image(path, max_pixels=max_pixels, white=config.read_white)
+            try:
+                x, meta = read_image(path, max_pixels=max_pixels, white=config.read_white)
+            except TiffStackError:
+                report.images += _synthesize_stack(path, relative, out, config)
+                if progress:
+                    progress(path)
+                continue
             depth, described = _depth_for(config, depth_source, relative) if depth_source else (None, config.depth)
             if depth is not None and depth.shape[-2:] != x.shape[-2:]:
                 raise EIDError(f"depth map is {depth.shape[-1]}x{depth.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}")
