@@ -33,7 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
-from eid.data.io import White, parse_white
+from eid.data.io import DTYPE_WHITE, White, parse_white, white_scale
 from eid.data.stacks import Stack
 from eid.data.video import VIDEO_SUFFIXES, VideoReport
 from eid.errors import EIDError, ImageReadError, TiffStackError
@@ -600,29 +600,21 @@ class Dehazer:
         tensor = torch.from_numpy(np.ascontiguousarray(image)) if is_numpy else image
         shape, dtype = tuple(tensor.shape), tensor.dtype
         batch = _to_bchw(tensor, channels_last=is_numpy)
-        dtype_max = _WHITE.get(dtype)
-        if dtype_max is None and not dtype.is_floating_point:
+        integer = _INTEGER_DTYPES.get(dtype)
+        if integer is None and not dtype.is_floating_point:
             raise EIDError(f"unsupported image dtype {dtype}; use uint8, uint16 or float in [0,1]")
         x = batch.float()
         colour, alpha = (x[:, :-1], x[:, -1:]) if x.shape[1] in (2, 4) else (x, None)
-        scale = self._integer_scale(colour, dtype_max) if dtype_max else 1.0
+        scale = white_scale(self.white, integer, lambda: float(colour.max())) if integer else 1.0
         out = self.run((colour / scale).clamp_(0.0, 1.0)) * scale
         if alpha is not None:
             out = torch.cat([out, alpha], dim=1)
-        out = out.round_().clamp_(0, dtype_max) if dtype_max else out
+        out = out.round_().clamp_(0, DTYPE_WHITE[integer]) if integer else out
         result = _from_bchw(out, shape, channels_last=is_numpy).to(dtype)
         return result.numpy() if is_numpy else result
 
-    def _integer_scale(self, colour: Tensor, dtype_max: float) -> float:
-        """The value of an integer image read as 1.0, from ``self.white``."""
-        if self.white == "dtype":
-            return dtype_max
-        if self.white == "max":
-            return max(1.0, float(colour.max()))
-        return float(self.white)
 
-
-_WHITE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+_INTEGER_DTYPES = {torch.uint8: "uint8", torch.uint16: "uint16"}
 
 
 def _to_bchw(t: Tensor, channels_last: bool) -> Tensor:

@@ -108,4 +108,3 @@ def _flicker(report: VideoReport) -> str:
         return "flicker n/a (no static region in the input)"
     smoothed = "" if report.flicker_smoothed is None else f", smoothed {report.flicker_smoothed:.4f}"
     return f"flicker input {report.flicker_input:.4f}, output {report.flicker_raw:.4f}{smoothed}"
-

@@ -53,7 +53,7 @@ def train(
     from eid.config import config_from_dict, config_to_dict, load_config, read_yaml
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
-    from eid.physics.learned import read_operator_config
+    from eid.physics.learned import operator_channels, read_operator_config
     from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
     from eid.training.eid import EIDConfig, fit_eid, with_operator_white
 
@@ -67,9 +67,10 @@ def train(
     else:
         if operator is None:
             raise EIDError("--operator is required for a new run; give a stage-1 run folder or 'asm'")
-        channels = data_channels({"--hazy": hazy})
-        if operator != "asm":  # the dehazer works in the channels of the operator H it is trained through
-            channels = int(read_operator_config(operator).get("model", {}).get("channels", 3))
+        if operator == "asm":
+            channels = data_channels({"--hazy": hazy})
+        else:  # the dehazer works in the channels of the operator H it is trained through
+            channels = operator_channels(read_operator_config(operator))
         overrides = _overrides(
             operator=operator if operator == "asm" else str(Path(operator).resolve()),
             group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, max_steps=max_steps,

@@ -19,7 +19,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -39,7 +39,8 @@ DEFAULT_MAX_PIXELS = 150_000_000
 
 White = Literal["dtype", "max"] | float
 
-_DTYPE_WHITE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
+#: The stored value of full intensity per sample type (the default read scale).
+DTYPE_WHITE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
 _FORMAT_BY_SUFFIX = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
     ".bmp": "BMP", ".webp": "WEBP",
@@ -244,8 +245,20 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
         raise _fail(path, f"unsupported TIFF layout {array.shape}", "save a 2-D grey or RGB(A) image")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    kind = array.dtype.kind
-    if kind == "f":
+    array = tiff_samples(path, array)
+    has_alpha = array.ndim == 3 and (array.shape[-1] in (2, 4) or (array.shape[-1] > 3 and bool(extrasamples)))
+    if photometric is not None and int(photometric) == 5 and array.ndim == 3 and array.shape[-1] >= 4:  # CMYK
+        array = _cmyk_to_rgb(array)
+        has_alpha = False
+    colour, alpha = _split_alpha(array, alpha_last=has_alpha)
+    mode = f"{'RGB' if colour.ndim == 3 else 'L'}{'A' if alpha is not None else ''};{array.dtype}"
+    return colour, alpha, "TIFF", mode
+
+
+def tiff_samples(path: Path, array: np.ndarray) -> np.ndarray:
+    """TIFF samples as ``uint8``, ``uint16`` or finite ``float32``: floats are checked, booleans become 0/255,
+    other integers within 0..65535 become ``uint16``."""
+    if array.dtype.kind == "f":
         array = array.astype(np.float32)
         if not np.isfinite(array).all():
             raise _fail(path, "float TIFF contains NaN or Inf values", "replace them (e.g. with 0) before dehazing")
@@ -255,13 +268,7 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
         if array.min() < 0 or array.max() > 65535:
             raise _fail(path, f"{array.dtype} samples outside 0..65535", "convert to 16-bit or float32")
         array = array.astype(np.uint16)
-    has_alpha = array.ndim == 3 and (array.shape[-1] in (2, 4) or (array.shape[-1] > 3 and bool(extrasamples)))
-    if photometric is not None and int(photometric) == 5 and array.ndim == 3 and array.shape[-1] >= 4:  # CMYK
-        array = _cmyk_to_rgb(array)
-        has_alpha = False
-    colour, alpha = _split_alpha(array, alpha_last=has_alpha)
-    mode = f"{'RGB' if colour.ndim == 3 else 'L'}{'A' if alpha is not None else ''};{array.dtype}"
-    return colour, alpha, "TIFF", mode
+    return array
 
 
 def tiff_stack_layout(shape: Sequence[int], axes: str) -> tuple[int, bool] | None:
@@ -370,11 +377,11 @@ def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
         peak, dtype = float(plane.max()), plane.dtype.name
     except ImageReadError:  # the command reports unreadable files itself
         return None
-    if dtype not in ("uint8", "uint16") or peak * 16 >= _DTYPE_WHITE[dtype]:
+    if dtype not in ("uint8", "uint16") or peak * 16 >= DTYPE_WHITE[dtype]:
         return None
     suggested = 2 ** max(1, math.ceil(math.log2(peak + 1))) - 1
     return (
-        f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {_DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
+        f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
         "(or max) to read the images at their full contrast"
     )
 
@@ -392,26 +399,38 @@ def unit_to_samples(intensities: np.ndarray, white: float, dtype: str) -> np.nda
     array = np.clip(intensities, 0.0, 1.0, dtype=np.float32) * np.float32(white)
     if dtype == "float32":
         return array
-    return np.rint(np.minimum(array, _DTYPE_WHITE[dtype])).astype(dtype)
+    return np.rint(np.minimum(array, DTYPE_WHITE[dtype])).astype(dtype)
 
 
 def resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
     """The stored value of ``colour`` (samples of ``dtype`` read from ``path``) that ``white`` maps to 1.0."""
+    try:
+        return white_scale(white, dtype, lambda: float(colour.max(initial=0.0)))
+    except EIDError as exc:
+        raise EIDError(f"{path}: {exc}") from exc
+
+
+def white_scale(white: White, dtype: str, peak: Callable[[], float]) -> float:
+    """The stored value read as 1.0 for samples of ``dtype`` whose maximum is ``peak()`` (called only if needed).
+
+    ``dtype``: the type's maximum (float data: 1, or their maximum when above 1); ``max``: the samples'
+    maximum; a number: itself.
+
+    >>> white_scale("dtype", "uint16", lambda: 4000.0), white_scale("max", "uint16", lambda: 4000.0)
+    (65535.0, 4000.0)
+    """
     if white == "dtype":
-        scale = _DTYPE_WHITE[dtype]
-        if dtype == "float32":
-            scale = max(1.0, float(colour.max(initial=0.0)))
-        return scale
+        return max(1.0, peak()) if dtype == "float32" else DTYPE_WHITE[dtype]
     if white == "max":
-        return max(float(colour.max(initial=0.0)), 1e-12 if dtype == "float32" else 1.0)
+        return max(peak(), 1e-12 if dtype == "float32" else 1.0)
     if isinstance(white, (int, float)) and white > 0:
         return float(white)
-    raise EIDError(f"{path}: invalid white={white!r}; use 'dtype', 'max' or a positive number")
+    raise EIDError(f"invalid white={white!r}; use 'dtype', 'max' or a positive number")
 
 
 def image_meta_for(tensor: torch.Tensor, dtype: str = "uint8", format: str = "PNG") -> ImageMeta:
     """Metadata for writing an in-memory tensor ``(C,H,W)`` as ``dtype`` samples."""
-    return ImageMeta(None, format, dtype, int(tensor.shape[-3]), _DTYPE_WHITE[dtype], "memory")
+    return ImageMeta(None, format, dtype, int(tensor.shape[-3]), DTYPE_WHITE[dtype], "memory")
 
 
 def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = None) -> Path:
@@ -435,7 +454,7 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
         dtype = "uint8"
     elif fmt == "PNG" and dtype == "float32":
         dtype = "uint16"
-    white = meta.white if dtype == meta.dtype else _DTYPE_WHITE[dtype]
+    white = meta.white if dtype == meta.dtype else DTYPE_WHITE[dtype]
     array = unit_to_samples(image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy(), white, dtype)
     array = array[..., 0] if array.shape[-1] == 1 else array
     alpha = _matching_alpha(meta, array, dtype, fmt, path)
@@ -464,8 +483,8 @@ def _matching_alpha(meta: ImageMeta, array: np.ndarray, dtype: str, fmt: str, pa
         warnings.warn(f"{path}: {fmt} cannot store alpha; alpha dropped", stacklevel=3)
         return None
     if alpha.dtype != np.dtype(dtype):  # rescale, e.g. a 16-bit alpha written to an 8-bit format
-        src = _DTYPE_WHITE.get(_dtype_name(alpha), 1.0)
-        scaled = alpha.astype(np.float32) / src * _DTYPE_WHITE[dtype]
+        src = DTYPE_WHITE.get(_dtype_name(alpha), 1.0)
+        scaled = alpha.astype(np.float32) / src * DTYPE_WHITE[dtype]
         return scaled.astype(np.float32) if dtype == "float32" else np.rint(scaled).astype(dtype)
     return alpha
 

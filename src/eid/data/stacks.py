@@ -17,7 +17,7 @@ import numpy as np
 import tifffile
 import torch
 
-from eid.data.io import White, resolve_white, samples_to_unit, tiff_stack_layout, unit_to_samples
+from eid.data.io import White, resolve_white, samples_to_unit, tiff_samples, tiff_stack_layout, unit_to_samples
 from eid.errors import ImageReadError
 from eid.utils import atomic_write
 
@@ -128,14 +128,8 @@ def _decode(path: Path, white: White, key: int | None) -> Stack:
             imagej = tif.is_imagej
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
         raise ImageReadError(f"{path}: corrupt or truncated TIFF ({exc}); re-export the file") from exc
-    if samples.dtype.kind == "f":
-        samples = samples.astype(np.float32)
-        if not np.isfinite(samples).all():
-            raise ImageReadError(f"{path}: float TIFF contains NaN or Inf values; replace them (e.g. with 0) first")
-    elif samples.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f"{path}: {samples.dtype} stack; convert it to 8-bit, 16-bit or float32")
-    dtype = samples.dtype.name
-    planes, rgb = layout
+    samples = tiff_samples(path, samples)
+    dtype, rgb = samples.dtype.name, layout[1]
     samples = samples.reshape(-1, *samples.shape[-3:] if rgb else samples.shape[-2:])
     scale = resolve_white(path, samples, dtype, white)
     return Stack(samples, StackMeta(path, shape, axes, dtype, scale, rgb, imagej, extra))

@@ -123,7 +123,7 @@ class LearnedHaze(Physics):
         model = config.get("model")
         if not isinstance(model, dict):
             raise EIDError(f"{stem.with_suffix('.yaml')}: no 'model' section; re-export the operator with eid")
-        channels = int(model.get("channels", 3))
+        channels = operator_channels(config)
         sizes = {k: int(model[k]) for k in ("width", "blocks", "n_down") if k in model}
         sizes["residual"] = bool(model.get("residual", False))
         generators = {}
@@ -153,6 +153,11 @@ def read_operator_config(path: str | Path) -> dict[str, Any]:
     if not yaml_path.is_file():
         raise EIDError(f"{yaml_path}: not found; --operator must be a stage-1 run folder (eid train-operator --out)")
     return read_yaml(yaml_path)
+
+
+def operator_channels(config: dict[str, Any]) -> int:
+    """The channel count of an operator's generators (``model.channels``; 3 when absent)."""
+    return int(config.get("model", {}).get("channels", 3))
 
 
 def operator_white(config: dict[str, Any]) -> White:
