@@ -32,3 +32,21 @@ def test_a_narrow_terminal_wraps_names_instead_of_cutting_them():
 
 def test_markdown_table_rows():
     assert markdown_table(ROWS[:1], ["niqe"]) == "| name | niqe |\n|---|---|\n| video07_003210.png | 1.5000 |\n"
+
+
+def test_comparison_figure_is_labelled_and_marks_missing_tiles(tmp_path) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from eid.report.figures import Tile, comparison_figure
+
+    g = torch.Generator().manual_seed(0)
+    rows = {
+        "a.png": {"hazy": Tile(torch.rand(3, 20, 30, generator=g)), "EID": Tile(torch.rand(3, 20, 30, generator=g), {"PSNR": 21.5})},
+        "b.png": {"hazy": Tile(torch.rand(1, 20, 30, generator=g))},  # grey, and EID missing
+    }
+    path = comparison_figure(rows, tmp_path / "grid.png")
+    image = np.asarray(Image.open(path))
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 200
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically

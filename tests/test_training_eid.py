@@ -288,3 +288,52 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert load_dehazer(tmp_path / "run")[0](data[(0, 0)]["hazy"][None]).shape == (1, 1, 32, 32)
     assert "find_unused_parameters=True" not in done.stderr  # one optimizer: DDP need not search for unused parameters
     assert done.stderr.count("batch 2/2 (100%)") == 1  # progress from rank 0 only
+
+
+
+def _stage_1(tmp_path: Path) -> list[str]:
+    """A one-step default stage-1 run that records its clear folder; returns the matching ``eid train`` args."""
+    from eid.cli import app
+    from eid.data.io import write_image
+
+    data = ToyHaze(n=2, size=40)
+    for i in range(2):
+        write_image(tmp_path / "clear" / f"{i}.png", data[(i, 0)]["clear"])
+        write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
+    stage1 = ["train-operator", "--clear", str(tmp_path / "clear"), "--hazy", str(tmp_path / "hazy"), "--out",
+              str(tmp_path / "op"), "--crop", "32", "--max-steps", "1"]
+    assert CliRunner().invoke(app, stage1).exit_code == 0
+    return ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "op"), "--out", str(tmp_path / "run"),
+            "--max-steps", "1", "--batch-size", "2", "--crop", "32"]
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-prior"]])
+def test_the_prior_is_on_by_default_with_the_clear_folder_stage_1_recorded(tmp_path: Path, flags: list[str]) -> None:
+    import yaml
+
+    from eid.cli import app
+
+    result = CliRunner().invoke(app, [*_stage_1(tmp_path), *flags])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "dehazer.yaml").read_text())
+    if flags:
+        assert saved["adversarial_weight"] == 0 and saved["clear"] == [] and "no prior" in result.output
+    else:
+        assert saved["adversarial_weight"] > 0 and saved["clear"] == [str((tmp_path / "clear").resolve())]
+        assert "adversarial prior" in result.output
+
+
+def test_a_moved_clear_folder_is_one_clean_error_naming_both_remedies(tmp_path: Path) -> None:
+    import shutil
+
+    from eid.cli import app
+
+    args = _stage_1(tmp_path)
+    shutil.move(tmp_path / "clear", tmp_path / "elsewhere")
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, EIDError)
+    message = str(result.exception)
+    assert str((tmp_path / "clear").resolve()) in message and "--clear DIR" in message and "--no-prior" in message
+    assert "\n" not in message
+    result = CliRunner().invoke(app, [*args, "--clear", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 0, result.output

@@ -48,11 +48,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def preset_dict(kind: str, name: str) -> dict[str, Any]:
-    """The overrides stored in preset ``name`` of ``kind``."""
+    """The overrides stored in preset ``name`` of ``kind``; ``extends: OTHER`` starts from preset ``OTHER``."""
     if name not in preset_names(kind):
         raise EIDError(f"unknown {kind} preset {name!r}; choose one of: {', '.join(preset_names(kind))}")
     with resources.as_file(resources.files("eid") / "configs" / kind / f"{name}.yaml") as path:
-        return read_yaml(path)
+        data = read_yaml(path)
+    base = data.pop("extends", None)
+    return merge_dicts(preset_dict(kind, base), data) if base else data
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

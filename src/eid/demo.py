@@ -6,11 +6,13 @@
    PSNR/SSIM). The motorcycle of the Middlebury stereo set is hazed with its real depth (metres);
    the other images get a random smooth depth field. Haze follows the atmospheric scattering model
    ``I = J t + A (1 - t)``, ``t = exp(-beta d)``.
-2. **Stage 1** (``fast`` preset): the CycleGAN pseudo-hazing operator from unpaired clear/hazy images.
-3. **Stage 2** (``fast`` preset): the equivariant dehazer from the hazy training images only.
-4. **Comparison** on the held-out test images: hazy input, dark channel prior, CycleGAN alone and
-   EID, scored with PSNR/SSIM (and NIQE/BRISQUE when available); images and ``metrics.json`` are
-   written to the output folder.
+2. **Stage 1** (``natural`` preset, as ``eid train-operator``): the physically structured haze operator
+   ``H(x) = t(x) x + (1 - t(x)) a(x)`` and its inverse ``H^dagger`` from unpaired clear/hazy images.
+3. **Stage 2** (``natural`` preset, as ``eid train``): the equivariant dehazer from the hazy training
+   images, with the adversarial prior on the clear images stage 1 recorded.
+4. **Comparison** on the held-out test images: hazy input, dark channel prior, the operator's ``H^dagger``
+   alone and EID, scored with PSNR/SSIM (and NIQE/BRISQUE when available); images, ``metrics.json``
+   and a labelled ``comparison.png`` are written to the output folder.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ def build_demo_data(root: Path, short_side: int = 192, seed: int = 0) -> DemoDat
 
 DEMO_MARKER = ".eid-demo"
 METHODS = ("dcp", "cyclegan", "eid")
+#: Column names of the comparison (``cyclegan`` is the operator's pseudo-inverse alone, whatever its kind).
+LABELS = {"dcp": "DCP", "cyclegan": "H^dagger only", "eid": "EID"}
 METRICS = ("psnr", "ssim", "niqe", "brisque")
 
 
@@ -124,56 +128,60 @@ def prepare_output(out: Path) -> None:
     (out / DEMO_MARKER).write_text("made by eid demo\n")
 
 
-def comparison_grid(data: DemoData, out: Path) -> Path:
-    """One row per test image: hazy | DCP | CycleGAN | EID | clear (rows padded with white to one size)."""
-    from torchvision.utils import make_grid
+def comparison_grid(data: DemoData, out: Path, scores: dict[str, dict[str, dict[str, float]]]) -> Path:
+    """``comparison.png``: one row per test image, hazy | DCP | H^dagger only | EID | clear, labelled with
+    the method names and each tile's PSNR/SSIM (``scores[method][image]``)."""
+    from eid.report.figures import Tile, comparison_figure
 
-    tiles = []
+    rows = {}
     for path in sorted(data.test_hazy.iterdir()):
-        tiles.append(read_image(path)[0])
-        tiles += [read_image(out / "dehazed" / m / path.name)[0] for m in METHODS]
-        tiles.append(read_image(data.test_clear / path.name)[0])
-    height, width = max(t.shape[-2] for t in tiles), max(t.shape[-1] for t in tiles)
-    tiles = [F.pad(t, (0, width - t.shape[-1], 0, height - t.shape[-2]), value=1.0) for t in tiles]
-    return write_image(out / "comparison.png", make_grid(tiles, nrow=len(METHODS) + 2, padding=4, pad_value=1.0))
+        def tile(image: torch.Tensor, method: str) -> Tile:
+            found = scores.get(method, {}).get(path.name, {})
+            return Tile(image, {k.upper(): found[k] for k in ("psnr", "ssim") if k in found})
+
+        row = {"hazy input": tile(read_image(path)[0], "hazy input")}
+        row |= {LABELS[m]: tile(read_image(out / "dehazed" / m / path.name)[0], m) for m in METHODS}
+        row["clear (reference)"] = Tile(read_image(data.test_clear / path.name)[0])
+        rows[path.name] = row
+    return comparison_figure(rows, out / "comparison.png")
 
 
 def run_demo(
     out: Path, *, operator_steps: int = 400, dehazer_steps: int = 300, seed: int = 0, short_side: int = 192,
-    adversarial_weight: float = 0.0, console: Console | None = None,
+    prior: bool = True, console: Console | None = None,
 ) -> dict:
     """Run the whole demo into ``out``; print the comparison table; return the ``metrics.json`` content.
 
-    ``adversarial_weight > 0`` adds the stage-2 adversarial prior on the demo's clear images (off by
-    default: it did not raise the demo's PSNR and its full-size discriminator costs time).
+    Both stages run with the presets and defaults of ``eid train-operator`` and ``eid train``;
+    ``prior=False`` is ``eid train --no-prior``.
     """
-    from eid.config import load_config
+    from eid.config import load_config, save_config
     from eid.inference import Dehazer, build_method, dehaze_paths
     from eid.metrics import get_metrics
     from eid.metrics.evaluate import evaluate
-    from eid.training.eid import EIDConfig, fit_eid
+    from eid.training.eid import EIDConfig, fit_eid, with_prior
     from eid.training.operator import OperatorConfig, fit_operator
 
     console = console or stderr_console()
     prepare_output(out)
     console.rule("1/4 data: hazing bundled images (atmospheric scattering model)")
     data = build_demo_data(out / "data", short_side=short_side, seed=seed)
-    console.rule(f"2/4 stage 1: haze physics (CycleGAN, fast preset, {operator_steps} steps)")
+    console.rule(f"2/4 stage 1: haze physics (scattering operator, natural preset, {operator_steps} steps)")
     operator_run = out / "runs" / "operator"
-    op_cfg = load_config(OperatorConfig, "operator", preset="fast", overrides={"max_steps": operator_steps, "seed": seed})
+    op_cfg = load_config(
+        OperatorConfig, "operator", preset="natural",
+        overrides={"max_steps": operator_steps, "seed": seed, "data": {"clear": [str(data.clear.resolve())]}},
+    )  # fmt: skip
     op_cfg = dataclasses.replace(op_cfg, epochs=None)
+    save_config(op_cfg, operator_run / "config.yaml")
     fit_operator(op_cfg, data.clear, data.train_hazy, operator_run, devices=1, accelerator="cpu")
-    console.rule(f"3/4 stage 2: equivariant dehazer (fast preset, hflip*shift, {dehazer_steps} steps)")
+    console.rule(f"3/4 stage 2: equivariant dehazer (natural preset, {dehazer_steps} steps)")
     eid_run = out / "runs" / "eid"
     eid_cfg = load_config(
-        EIDConfig, "dehazer", preset="fast",
-        overrides={
-            "operator": str(operator_run), "group": "hflip*shift", "max_steps": dehazer_steps, "seed": seed,
-            "adversarial_weight": adversarial_weight,
-        },
+        EIDConfig, "dehazer", preset="natural",
+        overrides={"operator": str(operator_run), "max_steps": dehazer_steps, "seed": seed},
     )  # fmt: skip
-    clear = data.clear if adversarial_weight > 0 else None
-    fit_eid(eid_cfg, [data.train_hazy], eid_run, clear=clear, devices=1, accelerator="cpu")
+    fit_eid(with_prior(eid_cfg, prior=prior), [data.train_hazy], eid_run, devices=1, accelerator="cpu")
     console.rule("4/4 comparison on held-out images")
     sources = {"dcp": {}, "cyclegan": {"operator": operator_run}, "eid": {"model": eid_run}}
     for method in METHODS:
@@ -196,7 +204,8 @@ def run_demo(
     }  # fmt: skip
     with atomic_write(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
-    grid = comparison_grid(data, out)
+    scores = {name: {row["name"]: row for row in r.rows} for name, r in results.items()}
+    grid = comparison_grid(data, out, scores)
     console.print(f"images in {out / 'dehazed'}, comparison grid {grid}, metrics {out / 'metrics.json'}")
     return report
 

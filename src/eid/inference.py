@@ -334,9 +334,9 @@ def _module_multiple(module: Any) -> int:
 
 
 def _load_operator(run_dir: str | Path, device: torch.device) -> Any:
-    from eid.physics import LearnedHaze
+    from eid.physics import load_operator
 
-    return LearnedHaze.load(run_dir).to(device)
+    return load_operator(run_dir, device)
 
 
 def build_method(
@@ -350,8 +350,9 @@ def build_method(
 
     * ``dcp``: :class:`eid.baselines.dcp.DarkChannelPrior` with its default parameters; not tiled
       (the airlight is a whole-image estimate).
-    * ``cyclegan``: the CycleGAN-only baseline, ``G_BA`` of the stage-1 run ``operator``
-      (``LearnedHaze.A_dagger``); a ResNet generator needs sizes divisible by 4.
+    * ``cyclegan``: the operator-only baseline, ``H^dagger`` of the stage-1 run ``operator``: ``G_BA``
+      of a CycleGAN (``LearnedHaze.A_dagger``; sizes padded to a multiple of 4) or the physical
+      inversion of a scattering operator (``ScatteringHaze.A_dagger``).
     * ``eid``: the stage-2 dehazer of run ``model``, :math:`f_\\theta(y)` (with the pseudo-inverse
       operator recorded in the run, or ``operator`` if given).
 
@@ -387,6 +388,7 @@ def build_method(
         group = config.get("group")  # the run's EIDConfig.group, the default TTA group
         return Method(
             lambda y: net(y, physics), name="eid", multiple=multiple, channels=net.config.channels,
+            tileable=net.config.input != "dcp",  # DCP's airlight is a whole-image estimate
             group=str(group) if group is not None else None, white=parse_white(config.get("white") or "dtype"), device=dev,
             modules=(net,) if physics is None else (net, physics),
         )

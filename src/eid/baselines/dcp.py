@@ -157,9 +157,11 @@ class DarkChannelPrior(Reconstructor):
             t = guided_filter(to_grey(y), t, self.gf_radius, self.gf_eps)
         return t.clamp(self.t0, 1.0)
 
-    @torch.no_grad()
     def estimate(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Return ``(J, t, A)``: dehazed ``(B,C,H,W)``, transmission ``(B,1,H,W)``, airlight ``(B,C,1,1)``."""
+        """Return ``(J, t, A)``: dehazed ``(B,C,H,W)``, transmission ``(B,1,H,W)``, airlight ``(B,C,1,1)``.
+
+        Differentiable almost everywhere (the minima and the airlight's pixel choice pass the gradient of
+        the values they pick), so a dehazer that starts from DCP can be trained through it."""
         if y.ndim != 4 or y.shape[1] not in (1, 3):
             raise EIDError(f"DCP expects images of shape (B,1|3,H,W), got {tuple(y.shape)}; drop alpha or add a batch dimension")
         a = self.airlight(y, self.dark_channel(y))

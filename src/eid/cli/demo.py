@@ -12,23 +12,24 @@ from eid.cli import app, console, set_threads
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder (a previous demo there is replaced)."),
-    operator_steps: int = typer.Option(400, "--operator-steps", help="Stage-1 (CycleGAN) training batches."),
+    operator_steps: int = typer.Option(400, "--operator-steps", help="Stage-1 (haze operator) training batches."),
     dehazer_steps: int = typer.Option(300, "--dehazer-steps", help="Stage-2 (EID) training batches."),
     size: int = typer.Option(192, "--size", help="Shorter side of the demo images in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed of the haze synthesis and of both trainings."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch (0 = torch's default). One is as fast for the demo's small crops and immune to a busy machine."),
-    adversarial_weight: float = typer.Option(0.0, "--adversarial-weight", help="Weight of the stage-2 adversarial prior on the demo's clear images (0 = off)."),
+    no_prior: bool = typer.Option(False, "--no-prior", help="Stage 2 without the adversarial prior (as eid train --no-prior)."),
 ) -> None:
-    """Run EID end to end on bundled images: haze, stage 1, stage 2, compare with DCP and CycleGAN.
+    """Run EID end to end on bundled images: haze, stage 1, stage 2, compare with DCP and the operator alone.
 
-    Synthesises haze on images bundled with scikit-image and matplotlib, trains both stages (fast
-    presets), dehazes held-out images with EID, CycleGAN-only and DCP, prints the comparison table and
-    writes the images, metrics.json and comparison.png to --out.
+    Synthesises haze on images bundled with scikit-image and matplotlib, trains both stages (natural
+    presets, the defaults of eid train-operator and eid train), dehazes held-out images with EID, the
+    operator's pseudo-inverse alone and DCP, prints the comparison table and writes the images,
+    metrics.json and a labelled comparison.png to --out.
     """
     from eid.demo import run_demo
 
     set_threads(threads)
     run_demo(
         out, operator_steps=operator_steps, dehazer_steps=dehazer_steps, seed=seed, short_side=size,
-        adversarial_weight=adversarial_weight, console=console,
+        prior=not no_prior, console=console,
     )

@@ -24,7 +24,8 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
     group: Optional[str] = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the equivariance loss."),
-    clear: Optional[Path] = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (enables it with weight 0.01 unless the config sets one)."),
+    clear: Optional[list[Path]] = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1)."),
+    no_prior: bool = typer.Option(False, "--no-prior", help="Train without the adversarial prior (haze consistency and equivariance only)."),
     val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."),
     val_clear: Optional[Path] = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
     asm_t: Optional[float] = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
@@ -55,7 +56,7 @@ def train(
     from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
     from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
-    from eid.training.eid import EIDConfig, fit_eid, with_operator_white
+    from eid.training.eid import EIDConfig, fit_eid, with_operator_white, with_prior
 
     set_threads(threads)
     if is_ddp_worker():  # rank 0 has set the run up; the other processes read its config
@@ -79,14 +80,14 @@ def train(
         base = load_config(EIDConfig, "dehazer", preset=preset, path=config)
         data = config_to_dict(base)
         data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
-        if clear is not None and not data["adversarial_weight"]:
-            data["adversarial_weight"] = 0.01
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
+        cfg = with_prior(cfg, clear, prior=not no_prior)
         warn_if_dim(hazy, cfg.white)
     if not is_ddp_worker():
-        console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha} -> {out}", highlight=False)
+        prior = f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}" if cfg.adversarial_weight else "no prior"
+        console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}", highlight=False)
     fit_eid(
-        cfg, hazy, out, clear=clear, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
+        cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
         devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator,
     )  # fmt: skip
     if not is_ddp_worker():

@@ -15,7 +15,8 @@ def train_operator(
     clear: list[Path] = typer.Option(..., "--clear", help="Folder(s) or glob(s) of clear images (domain A); need not match the hazy ones."),
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy images (domain B)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Recipe: fast (small nets, default without a GPU) or paper (authors' sizes, default with a GPU)."),
+    preset: str = typer.Option("fast", "--preset", help="Recipe: fast (default: small scattering operator), microscopy (veil airlight), natural, endoscopy, or paper (the authors' CycleGAN sizes)."),
+    operator_model: Optional[str] = typer.Option(None, "--operator-model", help="scattering (physically structured H, the default of every preset but paper) or cyclegan (the authors' G_AB/G_BA)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Training batches to run (instead of epochs)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to run."),
@@ -31,13 +32,15 @@ def train_operator(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation, data order, crops and replay buffers."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it)."),
 ) -> None:
-    """Train the pseudo-hazing operator H = G_AB (clear -> hazy) and pseudo-inverse G_BA (CycleGAN).
+    """Train the pseudo-hazing operator H (clear -> hazy) and its pseudo-inverse H^dagger (hazy -> clear).
+
+    The default operator is physically structured, H(x) = t(x) x + (1 - t(x)) a(x), with learned
+    transmission and airlight maps; --operator-model cyclegan trains the authors' CycleGAN instead.
+    The clear folders are recorded in the run: `eid train` uses them for its adversarial prior.
 
     Writes OUT/config.yaml, OUT/operator.safetensors + OUT/operator.yaml (every epoch), OUT/checkpoints/
     (last.ckpt + periodic), a CSV log in OUT/logs and sample grids in OUT/samples.
     """
-    import torch
-
     from eid.config import config_from_dict, config_to_dict, load_config, merge_dicts, read_yaml, save_config
     from eid.data.datasets import data_channels
     from eid.training.common import is_ddp_worker, prepare_run_dir
@@ -55,10 +58,12 @@ def train_operator(
         cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length))
     else:
         ckpt = prepare_run_dir(out, resume=False)
-        preset = preset or ("paper" if torch.cuda.is_available() else "fast")
         data = {k: v for k, v in {"batch_size": batch_size, "crop": crop, "white": white}.items() if v is not None}
+        data["clear"] = [str(Path(p).resolve()) for p in clear]  # stage 2's adversarial prior reads them
         model = {"channels": data_channels({"--clear": clear, "--hazy": hazy})}  # grey data: grey generators
-        cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data or None, "model": model})
+        if operator_model is not None:
+            model["kind"] = operator_model
+        cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data, "model": model})
         cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), length))
         save_config(cfg, out / "config.yaml")
         for images in (clear, hazy):

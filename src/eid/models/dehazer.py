@@ -3,10 +3,13 @@
 .. math::
 
     f_\\theta(y) = \\operatorname{clip}_{[0,1]}\\big(z + \\mathrm{UNet}_\\theta(z)\\big),\\qquad
-    z = y \\ (\\texttt{input: hazy})\\quad\\text{or}\\quad z = H^\\dagger(y) \\ (\\texttt{input: pinv})
+    z = y \\ (\\texttt{hazy}),\\quad z = H^\\dagger(y) \\ (\\texttt{pinv})\\quad\\text{or}\\quad
+    z = \\mathrm{DCP}(y) \\ (\\texttt{dcp})
 
-``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger = G_BA`` of
-stage 1, or the exact ASM inverse). The output mapping is a clamp to ``[0,1]`` whose backward pass
+``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger`` of stage 1: the
+CycleGAN's ``G_BA``, the scattering operator's physical inversion, or the exact ASM inverse);
+``input: dcp`` starts from the dark channel prior's estimate, so that where DCP is already strong
+(atmospheric haze) the network refines it instead of starting from the hazy image. The output mapping is a clamp to ``[0,1]`` whose backward pass
 is the identity (straight-through, ``output: clamp_st``) so pixels that overshoot still get a
 gradient; ``output: clamp`` is the plain clamp (zero gradient outside). There is no per-image
 min-max normalisation (the authors' ``N01``), and the *same* forward is used in training and at test
@@ -33,7 +36,7 @@ from eid.weights import load_weights
 
 __all__ = ["Dehazer", "DehazerConfig", "load_dehazer", "count_parameters"]
 
-INPUTS = ("hazy", "pinv")
+INPUTS = ("hazy", "pinv", "dcp")
 NORMS = ("batch", "group", "instance", "none")
 OUTPUTS = ("clamp_st", "clamp")
 
@@ -43,7 +46,8 @@ class DehazerConfig:
     """Architecture of ``f_theta`` (saved in ``dehazer.yaml`` under ``model``).
 
     :param int channels: image channels (1 grey, 3 colour); set from the data.
-    :param str input: ``hazy`` (``f(y) = g(y)``) or ``pinv`` (``f(y) = g(H^dagger(y))``).
+    :param str input: ``hazy`` (``f(y) = g(y)``), ``pinv`` (``f(y) = g(H^dagger(y))``) or ``dcp``
+        (``f(y) = g(DCP(y))``).
     :param int scales: UNet scales (5 = the authors' 34,527,171 parameters at width 64, RGB).
     :param int width: channels at the first scale, doubled at each scale (authors: 64).
     :param str norm: ``batch`` (needs batch >= 8), ``group`` (8 groups), ``instance`` or ``none``.
@@ -118,6 +122,10 @@ class Dehazer(Reconstructor):
         )
         if config.norm in ("group", "instance"):
             _swap_norms(self.unet, config.norm)
+        if config.input == "dcp":
+            from eid.baselines.dcp import DarkChannelPrior
+
+            self.dcp = DarkChannelPrior()
 
     @property
     def needs_physics(self) -> bool:
@@ -125,7 +133,10 @@ class Dehazer(Reconstructor):
         return self.config.input == "pinv"
 
     def network_input(self, y: torch.Tensor, physics: Any = None) -> torch.Tensor:
-        """``z = y`` or ``z = H^dagger(y)``; no autograd graph unless ``y`` carries one."""
+        """``z = y``, ``H^dagger(y)`` or ``DCP(y)``; no autograd graph unless ``y`` carries one."""
+        if self.config.input == "dcp":
+            with torch.set_grad_enabled(y.requires_grad and torch.is_grad_enabled()):
+                return self.dcp(y)
         if not self.needs_physics:
             return y
         if physics is None:
@@ -168,9 +179,9 @@ def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     dehazer.to(device).eval().requires_grad_(False)
     physics = None
     if dehazer.needs_physics and (run_dir / "operator.safetensors").is_file():
-        from eid.physics import LearnedHaze
+        from eid.physics import load_operator
 
-        physics = LearnedHaze.load(run_dir).to(device)
+        physics = load_operator(run_dir, device)
     return dehazer, physics, config
 
 

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from eid.errors import EIDError
 from eid.models.generators import init_normal
+
+NORMS = ("instance", "none")
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -19,18 +22,27 @@ class PatchGANDiscriminator(nn.Module):
     3 input channels and ``w = 64``. LeakyReLU slope 0.2, InstanceNorm without affine weights, N(0, 0.02)
     initialisation. The last convolution is preceded by a ``(1,0,1,0)`` zero pad, as upstream.
 
+    ``norm="none"`` drops the instance norms. Why: instance norm removes each feature map's mean and scale,
+    and after a LeakyReLU of slope 0.2 the first layer is nearly linear, so the authors' discriminator is
+    nearly blind to a global change of brightness and contrast, which is what haze is
+    (``t x + (1 - t) a``). It then cannot tell an operator that adds no haze from one that does.
+
     >>> PatchGANDiscriminator(3, width=8).receptive_field
     70
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 64, strides: Sequence[int] = (2, 2, 2, 1)) -> None:
+    def __init__(
+        self, in_channels: int = 3, width: int = 64, strides: Sequence[int] = (2, 2, 2, 1), norm: str = "instance"
+    ) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise EIDError(f"discriminator norm {norm!r} is not valid; use one of {', '.join(NORMS)}")
         layers: list[nn.Module] = []
         cin = in_channels
         for i, stride in enumerate(strides):
             cout = width * 2 ** min(i, 3)
             layers.append(nn.Conv2d(cin, cout, 4, stride, padding=1))
-            if i > 0:
+            if i > 0 and norm == "instance":
                 layers.append(nn.InstanceNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             cin = cout

@@ -116,13 +116,18 @@ class LearnedHaze(Physics):
     def load(cls, path: str | Path, device: str | torch.device = "cpu", winograd: bool = False) -> LearnedHaze:
         """Load from a run folder, ``.../operator`` or ``.../operator.safetensors`` (never from a pickle);
         ``winograd`` builds the generators with Winograd layers (:class:`eid.models.ResnetGenerator`)."""
+        stem = operator_stem(Path(path))
+        state, config = load_weights(stem, device=device)
+        return cls.from_state(state, config, str(stem.with_suffix(".safetensors")), winograd).to(device)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any], where: str, winograd: bool = False) -> LearnedHaze:
+        """Build the frozen operator from exported tensors and their config (``where`` names the file in errors)."""
         from eid.models.generators import ResnetGenerator
 
-        stem = _operator_stem(Path(path))
-        state, config = load_weights(stem, device=device)
         model = config.get("model")
         if not isinstance(model, dict):
-            raise EIDError(f"{stem.with_suffix('.yaml')}: no 'model' section; re-export the operator with eid")
+            raise EIDError(f"{where}: operator.yaml has no 'model' section; re-export the operator with eid")
         channels = operator_channels(config)
         sizes = {k: int(model[k]) for k in ("width", "blocks", "n_down") if k in model}
         sizes["residual"] = bool(model.get("residual", False))
@@ -136,12 +141,10 @@ class LearnedHaze(Physics):
             try:
                 gen.load_state_dict(sub)
             except RuntimeError as exc:
-                raise EIDError(
-                    f"{stem.with_suffix('.safetensors')}: weights do not match the config in operator.yaml; re-export the run"
-                ) from exc
-            generators[name] = gen.to(device)
+                raise EIDError(f"{where}: weights do not match the config in operator.yaml; re-export the run") from exc
+            generators[name] = gen
         if generators["g_ab"] is None:
-            raise EIDError(f"{stem.with_suffix('.safetensors')}: no G_AB weights; not an eid operator file")
+            raise EIDError(f"{where}: no G_AB weights; not an eid operator file")
         return cls(generators["g_ab"], generators["g_ba"], config=config)
 
 
@@ -149,7 +152,7 @@ def read_operator_config(path: str | Path) -> dict[str, Any]:
     """The stage-1 config exported with an operator (``operator.yaml``), without loading its weights."""
     from eid.config import read_yaml
 
-    yaml_path = _operator_stem(Path(path)).with_suffix(".yaml")
+    yaml_path = operator_stem(Path(path)).with_suffix(".yaml")
     if not yaml_path.is_file():
         raise EIDError(f"{yaml_path}: not found; --operator must be a stage-1 run folder (eid train-operator --out)")
     return read_yaml(yaml_path)
@@ -165,7 +168,8 @@ def operator_white(config: dict[str, Any]) -> White:
     return parse_white(config.get("data", {}).get("white", "dtype"))
 
 
-def _operator_stem(path: Path) -> Path:
+def operator_stem(path: Path) -> Path:
+    """The ``.../operator`` stem of a run folder or operator file; pickles are refused."""
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise EIDError(
             f"{path}: pickled checkpoints are refused (unsafe to load); use the operator.safetensors "

@@ -8,7 +8,8 @@
 
 ``H`` is frozen: the learned ``G_AB`` of a stage-1 run, or the analytic ASM with known parameters
 (oracle, synthetic data). The optional last term is an adversarial prior between unpaired clear images
-and ``f(y)`` (off by default). Where the run spends its time (all measured in
+and ``f(y)``, on whenever unpaired clear images are known: by default the clear folders stage 1 was
+trained on, recorded in its run (:func:`with_prior`). Where the run spends its time (all measured in
 ``benchmarks/bench_eid_step.py``): the pseudo-inverse of the measured batch is computed without a graph;
 the frozen operators never get weight gradients; the equivariance branch keeps the graph through
 ``H`` and ``H^dagger`` only because the gradient must reach ``T_g f(y)``.
@@ -70,7 +71,11 @@ class EIDConfig:
     :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU,
         float32; :mod:`eid.models.winograd`).
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
+    :param tuple clear: the unpaired clear folders of the prior (:func:`with_prior` fills it in).
     :param float disc_lr: learning rate of its discriminator.
+    :param str disc_norm: its normalisation, ``instance`` (the authors') or ``none``, which lets it see
+        brightness and contrast and works on crops too small for instance norm
+        (:class:`~eid.models.PatchGANDiscriminator`).
     :param int seed: seeds the data order, crops and the group's generator.
     :param int checkpoint_every_n_batches: refresh ``checkpoints/last.ckpt`` this often (and at epoch ends).
     :param int checkpoint_every_n_epochs: keep an ``epochNNNN.ckpt`` snapshot this often (0 = never).
@@ -98,7 +103,9 @@ class EIDConfig:
     checkpoint_operator: bool = False
     winograd: bool = True
     adversarial_weight: float = 0.0
+    clear: tuple[str, ...] = ()
     disc_lr: float = 2e-4
+    disc_norm: str = "instance"
     seed: int = 0
     checkpoint_every_n_batches: int = 100
     checkpoint_every_n_epochs: int = 0
@@ -128,9 +135,9 @@ def build_operator(config: EIDConfig) -> nn.Module:
         a = 1.0 if config.asm_airlight is None else config.asm_airlight
         physics = ASMHaze(transmission=t, airlight=a)
     else:
-        from eid.physics import LearnedHaze
+        from eid.physics import load_operator
 
-        physics = LearnedHaze.load(config.operator, winograd=config.winograd)
+        physics = load_operator(config.operator, winograd=config.winograd)
     return physics.eval().requires_grad_(False)
 
 
@@ -178,7 +185,7 @@ class EIDModule(L.LightningModule):
         if self.adversarial:
             if clear is None:
                 raise EIDError("adversarial_weight > 0 needs unpaired clear images; pass --clear DIR")
-            self.discriminator = _discriminator(config.model.channels)
+            self.discriminator = _discriminator(config.model.channels, config.disc_norm)
         self.run_dir = None if run_dir is None else Path(run_dir)
 
     @classmethod
@@ -377,11 +384,11 @@ class SynthASMFolder:
         return {"hazy": hazy, "transmission": t, "airlight": airlight, "name": Path(record["name"]).stem}
 
 
-def _discriminator(channels: int) -> nn.Module:
+def _discriminator(channels: int, norm: str) -> nn.Module:
     """The stage-1 PatchGAN discriminator (authors' CycleGAN ``D``), for the adversarial prior."""
     from eid.models.discriminators import PatchGANDiscriminator
 
-    return PatchGANDiscriminator(in_channels=channels)
+    return PatchGANDiscriminator(in_channels=channels, norm=norm)
 
 
 class SameCropEveryEpoch:
@@ -421,6 +428,39 @@ def with_operator_white(cfg: EIDConfig) -> EIDConfig:
     return cfg
 
 
+def with_prior(cfg: EIDConfig, clear: list[str | Path] | None = None, prior: bool = True) -> EIDConfig:
+    """``cfg`` with its adversarial prior resolved: on (the preset's weight) with ``clear``, else with the clear
+    folders recorded by stage 1, else off; ``prior=False`` turns it off.
+
+    A recorded folder that has gone is an error naming it and both remedies, not a silent fallback.
+    """
+    if not prior or cfg.adversarial_weight <= 0:
+        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
+    if clear:
+        return dataclasses.replace(cfg, clear=tuple(str(Path(c).resolve()) for c in clear))
+    recorded: list[str] = []
+    if cfg.operator != "asm":
+        from eid.physics.learned import read_operator_config
+
+        recorded = list(read_operator_config(cfg.operator).get("data", {}).get("clear", []))
+    for folder in recorded:
+        if not glob_matches(folder):
+            raise EIDError(
+                f"{folder}: the clear images stage 1 recorded for the adversarial prior are gone; pass --clear DIR "
+                "with unpaired clear images, or --no-prior"
+            )
+    if not recorded:
+        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
+    return dataclasses.replace(cfg, clear=tuple(recorded))
+
+
+def glob_matches(pattern: str) -> bool:
+    """Whether a recorded folder (or glob) still names something on disk."""
+    import glob
+
+    return Path(pattern).exists() or bool(glob.glob(pattern))
+
+
 def fit_eid(
     cfg: EIDConfig,
     hazy: list[str | Path],
@@ -435,7 +475,7 @@ def fit_eid(
 ) -> tuple[EIDModule, L.Trainer]:
     """Train (or resume from ``ckpt``) a stage-2 run in ``run_dir`` from the hazy images ``hazy``.
 
-    ``clear`` holds unpaired clear images for the adversarial prior (needed when
+    ``clear`` holds unpaired clear images for the adversarial prior (default ``cfg.clear``; needed when
     ``cfg.adversarial_weight > 0``); ``val_hazy``/``val_clear`` a paired validation set scored with
     PSNR/SSIM each epoch. With the ASM oracle and no constant ``t``/``A`` the per-image parameters come
     from the ``eid synth`` folder holding ``hazy``. ``trainer_kwargs`` go to
@@ -448,6 +488,7 @@ def fit_eid(
 
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)
+    clear = clear or (list(cfg.clear) or None)
     if ckpt is None and not is_ddp_worker():  # a new run: make the folder self-contained
         run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.operator != "asm":
@@ -465,7 +506,7 @@ def fit_eid(
         train_set = SynthASMFolder(_synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
     else:
         train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
-    clear_set = HazyFolder(str(clear), crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None
+    clear_set = HazyFolder([str(c) for c in clear] if isinstance(clear, (list, tuple)) else str(clear), crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None
     val_set = None
     if val_hazy is not None:
         pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False, white=cfg.white)

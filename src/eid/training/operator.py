@@ -30,6 +30,7 @@ from torch import nn
 
 from eid.config import config_from_dict, config_to_dict
 from eid.data.io import parse_white
+from eid.errors import EIDError
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.models.generators import ResnetGenerator
 from eid.physics.learned import from_gan_range, save_operator, to_gan_range
@@ -42,27 +43,51 @@ STEPS_PER_BATCH = 2
 
 @dataclass
 class OperatorModelConfig:
-    """Network sizes. Defaults are the authors' (``paper``): 11,378,179 + 2,764,737 parameters per G / D.
+    """The operator and its network sizes. Defaults are the authors' (``paper``): a CycleGAN with
+    11,378,179 + 2,764,737 parameters per G / D.
 
-    ``residual``: generators output ``clip(x + 2 tanh(h(x)))`` (same parameters) instead of the authors'
-    ``tanh(h(x))``, which is blind to the input's brightness and contrast (see :mod:`eid.models.generators`).
+    ``kind``: ``cyclegan`` (``G_AB``/``G_BA``, the authors') or ``scattering`` (the physically structured
+    :class:`eid.physics.ScatteringHaze`). CycleGAN only: ``blocks``, ``n_down`` and ``residual``
+    (generators output ``clip(x + 2 tanh(h(x)))``, same parameters, instead of the authors' ``tanh(h(x))``,
+    which is blind to the input's brightness and contrast; see :mod:`eid.models.generators`). Scattering
+    only: ``scales`` of its UNets, ``transmission`` (``shared``/``per_channel``), ``airlight``
+    (``global``/``veil``), ``t_min`` and ``residual_bound`` (0 = no residual ``r(x)``).
     """
 
+    kind: str = "cyclegan"
     channels: int = 3
     width: int = 64
     blocks: int = 9
     n_down: int = 2
     residual: bool = False
+    scales: int = 3
+    transmission: str = "shared"
+    airlight: str = "global"
+    t_min: float = 0.05
+    residual_bound: float = 0.0
     disc_width: int = 64
     disc_strides: tuple[int, ...] = (2, 2, 2, 1)
+    #: ``instance`` (the authors') or ``none``, which lets D see haze's global change of brightness and
+    #: contrast (:class:`eid.models.PatchGANDiscriminator`).
+    disc_norm: str = "instance"
+
+    def __post_init__(self) -> None:
+        from eid.physics.loading import OPERATOR_KINDS
+
+        if self.kind not in OPERATOR_KINDS:
+            raise EIDError(f"operator kind {self.kind!r} is not valid; use one of {', '.join(OPERATOR_KINDS)}")
 
 
 @dataclass
 class OperatorLossConfig:
-    """Weights of the generator loss terms."""
+    """Weights of the generator loss terms (``lambda_param``, ``lambda_density`` and ``density_min``:
+    scattering operator only, see :mod:`eid.training.scattering`)."""
 
     lambda_cyc: float = 10.0
     lambda_id: float = 5.0
+    lambda_param: float = 1.0
+    lambda_density: float = 10.0
+    density_min: float = 0.1
 
 
 @dataclass
@@ -87,6 +112,9 @@ class OperatorDataConfig:
     flip: bool = True
     batch_size: int = 1
     white: str | float = "dtype"
+    #: The clear folders stage 1 was trained on (recorded by ``eid train-operator``); stage 2 uses them
+    #: for its adversarial prior.
+    clear: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.white = parse_white(self.white)
@@ -180,20 +208,28 @@ class HazeOperatorModule(L.LightningModule):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.automatic_optimization = False
         self.save_hyperparameters(config_to_dict(cfg), ignore=["run_dir"])
-        m = cfg.model
-        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
-        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
-        self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
-        self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides)
-        self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
-        self.buffer_b = ReplayBuffer(cfg.buffer_size, cfg.seed + 1)
+        self._build_networks()
         self._buffers_restored = False
         if cfg.channels_last:
             self.to(memory_format=torch.channels_last)
 
+    def _build_networks(self) -> None:
+        """Generators, discriminators and replay buffers (a subclass builds another operator)."""
+        m, cfg = self.cfg.model, self.cfg
+        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
+        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
+        self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
+        self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
+        self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
+        self.buffer_b = ReplayBuffer(cfg.buffer_size, cfg.seed + 1)
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """What the generator step trains: both generators."""
+        return [*self.g_ab.parameters(), *self.g_ba.parameters()]
+
     def configure_optimizers(self) -> tuple[list, list]:
         o = self.cfg.optim
-        opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=o.lr, betas=o.betas)
+        opt_g = torch.optim.Adam(self.generator_parameters(), lr=o.lr, betas=o.betas)
         opt_d = torch.optim.Adam([*self.d_a.parameters(), *self.d_b.parameters()], lr=o.lr, betas=o.betas)
         factor = linear_decay(total_batches(self.trainer, STEPS_PER_BATCH), o.decay_start)
         scheds = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (opt_g, opt_d)]
@@ -205,15 +241,17 @@ class HazeOperatorModule(L.LightningModule):
             self.buffer_b.rng.manual_seed(self.cfg.seed + 2 * self.global_rank + 1)
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clear and hazy batch in the generators' range (``[-1, 1]``)."""
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return (to_gan_range(batch[k]).contiguous(memory_format=fmt) for k in ("clear", "hazy"))
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        a, b = self._inputs(batch)
-        opt_g, opt_d = self.optimizers()
-        lam = self.cfg.loss
+    def to_discriminator(self, x: torch.Tensor) -> torch.Tensor:
+        """An image in the generators' range as the discriminators take it (``[-1, 1]``: unchanged)."""
+        return x
 
-        self.toggle_optimizer(opt_g)  # D weights need no gradient in the generator step
+    def generator_losses(self, a: torch.Tensor, b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The generator's loss terms (``g`` = their weighted sum), ``G_AB(a)`` and ``G_BA(b)``."""
+        lam = self.cfg.loss
         fake_b, fake_a = self.g_ab(a), self.g_ba(b)
         loss_gan = 0.5 * (lsgan(self.d_b(fake_b), True) + lsgan(self.d_a(fake_a), True))
         loss_cyc = 0.5 * (F.l1_loss(self.g_ba(fake_b), a) + F.l1_loss(self.g_ab(fake_a), b))
@@ -223,16 +261,25 @@ class HazeOperatorModule(L.LightningModule):
             loss_g = loss_g + lam.lambda_id * loss_id
         else:
             loss_id = torch.zeros((), device=a.device)
-        ensure_finite({"g": loss_g}, self.trainer)
+        return {"g": loss_g, "gan": loss_gan, "cyc": loss_cyc, "id": loss_id}, fake_b, fake_a
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        a, b = self._inputs(batch)
+        opt_g, opt_d = self.optimizers()
+
+        self.toggle_optimizer(opt_g)  # D weights need no gradient in the generator step
+        terms, fake_b, fake_a = self.generator_losses(a, b)
+        ensure_finite({"g": terms["g"]}, self.trainer)
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
+        self.manual_backward(terms["g"])
         opt_g.step()
         self.untoggle_optimizer(opt_g)
 
         self.toggle_optimizer(opt_d)
+        real_a, real_b, fake_a, fake_b = (self.to_discriminator(x) for x in (a, b, fake_a, fake_b))
         pool_a, pool_b = self.buffer_a.query(fake_a), self.buffer_b.query(fake_b)
-        loss_d_a = 0.5 * (lsgan(self.d_a(a), True) + lsgan(self.d_a(pool_a), False))
-        loss_d_b = 0.5 * (lsgan(self.d_b(b), True) + lsgan(self.d_b(pool_b), False))
+        loss_d_a = 0.5 * (lsgan(self.d_a(real_a), True) + lsgan(self.d_a(pool_a), False))
+        loss_d_b = 0.5 * (lsgan(self.d_b(real_b), True) + lsgan(self.d_b(pool_b), False))
         loss_d = loss_d_a + loss_d_b
         ensure_finite({"d": loss_d}, self.trainer)
         opt_d.zero_grad(set_to_none=True)
@@ -242,10 +289,8 @@ class HazeOperatorModule(L.LightningModule):
 
         for sched in self.lr_schedulers():
             sched.step()
-        self.log_dict(
-            {"g": loss_g, "d": loss_d, "gan": loss_gan, "cyc": loss_cyc, "id": loss_id},
-            prog_bar=True, on_step=True, on_epoch=True, batch_size=a.shape[0],
-        )  # fmt: skip
+        logged = {k: v.detach() for k, v in terms.items()} | {"d": loss_d.detach()}
+        self.log_dict(logged, prog_bar=True, on_step=True, on_epoch=True, batch_size=a.shape[0])
         self.log("lr", opt_g.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     @torch.no_grad()
@@ -295,7 +340,7 @@ def fit_operator(
         clear, hazy, crop=cfg.data.crop, load_size=cfg.data.load_size, channels=cfg.model.channels,
         flip=cfg.data.flip, seed=cfg.seed, white=cfg.data.white,
     )  # fmt: skip
-    module = HazeOperatorModule(cfg, run_dir=run_dir)
+    module = operator_module(cfg, run_dir)
     trainer = build_trainer(
         run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, log_every=cfg.log_every,
         checkpoint_every_n_batches=cfg.checkpoint_every_n_batches,
@@ -304,6 +349,15 @@ def fit_operator(
     )  # fmt: skip
     fit(trainer, module, ImageDataModule(dataset, cfg.data.batch_size, cfg.seed, workers), ckpt)
     return module, trainer
+
+
+def operator_module(cfg: OperatorConfig, run_dir: str | Path | None = None) -> HazeOperatorModule:
+    """The stage-1 module for ``cfg.model.kind``."""
+    if cfg.model.kind == "scattering":
+        from eid.training.scattering import ScatteringOperatorModule
+
+        return ScatteringOperatorModule(cfg, run_dir=run_dir)
+    return HazeOperatorModule(cfg, run_dir=run_dir)
 
 
 def parameter_count(module: nn.Module) -> int:
