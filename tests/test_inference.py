@@ -397,12 +397,12 @@ def test_folder_refuses_output_equal_to_input(image_tree):
     assert sorted(p.name for p in image_tree.iterdir()) == ["a.png", "bad.png", "c.png", "sub"]
 
 
-def test_folder_refuses_colliding_outputs(image_tree, tmp_path):
+def test_folder_gives_colliding_outputs_distinct_names(image_tree, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.png").write_bytes((image_tree / "a.png").read_bytes())
-    with pytest.raises(EIDError, match="both be written"):
-        dehaze_paths([image_tree / "a.png", other / "a.png"], tmp_path / "out", Dehazer.from_module(pointwise, device="cpu"))
+    dehaze_paths([image_tree / "a.png", other / "a.png"], tmp_path / "out", Dehazer.from_module(pointwise, device="cpu"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a-2.png", "a.png"]
 
 
 def test_skip_existing_resumes(image_tree, tmp_path):

@@ -39,7 +39,7 @@ from eid.data.video import VIDEO_SUFFIXES, VideoReport
 from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.models.global_norm import GlobalNormStatistics, reference_image
 from eid.progress import LoggedProgress, stderr_console
-from eid.utils import resolve_device
+from eid.utils import remove_stale_temps, resolve_device
 
 __all__ = [
     "METHODS",
@@ -682,26 +682,30 @@ def dehaze_paths(
     Each output keeps the input's name, format, bit depth, channels and alpha (``eid.data.io``);
     files found in a folder keep their path relative to it (nested folders are mirrored). Files that
     cannot be read or processed are reported, skipped and counted; the run continues and ends with a
-    summary (a :class:`DehazeSummary`) on ``console``. Consecutive images of the same size are batched (``method_fn.batch_size``).
+    summary (a :class:`DehazeSummary`) on ``console``. Inputs that would share an output name (the same name
+    in two input folders) get distinct names (:func:`eid.data.naming.plan_outputs`), with a note; temporary
+    files that a killed run left in ``out_dir`` are removed first. Consecutive images of the same size are batched (``method_fn.batch_size``).
     A TIFF stack (z-stack, time-lapse, hyperstack: :mod:`eid.data.stacks`) is dehazed plane by plane, in batches,
     and written back as a stack with the same layout, sample type and calibration. An output
-    folder equal to an input folder, or an output that would overwrite an input or another output,
-    is refused before anything is written.
+    folder equal to an input folder, or an output that would overwrite an input, is refused before
+    anything is written.
     """
     from eid.data.io import check_not_input, check_output_dir, iter_inputs, read_image, write_image
+    from eid.data.naming import plan_outputs
 
     console = console or stderr_console()
     runner = method_fn if isinstance(method_fn, Dehazer) else Dehazer(method_fn)
     out = check_output_dir(out_dir, inputs)
     pairs = iter_inputs(list(inputs), recursive=recursive)
     sources = [path for path, _ in pairs]
-    targets = [out / rel for _, rel in pairs]
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(sources, targets):
+    plan = plan_outputs(sources, [rel for _, rel in pairs])
+    targets = [out / name for name in plan.names]
+    for dst in targets:
         check_not_input(dst, sources)
-        if dst.resolve() in seen:
-            raise EIDError(f"{src} and {seen[dst.resolve()]} would both be written to {dst}; pass them in separate runs")
-        seen[dst.resolve()] = src
+    for line in plan.notices():
+        console.print(f"[yellow]note:[/] {escape(line)}")
+    if out.is_dir():
+        remove_stale_temps(out)
 
     summary = DehazeSummary()
     pending: list[tuple[Tensor, Any, Path]] = []

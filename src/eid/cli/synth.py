@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from eid.cli import app, console
@@ -86,7 +87,8 @@ def synth_command(
         report = synthesize_folder(
             inputs, out, config, max_pixels=max_pixels,
             progress=lambda path: progress.advance(task),
-            on_skip=lambda path, message: console.print(f"[yellow]skipped:[/] {message}", highlight=False),
+            on_skip=lambda path, message: console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False),
+            on_notice=lambda line: console.print(f"[yellow]note:[/] {escape(line)}", highlight=False),
         )  # fmt: skip
     console.print(f"{len(report.images)} hazed ({model}), {len(report.skipped)} skipped -> {out}", highlight=False)
     if report.skipped:

@@ -24,6 +24,7 @@ results do not depend on processing order or on which other files are present.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -45,10 +46,11 @@ from torch import Tensor
 
 from eid.config import config_to_dict
 from eid.data.io import check_output_dir, iter_inputs, read_image, write_image
+from eid.data.naming import plan_outputs
 from eid.data.stacks import Stack
 from eid.errors import EIDError, TiffStackError
 from eid.physics.asm import ASMHaze, transmission_from_depth
-from eid.utils import atomic_write
+from eid.utils import atomic_write, remove_stale_temps
 
 Range = float | tuple[float, float]
 DEPTH_SUFFIXES = (".npy", ".npz", ".tif", ".tiff", ".png")
@@ -322,10 +324,12 @@ def apply_veil(x: Tensor, contrast: Tensor, veil: Tensor, background: Tensor, fi
 def image_seed(seed: int, key: int | str) -> int:
     """A per-image seed from the global ``seed`` and the image's index or name (stable, order-independent).
 
+    A name that is not valid UTF-8 (a file name in another encoding) is hashed as its raw bytes.
+
     >>> image_seed(0, "a.png") == image_seed(0, "a.png") != image_seed(1, "a.png")
     True
     """
-    digest = int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=8).digest(), "little")
+    digest = int.from_bytes(hashlib.blake2b(str(key).encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little")
     return int(np.random.SeedSequence([seed, digest]).generate_state(1, np.uint32)[0])
 
 
@@ -363,12 +367,31 @@ class SynthConfig:
             raise EIDError(f"unknown haze model {self.model!r}; use asm or veil")
         if self.model == "asm" and self.depth not in ("ramp", "random") and not Path(self.depth).exists():
             raise EIDError(f"depth {self.depth!r} is neither ramp, random nor an existing file or folder; check --depth")
+        for name, value, low, high in (
+            ("beta", self.beta, 0.0, math.inf), ("airlight", self.airlight, 0.0, 1.0),
+            ("depth-range", self.depth_range, 0.0, math.inf), ("contrast-range", self.contrast, 0.0, 1.0),
+            ("veil-range", self.veil, 0.0, 1.0), ("background-range", self.background, 0.0, 1.0),
+        ):  # fmt: skip
+            _check_within(name, value, low, high)
+        if not 0 < self.veil_sigma < math.inf:
+            raise EIDError(f"--veil-sigma {self.veil_sigma}: the veil blur width must be a positive fraction of min(H, W), e.g. 0.05")
 
     @property
     def read_white(self) -> str | float:
         if self.white != "auto":
             return self.white
         return "dtype" if self.model == "asm" else "max"
+
+
+def _check_within(name: str, value: Range, low: float, high: float) -> None:
+    """Refuse a parameter ``value`` (a number or a ``(lo, hi)`` range) outside ``[low, high]`` or inverted."""
+    single = isinstance(value, (int, float))
+    lo, hi = (value, value) if single else value
+    option, shown = (name, f"{lo:g}") if single else (name if name.endswith("-range") else f"{name}-range", f"{lo:g},{hi:g}")
+    if not low <= lo <= hi <= high:
+        within = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        order = "" if lo <= hi else "; write the range as LOW,HIGH with LOW <= HIGH"
+        raise EIDError(f"--{option} {shown}: values must be finite and {within}{order}")
 
 
 def _number(value: Tensor) -> float | list[float]:
@@ -430,7 +453,8 @@ def _depth_for(config: SynthConfig, source: Path, relative: Path) -> tuple[Tenso
     if source.is_file():
         return read_depth(source, calibration, config.depth_scale), str(source)
     stem = source / relative.with_suffix("")
-    matches = [stem.with_suffix(s) for s in DEPTH_SUFFIXES if stem.with_suffix(s).is_file()]
+    named = [source / f"{relative.as_posix()}{s}" for s in DEPTH_SUFFIXES]  # x.jpg.tiff: written for a shared stem
+    matches = [p for p in (*named, *(stem.with_suffix(s) for s in DEPTH_SUFFIXES)) if p.is_file()]
     if not matches:
         raise EIDError(f"no depth map {stem}.* ({'/'.join(DEPTH_SUFFIXES)}) for this image; add one or use --depth random")
     return read_depth(matches[0], calibration, config.depth_scale), str(matches[0])
@@ -473,67 +497,98 @@ def synthesize_folder(
     max_pixels: int | None = None,
     progress: Callable[[Path], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> SynthReport:
     """Haze every image of ``inputs`` into ``out_dir/hazy``, copy it to ``out_dir/clear``, write ``params.json``.
 
     ``config`` fields can also be given as keyword ``overrides`` (``model="veil"``, ``seed=3``...).
-    With ``save_depth`` (ASM only) the depth used goes to ``out_dir/depth/<name>.tiff`` (float32).
-    Output names mirror the inputs' names (and sub-folders); images keep their format, bit depth,
-    channels and alpha; a TIFF stack is hazed plane by plane, each plane with its own seed (records
-    ``name[plane]``). Unreadable images or missing/mismatched depth maps are skipped:
-    ``on_skip(path, message)`` is called (default: a warning; the message names the file) and the
+    With ``save_depth`` (ASM only) the depth used goes to ``out_dir/depth/<stem>.tiff`` (float32; recorded as
+    ``depth_file``). Output names mirror the inputs' names (and sub-folders); inputs that would share an output
+    name (the same name in two input folders, or one stem for the depth maps of ``x.png`` and ``x.jpg``) get
+    distinct names from :func:`eid.data.naming.plan_outputs`, and ``on_notice(line)`` says so (default: a
+    warning). Images keep their format, bit depth, channels and alpha; a TIFF stack is hazed plane by plane,
+    each plane with its own seed (records ``name[plane]``). Unreadable images or missing/mismatched depth maps
+    are skipped: ``on_skip(path, message)`` is called (default: a warning; the message names the file) and the
     file is listed in the report and in ``params.json``.
     ``params.json`` = ``{"config": {...}, "images": [{"name", "model", "seed", "depth_source", ...}],
-    "skipped": [{"name", "reason"}]}``. An output folder that is an input folder is refused.
+    "skipped": [{"name", "reason"}]}``; a re-run into the same folder keeps the records of the images it did
+    not redo, and one that hazed nothing leaves ``params.json`` as it was. An output folder that is an input
+    folder is refused; temporary files left there by a killed run are removed first.
     """
     config = dataclasses.replace(config or SynthConfig(), **overrides)
     out = Path(out_dir)
     items = iter_inputs(inputs)
     for folder in (out, out / "hazy", out / "clear", out / "depth"):
         check_output_dir(folder, inputs)
+    remove_stale_temps(out)
+    sources = [p for p, _ in items]
+    names = plan_outputs(sources, [r for _, r in items])
+    depth_names = plan_outputs(sources, names.names, suffix=".tiff")
+    notice = on_notice or (lambda line: warnings.warn(line, stacklevel=3))
+    for line in names.notices():
+        notice(line)
     depth_source = Path(config.depth) if config.depth not in ("ramp", "random") else None
     report = SynthReport(out)
-    input_files = {p for p, _ in items}
+    input_files = set(sources)
 
     def skip(path: Path, reason: str) -> None:
         message = reason if str(path) in reason else f"{path}: {reason}"
         report.skipped.append((path, message))
         (on_skip or (lambda p, m: warnings.warn(f"skipped {m}", stacklevel=3)))(path, message)
 
-    for path, relative in items:
+    for path, relative, name, depth_name in zip(sources, [r for _, r in items], names.names, depth_names.names):
         try:
-            if any((out / sub / relative).resolve() in input_files for sub in ("hazy", "clear")):
+            if any((out / sub / name).resolve() in input_files for sub in ("hazy", "clear")):
                 raise EIDError("its output would overwrite an input file; choose a different --out")
             try:
                 x, meta = read_image(path, max_pixels=max_pixels, white=config.read_white)
             except TiffStackError:
-                report.images += _synthesize_stack(path, relative, out, config)
+                report.images += _synthesize_stack(path, name, out, config)
                 if progress:
                     progress(path)
                 continue
             depth, described = _depth_for(config, depth_source, relative) if depth_source else (None, config.depth)
             if depth is not None and depth.shape[-2:] != x.shape[-2:]:
                 raise EIDError(f"depth map is {depth.shape[-1]}x{depth.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}")
-            seed = image_seed(config.seed, relative.as_posix())
+            seed = image_seed(config.seed, name.as_posix())
             hazy, record, used_depth = synthesize(x, config, seed, depth)
         except EIDError as exc:
             skip(path, str(exc))
         else:
-            write_image(out / "hazy" / relative, hazy, meta)
-            write_image(out / "clear" / relative, x, meta)
+            write_image(out / "hazy" / name, hazy, meta)
+            write_image(out / "clear" / name, x, meta)
+            notes: dict[str, Any] = {"depth_source": described} if config.model == "asm" else {}
             if config.save_depth and used_depth is not None:
-                _write_depth((out / "depth" / relative).with_suffix(".tiff"), used_depth)
-            depth_note = {"depth_source": described} if config.model == "asm" else {}
-            report.images.append({"name": relative.as_posix(), **record, **depth_note})
+                _write_depth(out / "depth" / depth_name, used_depth)
+                notes["depth_file"] = f"depth/{depth_name.as_posix()}"
+            if name != relative:
+                notes["source"] = str(path)
+            report.images.append({"name": name.as_posix(), **record, **notes})
         if progress:
             progress(path)
+    _write_params(out, config, report)
+    return report
+
+
+def _write_params(out: Path, config: SynthConfig, report: SynthReport) -> None:
+    """Write ``params.json``, keeping the records of images a previous run with the same config wrote and this
+    one did not redo; a run that hazed nothing leaves an existing file untouched (its images are still there)."""
+    path = out / "params.json"
+    previous: dict[str, Any] = {}
+    if path.is_file():
+        if not report.images:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            previous = json.loads(path.read_text())
+    settings = json.loads(json.dumps(config_to_dict(config)))  # tuples as JSON lists, to compare with the file
+    done = {record["name"] for record in report.images}
+    kept = [r for r in previous.get("images", []) if r.get("name") not in done] if previous.get("config") == settings else []
     document = {
-        "config": config_to_dict(config),
-        "images": report.images,
+        "config": settings,
+        "images": sorted(kept + report.images, key=lambda r: r["name"]),
         "skipped": [{"name": str(p), "reason": r} for p, r in report.skipped],
     }
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "params.json") as tmp:
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
-    return report
