@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,3 +35,61 @@ def _few_threads() -> None:
     """One thread per test: as fast for the suite's tiny tensors, and immune to a busy machine
     (a second OpenMP thread that gets descheduled stalls every parallel region)."""
     torch.set_num_threads(1)
+
+
+@dataclass
+class CliRun:
+    """What one in-process run of the ``eid`` entry point gave: exit code, stdout and stderr (with any traceback)."""
+
+    code: int
+    out: str
+    err: str
+
+    def error_line(self) -> str:
+        """The one ``error:`` line of a refused run; fails when there is a traceback or more than one line."""
+        assert "Traceback" not in self.err, self.err
+        lines = [line for line in self.err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), self.err
+        return lines[0]
+
+
+@pytest.fixture
+def eid_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
+    """Run ``eid ARGS`` through its real entry point (``eid.cli.main``: errors as one line, exit codes) in this
+    process, which is ~8 s faster per call than a subprocess. An escaping exception is returned as a traceback."""
+    from eid.cli import main
+
+    def run(*args: object) -> CliRun:
+        monkeypatch.setattr(sys, "argv", ["eid", *map(str, args)])
+        code, trace = 0, ""
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        except BaseException:  # noqa: BLE001 - a traceback is what the tests look for
+            code, trace = 1, traceback.format_exc()
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out, captured.err + trace)
+
+    return run
+
+
+@pytest.fixture
+def make_unreadable(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Make a file unreadable: mode 000, and, for root (whom modes do not stop), ``open`` refused on it."""
+    import builtins
+
+    blocked: set[str] = set()
+    real_open = builtins.open
+
+    def guarded_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) in blocked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def block(path: Path) -> None:
+        path.chmod(0)
+        blocked.add(os.path.abspath(path))
+        monkeypatch.setattr(builtins, "open", guarded_open)
+
+    return block

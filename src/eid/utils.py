@@ -1,11 +1,15 @@
-"""Small shared helpers: atomic writes, seeding and device selection."""
+"""Small shared helpers: atomic writes (and the clean-up of what a killed one leaves), seeding and device selection."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,24 +18,96 @@ import torch
 
 from eid.errors import EIDError
 
+#: Temp files of :func:`atomic_write`: ``.<stem>.[eid-<host>-<pid>-]<random>.tmp<suffix>`` (the owner part is absent
+#: in files written before it was added).
+_TEMP_NAME = re.compile(r"^\..+?\.(?:eid-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[^.]+)?$")
+STALE_TEMP_SECONDS = 3600
+"""A temp file of another machine (or of unknown owner) untouched for this long is an orphan: writes are short."""
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this machine in temp file names (hostnames may hold dots and dashes)."""
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (no window for other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or folder) to the disk, so that a crash after a rename never leaves an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync folders
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
 
-    A crash or kill mid-write leaves the previous file (or nothing) in place, never a partial file.
-    The temporary name keeps the final suffix so that format-by-suffix writers still work.
+    A crash or kill mid-write leaves the previous file (or nothing) in place, never a partial file: the data
+    is flushed to the disk before the rename. The result has the mode a plain ``open`` would give (``0666``
+    less the umask), not ``mkstemp``'s ``0600``, so collaborators on shared storage can read it. The
+    temporary name keeps the final suffix so that format-by-suffix writers still work, and names this
+    machine and process so that :func:`remove_stale_temps` can tell an orphan from a live write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    prefix = f".{path.stem}.eid-{_host_tag()}-{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o666 & ~_umask())
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _is_orphan(path: Path, match: re.Match[str]) -> bool:
+    """Whether the temp file ``path`` was left by a dead process (this machine) or is stale (elsewhere)."""
+    if match["host"] == _host_tag():
+        try:
+            os.kill(int(match["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            return False
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files that :func:`atomic_write` left in ``folder`` (recursively) when its process was
+    killed; return them. Files of live writers (a concurrent run into the same folder) are kept."""
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            match = _TEMP_NAME.match(name)
+            path = Path(root) / name
+            if match and _is_orphan(path, match):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def seed_everything(seed: int) -> torch.Generator:

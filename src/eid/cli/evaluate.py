@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 import typer
+from rich.markup import escape
 
 from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
 from eid.data.io import parse_white, read_image
@@ -15,6 +16,11 @@ from eid.metrics.evaluate import evaluate
 from eid.progress import LoggedProgress
 from eid.report.tables import metrics_table, print_table
 from eid.utils import resolve_device
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on any stream: bytes of a file name that are not UTF-8 shown as ``\\xe9``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _mask_fn(how: str, source: Path | None):
@@ -81,14 +87,14 @@ def evaluate_command(
             specs, pred, ref or None, reside_names=reside_names, mask_fn=_mask_fn(mask, mask_from) if mask else None,
             device=dev, max_pixels=max_pixels, white=parse_white(white), on_image=lambda name: progress.advance(task),
         )
-    rows = [] if quiet else result.rows
+    rows = [] if quiet else [{**row, "name": printable(str(row["name"]))} for row in result.rows]
     print_table(console, metrics_table(rows, result.metric_names, result.means, title="evaluation"))
     if json_path:
         result.write_json(json_path)
     if csv_path:
         result.write_csv(csv_path)
     for message in result.skipped:
-        console.print(f"[yellow]skipped:[/] {message}", highlight=False)
+        console.print(f"[yellow]skipped:[/] {escape(printable(message))}", highlight=False)
     if result.skipped:
         console.print(f"{len(result.rows)} scored, {len(result.skipped)} skipped")
         raise typer.Exit(1)

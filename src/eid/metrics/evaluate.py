@@ -49,7 +49,8 @@ class EvaluationResult:
             tmp.write_text(json.dumps(self.to_json(), indent=2, allow_nan=True))
 
     def write_csv(self, path: str | Path) -> None:
-        with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
+        # file names that are not valid UTF-8 are written as their own bytes, so each row names its file
+        with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             writer = csv.DictWriter(handle, fieldnames=["name", *self.metric_names])
             writer.writeheader()
             writer.writerows(self.rows)
