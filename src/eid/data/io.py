@@ -17,6 +17,7 @@ import glob
 import math
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -168,15 +169,31 @@ def _read_png16(path: Path, header: tuple[int, int, int, int], max_pixels: int |
     return colour, alpha, "PNG", {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[colour_type]
 
 
+_PILLOW_LIMIT = threading.Lock()
+
+
+def open_pillow(path: Path) -> Image.Image:
+    """``Image.open(path)`` (the header only) without Pillow's decompression-bomb limit.
+
+    Pillow warns above 89.5 MP and refuses above twice that, by a process-wide setting; eid checks the size
+    from the header against its own ``max_pixels`` (``--max-pixels``) before decoding, so that limit governs
+    and a bomb gets one line. The setting is lifted only for the call, under a lock.
+    """
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
     """Decode with Pillow; return colour samples, alpha, on-disk format and original mode."""
     header = _png16_header(path)
     if header is not None:
         return _read_png16(path, header, max_pixels, min_size)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+        image = open_pillow(path)
     except UnidentifiedImageError as exc:
         raise _fail(path, "not an image or an unsupported format", "use PNG, JPEG, TIFF, BMP or WebP") from exc
     except OSError as exc:
@@ -217,10 +234,8 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
     """Decode a TIFF with tifffile (8/16-bit, float, planar or interleaved, extra alpha sample)."""
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
+            shape, axes, read = tiff_series(tif, path)
             page = tif.pages[0]
-            axes = series.axes
-            shape = series.shape
             photometric = page.photometric
             extrasamples = tuple(getattr(page, "extrasamples", ()) or ())
             spatial = [n for n, a in zip(shape, axes) if a in "YX"]
@@ -231,7 +246,7 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
                     f"{path}: a stack of {layout[0]} planes ({axes} {tuple(shape)}); eid dehaze, evaluate, synth and "
                     "the training commands take stacks plane by plane, this one needs one 2-D image per file"
                 )
-            array = series.asarray()
+            array = read(None)
     except ImageReadError:
         raise
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, struct.error) as exc:
@@ -253,6 +268,29 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
     colour, alpha = _split_alpha(array, alpha_last=has_alpha)
     mode = f"{'RGB' if colour.ndim == 3 else 'L'}{'A' if alpha is not None else ''};{array.dtype}"
     return colour, alpha, "TIFF", mode
+
+
+def tiff_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
+    """Shape, axes and reader (``read(plane)``, or ``read(None)`` for all) of the images in ``tif``.
+
+    A TIFF usually holds one series. Pages written one call at a time (``tifffile.imwrite(..., append=True)``)
+    form several series of one shape: they are one stack along a new leading axis ``I``, so no page is lost.
+    Series of different shapes are refused rather than reading the first alone.
+    """
+    series = tif.series
+    if len(series) == 1:
+        only = series[0]
+        return tuple(only.shape), only.axes, lambda key: only.asarray() if key is None else only.asarray(key=key)
+    kinds = {(tuple(s.shape), s.axes, s.dtype) for s in series}
+    if len(kinds) > 1:
+        shapes = ", ".join(sorted({"x".join(map(str, shape)) for shape, _, _ in kinds}))
+        raise _fail(path, f"holds {len(series)} images of different shapes ({shapes})", "save one image per file")
+    shape, axes, _ = kinds.pop()
+
+    def read(key: int | None) -> np.ndarray:
+        return np.stack([s.asarray() for s in series]) if key is None else series[key].asarray()
+
+    return (len(series), *shape), "I" + axes, read
 
 
 def tiff_samples(path: Path, array: np.ndarray) -> np.ndarray:
@@ -324,9 +362,13 @@ def read_image(
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "file not found" if not path.exists() else "not a file", "check the path")
-    if path.stat().st_size == 0:
+    try:
+        empty = path.stat().st_size == 0
+        reader = _read_tiff if not empty and _is_tiff(path) else _read_pillow
+    except OSError as exc:  # no read permission, a lost network mount...
+        raise _fail(path, f"cannot read ({exc.strerror or exc})", "check its permissions and the storage") from exc
+    if empty:
         raise _fail(path, "empty file (0 bytes)", "re-export or re-download it")
-    reader = _read_tiff if _is_tiff(path) else _read_pillow
     colour, alpha, fmt, mode = reader(path, max_pixels, min_size)
     dtype = _dtype_name(colour)
     scale = resolve_white(path, colour, dtype, white)
@@ -405,9 +447,28 @@ def unit_to_samples(intensities: np.ndarray, white: float, dtype: str) -> np.nda
 def resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
     """The stored value of ``colour`` (samples of ``dtype`` read from ``path``) that ``white`` maps to 1.0."""
     try:
-        return white_scale(white, dtype, lambda: float(colour.max(initial=0.0)))
+        scale = white_scale(white, dtype, lambda: float(colour.max(initial=0.0)))
     except EIDError as exc:
         raise EIDError(f"{path}: {exc}") from exc
+    if dtype == "float32":
+        _warn_float_range(path, colour, scale if white == "dtype" else 1.0)
+    return scale
+
+
+_FLOAT_WARNED: set[str] = set()
+
+
+def _warn_float_range(path: Path, colour: np.ndarray, scale: float) -> None:
+    """Say, once per process and kind, that float samples below 0 are clipped or that values above 1 were
+    rescaled (``scale`` > 1, the default scale's maximum): both change the data silently otherwise."""
+    notes = {
+        "negative": (bool(colour.size) and float(colour.min()) < 0, "float samples below 0 are clipped to 0"),
+        "above": (scale > 1, f"float samples above 1 are read with {scale:g} as white (white=dtype uses their maximum)"),
+    }
+    for kind, (found, text) in notes.items():
+        if found and kind not in _FLOAT_WARNED:
+            _FLOAT_WARNED.add(kind)
+            warnings.warn(f"{path}: {text}; pass --white to choose the scale (said once)", stacklevel=4)
 
 
 def white_scale(white: White, dtype: str, peak: Callable[[], float]) -> float:

@@ -17,7 +17,15 @@ import numpy as np
 import tifffile
 import torch
 
-from eid.data.io import White, resolve_white, samples_to_unit, tiff_samples, tiff_stack_layout, unit_to_samples
+from eid.data.io import (
+    White,
+    resolve_white,
+    samples_to_unit,
+    tiff_samples,
+    tiff_series,
+    tiff_stack_layout,
+    unit_to_samples,
+)
 from eid.errors import ImageReadError
 from eid.utils import atomic_write
 
@@ -64,7 +72,7 @@ class Stack:
 
     @classmethod
     def read(cls, path: str | Path, *, white: White = "dtype") -> Stack:
-        """Read the first series of the TIFF ``path`` as a stack; ``white`` as in :func:`eid.data.io.read_image`."""
+        """Read the TIFF ``path`` as a stack (pages appended as separate series count as planes, axis ``I``); ``white`` as in :func:`eid.data.io.read_image`."""
         return _decode(Path(path), white, key=None)
 
     def plane(self, index: int) -> torch.Tensor:
@@ -98,8 +106,8 @@ def stack_planes(path: str | Path) -> int:
     """Planes of the TIFF ``path`` if it is a stack, else 0 (reads the header only)."""
     try:
         with tifffile.TiffFile(path) as tif:
-            layout = tiff_stack_layout(tif.series[0].shape, tif.series[0].axes)
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError):
+            layout = tiff_stack_layout(*tiff_series(tif, Path(path))[:2])
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, ImageReadError):
         return 0  # not a readable TIFF: the image reader will say why
     return layout[0] if layout else 0
 
@@ -116,14 +124,13 @@ def _decode(path: Path, white: White, key: int | None) -> Stack:
     """The stack in ``path``, or only its plane ``key`` (as a one-plane stack)."""
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, axes = tuple(series.shape), series.axes
+            shape, axes, read = tiff_series(tif, path)
             layout = tiff_stack_layout(shape, axes)
             if layout is None:
                 raise ImageReadError(f"{path}: not a stack of 2-D planes ({axes} {shape}); read it as an image")
             if key is not None and not 0 <= key < layout[0]:
                 raise ImageReadError(f"{path}: no plane {key} in a stack of {layout[0]}; re-list the folder")
-            samples = series.asarray(key=key) if key is not None else series.asarray()
+            samples = read(key)
             extra = _extra_tags(tif)
             imagej = tif.is_imagej
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
