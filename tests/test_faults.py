@@ -146,3 +146,148 @@ def test_non_utf8_file_names_in_synth_and_evaluate_csv(eid_cli, tmp_path):
     assert run.code == 0 and "Traceback" not in run.err
     assert os.fsencode(name) in (tmp_path / "m.csv").read_bytes()  # the name's own bytes, as on disk
     assert read_image(out / "hazy" / name)[0].shape == (3, 24, 32)
+
+
+# --- 3, 4, 7: files that are multi-page, huge or unreadable -------------------------------------------------
+
+
+def test_pages_appended_one_by_one_are_all_dehazed(eid_cli, tmp_path):
+    pages = np.random.default_rng(0).integers(100, 256, (3, 24, 32), dtype=np.uint8)  # hazy: DCP changes it
+    (tmp_path / "in").mkdir()
+    for page in pages:  # three separate writes: three TIFF series of one page each
+        tifffile.imwrite(tmp_path / "in" / "p.tif", page, append=True)
+    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.code == 0, run.err
+    out = tifffile.imread(tmp_path / "out" / "p.tif")
+    assert out.shape == (3, 24, 32) and all(not np.array_equal(o, p) for o, p in zip(out, pages))
+
+
+def test_series_of_different_shapes_are_refused_not_truncated(eid_cli, tmp_path):
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "p.tif", np.zeros((24, 32), np.uint8), append=True)
+    tifffile.imwrite(tmp_path / "in" / "p.tif", np.zeros((16, 16), np.uint8), append=True)
+    _png(tmp_path / "in" / "ok.png", 1)
+    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert "holds 2 images of different shapes" in run.err and (tmp_path / "out" / "ok.png").is_file()
+    assert not (tmp_path / "out" / "p.tif").exists()
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width x height`` grey pixels, with almost no data (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_max_pixels_governs_not_pillows_bomb_limit(eid_cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 24x32 = 768 pixels: a "bomb" to Pillow
+    _png(tmp_path / "in" / "ok.png", 1)
+    _png_header_only(tmp_path / "in" / "bomb.png", 30_000, 30_000)
+    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert "bomb.png: image too large (30000x30000" in run.err and "--max-pixels" in run.err
+    assert (tmp_path / "out" / "ok.png").is_file() and Image.MAX_IMAGE_PIXELS == 300
+    run = eid_cli("synth", tmp_path / "in" / "ok.png", "--out", tmp_path / "synth")
+    assert run.code == 0, run.err
+
+
+def test_unreadable_file_is_skipped_and_the_batch_goes_on(eid_cli, tmp_path, make_unreadable):
+    _png(tmp_path / "in" / "a.png", 1), _png(tmp_path / "in" / "b.png", 2)
+    make_unreadable(tmp_path / "in" / "a.png")
+    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert "a.png: cannot read (Permission denied)" in run.err and (tmp_path / "out" / "b.png").is_file()
+
+
+# --- 5: corrupted weights and NaN ---------------------------------------------------------------------------
+
+
+def _dehazer_run(folder: Path, nan: bool = False, checksum: bool = True) -> Path:
+    """A stage-2 run folder with a tiny dehazer; ``nan`` fills its weights with NaN; no checksum = an old export."""
+    import torch
+    from safetensors.torch import save_file
+
+    from eid.config import config_to_dict
+    from eid.models import Dehazer, DehazerConfig
+    from eid.weights import save_weights
+
+    torch.manual_seed(0)
+    net = Dehazer(DehazerConfig(channels=3, scales=2, width=4))
+    state = {k: v.clone().fill_(float("nan")) if nan and v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_weights(folder / "dehazer", state, {"model": config_to_dict(net.config)})
+    if not checksum:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "dehazer.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+def test_corrupted_weights_are_refused_with_one_line(eid_cli, tmp_path):
+    run_dir = _dehazer_run(tmp_path / "run")
+    weights = run_dir / "dehazer.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-40:-20] = bytes(b ^ 0xFF for b in blob[-40:-20])  # flip tensor bytes, keep the header valid
+    weights.write_bytes(bytes(blob))
+    _png(tmp_path / "in" / "x.png", 1)
+    run = eid_cli("dehaze", "--model", run_dir, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.code == 2 and "dehazer.safetensors: checksum mismatch" in run.error_line()
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_outputs_are_reported_per_image_never_written_black(eid_cli, tmp_path):
+    run_dir = _dehazer_run(tmp_path / "run", nan=True, checksum=False)  # an old export: loads unchecked
+    _png(tmp_path / "in" / "x.png", 1), _png(tmp_path / "in" / "y.png", 2)
+    run = eid_cli("dehaze", "--model", run_dir, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert run.err.count("gave NaN or infinite values") >= 2 and not list((tmp_path / "out").glob("*.png"))
+
+
+def test_one_nan_input_pixel_does_not_spread(tmp_path):
+    import torch
+
+    from eid.inference import Dehazer
+    from eid.models import Dehazer as Net
+    from eid.models import DehazerConfig
+
+    torch.manual_seed(0)
+    runner = Dehazer.from_module(Net(DehazerConfig(channels=3, scales=2, width=4)).eval(), device="cpu")
+    image = np.random.default_rng(0).random((24, 32, 3)).astype(np.float32)
+    image[5, 7, 1] = np.nan
+    with pytest.warns(UserWarning, match="1 NaN or infinite input values replaced by 0"):
+        out = runner(image)
+    assert np.isfinite(out).all() and out.shape == image.shape
+
+
+# --- 18: small items ----------------------------------------------------------------------------------------
+
+
+def test_undefined_metrics_are_null_in_json(eid_cli, tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a" / "black.png")  # BRISQUE is undefined (NaN)
+    run = eid_cli("evaluate", "--pred", tmp_path / "a", "--metrics", "brisque", "--json", tmp_path / "m.json", "--device", "cpu")
+    assert run.code == 0, run.err
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    document = json.loads((tmp_path / "m.json").read_text(), parse_constant=refuse)
+    assert document["images"][0]["brisque"] is None and document["metrics"]["brisque"] is None
+
+
+def test_float_tiff_outside_0_1_is_warned_once(tmp_path):
+    from eid.data import io
+
+    io._FLOAT_WARNED.clear()
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, np.linspace(-0.5, 3.0, 24 * 32, dtype=np.float32).reshape(24, 32))
+    with pytest.warns(UserWarning) as caught:
+        read_image(tmp_path / "a.tif"), read_image(tmp_path / "b.tif")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and all("a.tif" in m for m in messages)
+    assert any("below 0 are clipped" in m for m in messages) and any("read with 3 as white" in m for m in messages)

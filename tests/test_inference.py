@@ -106,7 +106,8 @@ def hazy_scene(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
 
 
 def group_norm_dehazer() -> nn.Module:
-    from eid.models import Dehazer as DehazerNet, DehazerConfig
+    from eid.models import Dehazer as DehazerNet
+    from eid.models import DehazerConfig
 
     torch.manual_seed(0)
     return DehazerNet(DehazerConfig(channels=3, scales=2, width=8, norm="group")).eval()
@@ -243,7 +244,7 @@ def test_tta_output_is_equivariant(rng):
         ref = avg(x)
         for k in range(4):
             for flip in (False, True):
-                t = lambda z: torch.rot90(z.flip(-1) if flip else z, k, dims=(-2, -1))  # noqa: E731
+                t = lambda z: torch.rot90(z.flip(-1) if flip else z, k, dims=(-2, -1))
                 torch.testing.assert_close(avg(t(x)), t(ref), rtol=0, atol=1e-5)
 
 

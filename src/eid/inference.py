@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,8 @@ from eid.utils import remove_stale_temps, resolve_device
 __all__ = [
     "METHODS",
     "VIDEO_SUFFIXES",
-    "Dehazer",
     "DehazeSummary",
+    "Dehazer",
     "GroupAverage",
     "Method",
     "build_method",
@@ -567,7 +568,7 @@ class Dehazer:
     def _run(self, y: Tensor) -> Tensor:
         if y.ndim != 4:
             raise EIDError(f"expected a (B,C,H,W) batch, got shape {tuple(y.shape)}")
-        y, restore = self._adapt_channels(y.float())
+        y, restore = self._adapt_channels(_finite(y.float()))
         padded, size = pad_to_multiple(y, self.multiple)
         h, w = padded.shape[-2:]
         if self.tile is not None and max(h, w) > self.tile:
@@ -577,6 +578,11 @@ class Dehazer:
                 self._fn(padded[i : i + self.batch_size]).to(y.device)
                 for i in range(0, padded.shape[0], self.batch_size)
             ])
+        if not torch.isfinite(out).all():  # written as is, NaN would become black pixels
+            raise EIDError(
+                f"{self.method.name} gave NaN or infinite values, so nothing was written; its weights may be "
+                "corrupt: copy the run again or re-export it"
+            )
         return restore(crop_to(out, size)).clamp_(0.0, 1.0)
 
     def _tiled(self, x: Tensor) -> Tensor:
@@ -617,6 +623,16 @@ class Dehazer:
 
 
 _INTEGER_DTYPES = {torch.uint8: "uint8", torch.uint16: "uint16"}
+
+
+def _finite(y: Tensor) -> Tensor:
+    """``y`` with NaN/Inf samples replaced by 0 (with a warning): one such pixel would otherwise spread through
+    every convolution and norm and make the whole output NaN."""
+    bad = ~torch.isfinite(y)
+    if not bad.any():
+        return y
+    warnings.warn(f"{int(bad.sum())} NaN or infinite input values replaced by 0 before dehazing", stacklevel=4)
+    return y.masked_fill(bad, 0.0)
 
 
 def _to_bchw(t: Tensor, channels_last: bool) -> Tensor:

@@ -45,8 +45,10 @@ class EvaluationResult:
         return {"metrics": self.means, "images": self.rows}
 
     def write_json(self, path: str | Path) -> None:
+        """Write :meth:`to_json`; an undefined value (NaN, e.g. the mean of no finite values) is ``null``, since
+        ``NaN`` is not JSON and strict readers refuse the file."""
         with atomic_write(path) as tmp:
-            tmp.write_text(json.dumps(self.to_json(), indent=2, allow_nan=True))
+            tmp.write_text(json.dumps(_json_ready(self.to_json()), indent=2, allow_nan=False))
 
     def write_csv(self, path: str | Path) -> None:
         # file names that are not valid UTF-8 are written as their own bytes, so each row names its file
@@ -55,6 +57,17 @@ class EvaluationResult:
             writer.writeheader()
             writer.writerows(self.rows)
             writer.writerow({"name": "mean", **self.means})
+
+
+def _json_ready(value: object) -> object:
+    """``value`` with every non-finite float (in nested dicts and lists) replaced by ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def scene_id(stem: str) -> str:
