@@ -291,3 +291,56 @@ def test_float_tiff_outside_0_1_is_warned_once(tmp_path):
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2 and all("a.tif" in m for m in messages)
     assert any("below 0 are clipped" in m for m in messages) and any("read with 3 as white" in m for m in messages)
+
+
+# --- 14: nothing to do is not a success --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["empty", "gif"])
+@pytest.mark.parametrize("command", ["dehaze", "synth"])
+def test_a_folder_without_images_is_an_error(eid_cli, tmp_path, content, command):
+    (tmp_path / "in").mkdir()
+    if content == "gif":
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "in" / "a.gif")
+    extra = ("--method", "dcp") if command == "dehaze" else ()
+    run = eid_cli(command, *extra, tmp_path / "in", "--out", tmp_path / "out")
+    line = run.error_line()
+    assert run.code == 2 and "no image to process" in line
+    assert ("only other files (1 .gif)" if content == "gif" else "no files") in line
+
+
+# --- 17: messages that name the real cause -----------------------------------------------------------------
+
+
+def test_os_errors_name_the_real_cause_not_the_tile(tmp_path, monkeypatch):
+    import errno
+    import io
+
+    from rich.console import Console
+
+    from eid.inference import Dehazer, dehaze_paths
+
+    _png(tmp_path / "in" / "x.png", 1)
+    target = tmp_path / "out" / "x.png"
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr("eid.data.io.write_image", full_disk)
+    log = io.StringIO()
+    failures = dehaze_paths([tmp_path / "in"], tmp_path / "out", Dehazer.from_module(lambda y: y, device="cpu"),
+                            console=Console(file=log, width=400))  # fmt: skip
+    assert failures == 1 and not target.exists()
+    assert "No space left on device; free space on that disk" in log.getvalue() and "--tile" not in log.getvalue()
+
+
+def test_messages_of_tiling_and_black_images(tmp_path):
+    from eid.data.io import dim_scale_hint
+    from eid.errors import EIDError
+    from eid.inference import Dehazer, Method
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "in" / "black.png")
+    assert dim_scale_hint([tmp_path / "in"], "dtype") is None  # an all-black image is no reason for --white 1
+    with pytest.raises(EIDError, match="--tile 1, --overlap 0; this model needs sides in multiples of 4"):
+        Dehazer(Method(lambda y: y, multiple=4), device="cpu", tile=1, overlap=0)

@@ -37,7 +37,7 @@ from torch import Tensor
 from eid.data.io import DTYPE_WHITE, White, parse_white, white_scale
 from eid.data.stacks import Stack
 from eid.data.video import VIDEO_SUFFIXES, VideoReport
-from eid.errors import EIDError, ImageReadError, TiffStackError
+from eid.errors import EIDError, ImageReadError, TiffStackError, describe_os_error
 from eid.models.global_norm import GlobalNormStatistics, reference_image
 from eid.progress import LoggedProgress, stderr_console
 from eid.utils import remove_stale_temps, resolve_device
@@ -509,10 +509,11 @@ class Dehazer:
     def _check_tile(self, tile: int | None, overlap: int) -> int | None:
         if tile is None or tile <= 0:
             return None
-        tile = tile // self.multiple * self.multiple
+        requested, tile = tile, tile // self.multiple * self.multiple
         if tile < self.multiple or not 0 <= overlap <= tile - self.multiple:
             raise EIDError(
-                f"invalid tiling (tile {tile}, overlap {overlap}, multiple {self.multiple}); use a tile of at "
+                f"invalid tiling (--tile {requested}, --overlap {overlap}; this model needs sides in multiples of "
+                f"{self.multiple}); use a tile of at "
                 f"least {2 * self.multiple} and 0 <= overlap <= tile - {self.multiple}"
             )
         return tile
@@ -631,7 +632,7 @@ def _finite(y: Tensor) -> Tensor:
     bad = ~torch.isfinite(y)
     if not bad.any():
         return y
-    warnings.warn(f"{int(bad.sum())} NaN or infinite input values replaced by 0 before dehazing", stacklevel=4)
+    warnings.warn(f"{int(bad.sum())} NaN or infinite input values replaced by 0", stacklevel=4)
     return y.masked_fill(bad, 0.0)
 
 
@@ -706,13 +707,22 @@ def dehaze_paths(
     folder equal to an input folder, or an output that would overwrite an input, is refused before
     anything is written.
     """
-    from eid.data.io import check_not_input, check_output_dir, iter_inputs, read_image, write_image
+    from eid.data.io import (
+        check_not_input,
+        check_output_dir,
+        iter_inputs,
+        no_images_error,
+        read_image,
+        write_image,
+    )
     from eid.data.naming import plan_outputs
 
     console = console or stderr_console()
     runner = method_fn if isinstance(method_fn, Dehazer) else Dehazer(method_fn)
     out = check_output_dir(out_dir, inputs)
     pairs = iter_inputs(list(inputs), recursive=recursive)
+    if not pairs:
+        raise no_images_error(inputs)
     sources = [path for path, _ in pairs]
     plan = plan_outputs(sources, [rel for _, rel in pairs])
     targets = [out / name for name in plan.names]
@@ -785,7 +795,11 @@ def dehaze_paths(
 
 def _reason(exc: BaseException) -> str:
     """Why a file failed, in one line: an :class:`EIDError` says it; other errors get the likely remedy."""
-    return str(exc) if isinstance(exc, EIDError) else f"{type(exc).__name__}: {exc}; try a smaller --tile"
+    if isinstance(exc, EIDError):
+        return str(exc)
+    if isinstance(exc, OSError):  # a full disk, no permission...: the real cause, not a memory hint
+        return describe_os_error(exc)
+    return f"out of memory ({str(exc).splitlines()[0]}); try a smaller --tile or --batch-size"
 
 
 def _print_summary(summary: DehazeSummary, out: Path, console: Console) -> None:

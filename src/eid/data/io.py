@@ -20,6 +20,7 @@ import struct
 import threading
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -255,7 +256,10 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
     if array.ndim == 3 and axes.replace("Q", "").startswith("S") and array.shape[0] in (1, 2, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar configuration
     if array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4):
-        raise _fail(path, f"multi-page TIFF or stack of shape {array.shape}", "save one 2-D plane per file")
+        raise _fail(
+            path, f"{array.shape[-1]} samples per pixel (shape {array.shape})",
+            "eid reads grey or RGB(A) pixels: save the channels as planes of a stack (axes CYX) or one image per channel",
+        )
     if array.ndim not in (2, 3):
         raise _fail(path, f"unsupported TIFF layout {array.shape}", "save a 2-D grey or RGB(A) image")
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -299,7 +303,7 @@ def tiff_samples(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
         if not np.isfinite(array).all():
-            raise _fail(path, "float TIFF contains NaN or Inf values", "replace them (e.g. with 0) before dehazing")
+            raise _fail(path, "float TIFF contains NaN or Inf values", "replace them (e.g. with 0) first")
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif array.dtype not in (np.uint8, np.uint16):
@@ -375,7 +379,7 @@ def read_image(
     tensor = torch.from_numpy(samples_to_unit(colour, scale))
     tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
     if tensor.shape[0] not in (1, 3):
-        raise _fail(path, f"unsupported number of channels ({tensor.shape[0]})", "save as grey or RGB(A)")
+        raise _fail(path, f"unsupported number of channels ({tensor.shape[0]})", "save as grey or RGB(A), or the channels as planes of a TIFF stack")
     meta = ImageMeta(path, fmt, dtype, tensor.shape[0], float(scale), mode, alpha)
     return tensor.clamp_(0.0, 1.0), meta
 
@@ -419,8 +423,8 @@ def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
         peak, dtype = float(plane.max()), plane.dtype.name
     except ImageReadError:  # the command reports unreadable files itself
         return None
-    if dtype not in ("uint8", "uint16") or peak * 16 >= DTYPE_WHITE[dtype]:
-        return None
+    if dtype not in ("uint8", "uint16") or peak * 16 >= DTYPE_WHITE[dtype] or peak == 0:
+        return None  # an all-black image says nothing about the scale
     suggested = 2 ** max(1, math.ceil(math.log2(peak + 1))) - 1
     return (
         f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
@@ -611,6 +615,18 @@ def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
                 found.setdefault(p.resolve(), Path(p.name))
     pairs = sorted(found.items(), key=lambda kv: str(kv[1]))
     return [(path, rel) for path, rel in pairs]
+
+
+def no_images_error(inputs: Sequence[str | Path]) -> EIDError:
+    """The one-line error for inputs that hold no image eid reads, naming what the folders hold instead
+    (an empty folder, only GIFs...): a run that would do nothing must not report success."""
+    suffixes = Counter(
+        p.suffix.lower() or "no-suffix" for item in map(Path, inputs) if item.is_dir() for p in item.rglob("*") if p.is_file()
+    )
+    found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(3))
+    held = f"only other files ({found})" if found else "no files"
+    names = ", ".join(map(str, inputs))
+    return EIDError(f"{names}: {held}, no image to process; eid reads {', '.join(IMAGE_SUFFIXES)}: check the path or convert the files")
 
 
 def check_output_dir(out_dir: str | Path, inputs: Iterable[str | Path]) -> Path:

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import UnidentifiedImageError
 from scipy import ndimage
 from torch import Tensor
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from eid.baselines.dcp import min_filter
-from eid.data.io import IMAGE_SUFFIXES, read_image, write_image
+from eid.data.io import IMAGE_SUFFIXES, open_pillow, read_image, write_image
 from eid.data.video import VIDEO_SUFFIXES, VideoReader
 from eid.errors import EIDError
 from eid.progress import progress_bar
@@ -502,7 +502,7 @@ def _copy_file(source: Path, target: Path) -> Path:
 def _image_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` from the file header, without decoding."""
     try:
-        with Image.open(path) as image:
+        with open_pillow(path) as image:
             return image.height, image.width
     except (OSError, UnidentifiedImageError) as exc:
         raise EIDError(f"{path}: cannot read image ({exc}); re-download it") from None

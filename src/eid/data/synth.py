@@ -40,12 +40,18 @@ import tifffile
 import torch
 import torch.nn.functional as F
 from deepinv.physics.generator import PhysicsGenerator
-from PIL import Image
 from scipy import ndimage
 from torch import Tensor
 
 from eid.config import config_to_dict
-from eid.data.io import check_output_dir, iter_inputs, read_image, write_image
+from eid.data.io import (
+    check_output_dir,
+    iter_inputs,
+    no_images_error,
+    open_pillow,
+    read_image,
+    write_image,
+)
 from eid.data.naming import plan_outputs
 from eid.data.stacks import Stack
 from eid.errors import EIDError, TiffStackError
@@ -123,7 +129,7 @@ def read_depth(path: str | Path, calibration: DisparityCalibration | None = None
         elif suffix in (".tif", ".tiff"):
             array = tifffile.imread(path)
         elif suffix == ".png":
-            with Image.open(path) as image:
+            with open_pillow(path) as image:  # large maps: --max-pixels governs, not Pillow's bomb limit
                 array = np.asarray(image)
         else:
             raise EIDError(f"{path}: unsupported depth file; use one of {', '.join(DEPTH_SUFFIXES)}")
@@ -519,6 +525,8 @@ def synthesize_folder(
     config = dataclasses.replace(config or SynthConfig(), **overrides)
     out = Path(out_dir)
     items = iter_inputs(inputs)
+    if not items:
+        raise no_images_error(inputs)
     for folder in (out, out / "hazy", out / "clear", out / "depth"):
         check_output_dir(folder, inputs)
     remove_stale_temps(out)
