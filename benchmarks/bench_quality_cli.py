@@ -15,6 +15,9 @@ For each seed: stage 1 and stage 2 with ``--preset TASK --seed S`` (plus the ste
 the seeds, and the wall time of each stage.
 
 Run: .venv/bin/python benchmarks/bench_quality_cli.py --task natural [--seeds 0,1] [--stage1-steps N] [--steps N]
+Ablations pass flags through: ``--stage1-args "--operator-model cyclegan"``, ``--stage2-args "--no-prior"``,
+``--stage1-args "--config residual.yaml"`` (``model: {residual_bound: 0.05}``). ``--out`` may hold a
+``data`` folder (or link) from an earlier run, which is reused.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--stage1-steps", type=int, default=None, help="stage-1 budget (default: the preset's epochs)")
     parser.add_argument("--steps", type=int, default=None, help="stage-2 budget (default: the preset's epochs)")
+    parser.add_argument("--stage1-args", default="", help="extra eid train-operator flags, for ablations (e.g. '--operator-model cyclegan')")
+    parser.add_argument("--stage2-args", default="", help="extra eid train flags, for ablations (e.g. '--no-prior')")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -111,9 +116,11 @@ def main() -> None:
         budget1 = ["--max-steps", str(args.stage1_steps)] if args.stage1_steps else []
         budget2 = ["--max-steps", str(args.steps)] if args.steps else []
         times["stage 1"].append(eid("train-operator", "--clear", str(root / "clear"), "--hazy", str(root / "train"),
-                                    "--out", str(run / "op"), "--preset", args.task, "--seed", seed, *budget1, *threads))
+                                    "--out", str(run / "op"), "--preset", args.task, "--seed", seed, *budget1, *threads,
+                                    *args.stage1_args.split()))
         times["stage 2"].append(eid("train", "--hazy", str(root / "train"), "--operator", str(run / "op"), "--out",
-                                    str(run / "eid"), "--preset", args.task, "--seed", seed, *budget2, *threads))
+                                    str(run / "eid"), "--preset", args.task, "--seed", seed, *budget2, *threads,
+                                    *args.stage2_args.split()))
         for name, method in (("H^dagger only", ["--method", "cyclegan", "--operator", str(run / "op")]),
                              ("EID", ["--model", str(run / "eid")])):
             eid("dehaze", *method, str(root / "test-hazy"), "--out", str(run / name), *threads)

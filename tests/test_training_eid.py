@@ -337,3 +337,17 @@ def test_a_moved_clear_folder_is_one_clean_error_naming_both_remedies(tmp_path: 
     assert "\n" not in message
     result = CliRunner().invoke(app, [*args, "--clear", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0, result.output
+
+
+def test_a_scattering_operator_shows_its_transmission_in_the_stage_2_grid() -> None:
+    from eid.physics import ScatteringHaze
+    from eid.physics.scattering import scattering_nets
+
+    nets = scattering_nets({"channels": 1, "width": 4, "scales": 2})
+    physics = ScatteringHaze(nets["hazer"], nets["estimator"])
+    module = EIDModule(config(model=DehazerConfig(channels=1, scales=2, width=4, input="pinv")), physics=physics)
+    y = ToyHaze(n=2, size=16)[(0, 0)]["hazy"][None]
+    columns = module.sample_columns({"hazy": y})
+    assert len(columns) == 5  # hazy, H^dagger(y), f(y), H(f(y)), t(f(y))
+    assert torch.equal(columns[1], physics.A_dagger(y))
+    assert columns[-1].min() >= physics.t_min and columns[-1].max() <= 1

@@ -50,6 +50,8 @@ def train_operator(
     length = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
     if max_steps is not None and epochs is None:
         length["epochs"] = None  # --max-steps alone: ignore the preset's epoch count
+    if epochs is not None and max_steps is None:
+        length["max_steps"] = None  # --epochs alone: ignore the preset's step budget
     if is_ddp_worker():  # a DDP worker re-running this command: rank 0 already set the run up
         ckpt = out / "checkpoints" / "last.ckpt" if resume else None
         cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length if resume else {}))

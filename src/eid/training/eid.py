@@ -286,13 +286,18 @@ class EIDModule(L.LightningModule):
         self.log("val/ssim", ssim(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True)
 
     def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
-        """Columns of the per-epoch grid: hazy, [H^dagger(y)], f(y), H(f(y)) [, clear]."""
+        """Columns of the per-epoch grid: hazy, [network input], f(y), H(f(y)), [t(f(y)),] [clear].
+
+        The network input is ``H^dagger(y)`` or ``DCP(y)``; ``t(f(y))`` is a scattering operator's transmission.
+        """
         y = batch["hazy"].to(self.device)
         physics = self.physics_for({k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)})
         z = self.dehazer.network_input(y, physics)  # H^dagger(y) computed once for f and for the grid
         x_net = self.dehazer.from_network_input(z)
-        columns = [y, z] if self.dehazer.needs_physics else [y]
+        columns = [y] if z is y else [y, z]
         columns += [x_net, physics.A(x_net)]
+        if hasattr(physics, "maps"):
+            columns.append(physics.maps(x_net)["transmission"].expand_as(x_net))
         if "clear" in batch:
             columns.append(batch["clear"].to(self.device))
         return columns
