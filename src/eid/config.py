@@ -111,11 +111,67 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
         nested = _nested_dataclass(types_[name])
         if nested is not None and isinstance(value, dict):
             kwargs[name] = config_from_dict(nested, value, where=f"{where}.{name}")
-        elif isinstance(value, list) and typing.get_origin(types_[name]) is tuple:
-            kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _typed(value, types_[name], f"{where}.{name}")
     return cls(**kwargs)
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}
+
+
+def _typed(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against the field type ``tp`` (lists become tuples, numeric text such as ``1e-4``,
+    which YAML reads as text, becomes a float); a mismatch is one line naming the field and the type wanted.
+    ``None`` is always accepted: presets use it to drop a default (``epochs: null`` with a step budget)."""
+    if value is None:
+        return None
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    for option in options:
+        ok, converted = _convert(value, option)
+        if ok:
+            return converted
+    wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
+    raise EIDError(f"{where}: {value!r} is not {wanted}; fix the config")
+
+
+def _type_name(tp: Any) -> str:
+    """How a field type reads in an error message."""
+    if _nested_dataclass(tp) is not None:
+        return "a mapping of field: value"
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        count = "" if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} "
+        return f"a list of {count}values ({_type_name(args[0])} each)"
+    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits type ``tp``, and the value to use."""
+    if tp is Any:
+        return True, value
+    if tp is type(None):
+        return value is None, value
+    if tp is float and isinstance(value, str):
+        try:
+            return True, float(value)
+        except ValueError:
+            return False, value
+    if tp in (int, float):
+        return isinstance(value, (int, float) if tp is float else int) and not isinstance(value, bool), value
+    if tp in (bool, str):
+        return isinstance(value, tp), value
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        args = typing.get_args(tp)
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            return False, value
+        checked = [_convert(v, t) for v, t in zip(value, items)]
+        return all(ok for ok, _ in checked), tuple(v for _, v in checked)
+    if _nested_dataclass(tp) is not None:
+        return False, value  # a section given as something other than a mapping
+    return True, value
 
 
 def load_config(
