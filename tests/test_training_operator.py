@@ -261,7 +261,7 @@ def test_cli_refuses_to_overwrite_and_needs_a_run_to_resume(toy: tuple[Path, Pat
     (tmp_path / "run" / "config.yaml").write_text("{}")
     args = ["train-operator", "--clear", str(toy[0]), "--hazy", str(toy[1]), "--max-steps", "1"]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
-    assert isinstance(result.exception, EIDError) and "already exists; pass --resume" in str(result.exception)
+    assert isinstance(result.exception, EIDError) and "holds no checkpoint to resume; remove it" in str(result.exception)
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "other"), "--resume"])
     assert isinstance(result.exception, EIDError) and "nothing to resume" in str(result.exception)
 

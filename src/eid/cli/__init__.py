@@ -6,8 +6,9 @@ Each module below registers its commands on :data:`app` when imported.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -31,8 +32,23 @@ WHITE_HELP = (
 )
 
 
+def in_range(low: float, high: float | None = None, open_low: bool = False) -> Callable[[typer.CallbackParam, Any], Any]:
+    """A typer callback refusing a numeric option outside ``low..high`` (and NaN) with one line naming the option,
+    the value and the range (:mod:`eid.training.limits` checks the config fields the same way)."""
+    from eid.training.limits import describe_range, out_of_range
+
+    def check(param: typer.CallbackParam, value: Any) -> Any:
+        if value is not None and out_of_range(value, low, high, open_low):
+            raise EIDError(f"{param.opts[0]} {value:g} is out of range; use {describe_range(low, high, open_low)}")
+        return value
+
+    return check
+
+
 def set_threads(threads: int | None) -> None:
     """Apply a ``--threads`` option (``None`` or 0: keep torch's default)."""
+    if threads is not None and threads < 0:
+        raise EIDError(f"--threads {threads} is out of range; use >= 0 (0: torch's default)")
     if threads:
         import torch
 

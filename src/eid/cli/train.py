@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, in_range, set_threads, warn_if_dim
+from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -23,27 +24,27 @@ def train(
     preset: str = typer.Option("fast", "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
     group: Optional[str] = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the equivariance loss."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", callback=in_range(0), help="Weight of the equivariance loss."),
     clear: Optional[list[Path]] = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1)."),
     no_prior: bool = typer.Option(False, "--no-prior", help="Train without the adversarial prior (haze consistency and equivariance only)."),
     val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."),
     val_clear: Optional[Path] = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
     asm_t: Optional[float] = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
     asm_a: Optional[float] = typer.Option(None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Training batches to run (overrides epochs)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to run."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per batch."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Random square crop side in pixels."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (overrides epochs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Images per batch."),
+    crop: Optional[int] = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate (with --resume: replaces the run's from then on)."),
     white: Optional[str] = typer.Option(None, "--white", help=WHITE_HELP + " Default: the operator's; eid dehaze uses the same."),
-    devices: int = typer.Option(1, "--devices", help="Processes per node (DDP when > 1)."),
-    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (DDP)."),
+    devices: int = typer.Option(1, "--devices", callback=in_range(1), help="Processes per node (DDP when > 1)."),
+    num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of data order, crops and transformations."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; --hazy/--operator/--clear must be the run's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of data order, crops and transformations."),
 ) -> None:
     """Train the EID dehazer: haze consistency ||H(f(y)) - y||^2 + alpha * equivariance loss.
 
@@ -51,44 +52,62 @@ def train(
     operator files so that the run folder is self-contained; a CSV log in OUT/logs, sample grids in
     OUT/samples, checkpoints in OUT/checkpoints (for --resume).
     """
-    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml
+    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml, save_config
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
-    from eid.training.common import is_ddp_worker, load_checkpoint, prepare_run_dir
+    from eid.training.common import LearningRates, is_ddp_worker, load_checkpoint
     from eid.training.eid import EIDConfig, fit_eid, with_operator_white, with_prior
+    from eid.training.limits import DEHAZER_LIMITS, check_limits
+    from eid.training.run_folder import RunFolder
 
     set_threads(threads)
-    if is_ddp_worker():  # rank 0 has set the run up; the other processes read its config
-        ckpt = out / "checkpoints" / "last.ckpt" if resume else None
-        cfg = config_from_dict(EIDConfig, {**read_yaml(out / "config.yaml"), **_overrides(max_steps=max_steps, epochs=epochs)})
-    elif (ckpt := prepare_run_dir(out, resume)) is not None:
+    folder = RunFolder(out)
+    inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
+    changes = _overrides(max_steps=max_steps, epochs=epochs, lr=lr)  # what --resume may change
+    if is_ddp_worker():  # rank 0 has set the run up and saved its config
+        ckpt = folder.last if resume else None
+        cfg = config_from_dict(EIDConfig, read_yaml(folder.config))
+    elif resume:
+        ckpt = folder.check_resume(inputs)
         saved = load_checkpoint(ckpt)["hyper_parameters"]["config"]
-        cfg = config_from_dict(EIDConfig, {**saved, **_overrides(max_steps=max_steps, epochs=epochs)}, where="eid config")
+        cfg = config_from_dict(EIDConfig, {**saved, **changes}, where="eid config")
     else:
+        ckpt = None
         if operator is None:
             raise EIDError("--operator is required for a new run; give a stage-1 run folder or 'asm'")
+        folder.check_new(inputs)
         if operator == "asm":
             channels = data_channels({"--hazy": hazy})
         else:  # the dehazer works in the channels of the operator H it is trained through
             channels = operator_channels(read_operator_config(operator))
         overrides = _overrides(
             operator=operator if operator == "asm" else str(Path(operator).resolve()),
-            group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, max_steps=max_steps,
-            epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, seed=seed, white=white,
-        )
+            group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, batch_size=batch_size, crop=crop,
+            seed=seed, white=white, **changes,
+        )  # fmt: skip
         base = load_config(EIDConfig, "dehazer", preset=preset, path=config)
         data = config_to_dict(base)
         data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
         cfg = with_prior(cfg, clear, prior=not no_prior)
+        data_channels({"--hazy": hazy, **({"--clear": list(cfg.clear)} if cfg.clear else {})})  # no images: one line now
         warn_if_dim(hazy, cfg.white)
+    check_limits(cfg, DEHAZER_LIMITS, "eid config")
     if not is_ddp_worker():
         prior = f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}" if cfg.adversarial_weight else "no prior"
         console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}", highlight=False)
-    fit_eid(
-        cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
-        devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator,
-    )  # fmt: skip
+    with folder.starting(resume):
+        if not is_ddp_worker():
+            if ckpt is None:
+                folder.path.mkdir(parents=True, exist_ok=True)
+                folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None})
+            else:  # the DDP workers read the resumed config with its changes
+                save_config(cfg, folder.config)
+        fit_eid(
+            cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
+            devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator,
+            callbacks=[LearningRates({0: lr})] if resume and lr is not None else [],
+        )  # fmt: skip
     if not is_ddp_worker():
         console.print(f"dehazer written to {out / 'dehazer.safetensors'}", highlight=False)

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
+from eid.cli import THREADS_HELP, WHITE_HELP, app, console, in_range, set_threads, warn_if_dim
+from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
 
 
 @app.command("train-operator")
@@ -18,19 +19,20 @@ def train_operator(
     preset: str = typer.Option("fast", "--preset", help="Recipe: fast (default: small scattering operator), microscopy (veil airlight), natural, endoscopy, or paper (the authors' CycleGAN sizes)."),
     operator_model: Optional[str] = typer.Option(None, "--operator-model", help="scattering (physically structured H, the default of every preset but paper) or cyclegan (the authors' G_AB/G_BA)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Training batches to run (instead of epochs)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to run."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Image pairs per batch (per process)."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Random square crop side in pixels."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (instead of epochs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Image pairs per batch (per process)."),
+    crop: Optional[int] = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate of G and D (with --resume: replaces the run's from then on)."),
     white: Optional[str] = typer.Option(None, "--white", help=WHITE_HELP + " Stage 2 and eid dehaze use the same scale."),
-    devices: int = typer.Option(1, "--devices", help="Processes per node (DDP when > 1; gloo on CPU)."),
-    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (DDP)."),
+    devices: int = typer.Option(1, "--devices", callback=in_range(1), help="Processes per node (DDP when > 1; gloo on CPU)."),
+    num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation, data order, crops and replay buffers."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it)."),
+    seed: Optional[int] = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; --clear/--hazy must be the run's)."),
 ) -> None:
     """Train the pseudo-hazing operator H (clear -> hazy) and its pseudo-inverse H^dagger (hazy -> clear).
 
@@ -39,43 +41,56 @@ def train_operator(
     The clear folders are recorded in the run: `eid train` uses them for its adversarial prior.
 
     Writes OUT/config.yaml, OUT/operator.safetensors + OUT/operator.yaml (every epoch), OUT/checkpoints/
-    (last.ckpt + periodic), a CSV log in OUT/logs and sample grids in OUT/samples.
+    (last.ckpt + periodic), a CSV log in OUT/logs and sample grids in OUT/samples. A start that fails before
+    the first checkpoint leaves no OUT behind.
     """
     from eid.config import config_from_dict, config_to_dict, load_config, merge_dicts, read_yaml, save_config
     from eid.data.datasets import data_channels
-    from eid.training.common import is_ddp_worker, prepare_run_dir
+    from eid.training.common import LearningRates, is_ddp_worker
+    from eid.training.limits import OPERATOR_LIMITS, check_limits
     from eid.training.operator import OperatorConfig, fit_operator
+    from eid.training.run_folder import RunFolder
 
     set_threads(threads)
-    length = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
+    folder, inputs = RunFolder(out), {"--clear": clear, "--hazy": hazy}
+    changes: dict = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
     if max_steps is not None and epochs is None:
-        length["epochs"] = None  # --max-steps alone: ignore the preset's epoch count
+        changes["epochs"] = None  # --max-steps alone: ignore the preset's epoch count
     if epochs is not None and max_steps is None:
-        length["max_steps"] = None  # --epochs alone: ignore the preset's step budget
-    if is_ddp_worker():  # a DDP worker re-running this command: rank 0 already set the run up
-        ckpt = out / "checkpoints" / "last.ckpt" if resume else None
-        cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length if resume else {}))
+        changes["max_steps"] = None  # --epochs alone: ignore the preset's step budget
+    if lr is not None:
+        changes["optim"] = {"lr": lr}
+    if is_ddp_worker():  # a DDP worker re-running this command: rank 0 set the run up and saved its config
+        ckpt = folder.last if resume else None
+        cfg = config_from_dict(OperatorConfig, read_yaml(folder.config))
     elif resume:
-        ckpt = prepare_run_dir(out, resume=True)
-        cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(out / "config.yaml"), length))
+        ckpt = folder.check_resume(inputs)
+        cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(folder.config), changes), where="operator config")
     else:
-        ckpt = prepare_run_dir(out, resume=False)
+        folder.check_new(inputs)
+        ckpt = None
         data = {k: v for k, v in {"batch_size": batch_size, "crop": crop, "white": white}.items() if v is not None}
         data["clear"] = [str(Path(p).resolve()) for p in clear]  # stage 2's adversarial prior reads them
-        model = {"channels": data_channels({"--clear": clear, "--hazy": hazy})}  # grey data: grey generators
+        model = {"channels": data_channels(inputs)}  # grey data: grey generators
         if operator_model is not None:
             model["kind"] = operator_model
         cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data, "model": model})
-        cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), length))
-        save_config(cfg, out / "config.yaml")
+        cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), changes))
         for images in (clear, hazy):
             warn_if_dim(images, cfg.data.white)
+    check_limits(cfg, OPERATOR_LIMITS, "operator config")
 
     if not is_ddp_worker():
         console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)
-    _, trainer = fit_operator(
-        cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
-        precision=precision, accelerator=accelerator,
-    )  # fmt: skip
+    with folder.starting(resume):
+        if not is_ddp_worker():
+            save_config(cfg, folder.config)
+            if ckpt is None:
+                folder.record_inputs(inputs)
+        _, trainer = fit_operator(
+            cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
+            precision=precision, accelerator=accelerator,
+            callbacks=[LearningRates({0: lr, 1: lr})] if resume and lr is not None else [],
+        )  # fmt: skip
     if trainer.is_global_zero:
         console.print(f"operator written to {out / 'operator.safetensors'}", highlight=False)

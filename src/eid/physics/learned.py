@@ -154,7 +154,8 @@ def read_operator_config(path: str | Path) -> dict[str, Any]:
 
     yaml_path = operator_stem(Path(path)).with_suffix(".yaml")
     if not yaml_path.is_file():
-        raise EIDError(f"{yaml_path}: not found; --operator must be a stage-1 run folder (eid train-operator --out)")
+        where = f"{path}: no such folder" if not Path(path).exists() else f"{yaml_path}: not found"
+        raise EIDError(f"{where}; --operator must be a stage-1 run folder (eid train-operator --out)")
     return read_yaml(yaml_path)
 
 

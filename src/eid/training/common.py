@@ -16,7 +16,8 @@ What lives here and why:
   ``DistributedSampler``), every item gets its own seed for its random crop/flip, and the loader records
   how many batches of the epoch were consumed, so that a run resumed from a mid-epoch checkpoint sees
   exactly the batches an uninterrupted run would have seen.
-* :func:`prepare_run_dir` / :func:`fit` -- the ``--resume`` rules and the fit call.
+* :class:`LearningRates` -- an explicit ``--lr`` given with ``--resume`` replaces the checkpoint's.
+* :func:`prepare_run_dir` / :func:`fit` -- the ``--resume`` rules (:mod:`eid.training.run_folder`) and the fit call.
 
 A LightningModule used with these helpers should call ``save_hyperparameters(config_dict)`` with a plain
 dict (so the checkpoint carries its full config), and may implement ``sample_columns(batch) -> list[Tensor]``
@@ -26,7 +27,6 @@ dict (so the checkpoint carries its full config), and may implement ``sample_col
 from __future__ import annotations
 
 import logging
-import os
 
 import pickle
 import random
@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from eid.data.datasets import item_seed
 from eid.errors import EIDError
 from eid.training.progress import LineProgress, batches_done
+from eid.training.run_folder import CHECKPOINT_DIR, LAST_CHECKPOINT, Inputs, RunFolder, is_ddp_worker  # noqa: F401 (re-exported)
 from eid.utils import atomic_write
 
 warnings.filterwarnings("ignore", message=".*val_dataloader.*but have no .validation_step.*")
@@ -67,8 +68,6 @@ class _DropMisleadingMessages(logging.Filter):
 
 for _handler in logging.getLogger("lightning.pytorch").handlers:
     _handler.addFilter(_DropMisleadingMessages())
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
 
 
 class NonFiniteLossError(EIDError):
@@ -79,8 +78,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints atomically (temp file + ``os.replace``) and read them without pickle."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        with atomic_write(path) as tmp:
-            torch.save(checkpoint, tmp)
+        try:
+            with atomic_write(path) as tmp:
+                torch.save(checkpoint, tmp)
+        except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
+            raise EIDError(f"{path}: cannot write the checkpoint ({str(exc).splitlines()[0]}); free space on that disk or write elsewhere") from exc
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint(path, map_location=map_location)
@@ -114,8 +116,8 @@ def ensure_finite(losses: Mapping[str, torch.Tensor], trainer: L.Trainer | None 
         bad = [k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all())] or ["(another rank)"]
         step = trainer.global_step if trainer is not None else "?"
         raise NonFiniteLossError(
-            f"non-finite loss {', '.join(bad)} at optimizer step {step}; the last good checkpoint is kept, "
-            "resume with a lower learning rate or --precision 32-true"
+            f"non-finite loss {', '.join(bad)} at optimizer step {step}; rerun with a lower --lr (with --resume once "
+            "a checkpoint exists: it continues from the last good one) or with --precision 32-true"
         )
 
 
@@ -338,27 +340,42 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.val, shuffle=False) if self.val is not None else []
 
 
-def is_ddp_worker() -> bool:
-    """True in the extra processes Lightning's DDP launcher starts (they re-run the same command)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
-
-
-def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path | None:
-    """Apply the ``--resume`` rules; return the checkpoint to resume from (or ``None`` for a new run).
+def prepare_run_dir(run_dir: str | Path, resume: bool, inputs: Inputs | None = None) -> Path | None:
+    """Apply the ``--resume`` rules of :class:`~eid.training.run_folder.RunFolder`; return the checkpoint to
+    resume from (or ``None`` for a new run, whose folder is then created).
 
     A new run refuses a non-empty ``run_dir`` (nothing is overwritten); ``resume`` needs
-    ``run_dir/checkpoints/last.ckpt``.
+    ``run_dir/checkpoints/last.ckpt`` and the ``inputs`` (option -> folders) the run was started with.
     """
-    run_dir = Path(run_dir)
-    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    folder = RunFolder(run_dir)
     if resume:
-        if not last.is_file():
-            raise EIDError(f"{last}: nothing to resume; start a new run without --resume")
-        return last
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise EIDError(f"{run_dir}: run folder already exists; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+        return folder.check_resume(inputs or {})
+    folder.check_new(inputs or {})
+    folder.path.mkdir(parents=True, exist_ok=True)
     return None
+
+
+class LearningRates(Callback):
+    """Set the learning rate of optimizers (index -> lr) once a checkpoint is restored.
+
+    A checkpoint restores its optimizers' and schedulers' learning rates; an explicit ``--lr`` given with
+    ``--resume`` must win (the advice after a non-finite loss). The scheduler keeps its progress: a
+    ``LambdaLR`` goes on with its factor at the current step, applied to the new base rate.
+    """
+
+    def __init__(self, lrs: Mapping[int, float]) -> None:
+        self.lrs = dict(lrs)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for index, lr in self.lrs.items():
+            optimizer = trainer.optimizers[index]
+            schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is optimizer]
+            for k, group in enumerate(optimizer.param_groups):
+                group["lr"] = group["initial_lr"] = lr
+                for scheduler in schedulers:
+                    scheduler.base_lrs[k] = lr
+                    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                        group["lr"] = lr * scheduler.lr_lambdas[k](scheduler.last_epoch)
 
 
 def build_trainer(
@@ -417,8 +434,8 @@ def build_trainer(
         num_nodes=num_nodes,
         strategy=strategy,
         precision=precision,
-        max_steps=max_steps * steps_per_batch if max_steps else -1,
-        max_epochs=None if max_steps else epochs,
+        max_steps=max_steps * steps_per_batch if max_steps is not None else -1,
+        max_epochs=None if max_steps is not None else epochs,
         logger=CSVLogger(run_dir, name="", version="logs"),
         log_every_n_steps=log_every,
         enable_checkpointing=False,

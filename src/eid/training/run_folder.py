@@ -1,0 +1,138 @@
+"""The run folder of a training command: its layout, its start and its ``--resume`` rules, in one place.
+
+A run folder holds ``config.yaml`` (the resolved config), ``inputs.yaml`` (the input folders it trains on, for
+``--resume`` to check), ``checkpoints/last.ckpt`` (+ periodic snapshots), the exported weights and logs.
+:meth:`RunFolder.starting` wraps the start of a run: a start that fails before the first checkpoint removes what
+it created, so the rerun is not blocked by a stub folder that neither a new run nor ``--resume`` accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from eid.errors import EIDError, describe_os_error
+from eid.utils import atomic_write, remove_stale_temps
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+CONFIG = "config.yaml"
+INPUTS = "inputs.yaml"
+
+Inputs = Mapping[str, "str | Sequence[str | Path] | None"]
+
+
+def is_ddp_worker() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they re-run the same command)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def resolved_inputs(inputs: Inputs) -> dict[str, str | list[str]]:
+    """Absolute paths of the given input options (``None`` = not given; ``asm`` is kept as it is)."""
+    out: dict[str, str | list[str]] = {}
+    for option, value in inputs.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, Path)):
+            out[option] = value if value == "asm" else str(Path(value).resolve())
+        else:
+            out[option] = [str(Path(v).resolve()) for v in value]
+    return out
+
+
+class RunFolder:
+    """The folder ``--out`` of ``eid train-operator`` and ``eid train``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def last(self) -> Path:
+        """The checkpoint ``--resume`` continues from."""
+        return self.path / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    def check_new(self, inputs: Inputs) -> None:
+        """Refuse a new run into a file, an input folder, or a folder holding anything but a killed run's temp files."""
+        if self.path.exists() and not self.path.is_dir():
+            raise EIDError(f"--out {self.path} is a file; give a folder for the run")
+        for option, folders in resolved_inputs(inputs).items():
+            if str(self.path.resolve()) in ([folders] if isinstance(folders, str) else folders):
+                raise EIDError(f"--out {self.path} is also an input folder ({option}); choose a new folder for the run")
+        if not self.path.is_dir():
+            return
+        remove_stale_temps(self.path)
+        if _holds_no_file(self.path):
+            return
+        if self.last.is_file():
+            raise EIDError(f"{self.path}: run folder already exists; pass --resume to continue it or choose another --out")
+        raise EIDError(f"{self.path}: folder already exists and holds no checkpoint to resume; remove it or choose another --out")
+
+    def check_resume(self, inputs: Inputs) -> Path:
+        """The checkpoint to resume from, once the inputs given match the run's; a killed run's temp files are removed."""
+        if not self.last.is_file():
+            raise EIDError(f"{self.last}: nothing to resume; start a new run without --resume")
+        remove_stale_temps(self.path)
+        saved = self.saved_inputs()
+        for option, value in resolved_inputs(inputs).items():
+            if option in saved and saved[option] != value:
+                raise EIDError(
+                    f"{option} {_show(value)} differs from the run's {_show(saved[option])}; resume with the run's "
+                    f"{option} or start a new run in another --out"
+                )
+        return self.last
+
+    def saved_inputs(self) -> dict[str, str | list[str]]:
+        """The inputs recorded at the start (``{}`` for runs made before they were recorded)."""
+        path = self.path / INPUTS
+        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+    def record_inputs(self, inputs: Inputs) -> None:
+        """Write ``inputs.yaml``: what :meth:`check_resume` compares the inputs of a resume with."""
+        with atomic_write(self.path / INPUTS) as tmp:
+            tmp.write_text(yaml.safe_dump(resolved_inputs(inputs), sort_keys=False))
+
+    @contextlib.contextmanager
+    def starting(self, resume: bool = False) -> Iterator[RunFolder]:
+        """Run a start (or a resume): OS errors become one line naming the file and the remedy, and a new run
+        that fails before its first checkpoint leaves no stub behind (the folder it created, or what it put in
+        the empty folder it was given, is removed). DDP workers leave the folder to rank 0."""
+        if is_ddp_worker():
+            yield self
+            return
+        existed = self.path.is_dir()
+        try:
+            yield self
+        except BaseException as exc:
+            if not resume and not self.last.is_file():
+                self._remove_stub(existed)
+            if isinstance(exc, OSError):
+                raise EIDError(describe_os_error(exc)) from exc
+            raise
+
+    def _remove_stub(self, existed: bool) -> None:
+        if not existed:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for child in self.path.iterdir() if self.path.is_dir() else ():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+
+def _holds_no_file(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but (nested) empty folders, e.g. once a killed run's temp files are gone."""
+    return all(child.is_dir() and not child.is_symlink() and _holds_no_file(child) for child in folder.iterdir())
+
+
+def _show(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else ",".join(value)
