@@ -331,3 +331,19 @@ def test_scattering_runs_resume_and_export_their_maps(toy: tuple[Path, Path], tm
     assert maps["airlight"].shape == (1, 3, 24, 24)
     grids = sorted((tmp_path / "run" / "samples").glob("*.png"))
     assert grids, "the sample grid shows the maps"
+
+
+def test_the_dark_channel_prior_term_pulls_only_the_estimator() -> None:
+    from eid.training.operator import operator_module
+
+    cfg = tiny_config()
+    cfg.model = OperatorModelConfig(kind="scattering", width=4, scales=2, disc_width=4)
+    cfg.loss.lambda_dcp = 1.0
+    module = operator_module(cfg)
+    g = torch.Generator().manual_seed(0)
+    b = torch.rand(2, 3, 32, 32, generator=g)
+    terms, _, _ = module.generator_losses(torch.rand(2, 3, 32, 32, generator=g), b)
+    assert torch.isfinite(terms["dcp"]) and terms["dcp"] > 0
+    terms["dcp"].backward()
+    assert all(p.grad is None for p in module.operator.hazer.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.operator.estimator.parameters())

@@ -112,7 +112,7 @@ def build_demo_data(root: Path, short_side: int = 192, seed: int = 0) -> DemoDat
 DEMO_MARKER = ".eid-demo"
 METHODS = ("dcp", "cyclegan", "eid")
 #: Column names of the comparison (``cyclegan`` is the operator's pseudo-inverse alone, whatever its kind).
-LABELS = {"dcp": "DCP", "cyclegan": "H^dagger only", "eid": "EID"}
+LABELS = {"dcp": "DCP", "cyclegan": "H† only", "eid": "EID"}
 METRICS = ("psnr", "ssim", "niqe", "brisque")
 
 
@@ -192,7 +192,7 @@ def run_demo(
     results = {"hazy input": evaluate(specs, [data.test_hazy], [data.test_clear])}
     results.update({m: evaluate(specs, [out / "dehazed" / m], [data.test_clear]) for m in METHODS})
     names = [s.name for s in specs]
-    rows = [{"method": name, **r.means} for name, r in results.items()]
+    rows = [{"method": LABELS.get(name, name), **r.means} for name, r in results.items()]
     print_table(console, metrics_table(rows, names, title="held-out test images (mean)", first="method"))
     report = {
         "metrics": {name: r.means for name, r in results.items()},

@@ -11,6 +11,7 @@ With ``a`` a clear and ``b`` a hazy crop in ``[0, 1]``, ``H(a) = t(a) a + (1 - t
         &+ \lambda_{param}\,\big[\|\hat t(\mathrm{sg}\,H a) - \mathrm{sg}\,t(a)\|_1 + \|\hat A(\mathrm{sg}\,H a) - \mathrm{sg}\,A(a)\|_1\big]
         + \lambda_{id}\,\|H^\dagger a - a\|_1
         + \lambda_{density}\,\max(0,\ d_{\min} - \overline{1 - t(a)})
+        \ [+\ \lambda_{dcp}\,(\|\hat t(b) - t_{DCP}(b)\|_1 + \|\hat A(b) - A_{DCP}(b)\|_1)]
 
 and the discriminators' LSGAN loss with replay buffers, as in :mod:`eid.training.operator`. The choices,
 each against a way the CycleGAN fails:
@@ -21,6 +22,9 @@ each against a way the CycleGAN fails:
   ``H`` to haze less. ``H`` learns from ``D_B`` and from re-creating the real haze, ``H(H^dagger b) = b``.
 - **The estimator also recovers the maps ``H`` used** (``lambda_param``), a supervised signal that
   costs nothing since ``H`` made the haze.
+- **Optionally, the dark channel prior** (``lambda_dcp``, the ``natural`` preset) anchors the estimator on
+  the real hazy images where that prior is strong (atmospheric haze); through ``H(H^dagger b) = b`` it
+  then also tells ``H`` how much haze the data hold.
 - **No trivial ``t = 1``**: ``t`` starts near 0.7 (:class:`~eid.models.scattering.ScatteringNet`) and a
   hinge keeps the mean haze density ``1 - t`` of ``H`` above ``d_min`` (the data are hazy by assumption).
 """
@@ -33,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from eid.baselines.dcp import DarkChannelPrior
 from eid.config import config_to_dict
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.learned import to_gan_range
@@ -55,6 +60,7 @@ class ScatteringOperatorModule(HazeOperatorModule):
         self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
         self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
         self.buffer_b = ReplayBuffer(cfg.buffer_size, cfg.seed + 1)
+        self.dcp = DarkChannelPrior()
 
     def generator_parameters(self) -> list[torch.nn.Parameter]:
         """What the generator step trains: the hazer, the estimator and the residual."""
@@ -65,7 +71,8 @@ class ScatteringOperatorModule(HazeOperatorModule):
         op, lam = self.operator, self.cfg.loss
         t_a, air_a = op.hazer(a)
         fake_b = op.A(a, transmission=t_a, airlight=air_a)
-        fake_a = op.A_dagger(b)
+        est_b = op.estimate(b)
+        fake_a = op.A_dagger(b, **est_b)
         gan = 0.5 * (lsgan(self.d_b(to_gan_range(fake_b)), True) + lsgan(self.d_a(to_gan_range(fake_a)), True))
         hazed = fake_b.detach()
         t_hat, air_hat = op.estimator(hazed)
@@ -75,7 +82,19 @@ class ScatteringOperatorModule(HazeOperatorModule):
         density = F.relu(lam.density_min - (1 - t_a).mean(dim=(1, 2, 3))).mean()
         terms = {"gan": gan, "cyc": cyc, "param": param, "id": ident, "density": density}
         terms["g"] = gan + lam.lambda_cyc * cyc + lam.lambda_param * param + lam.lambda_id * ident + lam.lambda_density * density
+        if lam.lambda_dcp > 0:
+            terms["dcp"] = self.dark_channel_prior(b, est_b)
+            terms["g"] = terms["g"] + lam.lambda_dcp * terms["dcp"]
         return terms, fake_b, fake_a
+
+    def dark_channel_prior(self, b: torch.Tensor, est_b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``|t_hat(b) - t_DCP(b)|_1 + |a_hat(b) - a_DCP(b)|_1``: the estimator pulled towards the dark channel
+        prior's maps on the real hazy images (atmospheric haze, where DCP is strong)."""
+        with torch.no_grad():
+            _, t_dcp, a_dcp = self.dcp.estimate(b)
+        return F.l1_loss(est_b["transmission"], t_dcp.expand_as(est_b["transmission"])) + F.l1_loss(
+            est_b["airlight"], a_dcp.expand_as(est_b["airlight"])
+        )
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The clear and hazy batch in ``[0, 1]``, the operator's range."""
