@@ -28,6 +28,16 @@ def transmission_from_depth(depth: Tensor, beta: Tensor | float) -> Tensor:
     return torch.exp(-beta * depth)
 
 
+def scatter(x: Tensor, t: Tensor, a: Tensor) -> Tensor:
+    r"""The scattering model :math:`x \odot t + a (1 - t)` (``t``, ``a`` broadcast against ``x``)."""
+    return x * t + a * (1 - t)
+
+
+def unscatter(y: Tensor, t: Tensor, a: Tensor, t_min: float) -> Tensor:
+    r"""Its inverse :math:`(y - a (1 - t)) / \max(t, t_{\min})`, exact where ``t >= t_min``."""
+    return (y - a * (1 - t)) / t.clamp_min(t_min)
+
+
 class ASMHaze(Physics):
     r"""Atmospheric scattering model :math:`y = A(x) = x \odot t + a\,(1 - t)`.
 
@@ -70,14 +80,12 @@ class ASMHaze(Physics):
         r"""Haze ``x``: :math:`x \odot t + a (1 - t)`, after optionally updating ``t`` and ``a``."""
         self.update_parameters(transmission=transmission, airlight=airlight)
         self._check_compatible(x)
-        t = self.transmission
-        return x * t + self.airlight * (1 - t)
+        return scatter(x, self.transmission, self.airlight)
 
     def A_dagger(self, y: Tensor, **kwargs) -> Tensor:
         r"""Invert the haze: :math:`(y - a(1-t)) / \max(t, t_{\min})` (exact where ``t >= t_min``)."""
         self._check_compatible(y)
-        t = self.transmission
-        return (y - self.airlight * (1 - t)) / t.clamp_min(self.t_min)
+        return unscatter(y, self.transmission, self.airlight, self.t_min)
 
     def update_parameters(self, transmission: ParamLike | None = None, airlight: ParamLike | None = None, **kwargs) -> None:
         """Replace ``transmission`` and/or ``airlight`` (floats converted, shapes checked); ``None`` keeps them."""

@@ -26,19 +26,10 @@ from torch import Tensor, nn
 
 from eid.errors import EIDError
 from eid.models.scattering import BoundedResidual, ScatteringNet
+from eid.physics.asm import scatter, unscatter
 from eid.weights import save_weights
 
 NET_KEYS = ("channels", "width", "scales", "transmission", "airlight", "t_min")
-
-
-def scatter(x: Tensor, t: Tensor, a: Tensor) -> Tensor:
-    r""":math:`t \odot x + (1 - t) \odot a` (the scattering model; ``t``, ``a`` broadcast)."""
-    return t * x + (1 - t) * a
-
-
-def unscatter(y: Tensor, t: Tensor, a: Tensor, t_min: float) -> Tensor:
-    r""":math:`(y - a (1 - t)) / \max(t, t_{\min})`, clipped to ``[0, 1]`` (exact inverse where ``t >= t_min``)."""
-    return ((y - a * (1 - t)) / t.clamp_min(t_min)).clamp(0.0, 1.0)
 
 
 def scattering_nets(model: dict[str, Any]) -> dict[str, nn.Module]:
@@ -94,40 +85,38 @@ class ScatteringHaze(Physics):
 
     def A(self, x: Tensor, transmission: Tensor | float | None = None, airlight: Tensor | float | None = None, **kwargs: Any) -> Tensor:
         """Haze clear ``x`` in ``[0, 1]``; given ``transmission``/``airlight`` replace the learned maps."""
-        maps = self.maps(x) if transmission is None or airlight is None else {}
-        t = maps["transmission"] if transmission is None else torch.as_tensor(transmission, dtype=x.dtype, device=x.device)
-        a = maps["airlight"] if airlight is None else torch.as_tensor(airlight, dtype=x.dtype, device=x.device)
+        t, a = _given_or(self.maps, x, transmission, airlight)
         y = scatter(x, t, a)
-        if self.residual is not None:
-            y = y + self.residual(x)
-        return y
+        return y if self.residual is None else y + self.residual(x)
 
     def A_dagger(self, y: Tensor, transmission: Tensor | float | None = None, airlight: Tensor | float | None = None, **kwargs: Any) -> Tensor:
-        """Invert the scattering model on hazy ``y`` with the estimated (or given) maps."""
-        maps = self.estimate(y) if transmission is None or airlight is None else {}
-        t = maps["transmission"] if transmission is None else torch.as_tensor(transmission, dtype=y.dtype, device=y.device)
-        a = maps["airlight"] if airlight is None else torch.as_tensor(airlight, dtype=y.dtype, device=y.device)
-        return unscatter(y, t, a, self.t_min)
-
-    def state_for_export(self) -> dict[str, Tensor]:
-        """Tensors keyed ``hazer.*``, ``estimator.*`` [, ``residual.*``]."""
-        return {k: v.detach() for k, v in self.state_dict().items()}
+        """Invert the scattering model on hazy ``y`` with the estimated (or given) maps, clipped to ``[0, 1]``."""
+        t, a = _given_or(self.estimate, y, transmission, airlight)
+        return unscatter(y, t, a, self.t_min).clamp(0.0, 1.0)
 
     def save(self, run_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``run_dir/operator.safetensors`` and ``run_dir/operator.yaml`` atomically."""
+        """Write ``run_dir/operator.safetensors`` (keys ``hazer.*``, ``estimator.*`` [, ``residual.*``]) and
+        ``run_dir/operator.yaml`` atomically."""
         from eid.physics.learned import OPERATOR_STEM
 
-        return save_weights(Path(run_dir) / OPERATOR_STEM, self.state_for_export(), self.config)
+        return save_weights(Path(run_dir) / OPERATOR_STEM, self.state_dict(), self.config)
 
     @classmethod
     def from_state(cls, state: dict[str, Tensor], config: dict[str, Any], where: str) -> ScatteringHaze:
         """Build a frozen operator from exported tensors and their config (``where`` names the file in errors)."""
         nets = scattering_nets(config.get("model", {}))
-        operator = cls(nets["hazer"], nets["estimator"], nets.get("residual"), config=config, frozen=False)
+        operator = cls(nets["hazer"], nets["estimator"], nets.get("residual"), config=config)
         try:
             operator.load_state_dict(state)
         except RuntimeError as exc:
             raise EIDError(f"{where}: weights do not match the config in operator.yaml; re-export the run") from exc
-        operator.frozen = True
-        operator.requires_grad_(False)
-        return operator.train(False)
+        return operator
+
+
+def _given_or(estimate: Any, image: Tensor, transmission: Any, airlight: Any) -> tuple[Tensor, Tensor]:
+    """``(t, a)``: the given maps (floats or tensors), else those ``estimate(image)`` returns."""
+    maps = estimate(image) if transmission is None or airlight is None else {}
+    as_map = lambda v: torch.as_tensor(v, dtype=image.dtype, device=image.device)  # noqa: E731
+    t = maps["transmission"] if transmission is None else as_map(transmission)
+    a = maps["airlight"] if airlight is None else as_map(airlight)
+    return t, a

@@ -295,9 +295,11 @@ class EIDModule(L.LightningModule):
         z = self.dehazer.network_input(y, physics)  # H^dagger(y) computed once for f and for the grid
         x_net = self.dehazer.from_network_input(z)
         columns = [y] if z is y else [y, z]
-        columns += [x_net, physics.A(x_net)]
-        if hasattr(physics, "maps"):
-            columns.append(physics.maps(x_net)["transmission"].expand_as(x_net))
+        if hasattr(physics, "maps"):  # a scattering operator: its maps computed once for H(f(y)) and the grid
+            maps = physics.maps(x_net)
+            columns += [x_net, physics.A(x_net, **maps), maps["transmission"].expand_as(x_net)]
+        else:
+            columns += [x_net, physics.A(x_net)]
         if "clear" in batch:
             columns.append(batch["clear"].to(self.device))
         return columns
@@ -449,7 +451,7 @@ def with_prior(cfg: EIDConfig, clear: list[str | Path] | None = None, prior: boo
 
         recorded = list(read_operator_config(cfg.operator).get("data", {}).get("clear", []))
     for folder in recorded:
-        if not glob_matches(folder):
+        if not _names_something(folder):
             raise EIDError(
                 f"{folder}: the clear images stage 1 recorded for the adversarial prior are gone; pass --clear DIR "
                 "with unpaired clear images, or --no-prior"
@@ -459,7 +461,7 @@ def with_prior(cfg: EIDConfig, clear: list[str | Path] | None = None, prior: boo
     return dataclasses.replace(cfg, clear=tuple(recorded))
 
 
-def glob_matches(pattern: str) -> bool:
+def _names_something(pattern: str) -> bool:
     """Whether a recorded folder (or glob) still names something on disk."""
     import glob
 
@@ -493,13 +495,13 @@ def fit_eid(
 
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)
-    clear = clear or (list(cfg.clear) or None)
+    clear = [clear] if isinstance(clear, (str, Path)) else list(clear or cfg.clear)
     if ckpt is None and not is_ddp_worker():  # a new run: make the folder self-contained
         run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.operator != "asm":
             copy_operator(cfg.operator, run_dir)
         save_config(cfg, run_dir / "config.yaml")
-    if cfg.adversarial_weight > 0 and clear is None:
+    if cfg.adversarial_weight > 0 and not clear:
         raise EIDError("the config enables the adversarial prior; pass --clear DIR with unpaired clear images")
     if (val_hazy is None) != (val_clear is None):
         raise EIDError("--val-hazy and --val-clear go together; give both or neither")
@@ -511,7 +513,7 @@ def fit_eid(
         train_set = SynthASMFolder(_synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
     else:
         train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
-    clear_set = HazyFolder([str(c) for c in clear] if isinstance(clear, (list, tuple)) else str(clear), crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None
+    clear_set = HazyFolder([str(c) for c in clear], crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None
     val_set = None
     if val_hazy is not None:
         pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False, white=cfg.white)

@@ -209,20 +209,21 @@ class HazeOperatorModule(L.LightningModule):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.automatic_optimization = False
         self.save_hyperparameters(config_to_dict(cfg), ignore=["run_dir"])
-        self._build_networks()
-        self._buffers_restored = False
-        if cfg.channels_last:
-            self.to(memory_format=torch.channels_last)
-
-    def _build_networks(self) -> None:
-        """Generators, discriminators and replay buffers (a subclass builds another operator)."""
-        m, cfg = self.cfg.model, self.cfg
-        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
-        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
+        self._build_generators()
+        m = cfg.model
         self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
         self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
         self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
         self.buffer_b = ReplayBuffer(cfg.buffer_size, cfg.seed + 1)
+        self._buffers_restored = False
+        if cfg.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _build_generators(self) -> None:
+        """The operator's networks: ``G_AB`` and ``G_BA`` (a subclass builds another operator)."""
+        m, cfg = self.cfg.model, self.cfg
+        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
+        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
 
     def generator_parameters(self) -> list[nn.Parameter]:
         """What the generator step trains: both generators."""

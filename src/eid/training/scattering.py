@@ -39,10 +39,10 @@ import torch.nn.functional as F
 
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import config_to_dict
-from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.learned import to_gan_range
-from eid.physics.scattering import ScatteringHaze, scattering_nets, unscatter
-from eid.training.operator import HazeOperatorModule, ReplayBuffer, lsgan
+from eid.physics.asm import unscatter
+from eid.physics.scattering import ScatteringHaze, scattering_nets
+from eid.training.operator import HazeOperatorModule, lsgan
 
 
 class ScatteringOperatorModule(HazeOperatorModule):
@@ -52,15 +52,10 @@ class ScatteringOperatorModule(HazeOperatorModule):
     networks, the losses and the sample grid differ.
     """
 
-    def _build_networks(self) -> None:
-        m, cfg = self.cfg.model, self.cfg
-        nets = scattering_nets(config_to_dict(m))
+    def _build_generators(self) -> None:
+        nets = scattering_nets(config_to_dict(self.cfg.model))
         self.operator = ScatteringHaze(nets["hazer"], nets["estimator"], nets.get("residual"), frozen=False)
-        self.d_a = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
-        self.d_b = PatchGANDiscriminator(m.channels, m.disc_width, m.disc_strides, m.disc_norm)
-        self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
-        self.buffer_b = ReplayBuffer(cfg.buffer_size, cfg.seed + 1)
-        self.dcp = DarkChannelPrior()
+        self.dcp = DarkChannelPrior()  # no weights: the optional lambda_dcp term's estimate
 
     def generator_parameters(self) -> list[torch.nn.Parameter]:
         """What the generator step trains: the hazer, the estimator and the residual."""
@@ -76,7 +71,7 @@ class ScatteringOperatorModule(HazeOperatorModule):
         gan = 0.5 * (lsgan(self.d_b(to_gan_range(fake_b)), True) + lsgan(self.d_a(to_gan_range(fake_a)), True))
         hazed = fake_b.detach()
         t_hat, air_hat = op.estimator(hazed)
-        cyc = 0.5 * (F.l1_loss(unscatter(hazed, t_hat, air_hat, op.t_min), a) + F.l1_loss(op.A(fake_a), b))
+        cyc = 0.5 * (F.l1_loss(unscatter(hazed, t_hat, air_hat, op.t_min).clamp(0.0, 1.0), a) + F.l1_loss(op.A(fake_a), b))
         param = F.l1_loss(t_hat, t_a.detach().expand_as(t_hat)) + F.l1_loss(air_hat, air_a.detach().expand_as(air_hat))
         ident = F.l1_loss(op.A_dagger(a), a)
         density = F.relu(lam.density_min - (1 - t_a).mean(dim=(1, 2, 3))).mean()
