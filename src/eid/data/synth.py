@@ -148,10 +148,12 @@ def motorcycle_depth() -> tuple[Tensor, Tensor]:
     Returns ``(image (3,500,741) in [0,1], depth (1,500,741) in metres)``. The disparity's 7.35 % of
     ``+inf`` pixels (no ground truth) are filled with the nearest valid depth; depths span about 2.1-5.0 m.
     """
-    from skimage.data import data_dir
+    from skimage.data import stereo_motorcycle  # bundled with scikit-image (no download)
 
-    image, _ = read_image(Path(data_dir) / "motorcycle_left.png")
-    return image, read_depth(Path(data_dir) / "motorcycle_disp.npz", MOTORCYCLE_CALIBRATION)
+    left, _, disparity = stereo_motorcycle()
+    image = torch.from_numpy(left).permute(2, 0, 1).float() / 255.0
+    depth = MOTORCYCLE_CALIBRATION.depth(disparity.astype(np.float64))
+    return image, torch.from_numpy(fill_invalid(depth, "motorcycle_disp").astype(np.float32)).unsqueeze(0)
 
 
 def ramp_depth(height: int, width: int, near: float, far: float) -> Tensor:
