@@ -19,13 +19,13 @@ import os
 import struct
 import threading
 import warnings
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import imagecodecs
 import numpy as np
 import tifffile
 import torch
@@ -102,69 +102,25 @@ def _split_alpha(array: np.ndarray, alpha_last: bool) -> tuple[np.ndarray, np.nd
     return array, None
 
 
-def _png16_header(path: Path) -> tuple[int, int, int, int] | None:
-    """``(width, height, colour_type, interlace)`` of a 16-bit colour PNG (which Pillow reads as 8-bit)."""
+def _png16_header(path: Path) -> tuple[int, int, int] | None:
+    """``(width, height, colour_type)`` of a 16-bit colour PNG (which Pillow reads as 8-bit)."""
     with open(path, "rb") as handle:
         head = handle.read(33)
     if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
-    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    return (width, height, colour_type, interlace) if depth == 16 and colour_type in (2, 4, 6) else None
+    width, height, depth, colour_type = struct.unpack(">IIBB", head[16:26])
+    return (width, height, colour_type) if depth == 16 and colour_type in (2, 4, 6) else None
 
 
-def _unfilter_png(data: np.ndarray, height: int, stride: int, bpp: int) -> np.ndarray:
-    """Undo PNG scanline filters (None, Sub, Up, Average, Paeth) for ``bpp`` bytes per pixel."""
-    rows = data.reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.uint8)
-    previous = np.zeros(stride, np.int32)
-    for y in range(height):
-        kind, line = rows[y, 0], rows[y, 1:].astype(np.int32)
-        if kind == 2:
-            line = line + previous
-        elif kind == 1:  # Sub: running sum along each byte lane
-            line = np.cumsum(line.reshape(-1, bpp), axis=0).reshape(-1)
-        elif kind in (3, 4):
-            for x in range(stride):
-                left = line[x - bpp] if x >= bpp else 0
-                up = previous[x]
-                if kind == 3:
-                    line[x] = (line[x] + (left + up) // 2) & 0xFF
-                else:
-                    corner = previous[x - bpp] if x >= bpp else 0
-                    p = left + up - corner
-                    pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                    pred = left if pa <= pb and pa <= pc else (up if pb <= pc else corner)
-                    line[x] = (line[x] + pred) & 0xFF
-        elif kind != 0:
-            raise ValueError(f"unknown PNG filter type {kind}")
-        line &= 0xFF
-        out[y] = line
-        previous = line
-    return out
-
-
-def _read_png16(path: Path, header: tuple[int, int, int, int], max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
-    """Decode a 16-bit colour (or grey+alpha) PNG without loss."""
-    width, height, colour_type, interlace = header
+def _read_png16(path: Path, header: tuple[int, int, int], max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """Decode a 16-bit colour (or grey+alpha) PNG without loss, with libpng (``imagecodecs``)."""
+    width, height, colour_type = header
     _check_size(path, height, width, max_pixels, min_size)
-    if interlace:
-        raise _fail(path, "interlaced 16-bit colour PNG is not supported", "re-save it without interlacing or as TIFF")
-    channels = {2: 3, 4: 2, 6: 4}[colour_type]
-    blob, idat, pos = path.read_bytes(), [], 8
     try:
-        while pos < len(blob):
-            (length,) = struct.unpack(">I", blob[pos : pos + 4])
-            tag = blob[pos + 4 : pos + 8]
-            if tag == b"IDAT":
-                idat.append(blob[pos + 8 : pos + 8 + length])
-            pos += 12 + length
-        data = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-        stride = width * channels * 2
-        pixels = _unfilter_png(data[: height * (stride + 1)], height, stride, channels * 2)
-    except (struct.error, zlib.error, ValueError) as exc:
-        raise _fail(path, f"corrupt or truncated PNG data ({exc})", "re-export or re-download the file") from exc
-    array = pixels.view(">u2").astype(np.uint16).reshape(height, width, channels)
-    colour, alpha = _split_alpha(array, alpha_last=channels in (2, 4))
+        array = imagecodecs.png_decode(path.read_bytes())
+    except (imagecodecs.PngError, ValueError) as exc:  # libpng's message may not even decode as text
+        raise _fail(path, f"corrupt or truncated PNG data ({type(exc).__name__})", "re-export or re-download the file") from exc
+    colour, alpha = _split_alpha(array, alpha_last=colour_type in (4, 6))
     if colour.ndim == 3 and colour.shape[-1] == 1:
         colour = colour[..., 0]
     return colour, alpha, "PNG", {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[colour_type]
@@ -564,19 +520,8 @@ def _save_options(fmt: str) -> dict:
 
 
 def _write_png16(path: Path, array: np.ndarray) -> None:
-    """Write a 16-bit RGB or RGBA PNG (which Pillow cannot write): filter 0 rows, zlib level 6."""
-    height, width, channels = array.shape
-    colour_type = {3: 2, 4: 6}[channels]
-    rows = array.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    raw = np.hstack([np.zeros((height, 1), np.uint8), rows]).tobytes()
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    )
+    """Write a 16-bit RGB or RGBA PNG (which Pillow cannot write) with libpng's default filters and level."""
+    path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array, np.uint16)))
 
 
 def list_images(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[Path]:
