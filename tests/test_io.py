@@ -132,6 +132,17 @@ def test_rgba16_png_with_all_filters_is_decoded_exactly(tmp_path):
     np.testing.assert_array_equal(meta.alpha, rgba[..., 3])
 
 
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_libpng_16_bit_png_round_trip_is_exact(tmp_path, channels):
+    imagecodecs = pytest.importorskip("imagecodecs")
+    pixels = np.random.default_rng(4).integers(0, 65536, (11, 9, channels), dtype=np.uint16)
+    (tmp_path / "in.png").write_bytes(imagecodecs.png_encode(pixels))
+    x, meta = read_image(tmp_path / "in.png")
+    assert meta.dtype == "uint16" and meta.has_alpha == (channels != 3) and x.shape[0] == (1 if channels == 2 else 3)
+    out = write_image(tmp_path / "out.png", x, meta)
+    np.testing.assert_array_equal(imagecodecs.png_decode(out.read_bytes()), pixels)
+
+
 def test_float32_tiff(tmp_path):
     data = np.random.default_rng(4).random((8, 8)).astype(np.float32)
     tifffile.imwrite(tmp_path / "f.tif", data)
@@ -316,6 +327,29 @@ def test_listing_folders_files_globs(tmp_path):
     assert [p.name for p in list_images([tmp_path / "d" / "notes.txt"])] == ["notes.txt"]
     with pytest.raises(EIDError, match="no such file"):
         list_images([tmp_path / "missing*"])
+
+
+def test_symlink_loops_are_skipped_with_a_note(tmp_path):
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"x")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")  # dangling: ignored as before
+    (folder / "self.png").symlink_to("self.png")
+    (folder / "sub" / "up").symlink_to("..")
+    (folder / "sub" / "again").symlink_to("..")  # two loops: exponential for glob
+    with pytest.warns(UserWarning, match="symbolic link loop") as notes:
+        rel = [str(r) for _, r in iter_inputs([folder], recursive=True)]
+    assert rel == ["a.png"]
+    assert {str(n.message).split(":")[0] for n in notes} == {str(folder / "self.png"), str(folder / "sub" / "up"), str(folder / "sub" / "again")}
+    assert all("\n" not in str(n.message) for n in notes)
+
+
+def test_linked_subfolders_are_listed(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "b.png").write_bytes(b"x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "link").symlink_to(tmp_path / "data")
+    assert [str(r) for _, r in iter_inputs([tmp_path / "d"], recursive=True)] == ["link/b.png"]
 
 
 def test_output_guards(tmp_path):

@@ -13,14 +13,16 @@ is applied. Failures raise :class:`eid.errors.ImageReadError` with the file name
 
 from __future__ import annotations
 
+import errno
 import glob
 import math
 import os
+import stat
 import struct
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -545,10 +547,8 @@ def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
     for item in inputs:
         item_path = Path(item)
         if item_path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            matches = sorted(p for p in item_path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            for p in matches:
-                found.setdefault(p.resolve(), p.relative_to(item_path))
+            for p, rel in _folder_images(item_path, Path(), recursive, frozenset({_identity(item_path)})):
+                found.setdefault(p.resolve(), rel)
         elif item_path.is_file():
             found.setdefault(item_path.resolve(), Path(item_path.name))
         else:
@@ -560,6 +560,42 @@ def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
                 found.setdefault(p.resolve(), Path(p.name))
     pairs = sorted(found.items(), key=lambda kv: str(kv[1]))
     return [(path, rel) for path, rel in pairs]
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """The folder ``path`` points to, as (device, inode), whatever the links on the way."""
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+def _folder_images(folder: Path, relative: Path, recursive: bool, above: frozenset[tuple[int, int]]) -> Iterator[tuple[Path, Path]]:
+    """Image files in ``folder`` with their path under the listed folder (``relative``), subfolders too when
+    ``recursive``, linked ones included.
+
+    A symbolic link that loops (to itself, or to a folder ``above`` it) is skipped with a one-line warning:
+    followed, it would never end (``glob`` follows links to a depth of 40, per link: exponential time).
+    """
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(entry.name for entry in entries)
+    except OSError as exc:  # an unreadable subfolder must not end the listing of the others
+        warnings.warn(f"{folder}: skipped, cannot list it ({exc.strerror or exc})", stacklevel=2)
+        return
+    for name in names:
+        path = folder / name
+        try:
+            info = path.stat()
+        except OSError as exc:  # a dangling link stays silently ignored, as before; a loop is named
+            if exc.errno == errno.ELOOP:
+                warnings.warn(f"{path}: skipped, a symbolic link loop", stacklevel=2)
+            continue
+        if stat.S_ISDIR(info.st_mode) and recursive:
+            if (info.st_dev, info.st_ino) in above:
+                warnings.warn(f"{path}: skipped, a symbolic link loop (to a folder above it)", stacklevel=2)
+                continue
+            yield from _folder_images(path, relative / name, True, above | {(info.st_dev, info.st_ino)})
+        elif stat.S_ISREG(info.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
+            yield path, relative / name
 
 
 def no_images_error(inputs: Sequence[str | Path]) -> EIDError:
