@@ -1,0 +1,211 @@
+"""``build_report``: a self-contained report folder, ``index.html`` and the pictures it shows.
+
+Layout of ``out``: ``index.html``, ``images/<row>/<column>-{thumb,full,crop,fade}.png``, ``runs/<n>/...``. The page
+loads nothing from the network (inline style and script, local images), so it works offline and can be zipped.
+Only ``out`` is written; an input folder can be neither ``out`` nor inside it, nor hold it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from eid.data.io import White, read_image
+from eid.errors import EIDError
+from eid.metrics import get_metrics
+from eid.report import images as pics
+from eid.report.collect import INPUT, REFERENCE, Collection, Row, collect
+from eid.report.html import esc, fmt, img, page, summary_table
+from eid.report.runs import RunView, view_run
+from eid.utils import atomic_write
+
+MARKER = ".eid-report"
+ROW_LABELS = {"view": "image", "scores": "scores", "crop": "zoom", "fade": "FADE density"}
+OPERATOR_IMAGES = 3
+"""Images on which a run's operator maps are shown."""
+
+
+@dataclass
+class Report:
+    """The written page, the warnings about the inputs, and how many of the rows it shows."""
+
+    index: Path
+    warnings: list[str]
+    shown: int
+    total: int
+
+
+def prepare_out(out: Path, inputs: Sequence[Path]) -> None:
+    """Create ``out`` or clear a previous report there; refuse input folders in or around it, or foreign files."""
+    target = out.resolve()
+    for folder in map(Path.resolve, inputs):
+        if target.is_relative_to(folder) or folder.is_relative_to(target):
+            raise EIDError(f"--out {out} overlaps the input folder {folder}; a report is never written inside its inputs")
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise EIDError(f"{out} exists and holds no eid report; choose an empty or new --out")
+        for name in ("images", "runs"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by eid report\n")
+
+
+def _scores(values: Mapping[str, float] | None) -> str:
+    if not values:
+        return ""
+    return " · ".join(f"{esc(k)} {fmt(v)}" for k, v in values.items())
+
+
+@dataclass
+class Cell:
+    """A present cell's files (relative to the report) and its scores."""
+
+    files: dict[str, str]
+    scores: Mapping[str, float] | None
+
+
+def _write_row(row: Row, index: int, out: Path, white: White, box: tuple[int, int, int] | None) -> tuple[dict[str, Cell], float]:
+    """Write the thumbnail, full-size copy (when the thumbnail is smaller), crop and FADE map of each present
+    column of ``row``; return the cells and the row's FADE scale (one scale, so the maps compare)."""
+    full = {c: read_image(p, white=white)[0] for c, p in row.files.items() if p is not None}
+    maps = {c: pics.density_map(x) for c, x in full.items() if c != REFERENCE}
+    vmax = max((float(m.nan_to_num(0).max()) for m in maps.values() if m is not None), default=1.0)
+    cells = {}
+    for column, image in full.items():
+        stem = f"images/{index:04d}/c{list(row.files).index(column)}"
+        thumb = pics.shrink(image)
+        files = {"thumb": f"{stem}-thumb.png", "crop": f"{stem}-crop.png", "full": f"{stem}-thumb.png"}
+        pics.save(out / files["thumb"], thumb)
+        pics.save(out / files["crop"], pics.cut(image, box))
+        if thumb.shape != image.shape:
+            files["full"] = f"{stem}-full.png"
+            pics.save(out / files["full"], image)
+        if maps.get(column) is not None:
+            files["fade"] = f"{stem}-fade.png"
+            pics.save(out / files["fade"], pics.false_colour(maps[column], vmax))
+        cells[column] = Cell(files, row.scores.get(column))
+    return cells, vmax
+
+
+def _view(column: str, cells: Mapping[str, Cell], name: str, size: tuple[int, int], box_html: str) -> str:
+    """The picture of a cell: for a method, a before/after slider over the input (else the reference)."""
+    th, tw = size
+    base = INPUT if INPUT in cells else REFERENCE if REFERENCE in cells else None
+    picture = img(cells[column].files["thumb"], f"{column}: {name}", tw, th)
+    if base is None or column in (INPUT, REFERENCE):
+        return f'<div class="frame">{picture}{box_html if column == next(iter(cells)) else ""}</div>'
+    before = img(cells[base].files["thumb"], f"{base}: {name}", tw, th, "before")
+    return (
+        f'<div class="ba">{picture}{before}<span class="line"></span><input type="range" min="0" max="100" '
+        f'value="50" aria-label="{esc(base)} / {esc(column)}"></div>'
+        f'<div class="hint">left: {esc(base)} · right: {esc(column)}</div>'
+    )
+
+
+def _row_html(row: Row, index: int, columns: Sequence[str], out: Path, white: White, crop: tuple[int, int, int] | None) -> str:
+    """One image as a table: a column per input, method and reference; rows for the picture, the scores, the
+    zoom crop and FADE's density map; a missing image is a cell saying so."""
+    h, w = read_image(next(iter(row.files.values())), white=white)[0].shape[-2:]
+    box = pics.crop_box(h, w, crop)
+    cells, vmax = _write_row(row, index, out, white, box)
+    th, tw = pics.thumb_size(h, w)
+    top, left, size = box
+    box_html = (
+        f'<div class="box" style="top:{100 * top / h:.2f}%;left:{100 * left / w:.2f}%;'
+        f'width:{100 * size / w:.2f}%;height:{100 * size / h:.2f}%"></div>'
+    )
+    lines: dict[str, list[str]] = {"view": [], "scores": [], "crop": [], "fade": []}
+    for column in columns:
+        if column not in cells:
+            lines["view"].append(f'<td class="missing" data-column="{esc(column)}">missing</td>')
+            for kind in ("scores", "crop", "fade"):
+                lines[kind].append("<td></td>")
+            continue
+        files, alt = cells[column].files, f"{column}: {row.name}"
+        lines["view"].append(
+            f'<td data-column="{esc(column)}"><a href="{esc(files["full"])}">full size</a><br>'
+            f"{_view(column, cells, row.name, (th, tw), box_html)}</td>"
+        )
+        lines["scores"].append(f'<td class="scores">{_scores(cells[column].scores)}</td>')
+        lines["crop"].append(f'<td>{img(files["crop"], f"{alt}, crop", min(th, tw), min(th, tw), "zoom")}</td>')
+        lines["fade"].append(f'<td>{img(files["fade"], f"{alt}, FADE density", tw, th, "map")}</td>' if "fade" in files else "<td></td>")
+    header = "<th></th>" + "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "\n".join(f'<tr class="{kind}"><th>{ROW_LABELS[kind]}</th>{"".join(c)}</tr>' for kind, c in lines.items())
+    note = (
+        f'<p class="note">Crop: {size}x{size} px at x={left}, y={top} (red box), native pixels. FADE density per 8x8 '
+        f"patch, dark = 0 to yellow = {vmax:.3g} (more fog); one scale across the row.</p>"
+    )
+    return f'<section class="image" id="image-{index}">\n<h3>{esc(row.name)}</h3>\n<table class="row">\n<tr>{header}</tr>\n{body}\n</table>\n{note}\n</section>'
+
+
+def _run_html(view: RunView) -> str:
+    parts = [f'<section class="run">\n<h3>{esc(view.name)}</h3>\n<p class="note">{esc(view.path)}</p>']
+    parts += [f'<p class="note">{esc(n)}</p>' for n in view.notes]
+    if view.curves:
+        parts.append(f'<h4>training losses</h4><img class="plot" src="{esc(view.curves)}" alt="{esc(view.name)}: losses">')
+    if view.validation:
+        parts.append(f'<h4>validation PSNR</h4><img class="plot" src="{esc(view.validation)}" alt="{esc(view.name)}: validation PSNR">')
+    if view.samples:
+        parts.append(f'<h4>last sample grid</h4><img class="grid" src="{esc(view.samples)}" alt="{esc(view.name)}: samples">')
+    if view.maps:
+        rows = "".join(
+            f"<tr><td>{esc(name)}</td>" + "".join(f'<td><img src="{esc(s)}" alt="{esc(name)}: {k}"></td>' for k, s in zip(("input", "t", "a"), files)) + "</tr>"
+            for name, *files in view.maps
+        )
+        parts.append(f"<h4>operator maps (estimated from the hazy image)</h4><table><tr><th>image</th><th>input</th><th>transmission t</th><th>airlight a</th></tr>{rows}</table>")
+    if view.config is not None:
+        parts.append(f"<h4>config</h4><pre>{esc(view.config)}</pre>")
+    return "\n".join(parts) + "\n</section>"
+
+
+def _summary(collection: Collection, specs_lower: Mapping[str, bool]) -> str:
+    results = collection.results
+    metrics = next(iter(results.values())).metric_names if results else []
+    lower = {m: specs_lower[m.split("@")[0]] for m in metrics}
+    means = {column: result.means for column, result in results.items()}
+    return summary_table(means, metrics, lower, {c: len(r.rows) for c, r in results.items()})
+
+
+def build_report(
+    out: str | Path, methods: Mapping[str, Path], input: Path | None = None, ref: Path | None = None,
+    runs: Sequence[Path] = (), metrics: str | None = None, mask: str | None = None, white: White = "dtype",
+    max_images: int = 20, crop: tuple[int, int, int] | None = None, title: str = "eid report",
+) -> Report:
+    """Write the report of ``methods`` (``{name: folder}``) on the hazy ``input`` images into ``out``.
+
+    ``metrics`` defaults to ``psnr,ssim`` with ``ref``, else ``niqe,brisque,fade``. The first ``max_images``
+    images are shown; the summary covers all of them.
+    """
+    out = Path(out)
+    clash = {INPUT, REFERENCE} & set(methods)
+    if clash:
+        raise EIDError(f"a method may not be called {', '.join(sorted(clash))}; rename it (--method NAME=DIR)")
+    columns = ({INPUT: Path(input)} if input else {}) | {k: Path(v) for k, v in methods.items()} | ({REFERENCE: Path(ref)} if ref else {})
+    if not columns:
+        raise EIDError("nothing to report on; give --input, --method NAME=DIR or --ref")
+    specs = get_metrics(metrics or ("psnr,ssim" if ref else "niqe,brisque,fade"))
+    prepare_out(out, list(columns.values()))
+    collection = collect(columns, specs, mask, white)
+    shown = collection.rows[:max_images]
+    sections = [_row_html(row, i, collection.columns, out, white, crop) for i, row in enumerate(shown)]
+    samples = [(r.name, pics.shrink(read_image(next(iter(r.files.values())), white=white)[0], 256)) for r in shown[:OPERATOR_IMAGES]]
+    run_views = [view_run(Path(run), i, out, samples) for i, run in enumerate(runs)]
+    more = len(collection.rows) - len(shown)
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        "<h2>Summary</h2>",
+        f'<p class="note">Mean over {len(collection.rows)} images; ↑ higher is better, ↓ lower is better; best value per column in bold. '
+        + ("Scored against the reference." if ref else "No-reference metrics.") + "</p>",
+        _summary(collection, {s.name: s.lower_better for s in specs}),
+        *(f'<p class="warning">warning: {esc(w)}</p>' for w in collection.warnings),
+        "<h2>Images</h2>",
+        f'<p class="note">Showing the first {len(shown)} of {len(collection.rows)} images.</p>' if more else "",
+        *sections,
+        *(["<h2>Training runs</h2>"] + [_run_html(v) for v in run_views] if run_views else []),
+    ]
+    with atomic_write(out / "index.html") as tmp:
+        tmp.write_text(page(title, "\n".join(body)), encoding="utf-8")
+    return Report(out / "index.html", collection.warnings, len(shown), len(collection.rows))
+
