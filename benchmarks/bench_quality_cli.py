@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,14 +35,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_microscopy_quality import IMAGE, crops, veil  # noqa: E402  (the microscopy set, shared)
+from bench_microscopy_quality import IMAGE, crops, veil
 
-from eid.data.io import write_image  # noqa: E402
-from eid.data.synth import motorcycle_depth  # noqa: E402
-from eid.demo import bundled_image  # noqa: E402
-from eid.physics import ASMHaze, transmission_from_depth  # noqa: E402
+from eid.data.io import write_image
+from eid.data.synth import motorcycle_depth
+from eid.demo import bundled_image
+from eid.physics import ASMHaze, transmission_from_depth
 
-EID = Path(sys.executable).parent / "eid"
+EID = shlex.split(os.environ.get("EID_BIN", str(Path(sys.executable).parent / "eid")))
+"""The ``eid`` command (``EID_BIN`` overrides it, e.g. ``"python3 -m eid"`` where the package is not installed)."""
 TEST = 128  # natural test crops
 
 
@@ -80,7 +83,7 @@ def natural_data(root: Path) -> None:
 def eid(*args: str) -> float:
     """Run one ``eid`` command; return its wall time; stop with its output on failure."""
     t0 = time.perf_counter()
-    done = subprocess.run([str(EID), *args], capture_output=True, text=True)
+    done = subprocess.run([*EID, *args], check=False, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"eid {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - t0

@@ -347,3 +347,20 @@ def test_the_dark_channel_prior_term_pulls_only_the_estimator() -> None:
     terms["dcp"].backward()
     assert all(p.grad is None for p in module.operator.hazer.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.operator.estimator.parameters())
+
+
+def test_the_dcp_pair_term_trains_only_the_hazer() -> None:
+    """``|H(J_DCP(b)) - b|``: the hazer re-creates the real haze from DCP's estimate; the estimator is untouched."""
+    from eid.training.operator import operator_module
+
+    cfg = tiny_config()
+    cfg.model = OperatorModelConfig(kind="scattering", width=4, scales=2, disc_width=4)
+    cfg.loss.lambda_dcp_pair = 1.0
+    module = operator_module(cfg)
+    g = torch.Generator().manual_seed(0)
+    b = torch.rand(2, 3, 32, 32, generator=g)
+    terms, _, _ = module.generator_losses(torch.rand(2, 3, 32, 32, generator=g), b)
+    assert torch.isfinite(terms["dcp_pair"]) and terms["dcp_pair"] > 0
+    terms["dcp_pair"].backward()
+    assert all(p.grad is None for p in module.operator.estimator.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.operator.hazer.parameters())

@@ -81,7 +81,7 @@ class OperatorModelConfig:
 @dataclass
 class OperatorLossConfig:
     """Weights of the generator loss terms (``lambda_param``, ``lambda_density``, ``density_min`` and
-    ``lambda_dcp``: scattering operator only, see :mod:`eid.training.scattering`)."""
+    ``lambda_dcp``, ``lambda_dcp_pair``: scattering operator only, see :mod:`eid.training.scattering`)."""
 
     lambda_cyc: float = 10.0
     lambda_id: float = 5.0
@@ -89,6 +89,7 @@ class OperatorLossConfig:
     lambda_density: float = 10.0
     density_min: float = 0.1
     lambda_dcp: float = 0.0
+    lambda_dcp_pair: float = 0.0
 
 
 @dataclass

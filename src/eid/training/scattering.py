@@ -11,7 +11,8 @@ With ``a`` a clear and ``b`` a hazy crop in ``[0, 1]``, ``H(a) = t(a) a + (1 - t
         &+ \lambda_{param}\,\big[\|\hat t(\mathrm{sg}\,H a) - \mathrm{sg}\,t(a)\|_1 + \|\hat A(\mathrm{sg}\,H a) - \mathrm{sg}\,A(a)\|_1\big]
         + \lambda_{id}\,\|H^\dagger a - a\|_1
         + \lambda_{density}\,\max(0,\ d_{\min} - \overline{1 - t(a)})
-        \ [+\ \lambda_{dcp}\,(\|\hat t(b) - t_{DCP}(b)\|_1 + \|\hat A(b) - A_{DCP}(b)\|_1)]
+        \ [+\ \lambda_{dcp}\,(\|\hat t(b) - t_{DCP}(b)\|_1 + \|\hat A(b) - A_{DCP}(b)\|_1)
+        + \lambda_{pair}\,\|H(\mathrm{sg}\,J_{DCP}(b)) - b\|_1]
 
 and the discriminators' LSGAN loss with replay buffers, as in :mod:`eid.training.operator`. The choices,
 each against a way the CycleGAN fails:
@@ -25,6 +26,11 @@ each against a way the CycleGAN fails:
 - **Optionally, the dark channel prior** (``lambda_dcp``, the ``natural`` preset) anchors the estimator on
   the real hazy images where that prior is strong (atmospheric haze); through ``H(H^dagger b) = b`` it
   then also tells ``H`` how much haze the data hold.
+- **Optionally, DCP pseudo-pairs** (``lambda_dcp_pair``): the dark channel prior's dehazed estimate
+  ``J_DCP(b)`` of each real hazy crop, hazed by ``H``, must give ``b`` back. This calibrates ``H``'s haze
+  density on the real data directly (the adversarial term alone leaves it free to be too dense), and
+  it makes ``H`` consistent with a dehazer that starts from DCP (``input: dcp``), whose stage-2 haze
+  consistency then starts near zero instead of pulling it away from DCP.
 - **No trivial ``t = 1``**: ``t`` starts near 0.7 (:class:`~eid.models.scattering.ScatteringNet`) and a
   hinge keeps the mean haze density ``1 - t`` of ``H`` above ``d_min`` (the data are hazy by assumption).
 """
@@ -39,8 +45,8 @@ import torch.nn.functional as F
 
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import config_to_dict
-from eid.physics.learned import to_gan_range
 from eid.physics.asm import unscatter
+from eid.physics.learned import to_gan_range
 from eid.physics.scattering import ScatteringHaze, scattering_nets
 from eid.training.operator import HazeOperatorModule, lsgan
 
@@ -55,7 +61,7 @@ class ScatteringOperatorModule(HazeOperatorModule):
     def _build_generators(self) -> None:
         nets = scattering_nets(config_to_dict(self.cfg.model))
         self.operator = ScatteringHaze(nets["hazer"], nets["estimator"], nets.get("residual"), frozen=False)
-        self.dcp = DarkChannelPrior()  # no weights: the optional lambda_dcp term's estimate
+        self.dcp = DarkChannelPrior()  # no weights: the optional lambda_dcp terms' estimates
 
     def generator_parameters(self) -> list[torch.nn.Parameter]:
         """What the generator step trains: the hazer, the estimator and the residual."""
@@ -80,6 +86,11 @@ class ScatteringOperatorModule(HazeOperatorModule):
         if lam.lambda_dcp > 0:
             terms["dcp"] = self.dark_channel_prior(b, est_b)
             terms["g"] = terms["g"] + lam.lambda_dcp * terms["dcp"]
+        if lam.lambda_dcp_pair > 0:
+            with torch.no_grad():
+                j_dcp = self.dcp.estimate(b)[0]
+            terms["dcp_pair"] = F.l1_loss(op.A(j_dcp), b)
+            terms["g"] = terms["g"] + lam.lambda_dcp_pair * terms["dcp_pair"]
         return terms, fake_b, fake_a
 
     def dark_channel_prior(self, b: torch.Tensor, est_b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -106,7 +117,7 @@ class ScatteringOperatorModule(HazeOperatorModule):
         a, b = (batch[k].to(self.device) for k in ("clear", "hazy"))
         channels = a.shape[1]
         maps, est = self.operator.maps(a), self.operator.estimate(b)
-        as_image = lambda m: m.expand(-1, channels, *a.shape[-2:])  # noqa: E731 (grey maps shown as images)
+        as_image = lambda m: m.expand(-1, channels, *a.shape[-2:])
         return [
             a, as_image(maps["transmission"]), self.operator.A(a), b, as_image(est["transmission"]),
             as_image(est["airlight"]), self.operator.A_dagger(b),
