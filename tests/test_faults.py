@@ -503,3 +503,36 @@ def test_training_messages_name_the_option_given(eid_cli, tmp_path, hazy_set):
     assert f"{tmp_path / 'x'}: no such folder" in line and ".safetensors" not in line and ".yaml" not in line
     line = _train(eid_cli, hazy_set, hazy_set).error_line()
     assert "is also an input folder (--hazy)" in line and "--resume" not in line
+
+
+@pytest.mark.parametrize(
+    ("option", "cause"),
+    [
+        (("--crop", "32"), "--crop 32 would change the run's crop from 16 to 32"),
+        (("--batch-size", "4"), "--batch-size 4 would change the run's batch_size from 2 to 4"),
+        (("--seed", "5"), "--seed 5 would change the run's seed from 0 to 5"),
+        (("--group", "hflip"), "--group hflip would change the run's group from"),
+        (("--preset", "paper"), "--preset paper differs from the run's fast"),
+    ],
+)
+def test_resume_refuses_options_it_cannot_apply(eid_cli, tmp_path, hazy_set, option, cause):
+    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
+    before = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
+    line = _train(eid_cli, hazy_set, tmp_path / "run", "--resume", "--max-steps", "2", *option).error_line()
+    assert cause in line
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before  # nothing ran
+
+
+def test_resume_refuses_a_config_file_that_changes_the_run(eid_cli, tmp_path, hazy_set):
+    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
+    (tmp_path / "c.yaml").write_text("model:\n  width: 8\n")
+    line = _train(eid_cli, hazy_set, tmp_path / "run", "--resume", "--config", tmp_path / "c.yaml").error_line()
+    assert f"--config {tmp_path / 'c.yaml'} would change the run's model.width" in line
+
+
+def test_train_operator_resume_refuses_a_new_crop(eid_cli, tmp_path, hazy_set):
+    args = ("train-operator", "--clear", hazy_set, "--hazy", hazy_set, "--out", tmp_path / "run", "--crop", "16",
+            "--batch-size", "2", "--max-steps", "1")  # fmt: skip
+    assert eid_cli(*args).code == 0
+    assert "--crop 24 would change the run's data.crop from 16 to 24" in eid_cli(*args, "--resume", "--crop", "24").error_line()
+    assert eid_cli(*args[:-1], "2", "--resume").code == 0  # the start's own options repeated are accepted

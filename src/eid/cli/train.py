@@ -21,7 +21,7 @@ def train(
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy training images (no clear images needed)."),
     operator: Optional[str] = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA) or 'asm' (analytic oracle). Required for a new run."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
-    preset: str = typer.Option("fast", "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
+    preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
     group: Optional[str] = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
     alpha: Optional[float] = typer.Option(None, "--alpha", callback=in_range(0), help="Weight of the equivariance loss."),
@@ -43,7 +43,7 @@ def train(
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; --hazy/--operator/--clear must be the run's)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
     seed: Optional[int] = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of data order, crops and transformations."),
 ) -> None:
     """Train the EID dehazer: haze consistency ||H(f(y)) - y||^2 + alpha * equivariance loss.
@@ -69,8 +69,17 @@ def train(
         ckpt = folder.last if resume else None
         cfg = config_from_dict(EIDConfig, read_yaml(folder.config))
     elif resume:
-        ckpt = folder.check_resume(inputs)
+        ckpt = folder.check_resume(inputs, preset)
         saved = load_checkpoint(ckpt)["hyper_parameters"]["config"]
+        fixed = {"--group": ("group", group), "--alpha": ("alpha", alpha), "--asm-t": ("asm_transmission", asm_t),
+                 "--asm-a": ("asm_airlight", asm_a), "--batch-size": ("batch_size", batch_size), "--crop": ("crop", crop),
+                 "--seed": ("seed", seed), "--white": ("white", white)}  # fmt: skip
+        given = {f"{option} {value}": {key: value} for option, (key, value) in fixed.items() if value is not None}
+        if no_prior:
+            given["--no-prior"] = {"adversarial_weight": 0.0}
+        if config:
+            given[f"--config {config}"] = read_yaml(config)
+        folder.check_unchanged(EIDConfig, saved, given)
         cfg = config_from_dict(EIDConfig, {**saved, **changes}, where="eid config")
     else:
         ckpt = None
@@ -86,7 +95,7 @@ def train(
             group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, batch_size=batch_size, crop=crop,
             seed=seed, white=white, **changes,
         )  # fmt: skip
-        base = load_config(EIDConfig, "dehazer", preset=preset, path=config)
+        base = load_config(EIDConfig, "dehazer", preset=preset or "fast", path=config)
         data = config_to_dict(base)
         data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
@@ -101,7 +110,7 @@ def train(
         if not is_ddp_worker():
             if ckpt is None:
                 folder.path.mkdir(parents=True, exist_ok=True)
-                folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None})
+                folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None}, preset or "fast")
             else:  # the DDP workers read the resumed config with its changes
                 save_config(cfg, folder.config)
         fit_eid(

@@ -16,7 +16,7 @@ def train_operator(
     clear: list[Path] = typer.Option(..., "--clear", help="Folder(s) or glob(s) of clear images (domain A); need not match the hazy ones."),
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy images (domain B)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
-    preset: str = typer.Option("fast", "--preset", help="Recipe: fast (default: small scattering operator), microscopy (veil airlight), natural, endoscopy, or paper (the authors' CycleGAN sizes)."),
+    preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (default: small scattering operator), microscopy (veil airlight), natural, endoscopy, or paper (the authors' CycleGAN sizes)."),
     operator_model: Optional[str] = typer.Option(None, "--operator-model", help="scattering (physically structured H, the default of every preset but paper) or cyclegan (the authors' G_AB/G_BA)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (instead of epochs)."),
@@ -32,7 +32,7 @@ def train_operator(
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; --clear/--hazy must be the run's)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
 ) -> None:
     """Train the pseudo-hazing operator H (clear -> hazy) and its pseudo-inverse H^dagger (hazy -> clear).
 
@@ -64,8 +64,16 @@ def train_operator(
         ckpt = folder.last if resume else None
         cfg = config_from_dict(OperatorConfig, read_yaml(folder.config))
     elif resume:
-        ckpt = folder.check_resume(inputs)
-        cfg = config_from_dict(OperatorConfig, merge_dicts(read_yaml(folder.config), changes), where="operator config")
+        ckpt = folder.check_resume(inputs, preset)
+        saved = read_yaml(folder.config)
+        fixed = [("--batch-size", batch_size, {"data": {"batch_size": batch_size}}), ("--crop", crop, {"data": {"crop": crop}}),
+                 ("--white", white, {"data": {"white": white}}), ("--seed", seed, {"seed": seed}),
+                 ("--operator-model", operator_model, {"model": {"kind": operator_model}})]  # fmt: skip
+        given = {f"{option} {value}": fields for option, value, fields in fixed if value is not None}
+        if config:
+            given[f"--config {config}"] = read_yaml(config)
+        folder.check_unchanged(OperatorConfig, saved, given)
+        cfg = config_from_dict(OperatorConfig, merge_dicts(saved, changes), where="operator config")
     else:
         folder.check_new(inputs)
         ckpt = None
@@ -74,7 +82,7 @@ def train_operator(
         model = {"channels": data_channels(inputs)}  # grey data: grey generators
         if operator_model is not None:
             model["kind"] = operator_model
-        cfg = load_config(OperatorConfig, "operator", preset=preset, path=config, overrides={"seed": seed, "data": data, "model": model})
+        cfg = load_config(OperatorConfig, "operator", preset=preset or "fast", path=config, overrides={"seed": seed, "data": data, "model": model})
         cfg = config_from_dict(OperatorConfig, merge_dicts(config_to_dict(cfg), changes))
         for images in (clear, hazy):
             warn_if_dim(images, cfg.data.white)
@@ -86,7 +94,7 @@ def train_operator(
         if not is_ddp_worker():
             save_config(cfg, folder.config)
             if ckpt is None:
-                folder.record_inputs(inputs)
+                folder.record_inputs(inputs, preset or "fast")
         _, trainer = fit_operator(
             cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
             precision=precision, accelerator=accelerator,

@@ -13,9 +13,11 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from eid.config import config_from_dict, config_to_dict, merge_dicts
 from eid.errors import EIDError, describe_os_error
 from eid.utils import atomic_write, remove_stale_temps
 
@@ -23,6 +25,8 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG = "config.yaml"
 INPUTS = "inputs.yaml"
+PRESET = "--preset"
+"""Key of the preset's name in ``inputs.yaml``: a preset is a name, not a folder to resolve."""
 
 Inputs = Mapping[str, "str | Sequence[str | Path] | None"]
 
@@ -76,13 +80,17 @@ class RunFolder:
             raise EIDError(f"{self.path}: run folder already exists; pass --resume to continue it or choose another --out")
         raise EIDError(f"{self.path}: folder already exists and holds no checkpoint to resume; remove it or choose another --out")
 
-    def check_resume(self, inputs: Inputs) -> Path:
-        """The checkpoint to resume from, once the inputs given match the run's; a killed run's temp files are removed."""
+    def check_resume(self, inputs: Inputs, preset: str | None = None) -> Path:
+        """The checkpoint to resume from, once the inputs (and the ``--preset``, if given) match the run's; a killed
+        run's temp files are removed."""
         if not self.last.is_file():
             raise EIDError(f"{self.last}: nothing to resume; start a new run without --resume")
         remove_stale_temps(self.path)
         saved = self.saved_inputs()
-        for option, value in resolved_inputs(inputs).items():
+        given = resolved_inputs(inputs) | ({PRESET: preset} if preset is not None else {})
+        for option, value in given.items():
+            if option == PRESET and PRESET not in saved:
+                raise EIDError(f"--preset {preset}: this run did not record its preset (it predates that); resume without --preset")
             if option in saved and saved[option] != value:
                 raise EIDError(
                     f"{option} {_show(value)} differs from the run's {_show(saved[option])}; resume with the run's "
@@ -90,15 +98,39 @@ class RunFolder:
                 )
         return self.last
 
+    @staticmethod
+    def check_unchanged(config_class: type, saved: dict[str, Any], given: Mapping[str, dict[str, Any]]) -> None:
+        """Refuse an option given with ``--resume`` that would change a setting fixed at the start (crop, batch
+        size, seed, model...), instead of ignoring it. ``given`` maps each option as typed (``"--crop 32"``) to
+        the config fields it sets; an option that repeats the run's value is accepted, so the start's command
+        line can be rerun with ``--resume``.
+
+        >>> from eid.training.eid import EIDConfig
+        >>> RunFolder.check_unchanged(EIDConfig, {"crop": 16}, {"--crop 16": {"crop": 16}})
+        >>> RunFolder.check_unchanged(EIDConfig, {"crop": 16}, {"--crop 32": {"crop": 32}})
+        Traceback (most recent call last):
+        eid.errors.EIDError: --crop 32 would change the run's crop from 16 to 32: --resume keeps the settings of the start (only --max-steps, --epochs and --lr change); drop the option or start a new run in another --out
+        """
+        before = _flat(config_to_dict(config_from_dict(config_class, saved, where="run config")))
+        for option, fields in given.items():
+            after = _flat(config_to_dict(config_from_dict(config_class, merge_dicts(saved, fields), where=option)))
+            for key, value in after.items():
+                if value != before.get(key):
+                    raise EIDError(
+                        f"{option} would change the run's {key} from {before.get(key)!r} to {value!r}: --resume keeps "
+                        "the settings of the start (only --max-steps, --epochs and --lr change); drop the option or "
+                        "start a new run in another --out"
+                    )
+
     def saved_inputs(self) -> dict[str, str | list[str]]:
         """The inputs recorded at the start (``{}`` for runs made before they were recorded)."""
         path = self.path / INPUTS
         return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
-    def record_inputs(self, inputs: Inputs) -> None:
-        """Write ``inputs.yaml``: what :meth:`check_resume` compares the inputs of a resume with."""
+    def record_inputs(self, inputs: Inputs, preset: str) -> None:
+        """Write ``inputs.yaml``: what :meth:`check_resume` compares the inputs and preset of a resume with."""
         with atomic_write(self.path / INPUTS) as tmp:
-            tmp.write_text(yaml.safe_dump(resolved_inputs(inputs), sort_keys=False))
+            tmp.write_text(yaml.safe_dump({**resolved_inputs(inputs), PRESET: preset}, sort_keys=False))
 
     @contextlib.contextmanager
     def starting(self, resume: bool = False) -> Iterator[RunFolder]:
@@ -132,6 +164,17 @@ class RunFolder:
 def _holds_no_file(folder: Path) -> bool:
     """Whether ``folder`` holds nothing but (nested) empty folders, e.g. once a killed run's temp files are gone."""
     return all(child.is_dir() and not child.is_symlink() and _holds_no_file(child) for child in folder.iterdir())
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"data.crop": 16, ...}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def _show(value: str | list[str]) -> str:
