@@ -11,8 +11,9 @@
 3. **Stage 2** (``natural`` preset, as ``eid train``): the equivariant dehazer from the hazy training
    images, with the adversarial prior on the clear images stage 1 recorded.
 4. **Comparison** on the held-out test images: hazy input, dark channel prior, the operator's ``H^dagger``
-   alone and EID, scored with PSNR/SSIM (and NIQE/BRISQUE when available); images, ``metrics.json``
-   and a labelled ``comparison.png`` are written to the output folder.
+   alone and EID, scored with PSNR/SSIM (and NIQE/BRISQUE when available); images, ``metrics.json``,
+   a labelled ``comparison.png`` and the HTML report ``report/index.html`` (:mod:`eid.report.page`) are written
+   to the output folder.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ def run_demo(
     from eid.inference import Dehazer, build_method, dehaze_paths
     from eid.metrics import get_metrics
     from eid.metrics.evaluate import evaluate
+    from eid.report.page import build_report
     from eid.training.eid import EIDConfig, fit_eid, with_prior
     from eid.training.operator import OperatorConfig, fit_operator
 
@@ -206,7 +208,11 @@ def run_demo(
         tmp.write_text(json.dumps(report, indent=2))
     scores = {name: {row["name"]: row for row in r.rows} for name, r in results.items()}
     grid = comparison_grid(data, out, scores)
-    console.print(f"images in {out / 'dehazed'}, comparison grid {grid}, metrics {out / 'metrics.json'}")
+    page = build_report(
+        out / "report", {LABELS[m]: out / "dehazed" / m for m in METHODS}, input=data.test_hazy, ref=data.test_clear,
+        runs=[operator_run, eid_run], metrics=",".join(names), title="eid demo: held-out test images",
+    )  # fmt: skip
+    console.print(f"images in {out / 'dehazed'}, comparison grid {grid}, metrics {out / 'metrics.json'}, report {page.index}")
     return report
 
 

@@ -50,6 +50,16 @@ def _mask_fn(how: str, source: Path | None):
     return of_source
 
 
+def _check_report_inputs(pred: list[Path], ref: list[Path] | None, reside_names: bool) -> None:
+    """Refuse, before scoring, what ``--report`` cannot show: files or globs, several references, RESIDE names."""
+    if not all(p.is_dir() for p in pred):
+        raise EIDError("--report needs folders as --pred (one column per folder); give folders, not files or globs")
+    if ref and len(ref) > 1:
+        raise EIDError("--report takes one --ref folder; merge the references or run eid report")
+    if reside_names:
+        raise EIDError("--report matches images by their own names; it does not take --reside-names")
+
+
 @app.command("evaluate")
 def evaluate_command(
     pred: list[Path] = typer.Option(..., "--pred", help="Folder(s), files or globs of images to score (e.g. dehazed outputs)."),
@@ -70,6 +80,10 @@ def evaluate_command(
     threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
     max_pixels: int = typer.Option(None, "--max-pixels", help="Refuse larger images (default 150 MP)."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the means."),
+    report: Path = typer.Option(
+        None, "--report", help="Also write an HTML report (as eid report) to this folder: one column per --pred folder, "
+        "the --ref column, and the --mask-from images as the input column.",
+    ),
 ) -> None:
     """Score images: PSNR/SSIM against references, or NIQE/BRISQUE/FADE without references.
 
@@ -80,6 +94,8 @@ def evaluate_command(
         raise EIDError("--mask-from needs --mask circle or auto")
     names = metrics or ("psnr,ssim" if ref else "niqe,brisque")
     specs = get_metrics(names)
+    if report is not None:
+        _check_report_inputs(pred, ref, reside_names)
     dev = resolve_device(device)
     with LoggedProgress(unit="images", console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
@@ -93,6 +109,13 @@ def evaluate_command(
         result.write_json(json_path)
     if csv_path:
         result.write_csv(csv_path)
+    if report is not None:
+        from eid.cli.report import write_report
+
+        methods = {p.name: p for p in pred} if len({p.name for p in pred}) == len(pred) else {str(p): p for p in pred}
+        write_report(
+            report, methods, input=mask_from, ref=ref[0] if ref else None, metrics=names, mask=mask, white=parse_white(white),
+        )
     for message in result.skipped:
         console.print(f"[yellow]skipped:[/] {escape(printable(message))}", highlight=False)
     if result.skipped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -48,17 +49,17 @@ def write_report(out: Path, methods: dict[str, Path], **kwargs: object) -> None:
 
 @app.command("report")
 def report_command(
-    out: Path = typer.Option(..., "--out", help="Report folder to write (index.html and its images); never an input folder."),
-    input: Path = typer.Option(None, "--input", help="Folder of the hazy input images; names and sizes every row."),
-    method: list[str] = typer.Option([], "--method", help="NAME=DIR: a method's outputs, same names as --input. Repeat per method."),
-    ref: Path = typer.Option(None, "--ref", help="Folder of clear references: PSNR/SSIM and a reference column."),
-    run: list[Path] = typer.Option([], "--run", help="Training run folder to show (losses, samples, operator maps, config). Repeatable."),
-    metrics: str = typer.Option(None, "--metrics", help="Comma-separated metrics. Default: psnr,ssim with --ref, else niqe,brisque,fade."),
-    mask: str = typer.Option(None, "--mask", help="Also score the field of view only (circle, auto or a mask FILE), found on each input image."),
-    max_images: int = typer.Option(20, "--max-images", min=1, help="Images shown on the page (the summary covers all)."),
-    crop: str = typer.Option(None, "--crop", help="Zoom region X,Y,SIZE in pixels (default: the centre square, a quarter of the shorter side)."),
-    white: str = typer.Option("dtype", "--white", help=WHITE_HELP),
-    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
+    out: Annotated[Path, typer.Option("--out", help="Report folder to write (index.html and its images); never an input folder.")],
+    input: Annotated[Path | None, typer.Option("--input", help="Folder of the hazy input images; names and sizes every row.")] = None,
+    method: Annotated[list[str], typer.Option("--method", help="NAME=DIR: a method's outputs, same names as --input. Repeat per method.")] = (),
+    ref: Annotated[Path | None, typer.Option("--ref", help="Folder of clear references: PSNR/SSIM and a reference column.")] = None,
+    run: Annotated[list[Path], typer.Option("--run", help="Training run folder to show (losses, samples, operator maps, config). Repeatable.")] = (),
+    metrics: Annotated[str | None, typer.Option("--metrics", help="Comma-separated metrics. Default: psnr,ssim with --ref, else niqe,brisque,fade.")] = None,
+    mask: Annotated[str | None, typer.Option("--mask", help="Also score the field of view only (circle, auto or a mask FILE), found on each input image.")] = None,
+    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Images shown on the page (the summary covers all).")] = 20,
+    crop: Annotated[str | None, typer.Option("--crop", help="Zoom region X,Y,SIZE in pixels (default: the centre square, a quarter of the shorter side).")] = None,
+    white: Annotated[str, typer.Option("--white", help=WHITE_HELP)] = "dtype",
+    threads: Annotated[int | None, typer.Option("--threads", help=THREADS_HELP)] = None,
 ) -> None:
     """Write an offline HTML report: a summary table (best per column), per image input | methods | reference with
     scores, a before/after slider, a zoomed crop and FADE density maps, and the training runs given with --run.
