@@ -33,6 +33,8 @@ import tifffile
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from eid.data.bands import band_planes, has_bands
+from eid.data.metadata import TiffMetadata, tiff_metadata, tiff_write_options
 from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.utils import atomic_write
 
@@ -62,6 +64,7 @@ class ImageMeta:
     :param white: the stored value that maps to 1.0 (255 for 8-bit, 65535 for 16-bit by default).
     :param mode: the original colour mode, for messages (``RGBA``, ``P``, ``CMYK``, ``I;16``...).
     :param alpha: the alpha plane ``(H, W)`` exactly as stored, or ``None``.
+    :param tiff: a TIFF's OME-XML and GeoTIFF tags, written back with a TIFF result (:mod:`eid.data.metadata`).
     """
 
     path: Path | None
@@ -71,6 +74,7 @@ class ImageMeta:
     white: float
     mode: str
     alpha: np.ndarray | None = field(default=None, repr=False, compare=False)
+    tiff: TiffMetadata | None = field(default=None, repr=False, compare=False)
 
     @property
     def has_alpha(self) -> bool:
@@ -213,11 +217,6 @@ def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nd
     array = np.squeeze(array) if array.ndim > 3 else array
     if array.ndim == 3 and axes.replace("Q", "").startswith("S") and array.shape[0] in (1, 2, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar configuration
-    if array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4):
-        raise _fail(
-            path, f"{array.shape[-1]} samples per pixel (shape {array.shape})",
-            "eid reads grey or RGB(A) pixels: save the channels as planes of a stack (axes CYX) or one image per channel",
-        )
     if array.ndim not in (2, 3):
         raise _fail(path, f"unsupported TIFF layout {array.shape}", "save a 2-D grey or RGB(A) image")
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -275,11 +274,16 @@ def tiff_stack_layout(shape: Sequence[int], axes: str) -> tuple[int, bool] | Non
     """``(planes, rgb)`` of a TIFF series holding more than one 2-D plane, else ``None``.
 
     Planes are grey (axes ending in ``YX``) or RGB (``YXS`` with 3 samples); every index of the leading axes
-    (``Z``, ``T``, ``C``...) is one plane. A leading ``S`` axis of 1-4 samples is a planar colour image, not a stack.
+    (``Z``, ``T``, ``C``...) is one plane. A leading ``S`` axis of 1-4 samples is a planar colour image, not a stack;
+    more than 4 samples, planar or interleaved, are bands: one grey plane each (:mod:`eid.data.bands`).
 
     >>> tiff_stack_layout((2, 3, 64, 64), "TZYX"), tiff_stack_layout((3, 64, 64), "SYX")
     ((6, False), None)
+    >>> tiff_stack_layout((64, 64, 6), "YXS")
+    (6, False)
     """
+    if has_bands(shape, axes):
+        return band_planes(shape), False
     rgb = axes.endswith("YXS") and shape[-1] == 3
     if not (rgb or axes.endswith("YX")) or (axes[:-2] == "S" and shape[0] <= 4):
         return None
@@ -338,7 +342,8 @@ def read_image(
     tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
     if tensor.shape[0] not in (1, 3):
         raise _fail(path, f"unsupported number of channels ({tensor.shape[0]})", "save as grey or RGB(A), or the channels as planes of a TIFF stack")
-    meta = ImageMeta(path, fmt, dtype, tensor.shape[0], float(scale), mode, alpha)
+    tiff = tiff_metadata(path) if fmt == "TIFF" else None
+    meta = ImageMeta(path, fmt, dtype, tensor.shape[0], float(scale), mode, alpha, tiff)
     return tensor.clamp_(0.0, 1.0), meta
 
 
@@ -487,7 +492,8 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
         if fmt == "TIFF":
             photometric = "rgb" if array.ndim == 3 and array.shape[-1] >= 3 else "minisblack"
             extras = ["unassalpha"] if alpha is not None else None
-            tifffile.imwrite(tmp, array, photometric=photometric, extrasamples=extras, compression="zlib")
+            options = tiff_write_options("YXS" if array.ndim == 3 else "YX", meta.tiff)
+            tifffile.imwrite(tmp, array, photometric=photometric, extrasamples=extras, compression="zlib", **options)
         elif fmt == "PNG" and dtype == "uint16" and array.ndim == 3:
             _write_png16(tmp, array)
         else:
