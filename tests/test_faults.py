@@ -536,3 +536,49 @@ def test_train_operator_resume_refuses_a_new_crop(eid_cli, tmp_path, hazy_set):
     assert eid_cli(*args).code == 0
     assert "--crop 24 would change the run's data.crop from 16 to 24" in eid_cli(*args, "--resume", "--crop", "24").error_line()
     assert eid_cli(*args[:-1], "2", "--resume").code == 0  # the start's own options repeated are accepted
+
+
+# --- 14: eid data skips a bad file with one line and says so in its exit code ------------------------------
+
+
+def test_data_cell97_skips_a_bad_file_with_one_line_and_exit_1(eid_cli, tmp_path):
+    _png(tmp_path / "src" / "a.png", 1)
+    (tmp_path / "src" / "bad.png").write_bytes(b"")
+    run = eid_cli("data", "cell97", "--src", tmp_path / "src", "--out", tmp_path / "out", "--no-progress")
+    assert run.code == 1 and "Traceback" not in run.err and "Warning" not in run.err
+    lines = [line for line in run.err.splitlines() if "bad.png" in line]
+    assert len(lines) == 1 and lines[0].startswith("skipped:") and "empty file" in lines[0]
+    assert "1 input file(s) skipped" in run.err and len(list((tmp_path / "out").rglob("a.png"))) == 2
+
+
+def test_data_reside_skips_a_bad_file_and_never_writes_half_a_pair(eid_cli, tmp_path):
+    root = tmp_path / "SOTS"
+    for scene, seed in (("1400", 1), ("1401", 2)):
+        _png(root / "gt" / f"{scene}.png", seed)
+        for k in (1, 2):
+            _png(root / "hazy" / f"{scene}_{k}.png", seed * 10 + k)
+    blob = (root / "gt" / "1400.png").read_bytes()
+    (root / "gt" / "1400.png").write_bytes(blob[: len(blob) // 2])  # truncated: its header is still valid
+    run = eid_cli("data", "reside", "--root", root, "--subset", "sots-indoor", "--out", tmp_path / "out", "--no-progress")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert [line for line in run.err.splitlines() if "1400.png" in line][0].startswith("skipped:")
+    assert sum("1400.png" in line for line in run.err.splitlines()) == 1  # one line, though two pairs need it
+    for kind in ("hazy", "clear"):  # the pairs of 1401 only: no hazy image without its clear one
+        assert sorted(p.name for p in (tmp_path / "out" / "test" / kind).iterdir()) == ["1401_1.png", "1401_2.png"]
+
+
+def test_data_cholec80_skips_a_bad_video_and_goes_on(eid_cli, tmp_path):
+    import torch
+
+    from eid.data.video import VideoWriter
+
+    (tmp_path / "videos").mkdir()
+    with VideoWriter(tmp_path / "videos" / "video01.mp4", fps=4, width=48, height=32) as writer:
+        writer.write(torch.rand(4, 3, 32, 48))
+    (tmp_path / "videos" / "video02.mp4").write_bytes(b"\x00" * 1000)
+    run = eid_cli("data", "cholec80", "--videos", tmp_path / "videos", "--out", tmp_path / "out", "--size", "32", "--no-progress")
+    assert run.code == 1 and "Traceback" not in run.err
+    line = next(line for line in run.err.splitlines() if "video02.mp4" in line)
+    assert line.startswith("skipped:") and "cannot read video" in line
+    rows = (tmp_path / "out" / "manifest.csv").read_text().splitlines()[1:]
+    assert rows and all(row.startswith("video01,") for row in rows)

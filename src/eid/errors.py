@@ -40,5 +40,9 @@ class ImageReadError(EIDError):
     """An image file could not be read (corrupt, truncated, empty, unsupported, too large...)."""
 
 
+class VideoReadError(EIDError):
+    """A video file could not be opened or decoded (missing, not a video, no video stream, corrupt data)."""
+
+
 class TiffStackError(ImageReadError):
     """A TIFF holds several 2-D planes (z-slices, time points, channels): :mod:`eid.data.stacks` reads them."""

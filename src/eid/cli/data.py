@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
 from eid.cli import app, console
 from eid.data.prepare import RESIDE_SUBSETS, SCORERS, PrepareSummary
-from eid.errors import EIDError
+from eid.errors import EIDError, describe_os_error
 
 data_app = typer.Typer(
     help="Build training/test sets from public datasets (see docs/datasets.md for layouts and thresholds).",
@@ -27,9 +30,22 @@ def _range(text: str, option: str) -> tuple[float, float]:
     return low, high
 
 
-def _report(summary: PrepareSummary) -> None:
-    written = ", ".join(f"{k}: {v}" for k, v in sorted(summary.written.items())) or "nothing new"
-    console.print(f"{summary.out_dir}: {written}; {summary.skipped} already done")
+def _skip(message: str) -> None:
+    console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False)
+
+
+def _prepare(build: Callable[..., PrepareSummary], *args: Any, **kwargs: Any) -> None:
+    """Run ``build``, which skips bad input files with one line each; print what it did and exit 1 if it skipped any.
+    An OS error while writing (a full disk) is one line naming the file and the remedy."""
+    try:
+        summary = build(*args, on_skip=_skip, **kwargs)
+    except OSError as exc:
+        raise EIDError(describe_os_error(exc)) from exc
+    written = ", ".join(f"{k}: {v}" for k, v in sorted(summary.written.items()) if k != "unreadable") or "nothing new"
+    failed = f"; {len(summary.failed)} input file(s) skipped" if summary.failed else ""
+    console.print(f"{summary.out_dir}: {written}; {summary.skipped} already done{failed}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @data_app.command("cholec80")
@@ -46,12 +62,15 @@ def cholec80(
     fov_threshold: float = typer.Option(0.06, "--fov-threshold", help="Brightness in [0,1] above which a pixel belongs to the field of view."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Sample, crop and sort Cholec80 frames into clear and hazy (surgical smoke), split by video. Resumable."""
+    """Sample, crop and sort Cholec80 frames into clear and hazy (surgical smoke), split by video. Resumable.
+
+    A video that cannot be decoded is skipped with one line (exit code 1); the others go on.
+    """
     from eid.data.prepare import prepare_cholec80
 
     tests = [v.strip() for v in test_videos.split(",") if v.strip()] or None
-    _report(prepare_cholec80(videos, out, fps=fps, size=size, crop=crop or None, t_clear=t_clear, t_hazy=t_hazy,
-                             score=score, test_videos=tests, fov_threshold=fov_threshold, progress=progress))  # fmt: skip
+    _prepare(prepare_cholec80, videos, out, fps=fps, size=size, crop=crop or None, t_clear=t_clear, t_hazy=t_hazy,
+             score=score, test_videos=tests, fov_threshold=fov_threshold, progress=progress)  # fmt: skip
 
 
 @data_app.command("cell97")
@@ -67,12 +86,15 @@ def cell97(
     include: str | None = typer.Option(None, "--include", help="Glob (relative to --src) of the images to use; default: every image except masks/labels."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Haze the 97 nuclear images with the microscopy veil model into paired train/test sets."""
+    """Haze the 97 nuclear images with the microscopy veil model into paired train/test sets.
+
+    An image that cannot be read is skipped with one line (exit code 1); the others go on.
+    """
     from eid.data.prepare import prepare_cell97
 
-    _report(prepare_cell97(src, out, seed=seed, test_fraction=test_fraction, contrast=_range(contrast, "--contrast"),
-                           veil=_range(veil, "--veil"), background=_range(background, "--background"),
-                           veil_sigma=veil_sigma, include=include, progress=progress))  # fmt: skip
+    _prepare(prepare_cell97, src, out, seed=seed, test_fraction=test_fraction, contrast=_range(contrast, "--contrast"),
+             veil=_range(veil, "--veil"), background=_range(background, "--background"),
+             veil_sigma=veil_sigma, include=include, progress=progress)  # fmt: skip
 
 
 @data_app.command("reside")
@@ -86,8 +108,12 @@ def reside(
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Leave out hazy images without a clear image instead of failing."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Parse RESIDE's file naming and build unpaired train sets (its, ots) or paired/hazy-only test sets."""
+    """Parse RESIDE's file naming and build unpaired train sets (its, ots) or paired/hazy-only test sets.
+
+    An image that cannot be read is skipped with one line, and so is every pair it belongs to (never half a pair;
+    exit code 1); the others go on.
+    """
     from eid.data.prepare import prepare_reside
 
-    _report(prepare_reside(root, subset, out, seed=seed, test_fraction=test_fraction,
-                           max_hazy_per_scene=max_hazy_per_scene or None, allow_missing=allow_missing, progress=progress))  # fmt: skip
+    _prepare(prepare_reside, root, subset, out, seed=seed, test_fraction=test_fraction,
+             max_hazy_per_scene=max_hazy_per_scene or None, allow_missing=allow_missing, progress=progress)  # fmt: skip

@@ -18,7 +18,7 @@ import random
 import re
 import shutil
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from eid.baselines.dcp import min_filter
 from eid.data.io import IMAGE_SUFFIXES, open_pillow, read_image, write_image
 from eid.data.video import VIDEO_SUFFIXES, VideoReader
-from eid.errors import EIDError
+from eid.errors import EIDError, VideoReadError
 from eid.progress import progress_bar
 from eid.utils import atomic_write
 
@@ -211,16 +211,27 @@ def cholec80_split(video: str, test_videos: Iterable[str | int] | None = None) -
     return "test" if int(hashlib.sha1(video.encode()).hexdigest(), 16) % 2 else "train"
 
 
+OnSkip = Callable[[str], None]
+"""Called with one line naming an input file that was left out and why."""
+
+
 @dataclass
 class PrepareSummary:
-    """Counts of what a preparation run wrote (this run only) and where."""
+    """What a preparation run did (this run only): files written per folder, items already done (``skipped``)
+    and one line per input file left out because it could not be read (``failed``)."""
 
     out_dir: Path
     written: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    failed: list[str] = field(default_factory=list)
 
     def add(self, key: str, n: int = 1) -> None:
         self.written[key] = self.written.get(key, 0) + n
+
+    def fail(self, message: str, on_skip: OnSkip) -> None:
+        """Record an input left out and report it."""
+        self.failed.append(message)
+        on_skip(message)
 
 
 CHOLEC80_COLUMNS = ("video", "frame", "time", "score", "label", "split", "path")
@@ -239,6 +250,7 @@ def prepare_cholec80(
     fov_threshold: float = 0.06,
     fov_frames: int = 16,
     progress: bool = True,
+    on_skip: OnSkip | None = None,
 ) -> PrepareSummary:
     """Build Cholec80-Haze: sampled, field-of-view-cropped frames sorted into clear and hazy.
 
@@ -253,6 +265,10 @@ def prepare_cholec80(
     Resumable: ``<out>/prepare.json`` holds the settings, each video's field of view and whether it
     is finished; frames already in ``manifest.csv`` are not redone. Rerunning with other settings on
     the same ``out_dir`` is refused.
+
+    A video that cannot be opened or decoded raises :class:`~eid.errors.VideoReadError`; with ``on_skip`` it is
+    left out instead, ``on_skip(line)`` says so and the other videos go on (frames of a video that fails midway
+    stay recorded, and a rerun retries the rest).
     """
     videos_dir = Path(videos_dir)
     if not videos_dir.is_dir():
@@ -286,36 +302,44 @@ def prepare_cholec80(
             if record["done"]:
                 continue
             split = cholec80_split(video, tests)
-            with VideoReader(path) as reader:
-                info = reader.info
-                task = bar.add_task(f"{video} ({split})", total=max(1, math.ceil(info.duration * fps)))
-                frames = reader.frames(rate=fps)
-                head = list(itertools.islice(frames, fov_frames))
-                if "fov" not in record:
-                    fov = detect_fov(torch.stack([f.image for f in head]), fov_threshold) if head else None
-                    fov = fov or FieldOfView(info.width / 2, info.height / 2, min(info.width, info.height) / 2)
-                    record["fov"] = asdict(fov)
-                    _write_state(state_path, state)
-                fov = FieldOfView(**record["fov"])
-                top, left, side = fov.square(info.width, info.height, crop)
-                radius = fov.radius * size / side
-                patch = max(3, round(size / 32)) | 1
-                mask = disc_mask(size, radius, erode=patch / 2)
-                for frame in itertools.chain(head, frames):
-                    bar.advance(task)
-                    if (video, frame.index) in done:
-                        summary.skipped += 1
-                        continue
-                    image = _resize(frame.image[:, top : top + side, left : left + side], size)
-                    value = scorer(image, mask)
-                    label = "clear" if value < t_clear else "hazy" if value > t_hazy else "discard"
-                    target = ""
-                    if label != "discard":
-                        target = f"{split}/{label}/{video}_{frame.index:06d}.png"
-                        write_image(out_dir / target, image)
-                    manifest.append({"video": video, "frame": frame.index, "time": f"{frame.time:.3f}",
-                                     "score": f"{value:.5f}", "label": label, "split": split, "path": target})  # fmt: skip
-                    summary.add(f"{split}/{label}")
+            before = sum(summary.written.values())
+            try:
+                with VideoReader(path) as reader:
+                    info = reader.info
+                    task = bar.add_task(f"{video} ({split})", total=max(1, math.ceil(info.duration * fps)))
+                    frames = reader.frames(rate=fps)
+                    head = list(itertools.islice(frames, fov_frames))
+                    if "fov" not in record:
+                        fov = detect_fov(torch.stack([f.image for f in head]), fov_threshold) if head else None
+                        fov = fov or FieldOfView(info.width / 2, info.height / 2, min(info.width, info.height) / 2)
+                        record["fov"] = asdict(fov)
+                        _write_state(state_path, state)
+                    fov = FieldOfView(**record["fov"])
+                    top, left, side = fov.square(info.width, info.height, crop)
+                    radius = fov.radius * size / side
+                    patch = max(3, round(size / 32)) | 1
+                    mask = disc_mask(size, radius, erode=patch / 2)
+                    for frame in itertools.chain(head, frames):
+                        bar.advance(task)
+                        if (video, frame.index) in done:
+                            summary.skipped += 1
+                            continue
+                        image = _resize(frame.image[:, top : top + side, left : left + side], size)
+                        value = scorer(image, mask)
+                        label = "clear" if value < t_clear else "hazy" if value > t_hazy else "discard"
+                        target = ""
+                        if label != "discard":
+                            target = f"{split}/{label}/{video}_{frame.index:06d}.png"
+                            write_image(out_dir / target, image)
+                        manifest.append({"video": video, "frame": frame.index, "time": f"{frame.time:.3f}",
+                                         "score": f"{value:.5f}", "label": label, "split": split, "path": target})  # fmt: skip
+                        summary.add(f"{split}/{label}")
+            except VideoReadError as exc:
+                if on_skip is None:
+                    raise
+                kept = sum(summary.written.values()) - before
+                summary.fail(f"{exc} (after {kept} frames, which are kept; a rerun retries the rest)" if kept else str(exc), on_skip)
+                continue
             record["done"] = True
             _write_state(state_path, state)
     return summary
@@ -500,22 +524,36 @@ def _copy_file(source: Path, target: Path) -> Path:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding."""
+    """``(height, width)`` from the file header, once the file's structure is checked without decoding (Pillow's
+    ``verify``: chunk checksums and truncation for PNG), so that a file copied byte for byte is a sound image.
+
+    :raises EIDError: unreadable, corrupt or truncated file.
+    """
     try:
         with open_pillow(path) as image:
-            return image.height, image.width
-    except (OSError, UnidentifiedImageError) as exc:
-        raise EIDError(f"{path}: cannot read image ({exc}); re-download it") from None
+            size = image.height, image.width
+            image.verify()
+        return size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise EIDError(f"{path}: cannot read image ({getattr(exc, 'strerror', None) or exc}); re-download it") from None
 
 
-def _export_clear(item: RESIDEItem, folder: Path, stem: str) -> Path:
-    """Copy ``item``'s clear image to ``folder/stem.<ext>``; a PNG border-cropped to the hazy size when they differ."""
-    assert item.clear is not None
+def _reside_writer(item: RESIDEItem, kind: str, folder: Path, stem: str) -> Callable[[], Path]:
+    """Check what ``item``'s ``kind`` (hazy or clear) output needs, and return what writes it to ``folder/stem.<ext>``.
+
+    The hazy image is copied byte for byte; the clear one too, or, when it is larger than the hazy image, written as
+    a PNG border-cropped to the hazy size. Every check (and decoding) happens here, before any write.
+    :raises EIDError: an input that cannot be read, or a clear image whose size does not fit its hazy image.
+    """
     hazy_size = _image_size(item.hazy)
+    if kind == "hazy":
+        return lambda: _copy_file(item.hazy, folder / f"{stem}{item.hazy.suffix}")
+    assert item.clear is not None
     if _image_size(item.clear) == hazy_size:
-        return _copy_file(item.clear, folder / f"{stem}{item.clear.suffix}")
+        return lambda: _copy_file(item.clear, folder / f"{stem}{item.clear.suffix}")
     clear, meta = read_image(item.clear)
-    return write_image(folder / f"{stem}.png", crop_to(clear, *hazy_size, name=item.clear.name), replace(meta, format="PNG", alpha=None))
+    cropped = crop_to(clear, *hazy_size, name=str(item.clear))
+    return lambda: write_image(folder / f"{stem}.png", cropped, replace(meta, format="PNG", alpha=None))
 
 
 def prepare_reside(
@@ -527,6 +565,7 @@ def prepare_reside(
     max_hazy_per_scene: int | None = None,
     allow_missing: bool = False,
     progress: bool = True,
+    on_skip: OnSkip | None = None,
 ) -> PrepareSummary:
     """Build train/test folders from a RESIDE subset.
 
@@ -540,7 +579,9 @@ def prepare_reside(
     * ``rtts``: hazy-only ``test/hazy``.
 
     Hazy files are copied byte for byte; ``manifest.csv`` records the source and the parsed ``k``,
-    ``A`` and ``beta`` of every output file.
+    ``A`` and ``beta`` of every output file. Every input is checked before anything of its pair is written, so a
+    bad file never leaves half a pair: it raises :class:`EIDError`, or, with ``on_skip``, its pair is left out,
+    ``on_skip(line)`` says so once per bad file and the other pairs go on.
     """
     root = Path(root)
     items = scan_reside(root, subset, allow_missing)
@@ -553,7 +594,7 @@ def prepare_reside(
         by_scene.setdefault(item.name.scene, []).append(item)
     if max_hazy_per_scene is not None:
         by_scene = {s: sorted(rng.sample(v, min(len(v), max_hazy_per_scene)), key=lambda i: i.hazy.name) for s, v in by_scene.items()}
-    jobs: list[tuple[RESIDEItem, str, str]] = []  # (item, split, kind)
+    jobs: list[tuple[RESIDEItem, str, tuple[str, ...]]] = []  # (item, split, kinds written together)
     role = RESIDE_SUBSETS[subset].role
     if role == "train":
         scenes = sorted(by_scene)
@@ -563,28 +604,36 @@ def prepare_reside(
         if len(rest) < 2:
             raise EIDError(f"{root}: {len(rest)} training scene(s) for {subset}; an unpaired split needs at least 2")
         hazy_scenes, clear_scenes = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-        jobs += [(i, "train", "hazy") for s in hazy_scenes for i in by_scene[s]]
-        jobs += [(by_scene[s][0], "train", "clear") for s in clear_scenes]
-        jobs += [(i, "test", k) for s in test for i in by_scene[s] for k in ("hazy", "clear")]
+        jobs += [(i, "train", ("hazy",)) for s in hazy_scenes for i in by_scene[s]]
+        jobs += [(by_scene[s][0], "train", ("clear",)) for s in clear_scenes]
+        jobs += [(i, "test", ("hazy", "clear")) for s in test for i in by_scene[s]]
     else:
         kinds = ("hazy",) if role == "hazy-only" else ("hazy", "clear")
-        jobs += [(i, "test", k) for s in sorted(by_scene) for i in by_scene[s] for k in kinds]
+        jobs += [(i, "test", kinds) for s in sorted(by_scene) for i in by_scene[s]]
     manifest = Manifest(out_dir / "manifest.csv", RESIDE_COLUMNS)
     recorded = {(r["split"], r["kind"], Path(r["path"]).stem) for r in manifest.rows}
     summary = PrepareSummary(out_dir)
+    reported: set[str] = set()  # one line per bad file, however many pairs it spoils
     with progress_bar("files", progress) as bar:
-        for item, split, kind in bar.track(jobs, description=f"RESIDE {subset}"):
-            stem = item.name.scene if (split, kind) == ("train", "clear") else item.hazy.stem
-            if (split, kind, stem) in recorded:
-                summary.skipped += 1
+        for item, split, kinds in bar.track(jobs, description=f"RESIDE {subset}"):
+            stems = {k: item.name.scene if (split, k) == ("train", "clear") else item.hazy.stem for k in kinds}
+            todo = [k for k in kinds if (split, k, stems[k]) not in recorded]
+            summary.skipped += len(kinds) - len(todo)
+            try:
+                writers = {k: _reside_writer(item, k, out_dir / split / k, stems[k]) for k in todo}
+            except EIDError as exc:
+                if on_skip is None:
+                    raise
+                if str(exc) not in reported:
+                    reported.add(str(exc))
+                    summary.fail(str(exc), on_skip)
                 continue
-            folder = out_dir / split / kind
-            target = _copy_file(item.hazy, folder / f"{stem}{item.hazy.suffix}") if kind == "hazy" else _export_clear(item, folder, stem)
-            n = item.name
-            manifest.append({"path": target.relative_to(out_dir).as_posix(), "source": str(item.hazy if kind == "hazy" else item.clear),
-                             "scene": n.scene, "variant": n.variant, "airlight": "" if n.airlight is None else n.airlight,
-                             "beta": "" if n.beta is None else n.beta, "split": split, "kind": kind})  # fmt: skip
-            summary.add(f"{split}/{kind}")
+            for kind, write in writers.items():
+                target, n = write(), item.name
+                manifest.append({"path": target.relative_to(out_dir).as_posix(), "source": str(item.hazy if kind == "hazy" else item.clear),
+                                 "scene": n.scene, "variant": n.variant, "airlight": "" if n.airlight is None else n.airlight,
+                                 "beta": "" if n.beta is None else n.beta, "split": split, "kind": kind})  # fmt: skip
+                summary.add(f"{split}/{kind}")
     return summary
 
 
@@ -594,6 +643,10 @@ def prepare_reside(
 #: Path parts (lower case) that mark annotation files in the Murphy-lab release, not images to haze.
 ANNOTATION_WORDS = ("mask", "label", "segment", "annot", "outline", "ground", "truth")
 CELL97_COLUMNS = ("name", "source", "split", "seed", "contrast", "veil", "background", "sigma_px")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"skipped {message}", stacklevel=4)
 
 
 def find_cell97_images(src_dir: Path, include: str | None = None) -> list[Path]:
@@ -620,6 +673,7 @@ def prepare_cell97(
     veil_sigma: float = 0.05,
     include: str | None = None,
     progress: bool = True,
+    on_skip: OnSkip | None = None,
 ) -> PrepareSummary:
     """Build Cell97-Haze: the Murphy-lab nuclear images hazed with the microscopy veil model, paired.
 
@@ -630,8 +684,8 @@ def prepare_cell97(
     image from ``seed`` and its name. A seeded ``test_fraction`` of the images goes to ``test``.
     Writes ``<out>/<split>/{clear,hazy}/<name>`` (same format and bit depth; sub-folders are folded
     into the name, ``gnf/dna-1.png`` -> ``gnf_dna-1.png``) and ``manifest.csv`` with the drawn
-    parameters. Unreadable files (e.g. multi-page TIFF stacks) are skipped with a warning. Rerunning
-    skips images already in the manifest.
+    parameters. Unreadable files (e.g. multi-page TIFF stacks) are skipped: ``on_skip(line)`` names each (default:
+    a warning) and ``failed`` lists them. Rerunning skips images already in the manifest.
     """
     from eid.data.synth import SynthConfig, image_seed, synthesize
 
@@ -662,7 +716,7 @@ def prepare_cell97(
             try:
                 clear, meta = read_image(path, white=config.read_white)
             except EIDError as exc:
-                warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+                summary.fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}", on_skip or _warn)
                 summary.add("unreadable")
                 continue
             image_key = image_seed(seed, name)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from eid.errors import EIDError
+from eid.errors import EIDError, VideoReadError
 from eid.progress import progress_bar
 from eid.utils import atomic_write
 
@@ -67,9 +67,9 @@ class Frame:
     image: Tensor
 
 
-def _unreadable(path: Path, problem: object) -> EIDError:
+def _unreadable(path: Path, problem: object) -> VideoReadError:
     problem = getattr(problem, "strerror", None) or problem
-    return EIDError(f"{path}: cannot read video ({problem}); check that the file is a complete video (mp4, avi, mkv...)")
+    return VideoReadError(f"{path}: cannot read video ({problem}); check that the file is a complete video (mp4, avi, mkv...)")
 
 
 def array_to_tensor(array: np.ndarray) -> Tensor:
@@ -87,7 +87,7 @@ class VideoReader:
 
     :param path: video file.
     :param threads: decoder threads (``0`` lets FFmpeg choose).
-    :raises EIDError: missing file, not a video, no video stream, undecodable data.
+    :raises VideoReadError: missing file, not a video, no video stream, undecodable data.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "clip.mp4"
@@ -101,7 +101,7 @@ class VideoReader:
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise EIDError(f"{self.path}: video not found; check the path")
+            raise VideoReadError(f"{self.path}: video not found; check the path")
         av = _av()
         try:
             self._container = av.open(str(self.path), mode="r")
@@ -109,7 +109,7 @@ class VideoReader:
             raise _unreadable(self.path, exc) from None
         if not self._container.streams.video:
             self._container.close()
-            raise EIDError(f"{self.path}: the file holds no video stream; pass a video file")
+            raise VideoReadError(f"{self.path}: the file holds no video stream; pass a video file")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = threads
