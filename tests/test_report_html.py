@@ -156,7 +156,7 @@ def test_images_are_never_upscaled(tmp_path, folders) -> None:
     out = tmp_path / "out"
     build_report(out, {}, input=big, metrics="fade")
     thumb, crop, full = (Image.open(out / "images" / "0000" / f"c0-{k}.png").size for k in ("thumb", "crop", "full"))
-    assert thumb == (320, 91) and full == (700, 200) and crop == (50, 50)
+    assert thumb == (256, 73) and full == (700, 200) and crop == (50, 50)
     small = Image.open(folders["root"] / "out" / "images" / "0000" / "c0-thumb.png").size
     assert small == SIZE[::-1]  # smaller than a thumbnail: kept as is
 
@@ -169,6 +169,7 @@ def test_run_section(report, folders) -> None:
     alts = {a["alt"]: a["src"] for t, a in page.tags if t == "img" and "alt" in a}
     samples = np.asarray(Image.open(out / alts["run: samples"]))
     assert abs(samples.mean() / 255 - 0.8) < 0.01  # the last grid
+    assert html.count("mean t ") == 3  # the maps of the first three images, with their values
     for key in ("run: losses", "run: validation PSNR", "im0: t", "im0: a", "im2: t"):
         assert (out / alts[key]).is_file()
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; }
+section.image { overflow-x: auto; }
 th, td { padding: 4px 8px; vertical-align: top; }
 table.summary td, table.summary th { border-bottom: 1px solid #ddd; text-align: right; }
 table.summary td:first-child, table.summary th:first-child { text-align: left; }

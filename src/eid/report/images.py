@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from eid.data.io import write_image
 from eid.errors import EIDError
 
-THUMB = 320
-"""Longest side of a thumbnail, in pixels: a page of 20 rows x 5 columns stays a few megabytes."""
+THUMB = 256
+"""Longest side of a thumbnail, in pixels: five columns fit a laptop screen; 20 rows x 5 columns stay a few MB."""
 MIN_CROP = 16
 
 

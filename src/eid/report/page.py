@@ -151,10 +151,15 @@ def _run_html(view: RunView) -> str:
         parts.append(f'<h4>last sample grid</h4><img class="grid" src="{esc(view.samples)}" alt="{esc(view.name)}: samples">')
     if view.maps:
         rows = "".join(
-            f"<tr><td>{esc(name)}</td>" + "".join(f'<td><img src="{esc(s)}" alt="{esc(name)}: {k}"></td>' for k, s in zip(("input", "t", "a"), files)) + "</tr>"
-            for name, *files in view.maps
+            f'<tr><td>{esc(name)}<br><span class="note">{esc(values)}</span></td>'
+            + "".join(f'<td><img src="{esc(src)}" alt="{esc(name)}: {kind}"></td>' for kind, src in zip(("input", "t", "a"), files))
+            + "</tr>"
+            for name, *files, values in view.maps
         )
-        parts.append(f"<h4>operator maps (estimated from the hazy image)</h4><table><tr><th>image</th><th>input</th><th>transmission t</th><th>airlight a</th></tr>{rows}</table>")
+        parts.append(
+            "<h4>operator maps (estimated from the hazy image)</h4><table><tr><th>image</th><th>input</th>"
+            f"<th>transmission t</th><th>airlight a</th></tr>{rows}</table>"
+        )
     if view.config is not None:
         parts.append(f"<h4>config</h4><pre>{esc(view.config)}</pre>")
     return "\n".join(parts) + "\n</section>"

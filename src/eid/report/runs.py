@@ -33,7 +33,7 @@ class RunView:
     curves: str | None = None
     validation: str | None = None
     samples: str | None = None
-    maps: list[tuple[str, str, str, str]] = field(default_factory=list)  # image, input, t, a
+    maps: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # image, input, t, a, their values
     config: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -90,9 +90,9 @@ def plot(series: dict[str, list[tuple[float, float]]], path: Path, ylabel: str =
     return path
 
 
-def operator_maps(run: Path, images: Sequence[tuple[str, torch.Tensor]], folder: Path) -> tuple[list[Path], str | None]:
-    """Estimated ``t`` and ``a`` (``ScatteringHaze.estimate``) of each ``(name, (C,H,W) image)``, written as PNGs
-    ``[input, t, a, ...]`` in ``folder``; or no files and the reason."""
+def operator_maps(run: Path, images: Sequence[tuple[str, torch.Tensor]], folder: Path) -> tuple[list[tuple[Path, Path, Path, str]], str | None]:
+    """Estimated ``t`` and ``a`` (``ScatteringHaze.estimate``) of each ``(name, (C,H,W) image)``: the input, ``t``
+    and ``a`` written as PNGs in ``folder`` and their mean values as text; or nothing and the reason."""
     from eid.physics import load_operator
 
     try:
@@ -108,11 +108,12 @@ def operator_maps(run: Path, images: Sequence[tuple[str, torch.Tensor]], folder:
         with torch.inference_mode():
             maps = operator.estimate(y[None])
         h, w = y.shape[-2:]
-        files += [
-            save(folder / f"map{index}-input.png", y),
-            save(folder / f"map{index}-t.png", as_picture(maps["transmission"][0], h, w)),
-            save(folder / f"map{index}-a.png", as_picture(maps["airlight"][0], h, w)),
-        ]
+        t, a = maps["transmission"][0], maps["airlight"][0]
+        values = f"mean t {float(t.mean()):.3f}, mean a ({', '.join(f'{float(v):.3f}' for v in a.mean((-2, -1)))})"
+        files.append((
+            save(folder / f"map{index}-input.png", y), save(folder / f"map{index}-t.png", as_picture(t, h, w)),
+            save(folder / f"map{index}-a.png", as_picture(a, h, w)), values,
+        ))  # fmt: skip
     return files, None
 
 
@@ -136,7 +137,7 @@ def view_run(run: Path, index: int, out: Path, images: Sequence[tuple[str, torch
         view.samples = rel(save(folder / "samples.png", _read(grids[-1])))
     if (run / "operator.safetensors").is_file() and images:
         files, note = operator_maps(run, images, folder)
-        view.maps = [(name, *map(rel, files[3 * i : 3 * i + 3])) for i, (name, _) in enumerate(images) if files]
+        view.maps = [(name, rel(y), rel(t), rel(a), values) for (name, _), (y, t, a, values) in zip(images, files)]
         if note:
             view.notes.append(note)
     if (run / "config.yaml").is_file():
