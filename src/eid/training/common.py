@@ -2,7 +2,8 @@
 
 What lives here and why:
 
-* :func:`build_trainer` -- one factory for the ``Trainer``: CSV log in the run folder, a progress bar that
+* :func:`build_trainer` -- one factory for the ``Trainer``: a CSV or TensorBoard log in ``<run>/logs``
+  (:func:`build_logger`), a progress bar that
   shows the logged losses (plain lines when stderr is not a terminal, :mod:`eid.training.progress`), atomic
   checkpoints (``checkpoints/last.ckpt`` plus periodic ``checkpoints/epochNNNN.ckpt``), optional DDP on CPU
   (gloo) or GPU.
@@ -26,29 +27,34 @@ dict (so the checkpoint carries its full config), and may implement ``sample_col
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-
 import pickle
 import random
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from eid.data.datasets import item_seed
 from eid.errors import EIDError
 from eid.training.progress import LineProgress, batches_done
-from eid.training.run_folder import CHECKPOINT_DIR, LAST_CHECKPOINT, Inputs, RunFolder, is_ddp_worker  # noqa: F401 (re-exported)
+from eid.training.run_folder import (  # noqa: F401 (re-exported)
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    Inputs,
+    RunFolder,
+    is_ddp_worker,
+)
 from eid.utils import atomic_write
 
 warnings.filterwarnings("ignore", message=".*val_dataloader.*but have no .validation_step.*")
@@ -228,6 +234,9 @@ class SampleGrid(Callback):
         tiles = torch.stack(columns, dim=1).flatten(0, 1)  # row-major: image i, column j
         grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
         write_image(self.folder / f"epoch{trainer.current_epoch + 1:04d}.png", grid)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", grid, batches_done(trainer))
 
 
 def _head(batch: Any, n: int) -> Any:
@@ -378,6 +387,25 @@ class LearningRates(Callback):
                         group["lr"] = lr * scheduler.lr_lambdas[k](scheduler.last_epoch)
 
 
+#: Training logs of ``--logger``: ``csv`` writes ``<run>/logs/metrics.csv``; ``tensorboard`` writes event files there
+#: (losses, learning rates and sample grids), for ``tensorboard --logdir <run>/logs``.
+LOGGERS = ("csv", "tensorboard")
+
+
+def build_logger(run_dir: str | Path, kind: str = "csv") -> Logger:
+    """The training log of ``kind`` (one of :data:`LOGGERS`) in ``run_dir/logs``.
+
+    TensorBoard is an optional extra: without it, one line names the extra to install.
+    """
+    if kind not in LOGGERS:
+        raise EIDError(f"--logger {kind!r} is not known; use one of {', '.join(LOGGERS)}")
+    if kind == "csv":
+        return CSVLogger(run_dir, name="", version="logs")
+    if importlib.util.find_spec("tensorboard") is None:
+        raise EIDError("--logger tensorboard needs TensorBoard: pip install 'eid-dehaze[tensorboard]'")
+    return TensorBoardLogger(run_dir, name="", version="logs", default_hp_metric=False)
+
+
 def build_trainer(
     run_dir: str | Path,
     *,
@@ -395,6 +423,7 @@ def build_trainer(
     strategy: str | L.pytorch.strategies.Strategy = "auto",
     progress: bool = True,
     samples: bool = True,
+    logger: str = "csv",
     callbacks: Sequence[Callback] = (),
 ) -> L.Trainer:
     """A ``Trainer`` writing everything under ``run_dir``.
@@ -410,12 +439,14 @@ def build_trainer(
     :param checkpoint_every_n_batches: also refresh ``last.ckpt`` every this many batches (0 = epoch ends only).
     :param min_batches_between: epoch-end checkpoints and sample grids are skipped when fewer batches ran
         since the previous one (small data sets have epochs of one batch).
+    :param logger: ``csv`` or ``tensorboard`` (:func:`build_logger`).
     """
     from lightning.pytorch.strategies import DDPStrategy
 
     if max_steps is None and epochs is None:
         raise EIDError("neither max_steps nor epochs is set; pass --max-steps N or --epochs N")
     run_dir = Path(run_dir)
+    log = build_logger(run_dir, logger)
     if strategy == "auto" and isinstance(devices, int) and devices * num_nodes > 1:
         strategy = DDPStrategy(find_unused_parameters=steps_per_batch > 1)
     bar: Callback = RichProgressBar(leave=True) if sys.stderr.isatty() else LineProgress(steps_per_batch)
@@ -436,7 +467,7 @@ def build_trainer(
         precision=precision,
         max_steps=max_steps * steps_per_batch if max_steps is not None else -1,
         max_epochs=None if max_steps is not None else epochs,
-        logger=CSVLogger(run_dir, name="", version="logs"),
+        logger=log,
         log_every_n_steps=log_every,
         enable_checkpointing=False,
         enable_progress_bar=progress,
