@@ -112,7 +112,10 @@ def evaluate_command(
     if report is not None:
         from eid.cli.report import write_report
 
-        methods = {p.name: p for p in pred} if len({p.name for p in pred}) == len(pred) else {str(p): p for p in pred}
+        labels = [p.name for p in pred]
+        if len(set(labels)) < len(labels) or {"input", "reference"} & set(labels):  # the report's own column names
+            labels = [str(p.resolve()) for p in pred]
+        methods = dict(zip(labels, pred))
         write_report(
             report, methods, input=mask_from, ref=ref[0] if ref else None, metrics=names, mask=mask, white=parse_white(white),
         )

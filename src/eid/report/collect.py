@@ -57,10 +57,15 @@ def _size(path: Path, white: White) -> tuple[int, int] | None:
         return None
 
 
+def _first(names: Sequence[str], n: int = 3) -> str:
+    """The first ``n`` names, then an ellipsis."""
+    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
+
+
 def _warning(column: str, folder: Path, absent: list[str], other_size: list[str], total: int) -> str:
-    parts = [f"{len(absent)} of {total} images missing ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''})"] if absent else []
+    parts = [f"{len(absent)} of {total} images missing ({_first(absent)})"] if absent else []
     if other_size:
-        parts.append(f"{len(other_size)} of another size or unreadable ({', '.join(other_size[:3])}{' ...' if len(other_size) > 3 else ''})")
+        parts.append(f"{len(other_size)} of another size or unreadable ({_first(other_size)})")
     return f"{column} ({folder}): {'; '.join(parts)}; their cells say missing"
 
 
@@ -73,14 +78,35 @@ def collect(
     ``mask`` (``circle``, ``auto`` or a mask file, :func:`eid.metrics.mask.fov_mask`) adds ``<metric>@mask``
     columns, scored on the field of view of the anchor image, the same for every column.
     """
+    rows, warnings = _match(columns, white)
+    scored = [c for c in columns if c != REFERENCE]
+    names = [s.name for s in specs] + ([f"{s.name}@mask" for s in specs if s.supports_mask] if mask else [])
+    results = {c: EvaluationResult(names) for c in scored}
+    for row in rows:
+        ref = row.files.get(REFERENCE)
+        if any(s.needs_reference for s in specs) and ref is None:
+            continue  # nothing to compare with; the row's cells show no scores
+        mask_fn = _mask_of(mask, row, white)
+        for column in scored:
+            path = row.files[column]
+            one = evaluate(specs, [path], [ref] if ref else None, mask_fn=mask_fn, white=white) if path else None
+            if one is not None and one.rows:
+                row.scores[column] = {k: v for k, v in one.rows[0].items() if k != "name"}
+                results[column].rows.append({"name": row.name, **row.scores[column]})
+    return Collection(list(columns), rows, results, warnings)
+
+
+def _match(columns: Mapping[str, Path], white: White) -> tuple[list[Row], list[str]]:
+    """The rows named by the anchor folder, each column's file of the same name and size or ``None``, and one
+    warning per folder with missing images (and one for anchor files that are not 2-D images)."""
     anchor = INPUT if INPUT in columns else REFERENCE if REFERENCE in columns else next(iter(columns))
     anchor_files = _by_stem(columns[anchor])
     sizes = {key: _size(path, white) for key, path in anchor_files.items()}
-    keys = [key for key, size in sizes.items() if size is not None]
-    if not keys:
+    rows = [Row(key, {anchor: anchor_files[key]}) for key, size in sizes.items() if size is not None]
+    if not rows:
         raise EIDError(f"{columns[anchor]} holds no 2-D image to report on; check the folder")
-    rows = [Row(key, {anchor: anchor_files[key]}) for key in keys]
-    warnings = []
+    left_out = [key for key, size in sizes.items() if size is None]
+    warnings = [f"{anchor} ({columns[anchor]}): {len(left_out)} left out, unreadable or TIFF stacks ({_first(left_out)})"] if left_out else []
     for column, folder in columns.items():
         if column == anchor:
             continue
@@ -94,22 +120,7 @@ def collect(
                 (absent if path is None else other_size).append(row.name)
         if absent or other_size:
             warnings.append(_warning(column, folder, absent, other_size, len(rows)))
-    scored = [c for c in columns if c != REFERENCE]
-    names = [s.name for s in specs] + ([f"{s.name}@mask" for s in specs if s.supports_mask] if mask else [])
-    results = {c: EvaluationResult(names) for c in scored}
-    for row in rows:
-        ref = row.files.get(REFERENCE)
-        if any(s.needs_reference for s in specs) and ref is None:
-            continue  # nothing to compare with; the row's cells show no scores
-        for column in scored:
-            path = row.files[column]
-            if path is None:
-                continue
-            one = evaluate(specs, [path], [ref] if ref is not None else None, mask_fn=_mask_of(mask, row, white), white=white)
-            if one.rows:
-                row.scores[column] = {k: v for k, v in one.rows[0].items() if k != "name"}
-                results[column].rows.append({"name": row.name, **row.scores[column]})
-    return Collection(list(columns), rows, results, warnings)
+    return rows, warnings
 
 
 def _mask_of(how: str | None, row: Row, white: White) -> Callable[[torch.Tensor, Path], torch.Tensor] | None:

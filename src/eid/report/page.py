@@ -195,7 +195,8 @@ def build_report(
     collection = collect(columns, specs, mask, white)
     shown = collection.rows[:max_images]
     sections = [_row_html(row, i, collection.columns, out, white, crop) for i, row in enumerate(shown)]
-    samples = [(r.name, pics.shrink(read_image(next(iter(r.files.values())), white=white)[0], 256)) for r in shown[:OPERATOR_IMAGES]]
+    hazy = [(r.name, r.files[INPUT]) for r in shown[:OPERATOR_IMAGES]] if INPUT in columns else []
+    samples = [(name, pics.shrink(read_image(path, white=white)[0])) for name, path in hazy]
     run_views = [view_run(Path(run), i, out, samples) for i, run in enumerate(runs)]
     more = len(collection.rows) - len(shown)
     body = [

@@ -135,8 +135,8 @@ def view_run(run: Path, index: int, out: Path, images: Sequence[tuple[str, torch
     grids = sorted((run / "samples").glob("*.png"))
     if grids:
         view.samples = rel(save(folder / "samples.png", _read(grids[-1])))
-    if (run / "operator.safetensors").is_file() and images:
-        files, note = operator_maps(run, images, folder)
+    if (run / "operator.safetensors").is_file():
+        files, note = operator_maps(run, images, folder) if images else ([], "operator maps need the hazy images (--input)")
         view.maps = [(name, rel(y), rel(t), rel(a), values) for (name, _), (y, t, a, values) in zip(images, files)]
         if note:
             view.notes.append(note)
