@@ -233,3 +233,12 @@ def test_the_page_renders_in_a_headless_browser(report, tmp_path) -> None:
     assert not [line for line in log.splitlines() if "CONSOLE" in line]
     pixels = np.asarray(Image.open(tmp_path / "page.png").convert("L"), dtype=float)
     assert pixels.std() > 10  # not blank
+    # the slider's script: moving the first slider to 20 moves the before/after split to 20 %
+    drag = "var s = document.querySelector('.ba input'); s.value = 20; s.dispatchEvent(new Event('input')); " \
+           "document.title = 'pos=' + s.parentElement.style.getPropertyValue('--pos');"
+    harness = out / "slider-check.html"
+    harness.write_text((out / "index.html").read_text().replace("</body>", f"<script>{drag}</script></body>"))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", harness.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False).stdout  # fmt: skip
+    harness.unlink()
+    assert "<title>pos=20%</title>" in dom
