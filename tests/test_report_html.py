@@ -197,6 +197,18 @@ def test_cli_warns_once_per_method_and_refuses_output_in_an_input(eid_cli, folde
     assert eid_cli(*args, "--out", tmp_path / "out").code == 0  # a previous report is replaced
 
 
+def test_bad_options_are_one_line_and_write_nothing(eid_cli, folders, tmp_path) -> None:
+    out = tmp_path / "out"
+    assert "is not a folder" in eid_cli("report", "--input", tmp_path / "nope", "--out", out).error_line()
+    assert not out.exists()
+    run = ["report", "--input", folders["hazy"], "--run", folders["run"], "--metrics", "fade"]
+    assert "overlaps" in eid_cli(*run, "--out", folders["run"] / "report").error_line()
+    assert "X,Y,SIZE" in eid_cli(*run, "--crop", "1,2", "--out", out).error_line()
+    assert "NAME=DIR" in eid_cli(*run, "--method", f"={folders['A']}", "--out", out).error_line()
+    assert "may not be called input" in eid_cli(*run, "--method", f"input={folders['A']}", "--out", out).error_line()
+    assert not out.exists() and not (folders["run"] / "report").exists()
+
+
 def test_evaluate_writes_the_same_report(eid_cli, folders, tmp_path) -> None:
     run = eid_cli("evaluate", "--pred", folders["A"], "--ref", folders["clear"], "--report", tmp_path / "rep", "--quiet")
     assert run.code == 0, run.err

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
 from eid.data.io import parse_white
-from eid.errors import EIDError
+from eid.errors import EIDError, describe_os_error
 
 
 def parse_method(text: str) -> tuple[str, Path]:
@@ -40,7 +40,10 @@ def write_report(out: Path, methods: dict[str, Path], **kwargs: object) -> None:
     """Build the report (:func:`eid.report.page.build_report`), print its warnings, one line each, and its path."""
     from eid.report.page import build_report
 
-    report = build_report(out, methods, **kwargs)
+    try:
+        report = build_report(out, methods, **kwargs)
+    except OSError as exc:  # a full disk, a read-only folder...
+        raise EIDError(describe_os_error(exc)) from exc
     for line in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     shown = f" (first {report.shown} of {report.total} images shown)" if report.shown < report.total else ""

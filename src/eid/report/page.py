@@ -37,12 +37,22 @@ class Report:
     total: int
 
 
+@dataclass
+class Cell:
+    """A present cell's files (relative to the report) and its scores."""
+
+    files: dict[str, str]
+    scores: Mapping[str, float] | None
+
+
 def prepare_out(out: Path, inputs: Sequence[Path]) -> None:
     """Create ``out`` or clear a previous report there; refuse input folders in or around it, or foreign files."""
     target = out.resolve()
     for folder in map(Path.resolve, inputs):
         if target.is_relative_to(folder) or folder.is_relative_to(target):
             raise EIDError(f"--out {out} overlaps the input folder {folder}; a report is never written inside its inputs")
+    if out.exists() and not out.is_dir():
+        raise EIDError(f"--out {out} is a file; give a folder for the report")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise EIDError(f"{out} exists and holds no eid report; choose an empty or new --out")
@@ -58,15 +68,7 @@ def _scores(values: Mapping[str, float] | None) -> str:
     return " · ".join(f"{esc(k)} {fmt(v)}" for k, v in values.items())
 
 
-@dataclass
-class Cell:
-    """A present cell's files (relative to the report) and its scores."""
-
-    files: dict[str, str]
-    scores: Mapping[str, float] | None
-
-
-def _write_row(row: Row, index: int, out: Path, white: White, box: tuple[int, int, int] | None) -> tuple[dict[str, Cell], float]:
+def _write_row(row: Row, index: int, out: Path, white: White, box: tuple[int, int, int]) -> tuple[dict[str, Cell], float]:
     """Write the thumbnail, full-size copy (when the thumbnail is smaller), crop and FADE map of each present
     column of ``row``; return the cells and the row's FADE scale (one scale, so the maps compare)."""
     full = {c: read_image(p, white=white)[0] for c, p in row.files.items() if p is not None}
@@ -191,8 +193,8 @@ def build_report(
     if not columns:
         raise EIDError("nothing to report on; give --input, --method NAME=DIR or --ref")
     specs = get_metrics(metrics or ("psnr,ssim" if ref else "niqe,brisque,fade"))
-    prepare_out(out, list(columns.values()))
-    collection = collect(columns, specs, mask, white)
+    collection = collect(columns, specs, mask, white)  # reads only: a refused input leaves no folder behind
+    prepare_out(out, [*columns.values(), *map(Path, runs)])
     shown = collection.rows[:max_images]
     sections = [_row_html(row, i, collection.columns, out, white, crop) for i, row in enumerate(shown)]
     hazy = [(r.name, r.files[INPUT]) for r in shown[:OPERATOR_IMAGES]] if INPUT in columns else []
