@@ -132,6 +132,18 @@ def test_summary_equals_eid_evaluate(report, folders, eid_cli) -> None:
         assert cells == {m: fmt(v) for m, v in means.items()}
 
 
+def test_masked_scores_equal_eid_evaluate_with_mask_from(folders, eid_cli, tmp_path) -> None:
+    """The field of view is found on the input image and applies to every method, as --mask-from does."""
+    build_report(tmp_path / "out", {"A": folders["A"]}, input=folders["hazy"], metrics="fade", mask="circle")
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert eid_cli("evaluate", "--pred", folders["A"], "--metrics", "fade", "--mask", "circle", "--mask-from", folders["hazy"],
+                   "--json", tmp_path / "e.json", "--quiet").code == 0  # fmt: skip
+    means = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    row = re.search(r'<tr data-row="A">(.*?)</tr>', html).group(1)
+    assert dict(re.findall(r'<td data-metric="([\w@]+)"[^>]*>([^<]*)</td>', row)) == {m: fmt(v) for m, v in means.items()}
+    assert "fade@mask ↓" in html
+
+
 def test_best_value_per_column(report) -> None:
     out, _, _ = report
     html = (out / "index.html").read_text()
