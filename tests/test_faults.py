@@ -96,7 +96,7 @@ def test_failing_synth_rerun_keeps_params_json(eid_cli, tmp_path):
     assert eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out").code == 0
     before = (tmp_path / "out" / "params.json").read_text()
     (tmp_path / "maps").mkdir()  # a depth folder without a map for x.png: every image is skipped
-    run = eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out", "--depth", tmp_path / "maps")
+    run = eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out", "--depth", tmp_path / "maps", "--overwrite")
     assert run.code == 1 and "no depth map" in run.err and "Traceback" not in run.err
     assert (tmp_path / "out" / "params.json").read_text() == before
     assert (tmp_path / "out" / "hazy" / "x.png").is_file()
@@ -582,3 +582,45 @@ def test_data_cholec80_skips_a_bad_video_and_goes_on(eid_cli, tmp_path):
     assert line.startswith("skipped:") and "cannot read video" in line
     rows = (tmp_path / "out" / "manifest.csv").read_text().splitlines()[1:]
     assert rows and all(row.startswith("video01,") for row in rows)
+
+
+def test_symbolic_link_loops_are_one_line_each_and_count_as_skipped(eid_cli, tmp_path):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "a.png").symlink_to("b.png")
+    (tmp_path / "only" / "b.png").symlink_to("a.png")  # a loop with image names: nothing else to process
+    (tmp_path / "mixed" / "sub").mkdir(parents=True)
+    _png(tmp_path / "mixed" / "ok.png", 1)
+    (tmp_path / "mixed" / "sub" / "x.png").symlink_to("x.png")  # a link to itself
+    (tmp_path / "mixed" / "up").symlink_to(tmp_path / "mixed")  # a link to a folder above
+    for command, extra in (("dehaze", ("--method", "dcp", "--device", "cpu")), ("synth", ())):
+        line = eid_cli(command, *extra, tmp_path / "only", "--out", tmp_path / f"{command}-only").error_line()
+        assert "no image to process" in line and "a.png: skipped, a symbolic link loop (and 1 more)" in line
+    run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "mixed", "--out", tmp_path / "out")
+    assert run.code == 1 and "Traceback" not in run.err and "UserWarning" not in run.err
+    lines = [line for line in run.err.splitlines() if "symbolic link loop" in line]
+    assert len(lines) == 2 and all(line.startswith("warning:") for line in lines)  # once each, one line each
+    assert [p.name for p in (tmp_path / "out").rglob("*.png")] == ["ok.png"]
+
+
+# --- 18: existing outputs ----------------------------------------------------------------------------------
+
+
+def test_existing_outputs_are_kept_unless_overwrite_is_given(eid_cli, tmp_path):
+    _png(tmp_path / "in" / "x.png", 1), _png(tmp_path / "in" / "y.png", 2)
+    args = ("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "in", "--out", tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.png").write_bytes(b"mine")
+    line = eid_cli(*args).error_line()
+    assert f"{tmp_path / 'out' / 'x.png'} already exists; pass --overwrite to replace, --skip-existing to keep" in line
+    assert (tmp_path / "out" / "x.png").read_bytes() == b"mine" and not (tmp_path / "out" / "y.png").exists()
+    assert eid_cli(*args, "--skip-existing").code == 0 and (tmp_path / "out" / "x.png").read_bytes() == b"mine"
+    assert eid_cli(*args, "--overwrite").code == 0 and read_image(tmp_path / "out" / "x.png")[0].shape == (3, 24, 32)
+    assert "contradict" in eid_cli(*args, "--overwrite", "--skip-existing").error_line()
+    synth = ("synth", tmp_path / "in", "--out", tmp_path / "synth")
+    assert eid_cli(*synth).code == 0
+    before = (tmp_path / "synth" / "hazy" / "x.png").read_bytes()
+    line = eid_cli(*synth, "--seed", "3").error_line()
+    assert "hazy/x.png already exists (and 3 more outputs); pass --overwrite to replace or choose another --out" in line
+    assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() == before
+    assert eid_cli(*synth, "--seed", "3", "--overwrite").code == 0
+    assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() != before

@@ -10,13 +10,17 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from eid.errors import EIDError
+
+T = TypeVar("T")
 
 #: Temp files of :func:`atomic_write`: ``.<stem>.[eid-<host>-<pid>-]<random>.tmp<suffix>`` (the owner part is absent
 #: in files written before it was added).
@@ -108,6 +112,24 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
                     path.unlink()
                     removed.append(path)
     return removed
+
+
+def recording_warnings(function: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, list[str]]:
+    """Call ``function`` and return its result with the text of every warning it raised (not shown), for a command
+    to report them as its own lines (e.g. the files a folder listing skipped)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function(*args, **kwargs)
+    return result, [str(w.message) for w in caught]
+
+
+@contextlib.contextmanager
+def hiding_warnings(messages: Iterable[str]) -> Iterator[None]:
+    """Hide, for the block, the warnings whose text is one of ``messages`` (already reported)."""
+    with warnings.catch_warnings():
+        for message in messages:
+            warnings.filterwarnings("ignore", message=re.escape(message) + "$")
+        yield
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -10,7 +10,9 @@ import typer
 from rich.markup import escape
 
 from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
+from eid.data.naming import check_existing, output_paths
 from eid.errors import EIDError
+from eid.utils import hiding_warnings, recording_warnings
 
 if TYPE_CHECKING:
     from eid.data.video import VideoReport
@@ -56,7 +58,8 @@ def dehaze(
         None, "--max-pixels", help="Refuse images with more pixels than this (default 150,000,000).",
     ),
     white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Default: the scale the model was trained on (dtype for dcp)."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output already exists (resume)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (by default an existing output is an error)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep outputs that already exist and dehaze the other inputs (resume)."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Videos: write input | output frames side by side."),
     temporal_smoothing: float = typer.Option(
         0.0, "--temporal-smoothing", help="Videos: strength in [0,1) of the flicker-reducing temporal smoothing "
@@ -67,7 +70,8 @@ def dehaze(
 
     Examples: `eid dehaze --model runs/eid hazy/ --out dehazed/`,
     `eid dehaze --method dcp 'photos/*.jpg' --out dcp/`, `eid dehaze --model runs/eid clip.mp4 --out clip-dehazed.mp4`.
-    Unreadable files are skipped with a warning; the exit code is 1 if any file was skipped.
+    Unreadable files (and symbolic links that lead to no file) are skipped with a warning; the exit code is 1 if
+    any file was skipped. An output that already exists is an error unless --overwrite or --skip-existing is given.
     """
     from eid.inference import Dehazer, build_method, dehaze_paths, dehaze_video_file, is_video
 
@@ -78,17 +82,24 @@ def dehaze(
     images = [item for item in inputs if not (is_video(item) and Path(item).is_file())]
     if videos and is_video(out) and (len(videos) > 1 or images):
         raise EIDError(f"--out {out} is a video file but several inputs were given; use an output folder")
+    video_targets = [out if is_video(out) else out / video.name for video in videos]
+    skips = _check_outputs(images, videos, out, video_targets, overwrite, skip_existing)
     runner = Dehazer(
         build_method(method, operator=operator, model=model, device=device),
         device=device, tile=tile or None, overlap=overlap, batch_size=batch_size, precision=precision,
         tta=tta_group or tta, tile_norm=tile_norm, white=white,
     )
-    warn_if_dim(images, runner.white)
+    with hiding_warnings(skips):
+        warn_if_dim(images, runner.white)
     if runner.tta_group:
         console.print(f"test-time averaging over {runner.tta_group}")
-    failures = dehaze_paths(images, out, runner, max_pixels=max_pixels, skip_existing=skip_existing, console=console) if images else 0
-    for video in videos:
-        dst = out if is_video(out) else out / video.name
+    for line in skips:
+        console.print(f"[yellow]warning:[/] {escape(line)}")
+    failures = len(skips)
+    if images:
+        with hiding_warnings(skips):
+            failures += dehaze_paths(images, out, runner, max_pixels=max_pixels, skip_existing=skip_existing, console=console)
+    for video, dst in zip(videos, video_targets):
         if skip_existing and dst.exists():
             continue
         try:
@@ -100,6 +111,20 @@ def dehaze(
         console.print(f"{video.name}: {report.frames} frames at {report.frames_per_second:.2f} frames/s -> {dst}; {_flicker(report)}")
     if failures:
         raise typer.Exit(1)
+
+
+def _check_outputs(
+    images: list[str], videos: list[Path], out: Path, video_targets: list[Path], overwrite: bool, skip_existing: bool
+) -> list[str]:
+    """Refuse, before any work, existing outputs (without --overwrite or --skip-existing) and inputs that hold only
+    what the folder listing skips (symbolic link loops...); return the listing's skip lines, which the run reports
+    once as its own and counts as skipped files."""
+    (sources, targets), skips = recording_warnings(output_paths, images, out) if images else (([], []), [])
+    if skips and not sources and not videos:
+        more = f" (and {len(skips) - 1} more)" if len(skips) > 1 else ""
+        raise EIDError(f"{', '.join(images)}: no image to process: {skips[0]}{more}")
+    check_existing([*targets, *video_targets], [*sources, *videos], overwrite, skip_existing)
+    return skips
 
 
 def _flicker(report: VideoReport) -> str:

@@ -10,9 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from eid.cli import app, console
 from eid.data.io import iter_inputs
+from eid.data.naming import check_existing, plan_outputs
 from eid.data.synth import SynthConfig, synthesize_folder
 from eid.errors import EIDError
 from eid.progress import LoggedProgress
+from eid.utils import hiding_warnings, recording_warnings
 
 
 def _floats(text: str | None, option: str, count: int) -> tuple[float, ...] | None:
@@ -57,12 +59,14 @@ def synth_command(
     seed: int = typer.Option(0, "--seed", help="Global seed; each image's seed derives from it and the image name."),
     save_depth: bool = typer.Option(False, "--save-depth", help="ASM: also write the depth used to depth/<name>.tiff (float32)."),
     max_pixels: int = typer.Option(None, "--max-pixels", help="Refuse larger images (default 150 MP)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist in --out (by default an existing output is an error)."),
 ) -> None:
     """Haze clear images with known parameters, for paired training and evaluation.
 
     Writes OUT/hazy/, OUT/clear/ (the inputs re-encoded in the same format), optional OUT/depth/ and
     OUT/params.json (per image: model, seed, beta, A, depth source). Deterministic for a given --seed.
-    Exits with status 1 if any input was skipped.
+    Exits with status 1 if any input was skipped (unreadable, or a symbolic link that leads to no file). An output
+    that already exists is an error unless --overwrite is given; params.json then keeps the other images' records.
     """
     config = SynthConfig(
         model=model,
@@ -80,9 +84,11 @@ def synth_command(
         seed=seed,
         save_depth=save_depth,
     )
-    total = len(iter_inputs(inputs))
+    total, skips = _check_outputs(inputs, out, save_depth, overwrite)
+    for line in skips:
+        console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with LoggedProgress(*columns, unit="images", console=console, transient=True) as progress:
+    with LoggedProgress(*columns, unit="images", console=console, transient=True) as progress, hiding_warnings(skips):
         task = progress.add_task("synth", total=total)
         report = synthesize_folder(
             inputs, out, config, max_pixels=max_pixels,
@@ -90,6 +96,24 @@ def synth_command(
             on_skip=lambda path, message: console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False),
             on_notice=lambda line: console.print(f"[yellow]note:[/] {escape(line)}", highlight=False),
         )  # fmt: skip
-    console.print(f"{len(report.images)} hazed ({model}), {len(report.skipped)} skipped -> {out}", highlight=False)
-    if report.skipped:
+    skipped = len(report.skipped) + len(skips)
+    console.print(f"{len(report.images)} hazed ({model}), {skipped} skipped -> {out}", highlight=False)
+    if skipped:
         raise typer.Exit(1)
+
+
+def _check_outputs(inputs: list[Path], out: Path, save_depth: bool, overwrite: bool) -> tuple[int, list[str]]:
+    """Refuse, before any work, existing outputs (without --overwrite) and inputs that hold only what the folder
+    listing skips (symbolic link loops...); return the number of images and the listing's skip lines, which the
+    run reports once as its own and counts as skipped files."""
+    items, skips = recording_warnings(iter_inputs, inputs)
+    if skips and not items:
+        more = f" (and {len(skips) - 1} more)" if len(skips) > 1 else ""
+        raise EIDError(f"{', '.join(map(str, inputs))}: no image to process: {skips[0]}{more}")
+    sources = [path for path, _ in items]
+    names = plan_outputs(sources, [rel for _, rel in items]).names
+    targets = [out / sub / name for name in names for sub in ("hazy", "clear")]
+    if save_depth:
+        targets += [out / "depth" / name for name in plan_outputs(sources, names, suffix=".tiff").names]
+    check_existing(targets, sources, overwrite, skip_existing=None)
+    return len(items), skips

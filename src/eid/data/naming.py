@@ -13,6 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eid.data.io import iter_inputs
+from eid.errors import EIDError
+
 
 @dataclass
 class OutputPlan:
@@ -83,3 +86,29 @@ def plan_outputs(
             plan.renamed.append((Path(source), wanted[index], name))
         plan.names.append(name)
     return plan
+
+
+def output_paths(inputs: Sequence[str | Path], out_dir: Path, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+    """The image files of ``inputs`` and the output path each gets in ``out_dir`` (``eid dehaze``'s names)."""
+    pairs = iter_inputs(list(inputs), recursive=recursive)
+    sources = [path for path, _ in pairs]
+    return sources, [out_dir / name for name in plan_outputs(sources, [rel for _, rel in pairs]).names]
+
+
+def check_existing(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bool, skip_existing: bool | None) -> None:
+    """Refuse to replace existing outputs unless the user said so: ``overwrite`` replaces them, ``skip_existing``
+    keeps them (``None``: the command has no such option). Targets that are inputs are left to the commands'
+    own refusal (inputs are never overwritten, even with ``overwrite``).
+
+    :raises EIDError: both options given, or an output exists and neither was given; the line names the file.
+    """
+    if overwrite and skip_existing:
+        raise EIDError("--overwrite and --skip-existing contradict each other; give one of them")
+    if overwrite or skip_existing:
+        return
+    sources = {Path(p).resolve() for p in inputs}
+    existing = [t for t in targets if t.exists() and t.resolve() not in sources]
+    if existing:
+        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
+        keep = "" if skip_existing is None else ", --skip-existing to keep them and do the rest"
+        raise EIDError(f"{existing[0]} already exists{more}; pass --overwrite to replace{keep} or choose another --out")
