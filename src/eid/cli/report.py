@@ -14,7 +14,11 @@ from eid.errors import EIDError, describe_os_error
 
 
 def parse_method(text: str) -> tuple[str, Path]:
-    """``NAME=DIR`` -> ``(NAME, DIR)``; a bare ``DIR`` is named after its folder."""
+    """``NAME=DIR`` -> ``(NAME, DIR)``; a bare ``DIR`` is named after its folder.
+
+    >>> [(name, folder.as_posix()) for name, folder in map(parse_method, ["EID=out/eid", "out/dcp"])]
+    [('EID', 'out/eid'), ('dcp', 'out/dcp')]
+    """
     name, sep, folder = text.partition("=")
     if not sep:
         return Path(text).name, Path(text)

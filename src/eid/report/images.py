@@ -22,7 +22,11 @@ MIN_CROP = 16
 
 
 def thumb_size(height: int, width: int, longest: int = THUMB) -> tuple[int, int]:
-    """``(H, W)`` scaled down so that the longest side is at most ``longest``; never up."""
+    """``(H, W)`` scaled down so that the longest side is at most ``longest``; never up.
+
+    >>> thumb_size(200, 700), thumb_size(40, 56)
+    ((73, 256), (40, 56))
+    """
     scale = min(1.0, longest / max(height, width))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
@@ -37,7 +41,11 @@ def shrink(image: torch.Tensor, longest: int = THUMB) -> torch.Tensor:
 
 def crop_box(height: int, width: int, crop: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
     """``(top, left, size)`` of the zoom square: ``crop`` as ``(x, y, size)`` clipped into the image, or the centre
-    square a quarter of the shorter side wide (at least :data:`MIN_CROP` pixels)."""
+    square a quarter of the shorter side wide (at least :data:`MIN_CROP` pixels).
+
+    >>> crop_box(200, 700), crop_box(200, 700, (690, 10, 64))
+    ((75, 325, 50), (10, 636, 64))
+    """
     if crop is None:
         size = min(height, width, max(MIN_CROP, min(height, width) // 4))
         return (height - size) // 2, (width - size) // 2, size
