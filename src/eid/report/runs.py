@@ -131,7 +131,7 @@ def view_run(run: Path, index: int, out: Path, images: Sequence[tuple[str, torch
         if VALIDATION in series:
             view.validation = rel(plot({VALIDATION: series[VALIDATION]}, folder / "validation.png", "dB"))
     else:
-        view.notes.append(f"no training log ({LOG}) in this run")
+        view.notes.append(f"no CSV training log ({LOG.as_posix()}) in this run; a run trained with --logger tensorboard has its curves in TensorBoard")
     grids = sorted((run / "samples").glob("*.png"))
     if grids:
         view.samples = rel(save(folder / "samples.png", _read(grids[-1])))
