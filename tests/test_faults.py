@@ -624,3 +624,42 @@ def test_existing_outputs_are_kept_unless_overwrite_is_given(eid_cli, tmp_path):
     assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() == before
     assert eid_cli(*synth, "--seed", "3", "--overwrite").code == 0
     assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() != before
+
+
+# --- 18: video -----------------------------------------------------------------------------------------------
+
+
+def _clip_with_audio(path: Path, width: int, height: int) -> Path:
+    """Four frames of ``width x height`` video (libx264, 4:4:4 for odd sides) and a second of silent AAC audio."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=4)
+        video.width, video.height, video.pix_fmt = width, height, "yuv444p"
+        audio = container.add_stream("aac", rate=8000)
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            frame = av.VideoFrame.from_ndarray(rng.integers(80, 256, (height, width, 3), dtype=np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 8000
+        container.mux(audio.encode(samples))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    return path
+
+
+def test_video_keeps_an_odd_size_and_says_the_audio_is_dropped(eid_cli, tmp_path):
+    from eid.data.video import VideoReader
+
+    src = _clip_with_audio(tmp_path / "clip.mp4", 33, 17)
+    run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", src, "--out", tmp_path / "out.mp4")
+    assert run.code == 0 and "Traceback" not in run.err
+    notes = [line for line in run.err.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: clip.mp4: its audio is not copied; out.mp4 has the video only",
+        "note: out.mp4: the odd size 33x17 is kept in H.264 4:4:4, which some players (browsers) do not play",
+    ]
+    with VideoReader(tmp_path / "out.mp4") as reader:
+        assert (reader.info.width, reader.info.height, reader.info.audio_streams) == (33, 17, 0)
+        assert len(list(reader)) == 4

@@ -65,10 +65,14 @@ def test_sampling_rate_and_start(tmp_path: Path) -> None:
         assert len(list(reader)) == 20  # iterating again restarts from the beginning
 
 
-def test_odd_size_is_padded_to_even(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("codec", "size", "pixel_format"), [("libx264", (47, 31), "yuv444p"), ("mpeg4", (48, 32), "yuv420p")])
+def test_odd_size_is_kept_in_4_4_4_and_padded_only_without_it(tmp_path: Path, codec: str, size: tuple, pixel_format: str) -> None:
     clip = moving_clip(frames=3, height=31, width=47)
-    with VideoReader(write_clip(tmp_path / "odd.mp4", clip)) as reader:
-        assert (reader.info.width, reader.info.height) == (48, 32)
+    path = write_clip(tmp_path / "odd.mp4", clip, codec=codec)
+    with VideoReader(path) as reader:
+        assert (reader.info.width, reader.info.height) == size
+        assert reader._stream.codec_context.pix_fmt == pixel_format
+    assert (read_clip(path)[..., :31, :47] - clip).abs().mean() < 0.03
 
 
 @pytest.mark.parametrize(

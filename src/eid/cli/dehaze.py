@@ -109,6 +109,8 @@ def dehaze(
             failures += 1
             continue
         console.print(f"{video.name}: {report.frames} frames at {report.frames_per_second:.2f} frames/s -> {dst}; {_flicker(report)}")
+        for note in report.notes:
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if failures:
         raise typer.Exit(1)
 

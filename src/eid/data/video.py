@@ -6,12 +6,14 @@ tensors in ``[0, 1]`` (RGB; grey videos are decoded as RGB).
 * :class:`VideoReader` iterates over frames with their index and time, optionally sampled at a
   chosen rate or from a start time (seek to the preceding key frame, then decode forward).
 * :class:`VideoWriter` encodes H.264 (``libx264``) when PyAV's FFmpeg has it, MPEG-4 Part 2
-  otherwise, in ``yuv420p`` at the source frame rate. 4:2:0 chroma needs even sides, so an odd
-  width or height is padded by one replicated row/column (the only case where the size changes).
-  The file is written to a temporary name and moved into place when the writer is closed cleanly.
+  otherwise, in ``yuv420p`` at the source frame rate. 4:2:0 chroma needs even sides, so a frame
+  with an odd width or height is encoded in H.264 4:4:4 (``yuv444p``), which keeps its exact size
+  (some players, such as browsers, do not play 4:4:4); only MPEG-4, which has no 4:4:4, pads it by
+  one replicated row/column. The file is written to a temporary name and moved into place when the
+  writer is closed cleanly.
 * :func:`dehaze_video` runs an image function on batches of frames, optionally smooths the output
   in time (:class:`TemporalSmoother`) and measures flicker (:class:`FlickerMeter`, :func:`flicker`).
-  Audio is not copied.
+  Audio is not copied; the report's notes say so, and say how an odd size was kept.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class VideoInfo:
     frames: int
     duration: float
     codec: str
+    audio_streams: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class VideoReader:
         else:
             duration = 0.0
         frames = s.frames or int(round(duration * float(fps)))
-        return VideoInfo(self.path, s.width, s.height, fps, frames, duration, s.codec_context.name)
+        audio = len(self._container.streams.audio)
+        return VideoInfo(self.path, s.width, s.height, fps, frames, duration, s.codec_context.name, audio)
 
     def __len__(self) -> int:
         return self.info.frames
@@ -200,7 +204,8 @@ class VideoWriter:
 
     :param path: output file; the container comes from the suffix (``.mp4`` recommended).
     :param fps: frame rate (a :class:`~fractions.Fraction` keeps e.g. 29.97 exact).
-    :param width: frame width; :param height: frame height. Odd sides are padded to even.
+    :param width: frame width; :param height: frame height. Odd sides are kept with libx264 (in 4:4:4,
+        :attr:`pixel_format`) and padded to even with other codecs (:attr:`padded`).
     :param codec: ``auto`` (libx264, else mpeg4), or an FFmpeg encoder name.
     :param crf: H.264 constant rate factor (lower = better; 18 is visually lossless); mpeg4 uses
         a matching fixed quantiser.
@@ -223,8 +228,12 @@ class VideoWriter:
         except av.FFmpegError as exc:
             self._files.close()
             raise EIDError(f"{self.path}: cannot open for writing ({exc}); check the folder and suffix") from None
-        self._stream.width, self._stream.height = self.width + self.width % 2, self.height + self.height % 2
-        self._stream.pix_fmt = "yuv420p"
+        odd = bool(self.width % 2 or self.height % 2)
+        self.pixel_format = "yuv444p" if odd and self.codec == "libx264" else "yuv420p"
+        self.padded = odd and self.pixel_format == "yuv420p"  # 4:2:0 chroma needs even sides
+        pad = int(self.padded)
+        self._stream.width, self._stream.height = self.width + pad * (self.width % 2), self.height + pad * (self.height % 2)
+        self._stream.pix_fmt = self.pixel_format
         if self.codec == "libx264":
             self._stream.options = {"crf": str(crf), "preset": "medium"}
         else:
@@ -241,9 +250,8 @@ class VideoWriter:
                 f"frame of shape {tuple(frames.shape)} does not fit the {self.width}x{self.height} RGB video; "
                 "pass (3,H,W) or (B,3,H,W) frames of the video's size"
             )
-        pad = (0, self.width % 2, 0, self.height % 2)
-        if any(pad):
-            batch = F.pad(batch, pad, mode="replicate")
+        if self.padded:
+            batch = F.pad(batch, (0, self.width % 2, 0, self.height % 2), mode="replicate")
         for image in batch:
             frame = av.VideoFrame.from_ndarray(tensor_to_array(image), format="rgb24")
             for packet in self._stream.encode(frame):
@@ -378,6 +386,7 @@ class VideoReport:
     flicker_input: float
     flicker_raw: float
     flicker_smoothed: float | None
+    notes: tuple[str, ...] = ()
 
     @property
     def frames_per_second(self) -> float:
@@ -396,7 +405,7 @@ def dehaze_video(
     codec: str = "auto",
     crf: int = 18,
 ) -> VideoReport:
-    """Dehaze a video frame by frame, keeping its frame rate and size.
+    """Dehaze a video frame by frame, keeping its frame rate and size (odd sizes too, see :class:`VideoWriter`).
 
     :param src: input video; :param dst: output video (refused if it is ``src``).
     :param image_fn: ``(B,3,H,W) -> (B,3,H,W)`` in ``[0,1]``, e.g. the batched tiled inference path.
@@ -405,7 +414,8 @@ def dehaze_video(
     :param temporal_smoothing: strength ``s`` of :class:`TemporalSmoother` (0 = off).
     :param progress: show a progress bar with frames/s.
     :return: a :class:`VideoReport` with the flicker of the input, of the raw output and (when
-        smoothing) of the smoothed output, all measured in the input's static regions.
+        smoothing) of the smoothed output, all measured in the input's static regions, and notes on
+        what the output does not keep (the audio) or keeps unusually (an odd size).
     """
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
@@ -449,5 +459,18 @@ def dehaze_video(
     return VideoReport(
         src, dst, frames, info.fps, info.width, info.height, time.perf_counter() - start,
         meters["input"].value, meters["raw"].value,
-        meters["smoothed"].value if temporal_smoothing > 0 else None,
+        meters["smoothed"].value if temporal_smoothing > 0 else None, _notes(src, dst, info, writer),
     )  # fmt: skip
+
+
+def _notes(src: Path, dst: Path, info: VideoInfo, writer: VideoWriter) -> tuple[str, ...]:
+    """What the output does not keep of the input, or keeps in an unusual way, one line each."""
+    notes = []
+    if info.audio_streams:
+        notes.append(f"{src.name}: its audio is not copied; {dst.name} has the video only")
+    size = f"{writer.width}x{writer.height}"
+    if writer.padded:
+        notes.append(f"{dst.name}: {size} padded to even sides by one replicated row/column ({writer.codec} needs them)")
+    elif writer.pixel_format == "yuv444p":
+        notes.append(f"{dst.name}: the odd size {size} is kept in H.264 4:4:4, which some players (browsers) do not play")
+    return tuple(notes)
