@@ -663,3 +663,42 @@ def test_video_keeps_an_odd_size_and_says_the_audio_is_dropped(eid_cli, tmp_path
     with VideoReader(tmp_path / "out.mp4") as reader:
         assert (reader.info.width, reader.info.height, reader.info.audio_streams) == (33, 17, 0)
         assert len(list(reader)) == 4
+
+
+# --- 18: tifffile's own log lines ----------------------------------------------------------------------------
+
+
+def _tiff_with_a_lost_page(path: Path) -> Path:
+    """A 3-plane ZYX stack whose first page points to a second page past the end of the file."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((3, 24, 32), np.uint8), photometric="minisblack", metadata={"axes": "ZYX"})
+    blob = bytearray(buffer.getvalue())
+    first = struct.unpack("<I", blob[4:8])[0]
+    after_tags = first + 2 + 12 * struct.unpack("<H", blob[first : first + 2])[0]
+    blob[after_tags : after_tags + 4] = struct.pack("<I", len(blob) + 1000)
+    path.write_bytes(bytes(blob))
+    return path
+
+
+def test_stack_reads_drop_tifffiles_log_lines(tmp_path, caplog):
+    import logging
+
+    from eid.data.stacks import Stack, stack_planes
+
+    path = _tiff_with_a_lost_page(tmp_path / "s.tif")
+    with caplog.at_level(logging.DEBUG, logger="tifffile"):
+        assert stack_planes(path) == 3 and len(Stack.read(path)) == 3
+    assert not caplog.records  # "invalid page offset" is tifffile's, said on top of eid's own handling
+
+
+@pytest.mark.xfail(strict=True, reason="needs the io.py change in issue 17's report: a TIFF without pages refused in "
+                   "tiff_series, and silenced_logger('tifffile') around the TiffFile of _read_tiff")  # fmt: skip
+def test_a_tiff_without_pages_is_one_line_without_tifffiles_log(eid_cli, tmp_path):
+    _png(tmp_path / "in" / "ok.png", 1)
+    (tmp_path / "in" / "empty.tif").write_bytes(b"II*\x00" + b"\x00" * 40)  # a header pointing to no page
+    run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "in", "--out", tmp_path / "out")
+    assert run.code == 1 and "Traceback" not in run.err and "contains no pages" not in run.err
+    assert sum("empty.tif" in line for line in run.err.splitlines()) == 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import random
 import re
 import socket
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -130,6 +132,41 @@ def hiding_warnings(messages: Iterable[str]) -> Iterator[None]:
         for message in messages:
             warnings.filterwarnings("ignore", message=re.escape(message) + "$")
         yield
+
+
+class _Silence(logging.Filter):
+    """Drops a logger's records while at least one :func:`silenced_logger` block (in any thread) is open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.depth == 0
+
+
+_SILENCES: dict[str, _Silence] = {}
+
+
+@contextlib.contextmanager
+def silenced_logger(name: str) -> Iterator[None]:
+    """Drop the log records of logger ``name`` for the block (nested and concurrent blocks are fine).
+
+    Used around ``tifffile`` reads: on a corrupt file tifffile logs a line of its own (e.g. "contains no pages")
+    on top of the exception that eid turns into its one-line message.
+    """
+    silence = _SILENCES.get(name)
+    if silence is None:
+        silence = _SILENCES[name] = _Silence()
+        logging.getLogger(name).addFilter(silence)
+    with silence.lock:
+        silence.depth += 1
+    try:
+        yield
+    finally:
+        with silence.lock:
+            silence.depth -= 1
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -27,7 +27,7 @@ from eid.data.io import (
     unit_to_samples,
 )
 from eid.errors import ImageReadError
-from eid.utils import atomic_write
+from eid.utils import atomic_write, silenced_logger
 
 #: ImageJ metadata carried over to a processed copy (the calibration; the layout follows the array).
 _IMAGEJ_KEYS = ("spacing", "unit", "finterval", "xorigin", "yorigin", "zorigin")
@@ -105,7 +105,7 @@ class Stack:
 def stack_planes(path: str | Path) -> int:
     """Planes of the TIFF ``path`` if it is a stack, else 0 (reads the header only)."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with silenced_logger("tifffile"), tifffile.TiffFile(path) as tif:
             layout = tiff_stack_layout(*tiff_series(tif, Path(path))[:2])
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, ImageReadError):
         return 0  # not a readable TIFF: the image reader will say why
@@ -123,7 +123,7 @@ def read_plane(path: str | Path, index: int, *, white: White = "dtype") -> torch
 def _decode(path: Path, white: White, key: int | None) -> Stack:
     """The stack in ``path``, or only its plane ``key`` (as a one-plane stack)."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with silenced_logger("tifffile"), tifffile.TiffFile(path) as tif:
             shape, axes, read = tiff_series(tif, path)
             layout = tiff_stack_layout(shape, axes)
             if layout is None:
