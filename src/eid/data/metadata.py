@@ -74,8 +74,9 @@ def _ome_attributes(xml: str | None) -> dict[str, Any] | None:
     kept = {key: merged[key] for key in _OME_IMAGE_KEYS if merged.get(key) is not None}
     channels = pixels.get("Channel", [])
     channels = channels if isinstance(channels, list) else [channels]
-    if channels:
-        kept["Channel"] = [{k: c[k] for k in _OME_CHANNEL_KEYS if c.get(k) is not None} for c in channels]
+    described = [{k: c[k] for k in _OME_CHANNEL_KEYS if c.get(k) is not None} for c in channels]
+    if any(described):
+        kept["Channel"] = described
     return kept
 
 
