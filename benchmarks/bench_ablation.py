@@ -72,8 +72,8 @@ def run_variant(name: str, variant: Variant, args: argparse.Namespace) -> dict:
     if not (folder / "data").exists():
         (folder / "data").symlink_to((args.out / f"data-{task}").resolve())
     command = [sys.executable, str(BENCH), "--task", task, "--seeds", args.seeds, "--threads", str(args.threads),
-               "--out", str(folder), "--stage1-args", with_config(folder, "stage1", s1_fields, s1_flags),
-               "--stage2-args", with_config(folder, "stage2", s2_fields, s2_flags)]
+               "--out", str(folder), f"--stage1-args={with_config(folder, 'stage1', s1_fields, s1_flags)}",
+               f"--stage2-args={with_config(folder, 'stage2', s2_fields, s2_flags)}"]  # "=": values may start with --
     command += ["--stage1-steps", str(args.stage1_steps)] if args.stage1_steps else []
     command += ["--steps", str(args.steps)] if args.steps else []
     done = subprocess.run(command, check=False, capture_output=True, text=True)
