@@ -8,9 +8,10 @@ import tifffile
 import torch
 
 from eid.data import stacks
+from eid.data.bands import bands_first, interleaved, to_bands_first
 from eid.data.io import read_image, write_image
 from eid.data.metadata import tiff_metadata
-from eid.data.stacks import Stack
+from eid.data.stacks import Stack, read_plane
 from eid.inference import Dehazer, dehaze_paths
 
 OME = {
@@ -28,7 +29,7 @@ GEOTAGS = [
 
 
 #: Stacks keep TIFF metadata and read bands once eid.data.stacks calls eid.data.bands and eid.data.metadata.
-needs_stacks = pytest.mark.skipif(not hasattr(stacks, "to_planes"), reason="needs the eid.data.stacks change of issue 22")
+needs_stacks = pytest.mark.skipif(not hasattr(stacks, "interleaved"), reason="needs the eid.data.stacks change of issue 22")
 
 
 def _invert() -> Dehazer:
@@ -75,7 +76,6 @@ def test_geotiff_keys_are_copied(tmp_path):
         assert b.pages.first.tags[42113].value == "0"
 
 
-@needs_stacks
 def test_six_band_image_is_processed_band_by_band(tmp_path):
     bands = np.random.default_rng(3).integers(0, 4096, (20, 28, 6), dtype=np.uint16)
     bands[..., 5] = 0  # the read scale is the whole image's, as for a stack: band 5 stays black, not stretched
@@ -83,15 +83,29 @@ def test_six_band_image_is_processed_band_by_band(tmp_path):
     tifffile.imwrite(tmp_path / "in" / "scene.tif", bands, photometric="minisblack", planarconfig="contig", extratags=GEOTAGS)
     stack = Stack.read(tmp_path / "in" / "scene.tif", white=4095)
     assert len(stack) == 6 and torch.equal(stack.plane(2)[0], torch.from_numpy(bands[..., 2] / np.float32(4095)))
-    assert dehaze_paths([tmp_path / "in"], tmp_path / "out", Dehazer.from_module(lambda y: y * 0.5, device="cpu", white=4095)) == 0
-    with tifffile.TiffFile(tmp_path / "out" / "scene.tif") as tif:
-        assert len(tif.pages) == 1 and tif.series[0].axes == "YXS" and tif.is_geotiff
-        np.testing.assert_array_equal(tif.asarray(), np.rint(bands * 0.5).astype(np.uint16))
+    assert read_plane(tmp_path / "in" / "scene.tif", 4, white=4095).shape == (1, 20, 28)
+    halve = Dehazer.from_module(lambda y: y * 0.5, device="cpu", white=4095)
+    assert dehaze_paths([tmp_path / "in"], tmp_path / "out", halve) == 0
+    out = Stack.read(tmp_path / "out" / "scene.tif")
+    for band in range(6):
+        np.testing.assert_array_equal(out.samples[band], np.rint(bands[..., band] * 0.5).astype(np.uint16))
 
 
-@pytest.mark.parametrize(("shape", "axes"), [((5, 6, 7), "YXS"), ((2, 5, 6, 7), "ZYXS"), ((2, 5, 6), "ZYX")])
-def test_planes_round_trip(shape, axes):
-    from eid.data.bands import from_planes, to_planes
+@needs_stacks
+def test_six_band_result_is_interleaved_with_its_geotags(tmp_path):
+    bands = np.random.default_rng(4).integers(0, 4096, (2, 20, 28, 6), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "scene.tif", bands, photometric="minisblack", planarconfig="contig", extratags=GEOTAGS, metadata={"axes": "ZYXS"})
+    Stack.read(tmp_path / "scene.tif").write(tmp_path / "copy.tif")
+    with tifffile.TiffFile(tmp_path / "copy.tif") as tif:
+        assert len(tif.pages) == 2 and tif.series[0].axes == "ZYXS" and tif.is_geotiff
+        np.testing.assert_array_equal(tif.asarray(), bands)
 
+
+@pytest.mark.parametrize(("shape", "axes"), [((5, 6, 7), "YXS"), ((2, 5, 6, 7), "ZYXS")])
+def test_bands_first_round_trip(shape, axes):
     samples = np.arange(np.prod(shape)).reshape(shape)
-    assert np.array_equal(from_planes(to_planes(samples, axes, rgb=False), shape, axes), samples)
+    first_shape, first_axes = bands_first(shape, axes)
+    first = to_bands_first(samples)
+    assert first.shape == first_shape
+    stored, stored_axes = interleaved(first, first_axes)
+    assert stored_axes == axes and np.array_equal(stored, samples)

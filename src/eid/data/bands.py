@@ -1,22 +1,21 @@
 """Multi-band images (multispectral, hyperspectral: more than 4 samples per pixel) as a stack of grey planes.
 
-A network sees grey or RGB images. A TIFF whose pixels hold more than 4 interleaved samples (axes ending in
-``YXS``, as GIS software writes them) is processed band by band, like the planes of a z-stack and with the same
-rules (one read scale for the whole image, the sample type kept, :mod:`eid.data.stacks`). These two functions
-convert between the stored array and the ``(planes, H, W[, 3])`` array of planes, for every stack layout.
+A network sees grey or RGB images. A TIFF whose pixels interleave more than 4 samples (axes ending in ``YXS``, as
+GIS software writes them) is read bands first, ``(..., S, Y, X)`` (:func:`eid.data.io.tiff_series`), so that it is
+a stack whose planes are the bands, processed like the planes of a z-stack and with the same rules (one read scale
+for the whole image, the sample type kept, :mod:`eid.data.stacks`). :func:`interleaved` turns such a stack back into
+the stored layout for writing.
 
 >>> import numpy as np
 >>> image = np.arange(2 * 3 * 6).reshape(2, 3, 6)
->>> planes = to_planes(image, "YXS", rgb=False)
->>> planes.shape, bool((planes[4] == image[..., 4]).all())
-((6, 2, 3), True)
->>> bool((from_planes(planes, image.shape, "YXS") == image).all())
-True
+>>> bands_first(image.shape, "YXS"), bool((to_bands_first(image)[4] == image[..., 4]).all())
+(((6, 2, 3), 'SYX'), True)
+>>> stored, axes = interleaved(to_bands_first(image), "SYX")
+>>> bool((stored == image).all()), axes
+(True, 'YXS')
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -29,23 +28,19 @@ def has_bands(shape: tuple[int, ...], axes: str) -> bool:
     return axes.endswith("YXS") and shape[-1] > MAX_PIXEL_SAMPLES
 
 
-def band_planes(shape: tuple[int, ...]) -> int:
-    """Planes of an interleaved multi-band series of ``shape``: every band of every leading index."""
-    return math.prod(shape[:-3]) * shape[-1]
+def bands_first(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, ...], str]:
+    """Shape and axes of an interleaved series read bands first: ``(..., Y, X, S)`` -> ``(..., S, Y, X)``."""
+    return (*shape[:-3], shape[-1], *shape[-3:-1]), axes[:-3] + "SYX"
 
 
-def to_planes(samples: np.ndarray, axes: str, rgb: bool) -> np.ndarray:
-    """The stored ``samples`` of a stack with ``axes`` as ``(planes, H, W)`` (``(planes, H, W, 3)`` when ``rgb``).
-
-    Bands become planes, band-major within each leading index (the bands of one z-slice are consecutive).
-    """
-    if has_bands(samples.shape, axes):
-        samples = np.moveaxis(samples, -1, -3)
-    return samples.reshape(-1, *samples.shape[-3:] if rgb else samples.shape[-2:])
+def to_bands_first(samples: np.ndarray) -> np.ndarray:
+    """Interleaved samples ``(..., Y, X, S)`` as ``(..., S, Y, X)`` (a view)."""
+    return np.moveaxis(samples, -1, -3)
 
 
-def from_planes(planes: np.ndarray, shape: tuple[int, ...], axes: str) -> np.ndarray:
-    """The inverse of :func:`to_planes`: ``planes`` back in the stored ``shape`` with ``axes``."""
-    if not has_bands(shape, axes):
-        return planes.reshape(shape)
-    return np.moveaxis(planes.reshape(*shape[:-3], shape[-1], *shape[-3:-1]), -3, -1)
+def interleaved(samples: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """Samples and axes to write: bands first ``(..., S, Y, X)`` with more than 4 bands back to ``(..., Y, X, S)``;
+    any other layout unchanged."""
+    if axes.endswith("SYX") and samples.shape[-3] > MAX_PIXEL_SAMPLES:
+        return np.moveaxis(samples, -3, -1), axes[:-3] + "YXS"
+    return samples, axes

@@ -33,7 +33,7 @@ import tifffile
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from eid.data.bands import band_planes, has_bands
+from eid.data.bands import bands_first, has_bands, to_bands_first
 from eid.data.metadata import TiffMetadata, tiff_metadata, tiff_write_options
 from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.utils import atomic_write
@@ -236,8 +236,25 @@ def tiff_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], st
 
     A TIFF usually holds one series. Pages written one call at a time (``tifffile.imwrite(..., append=True)``)
     form several series of one shape: they are one stack along a new leading axis ``I``, so no page is lost.
-    Series of different shapes are refused rather than reading the first alone.
+    Series of different shapes are refused rather than reading the first alone. More than 4 interleaved samples
+    per pixel are bands, read bands first (``...SYX``): a stack whose planes are the bands (:mod:`eid.data.bands`).
     """
+    shape, axes, read = _stored_series(tif, path)
+    if not has_bands(shape, axes):
+        return shape, axes, read
+    count = shape[-1]
+
+    def read_band(key: int | None) -> np.ndarray:
+        if key is None:
+            return to_bands_first(read(None))
+        image, band = divmod(key, count)
+        return read(image)[..., band]
+
+    return (*bands_first(shape, axes), read_band)
+
+
+def _stored_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
+    """:func:`tiff_series` in the stored layout: ``read(k)`` reads the ``k``-th 2-D image (``YX`` or ``YXS``)."""
     series = tif.series
     if len(series) == 1:
         only = series[0]
@@ -275,15 +292,13 @@ def tiff_stack_layout(shape: Sequence[int], axes: str) -> tuple[int, bool] | Non
 
     Planes are grey (axes ending in ``YX``) or RGB (``YXS`` with 3 samples); every index of the leading axes
     (``Z``, ``T``, ``C``...) is one plane. A leading ``S`` axis of 1-4 samples is a planar colour image, not a stack;
-    more than 4 samples, planar or interleaved, are bands: one grey plane each (:mod:`eid.data.bands`).
+    more than 4 samples are bands: one grey plane each (:func:`tiff_series` reads interleaved bands bands first).
 
     >>> tiff_stack_layout((2, 3, 64, 64), "TZYX"), tiff_stack_layout((3, 64, 64), "SYX")
     ((6, False), None)
-    >>> tiff_stack_layout((64, 64, 6), "YXS")
+    >>> tiff_stack_layout((6, 64, 64), "SYX")
     (6, False)
     """
-    if has_bands(shape, axes):
-        return band_planes(shape), False
     rgb = axes.endswith("YXS") and shape[-1] == 3
     if not (rgb or axes.endswith("YX")) or (axes[:-2] == "S" and shape[0] <= 4):
         return None
