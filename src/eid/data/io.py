@@ -6,8 +6,9 @@ sample type (8-bit, 16-bit or float), the scale ``white`` that was mapped to 1.0
 which is carried through untouched. So a 16-bit TIFF in gives a 16-bit TIFF out, a grey image stays
 single-channel and an RGBA PNG keeps its alpha.
 
-Formats: PNG, JPEG, TIFF (8/16-bit integer, float32/64; read with tifffile), BMP, WebP; modes grey,
-grey+alpha, RGB, RGBA, palette (with or without transparency), CMYK and YCbCr; the EXIF orientation
+Formats: PNG (16-bit colour through libpng, ``imagecodecs``; the rest through Pillow), JPEG, TIFF (8/16-bit
+integer, float32/64; read with tifffile, OME-XML and GeoTIFF tags kept: :mod:`eid.data.metadata`), BMP, WebP;
+modes grey, grey+alpha, RGB, RGBA, palette (with or without transparency), CMYK and YCbCr; the EXIF orientation
 is applied. Failures raise :class:`eid.errors.ImageReadError` with the file name and the problem.
 """
 
