@@ -569,7 +569,7 @@ def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
     for item in inputs:
         item_path = Path(item)
         if item_path.is_dir():
-            for p, rel in _folder_images(item_path, Path(), recursive, frozenset({_identity(item_path)})):
+            for p, rel in _folder_images(item_path, Path(), recursive, _identities(item_path)):
                 found.setdefault(p.resolve(), rel)
         elif item_path.is_file():
             found.setdefault(item_path.resolve(), Path(item_path.name))
@@ -584,18 +584,19 @@ def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
     return [(path, rel) for path, rel in pairs]
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    """The folder ``path`` points to, as (device, inode), whatever the links on the way."""
-    info = path.stat()
-    return info.st_dev, info.st_ino
+def _identities(folder: Path) -> frozenset[tuple[int, int]]:
+    """``folder`` and every folder above it, as (device, inode): a link to one of them is a loop."""
+    real = folder.resolve()
+    return frozenset((info.st_dev, info.st_ino) for info in (p.stat() for p in (real, *real.parents)))
 
 
 def _folder_images(folder: Path, relative: Path, recursive: bool, above: frozenset[tuple[int, int]]) -> Iterator[tuple[Path, Path]]:
     """Image files in ``folder`` with their path under the listed folder (``relative``), subfolders too when
     ``recursive``, linked ones included.
 
-    A symbolic link that loops (to itself, or to a folder ``above`` it) is skipped with a one-line warning:
-    followed, it would never end (``glob`` follows links to a depth of 40, per link: exponential time).
+    A symbolic link that loops (to itself, or to a folder ``above`` it, up to ``/``) is skipped with a one-line
+    warning: followed, it would never end (``glob`` follows links to a depth of 40, per link: exponential time) or
+    would list the folders around the input, outputs included.
     """
     try:
         with os.scandir(folder) as entries:
