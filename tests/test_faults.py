@@ -561,8 +561,8 @@ def test_data_reside_skips_a_bad_file_and_never_writes_half_a_pair(eid_cli, tmp_
     (root / "gt" / "1400.png").write_bytes(blob[: len(blob) // 2])  # truncated: its header is still valid
     run = eid_cli("data", "reside", "--root", root, "--subset", "sots-indoor", "--out", tmp_path / "out", "--no-progress")
     assert run.code == 1 and "Traceback" not in run.err
-    assert [line for line in run.err.splitlines() if "1400.png" in line][0].startswith("skipped:")
-    assert sum("1400.png" in line for line in run.err.splitlines()) == 1  # one line, though two pairs need it
+    lines = [line for line in run.err.splitlines() if "1400.png" in line]
+    assert len(lines) == 1 and lines[0].startswith("skipped:")  # one line, though two pairs need it
     for kind in ("hazy", "clear"):  # the pairs of 1401 only: no hazy image without its clear one
         assert sorted(p.name for p in (tmp_path / "out" / "test" / kind).iterdir()) == ["1401_1.png", "1401_2.png"]
 
