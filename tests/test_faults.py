@@ -620,7 +620,7 @@ def test_existing_outputs_are_kept_unless_overwrite_is_given(eid_cli, tmp_path):
     assert eid_cli(*synth).code == 0
     before = (tmp_path / "synth" / "hazy" / "x.png").read_bytes()
     line = eid_cli(*synth, "--seed", "3").error_line()
-    assert "hazy/x.png already exists (and 3 more outputs); pass --overwrite to replace or choose another --out" in line
+    assert "hazy/x.png already exists (and 3 more); pass --overwrite to replace or choose another --out" in line
     assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() == before
     assert eid_cli(*synth, "--seed", "3", "--overwrite").code == 0
     assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() != before

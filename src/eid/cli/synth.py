@@ -86,7 +86,7 @@ def synth_command(
     )
     total, skips = _check_outputs(inputs, out, save_depth, overwrite)
     for line in skips:
-        console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with LoggedProgress(*columns, unit="images", console=console, transient=True) as progress, hiding_warnings(skips):
         task = progress.add_task("synth", total=total)

@@ -109,6 +109,6 @@ def check_existing(targets: Iterable[Path], inputs: Iterable[Path], overwrite: b
     sources = {Path(p).resolve() for p in inputs}
     existing = [t for t in targets if t.exists() and t.resolve() not in sources]
     if existing:
-        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         keep = "" if skip_existing is None else ", --skip-existing to keep them and do the rest"
         raise EIDError(f"{existing[0]} already exists{more}; pass --overwrite to replace{keep} or choose another --out")
