@@ -70,7 +70,7 @@ def dehaze(
 
     Examples: `eid dehaze --model runs/eid hazy/ --out dehazed/`,
     `eid dehaze --method dcp 'photos/*.jpg' --out dcp/`, `eid dehaze --model runs/eid clip.mp4 --out clip-dehazed.mp4`.
-    Unreadable files (and symbolic links that lead to no file) are skipped with a warning; the exit code is 1 if
+    Unreadable files (and symbolic link loops) are skipped with a warning; the exit code is 1 if
     any file was skipped. An output that already exists is an error unless --overwrite or --skip-existing is given.
     """
     from eid.inference import Dehazer, build_method, dehaze_paths, dehaze_video_file, is_video

@@ -65,7 +65,7 @@ def synth_command(
 
     Writes OUT/hazy/, OUT/clear/ (the inputs re-encoded in the same format), optional OUT/depth/ and
     OUT/params.json (per image: model, seed, beta, A, depth source). Deterministic for a given --seed.
-    Exits with status 1 if any input was skipped (unreadable, or a symbolic link that leads to no file). An output
+    Exits with status 1 if any input was skipped (unreadable, or a symbolic link loop). An output
     that already exists is an error unless --overwrite is given; params.json then keeps the other images' records.
     """
     config = SynthConfig(
