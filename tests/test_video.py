@@ -89,9 +89,8 @@ def test_unreadable_video_gives_clear_error(tmp_path: Path, content: bytes | Non
 
 def test_writer_rejects_wrong_frames_and_leaves_no_file_on_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.mp4"
-    with pytest.raises(EIDError, match="does not fit"):
-        with VideoWriter(path, fps=10, width=16, height=16) as writer:
-            writer.write(torch.rand(3, 8, 8))
+    with pytest.raises(EIDError, match="does not fit"), VideoWriter(path, fps=10, width=16, height=16) as writer:
+        writer.write(torch.rand(3, 8, 8))
     assert not path.exists() and not list(tmp_path.iterdir())
     with pytest.raises(EIDError, match="suffix"):
         VideoWriter(tmp_path / "x.txt", fps=10, width=16, height=16)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -19,32 +19,32 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 @app.command("train")
 def train(
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy training images (no clear images needed)."),
-    operator: Optional[str] = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA) or 'asm' (analytic oracle). Required for a new run."),
+    operator: str | None = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA) or 'asm' (analytic oracle). Required for a new run."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
     preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
-    group: Optional[str] = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", callback=in_range(0), help="Weight of the equivariance loss."),
-    clear: Optional[list[Path]] = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
+    group: str | None = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
+    alpha: float | None = typer.Option(None, "--alpha", callback=in_range(0), help="Weight of the equivariance loss."),
+    clear: list[Path] | None = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1)."),
     no_prior: bool = typer.Option(False, "--no-prior", help="Train without the adversarial prior (haze consistency and equivariance only)."),
-    val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."),
-    val_clear: Optional[Path] = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
-    asm_t: Optional[float] = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
-    asm_a: Optional[float] = typer.Option(None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (overrides epochs)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Images per batch."),
-    crop: Optional[int] = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
-    lr: Optional[float] = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate (with --resume: replaces the run's from then on)."),
-    white: Optional[str] = typer.Option(None, "--white", help=WHITE_HELP + " Default: the operator's; eid dehaze uses the same."),
+    val_hazy: Path | None = typer.Option(None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."),
+    val_clear: Path | None = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
+    asm_t: float | None = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
+    asm_a: float | None = typer.Option(None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (overrides epochs)."),
+    epochs: int | None = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
+    batch_size: int | None = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Images per batch."),
+    crop: int | None = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
+    lr: float | None = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate (with --resume: replaces the run's from then on)."),
+    white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Default: the operator's; eid dehaze uses the same."),
     devices: int = typer.Option(1, "--devices", callback=in_range(1), help="Processes per node (DDP when > 1)."),
     num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
-    threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
-    seed: Optional[int] = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of data order, crops and transformations."),
+    seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of data order, crops and transformations."),
 ) -> None:
     """Train the EID dehazer: haze consistency ||H(f(y)) - y||^2 + alpha * equivariance loss.
 

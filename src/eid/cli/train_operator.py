@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,21 +16,21 @@ def train_operator(
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy images (domain B)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
     preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (default: small scattering operator), microscopy (veil airlight), natural, endoscopy, or paper (the authors' CycleGAN sizes)."),
-    operator_model: Optional[str] = typer.Option(None, "--operator-model", help="scattering (physically structured H, the default of every preset but paper) or cyclegan (the authors' G_AB/G_BA)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (instead of epochs)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Image pairs per batch (per process)."),
-    crop: Optional[int] = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
-    lr: Optional[float] = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate of G and D (with --resume: replaces the run's from then on)."),
-    white: Optional[str] = typer.Option(None, "--white", help=WHITE_HELP + " Stage 2 and eid dehaze use the same scale."),
+    operator_model: str | None = typer.Option(None, "--operator-model", help="scattering (physically structured H, the default of every preset but paper) or cyclegan (the authors' G_AB/G_BA)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
+    max_steps: int | None = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (instead of epochs)."),
+    epochs: int | None = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
+    batch_size: int | None = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Image pairs per batch (per process)."),
+    crop: int | None = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
+    lr: float | None = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate of G and D (with --resume: replaces the run's from then on)."),
+    white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Stage 2 and eid dehaze use the same scale."),
     devices: int = typer.Option(1, "--devices", callback=in_range(1), help="Processes per node (DDP when > 1; gloo on CPU)."),
     num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
-    threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP),
-    seed: Optional[int] = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
 ) -> None:
     """Train the pseudo-hazing operator H (clear -> hazy) and its pseudo-inverse H^dagger (hazy -> clear).
@@ -44,7 +43,14 @@ def train_operator(
     (last.ckpt + periodic), a CSV log in OUT/logs and sample grids in OUT/samples. A start that fails before
     the first checkpoint leaves no OUT behind.
     """
-    from eid.config import config_from_dict, config_to_dict, load_config, merge_dicts, read_yaml, save_config
+    from eid.config import (
+        config_from_dict,
+        config_to_dict,
+        load_config,
+        merge_dicts,
+        read_yaml,
+        save_config,
+    )
     from eid.data.datasets import data_channels
     from eid.training.common import LearningRates, is_ddp_worker
     from eid.training.limits import OPERATOR_LIMITS, check_limits

@@ -125,9 +125,9 @@ class FieldOfView:
         ``side`` defaults to the disc diameter, limited by the frame (480 on 854x480 Cholec80 frames,
         whose disc is cut at the top and bottom).
         """
-        side = min(int(round(2 * self.radius)) if side is None else side, width, height)
-        top = int(round(min(max(self.cy - side / 2, 0), height - side)))
-        left = int(round(min(max(self.cx - side / 2, 0), width - side)))
+        side = min(round(2 * self.radius) if side is None else side, width, height)
+        top = round(min(max(self.cy - side / 2, 0), height - side))
+        left = round(min(max(self.cx - side / 2, 0), width - side))
         return top, left, side
 
 
@@ -176,7 +176,8 @@ def dark_channel_score(image: Tensor, mask: Tensor, patch: int | None = None) ->
 
 
 def _fade_score(image: Tensor, mask: Tensor) -> float:
-    from eid.metrics import METRICS  # the registry fills itself when the metrics modules are imported
+    # the registry fills itself when the metrics modules are imported
+    from eid.metrics import METRICS
 
     if "fade" not in METRICS:
         raise EIDError("the FADE metric is not available in this installation; use --score dark-channel")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 import torch
@@ -132,7 +133,7 @@ class VideoReader:
             duration = self._container.duration / 1_000_000
         else:
             duration = 0.0
-        frames = s.frames or int(round(duration * float(fps)))
+        frames = s.frames or round(duration * float(fps))
         audio = len(self._container.streams.audio)
         return VideoInfo(self.path, s.width, s.height, fps, frames, duration, s.codec_context.name, audio)
 
@@ -174,12 +175,12 @@ class VideoReader:
                 continue
             if rate is not None:
                 target = start + (math.floor((t + half - start) * rate) + 1) / rate
-            yield Frame(int(round(t * fps)), t, array_to_tensor(frame.to_ndarray(format="rgb24")))
+            yield Frame(round(t * fps), t, array_to_tensor(frame.to_ndarray(format="rgb24")))
 
     def close(self) -> None:
         self._container.close()
 
-    def __enter__(self) -> VideoReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -269,7 +270,7 @@ class VideoWriter:
             error = RuntimeError("video writing failed") if failed else None
             self._files.__exit__(type(error) if error else None, error, None)
 
-    def __enter__(self) -> VideoWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
