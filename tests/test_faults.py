@@ -694,11 +694,22 @@ def test_stack_reads_drop_tifffiles_log_lines(tmp_path, caplog):
     assert not caplog.records  # "invalid page offset" is tifffile's, said on top of eid's own handling
 
 
-@pytest.mark.xfail(strict=True, reason="needs the io.py change in issue 17's report: a TIFF without pages refused in "
-                   "tiff_series, and silenced_logger('tifffile') around the TiffFile of _read_tiff")  # fmt: skip
 def test_a_tiff_without_pages_is_one_line_without_tifffiles_log(eid_cli, tmp_path):
     _png(tmp_path / "in" / "ok.png", 1)
     (tmp_path / "in" / "empty.tif").write_bytes(b"II*\x00" + b"\x00" * 40)  # a header pointing to no page
     run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "in", "--out", tmp_path / "out")
     assert run.code == 1 and "Traceback" not in run.err and "contains no pages" not in run.err
     assert f"warning: skipped {tmp_path / 'in' / 'empty.tif'}: no image in the file" in run.err
+
+
+def test_epochs_alone_replaces_a_presets_step_budget(eid_cli, tmp_path, hazy_set):
+    """The fast preset budgets 300 steps; ``--epochs 1`` on 4 images in batches of 2 runs 2 steps, not 300."""
+    import yaml
+
+    from eid.training.common import load_checkpoint
+
+    run = eid_cli("train", "--hazy", hazy_set, *_ASM, "--out", tmp_path / "run", "--epochs", "1")
+    assert run.code == 0, run.err
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (config["epochs"], config["max_steps"]) == (1, None)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2

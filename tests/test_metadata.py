@@ -7,7 +7,6 @@ import pytest
 import tifffile
 import torch
 
-from eid.data import stacks
 from eid.data.bands import bands_first, interleaved, to_bands_first
 from eid.data.io import read_image, write_image
 from eid.data.metadata import tiff_metadata
@@ -29,7 +28,6 @@ GEOTAGS = [
 
 
 #: Stacks keep TIFF metadata and read bands once eid.data.stacks calls eid.data.bands and eid.data.metadata.
-needs_stacks = pytest.mark.skipif(not hasattr(stacks, "interleaved"), reason="needs the eid.data.stacks change of issue 22")
 
 
 def _invert() -> Dehazer:
@@ -44,7 +42,6 @@ def _ome_summary(path) -> tuple:
         return tif.is_ome, tif.series[0].axes, tif.series[0].shape, names, sizes
 
 
-@needs_stacks
 def test_ome_z_stack_keeps_its_metadata_through_dehaze(tmp_path):
     stack = np.random.default_rng(0).integers(0, 4096, (3, 4, 24, 32), dtype=np.uint16)
     (tmp_path / "in").mkdir()
@@ -91,7 +88,6 @@ def test_six_band_image_is_processed_band_by_band(tmp_path):
         np.testing.assert_array_equal(out.samples[band], np.rint(bands[..., band] * 0.5).astype(np.uint16))
 
 
-@needs_stacks
 def test_six_band_result_is_interleaved_with_its_geotags(tmp_path):
     bands = np.random.default_rng(4).integers(0, 4096, (2, 20, 28, 6), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "scene.tif", bands, photometric="minisblack", planarconfig="contig", extratags=GEOTAGS, metadata={"axes": "ZYXS"})

@@ -6,11 +6,13 @@ Each module below registers its commands on :data:`app` when imported.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from eid import __version__
 from eid.errors import EIDError
@@ -43,6 +45,14 @@ def in_range(low: float, high: float | None = None, open_low: bool = False) -> C
         return value
 
     return check
+
+
+def training_budget(max_steps: int | None, epochs: int | None) -> dict[str, int | None]:
+    """Config overrides for ``--max-steps``/``--epochs``: the one given replaces the preset's budget,
+    whichever kind (steps or epochs) the preset uses; both given are both kept (Lightning stops at the first)."""
+    if max_steps is None and epochs is None:
+        return {}
+    return {"max_steps": max_steps, "epochs": epochs}
 
 
 def set_threads(threads: int | None) -> None:
@@ -84,11 +94,17 @@ def _root(
     """
 
 
-from eid.cli import commands as _commands  # noqa: E402,F401  (registers the commands)
+from eid.cli import commands as _commands
+
+
+def _warning_line(message: Warning | str, *_: Any, **__: Any) -> None:
+    """Python warnings (a skipped file, a float TIFF clipped) as one ``warning:`` line, not file:line + source."""
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
     """Console entry point: run the app, turning :class:`EIDError` into one line and exit code 2."""
+    warnings.showwarning = _warning_line
     try:
         app()
     except EIDError as exc:

@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from eid.cli import THREADS_HELP, WHITE_HELP, app, console, in_range, set_threads, warn_if_dim
+from eid.cli import (
+    THREADS_HELP,
+    WHITE_HELP,
+    app,
+    console,
+    in_range,
+    set_threads,
+    training_budget,
+    warn_if_dim,
+)
 from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
 
 
@@ -41,6 +50,7 @@ def train(
     num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
+    logger: str = typer.Option("csv", "--logger", help="Training log in OUT/logs: csv (metrics.csv) or tensorboard (event files with the losses and sample grids; needs eid-dehaze[tensorboard])."),
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
@@ -64,7 +74,7 @@ def train(
     set_threads(threads)
     folder = RunFolder(out)
     inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
-    changes = _overrides(max_steps=max_steps, epochs=epochs, lr=lr)  # what --resume may change
+    changes = {**training_budget(max_steps, epochs), **_overrides(lr=lr)}  # what --resume may change
     if is_ddp_worker():  # rank 0 has set the run up and saved its config
         ckpt = folder.last if resume else None
         cfg = config_from_dict(EIDConfig, read_yaml(folder.config))
@@ -93,8 +103,8 @@ def train(
         overrides = _overrides(
             operator=operator if operator == "asm" else str(Path(operator).resolve()),
             group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, batch_size=batch_size, crop=crop,
-            seed=seed, white=white, **changes,
-        )  # fmt: skip
+            seed=seed, white=white,
+        ) | changes  # fmt: skip
         base = load_config(EIDConfig, "dehazer", preset=preset or "fast", path=config)
         data = config_to_dict(base)
         data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
@@ -115,7 +125,7 @@ def train(
                 save_config(cfg, folder.config)
         fit_eid(
             cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
-            devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator,
+            devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator, logger=logger,
             callbacks=[LearningRates({0: lr})] if resume and lr is not None else [],
         )  # fmt: skip
     if not is_ddp_worker():

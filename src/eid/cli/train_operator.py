@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from eid.cli import THREADS_HELP, WHITE_HELP, app, console, in_range, set_threads, warn_if_dim
+from eid.cli import (
+    THREADS_HELP,
+    WHITE_HELP,
+    app,
+    console,
+    in_range,
+    set_threads,
+    training_budget,
+    warn_if_dim,
+)
 from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
 
 
@@ -28,6 +37,7 @@ def train_operator(
     num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
     precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
+    logger: str = typer.Option("csv", "--logger", help="Training log in OUT/logs: csv (metrics.csv) or tensorboard (event files with the losses and sample grids; needs eid-dehaze[tensorboard])."),
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
@@ -59,11 +69,7 @@ def train_operator(
 
     set_threads(threads)
     folder, inputs = RunFolder(out), {"--clear": clear, "--hazy": hazy}
-    changes: dict = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
-    if max_steps is not None and epochs is None:
-        changes["epochs"] = None  # --max-steps alone: ignore the preset's epoch count
-    if epochs is not None and max_steps is None:
-        changes["max_steps"] = None  # --epochs alone: ignore the preset's step budget
+    changes: dict = training_budget(max_steps, epochs)
     if lr is not None:
         changes["optim"] = {"lr": lr}
     if is_ddp_worker():  # a DDP worker re-running this command: rank 0 set the run up and saved its config
@@ -103,7 +109,7 @@ def train_operator(
                 folder.record_inputs(inputs, preset or "fast")
         _, trainer = fit_operator(
             cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
-            precision=precision, accelerator=accelerator,
+            precision=precision, accelerator=accelerator, logger=logger,
             callbacks=[LearningRates({0: lr, 1: lr})] if resume and lr is not None else [],
         )  # fmt: skip
     if trainer.is_global_zero:

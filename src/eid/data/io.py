@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from eid.data.bands import bands_first, has_bands, to_bands_first
 from eid.data.metadata import TiffMetadata, tiff_metadata, tiff_write_options
 from eid.errors import EIDError, ImageReadError, TiffStackError
-from eid.utils import atomic_write
+from eid.utils import atomic_write, silenced_logger
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -197,7 +197,7 @@ def _read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.
 def _read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
     """Decode a TIFF with tifffile (8/16-bit, float, planar or interleaved, extra alpha sample)."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with silenced_logger("tifffile"), tifffile.TiffFile(path) as tif:
             shape, axes, read = tiff_series(tif, path)
             page = tif.pages[0]
             photometric = page.photometric
@@ -257,6 +257,8 @@ def tiff_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], st
 def _stored_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
     """:func:`tiff_series` in the stored layout: ``read(k)`` reads the ``k``-th 2-D image (``YX`` or ``YXS``)."""
     series = tif.series
+    if not series:
+        raise _fail(path, "no image in the file (no TIFF pages)", "re-export the file")
     if len(series) == 1:
         only = series[0]
         return tuple(only.shape), only.axes, lambda key: only.asarray() if key is None else only.asarray(key=key)

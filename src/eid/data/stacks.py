@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 import torch
 
+from eid.data.bands import interleaved
 from eid.data.io import (
     White,
     resolve_white,
@@ -26,6 +27,7 @@ from eid.data.io import (
     tiff_stack_layout,
     unit_to_samples,
 )
+from eid.data.metadata import read_tiff_metadata, tiff_write_options
 from eid.errors import ImageReadError
 from eid.utils import atomic_write, silenced_logger
 
@@ -89,7 +91,7 @@ class Stack:
     def write(self, path: str | Path) -> Path:
         """Write the stack atomically as a TIFF with the original shape, axes, type and calibration."""
         meta, path = self.meta, Path(path)
-        samples = self.samples.reshape(meta.shape)
+        samples, axes = interleaved(self.samples.reshape(meta.shape), meta.axes)  # bands: back to one page
         resolution = {k: meta.extra[k] for k in ("resolution", "resolutionunit") if k in meta.extra}
         with atomic_write(path) as tmp:
             if meta.imagej:
@@ -97,8 +99,8 @@ class Stack:
                 tifffile.imwrite(tmp, samples, imagej=True, metadata={"axes": meta.axes, **calibration}, **resolution)
             else:
                 photometric = "rgb" if meta.rgb else "minisblack"
-                tifffile.imwrite(tmp, samples, photometric=photometric, metadata={"axes": meta.axes},
-                                 compression="zlib", **resolution)  # fmt: skip
+                options = tiff_write_options(axes, meta.extra.get("tiff"), bands=axes != meta.axes)
+                tifffile.imwrite(tmp, samples, photometric=photometric, compression="zlib", **options, **resolution)
         return path
 
 
@@ -143,9 +145,9 @@ def _decode(path: Path, white: White, key: int | None) -> Stack:
 
 
 def _extra_tags(tif: tifffile.TiffFile) -> dict[str, Any]:
-    """Pixel size (X/Y resolution and unit) and ImageJ calibration of ``tif``, to write back."""
+    """Pixel size (X/Y resolution and unit), ImageJ calibration, OME-XML and GeoTIFF tags of ``tif``, to write back."""
     page = tif.pages[0]
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"tiff": read_tiff_metadata(tif)}
     if "XResolution" in page.tags and "YResolution" in page.tags:
         extra["resolution"] = page.get_resolution()
         extra["resolutionunit"] = page.resolutionunit

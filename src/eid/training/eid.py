@@ -96,7 +96,7 @@ class EIDConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
     schedule: str = "cosine"
-    epochs: int = 10
+    epochs: int | None = 10
     max_steps: int | None = None
     batch_size: int = 8
     crop: int = 64

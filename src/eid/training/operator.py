@@ -131,7 +131,7 @@ class OperatorConfig:
     optim: OperatorOptimConfig = field(default_factory=OperatorOptimConfig)
     data: OperatorDataConfig = field(default_factory=OperatorDataConfig)
     buffer_size: int = 50
-    epochs: int = 200
+    epochs: int | None = 200
     max_steps: int | None = None
     seed: int = 0
     checkpoint_every_n_batches: int = 500
