@@ -41,7 +41,7 @@ def test_every_command_and_option_is_documented():
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", "from eid.cli import main; main()", "evaluate", "--pred", str(tmp_path / "missing"), "--ref", str(tmp_path), "--metrics", "psnr"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

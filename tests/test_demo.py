@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from eid.demo import CLEAR_SET, DEMO_MARKER, TEST_SET, TRAIN_SET, build_demo_data, prepare_output, run_demo
+from eid.demo import (
+    CLEAR_SET,
+    DEMO_MARKER,
+    TEST_SET,
+    TRAIN_SET,
+    build_demo_data,
+    prepare_output,
+    run_demo,
+)
 from eid.errors import EIDError
 
 

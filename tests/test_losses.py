@@ -94,7 +94,7 @@ def test_alpha_scales_and_names_differ(clear: torch.Tensor) -> None:
     physics = ASMHaze(transmission=0.5, airlight=0.9)
     one = EquivarianceLoss(build_group("hflip", rng=torch.Generator().manual_seed(0)))
     ten = EquivarianceLoss(build_group("hflip", rng=torch.Generator().manual_seed(0)), alpha=10.0)
-    model = lambda y, p: y  # noqa: E731
+    model = lambda y, p: y
     assert torch.isclose(10 * one(x_net=clear, physics=physics, model=model), ten(x_net=clear, physics=physics, model=model))
     assert type(one).__name__ != type(HazeConsistencyLoss()).__name__
 

@@ -119,7 +119,7 @@ def test_evaluate_cli_json_csv_and_skip(tmp_path):
     assert set(data) == {"metrics", "images"} and [r["name"] for r in data["images"]] == ["a.png", "b.png"]
     expected = np.mean([20.0, 20.0])  # both differ by exactly 0.1 everywhere (8-bit rounding aside)
     assert data["metrics"]["psnr"] == pytest.approx(expected, abs=0.2)
-    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    rows = list(csv.DictReader((tmp_path / "m.csv").read_text().splitlines()))
     assert rows[-1]["name"] == "mean" and len(rows) == 3
     (pred / "c.png").write_bytes(b"broken")
     _folder(ref, ["c.png"], 0.6)

@@ -187,7 +187,7 @@ def test_reside_its_unpaired_train_scenes_are_disjoint(its: Path, tmp_path: Path
     out = tmp_path / "out"
     summary = prepare_reside(its, "its", out, seed=3, test_fraction=0.2, progress=False)
     assert summary.written == {"train/hazy": 8, "train/clear": 4, "test/hazy": 4, "test/clear": 4}
-    scene = lambda p: p.stem.split("_")[0]  # noqa: E731
+    scene = lambda p: p.stem.split("_")[0]
     hazy_scenes = {scene(p) for p in (out / "train" / "hazy").iterdir()}
     clear_scenes = {scene(p) for p in (out / "train" / "clear").iterdir()}
     test_scenes = {scene(p) for p in (out / "test" / "hazy").iterdir()}

@@ -190,7 +190,7 @@ def test_losses_decrease_and_operator_learns_the_haze(toy: tuple[Path, Path], tm
     y = x * T + A * (1 - T)
     assert F.mse_loss(physics.A(x), y) < F.mse_loss(x, y)  # G_AB adds haze
     assert F.mse_loss(physics.A_dagger(y), x) < F.mse_loss(y, x)  # G_BA removes it
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir())[-1] == "epoch0030.png"
+    assert max(p.name for p in (tmp_path / "samples").iterdir()) == "epoch0030.png"
 
 
 def test_one_batch_epochs_write_grids_and_snapshots_at_most_every_50_batches(toy: tuple[Path, Path], tmp_path: Path) -> None:
@@ -276,7 +276,7 @@ def test_ddp_two_cpu_processes(toy: tuple[Path, Path], tmp_path: Path) -> None:
         str(eid), "train-operator", "--clear", str(toy[0]), "--hazy", str(toy[1]), "--out", str(out), "--config", str(tiny),
         "--max-steps", "2", "--devices", "2", "--accelerator", "cpu", "--threads", "1",
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 4  # 2 batches x (G step + D step)

@@ -134,7 +134,7 @@ def test_frozen_winograd_operator_under_checkpointing_and_inference_mode(rng: to
     op, reference = (LearnedHaze(*gens).eval().requires_grad_(False) for gens in (winograd, direct))
     x = torch.rand(1, 3, 36, 44, generator=rng)
 
-    def input_grad(run) -> torch.Tensor:  # noqa: ANN001
+    def input_grad(run) -> torch.Tensor:
         v = x.clone().requires_grad_()
         run(v).square().sum().backward()
         return v.grad

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from rich.console import Console
 
 from eid.data.io import read_image, write_image
@@ -136,7 +135,7 @@ def comparison_grid(data: DemoData, out: Path, scores: dict[str, dict[str, dict[
 
     rows = {}
     for path in sorted(data.test_hazy.iterdir()):
-        def tile(image: torch.Tensor, method: str) -> Tile:
+        def tile(image: torch.Tensor, method: str, path: Path = path) -> Tile:
             found = scores.get(method, {}).get(path.name, {})
             return Tile(image, {k.upper(): found[k] for k in ("psnr", "ssim") if k in found})
 

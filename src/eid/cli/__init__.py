@@ -94,7 +94,7 @@ def _root(
     """
 
 
-from eid.cli import commands as _commands
+from eid.cli import commands as _commands  # noqa: F401  (registers the subcommands)
 
 
 def _warning_line(message: Warning | str, *_: Any, **__: Any) -> None:

@@ -6,7 +6,7 @@ from torch import nn
 
 from eid.errors import EIDError
 
-NORMS = ("l2", "l1")
+LOSS_NORMS = ("l2", "l1")
 
 
 def pixel_metric(norm: str) -> nn.Module:
@@ -15,4 +15,4 @@ def pixel_metric(norm: str) -> nn.Module:
         return nn.MSELoss()
     if norm == "l1":
         return nn.L1Loss()
-    raise EIDError(f"unknown loss norm {norm!r}; use one of {', '.join(NORMS)}")
+    raise EIDError(f"unknown loss norm {norm!r}; use one of {', '.join(LOSS_NORMS)}")

@@ -7,4 +7,4 @@ from eid.metrics import paired  # noqa: F401  (registers psnr, ssim)
 from eid.metrics.registry import METRICS, MetricSpec, get_metrics, register
 
 __all__ = ["METRICS", "MetricSpec", "get_metrics", "register"]
-from eid.metrics import brisque, fade, niqe  # noqa: E402,F401  (register NIQE, BRISQUE, FADE)
+from eid.metrics import brisque, fade, niqe  # noqa: F401  (register NIQE, BRISQUE, FADE)

@@ -46,9 +46,9 @@ _MEAN = gamma_fn(2 / _GAM) / gamma_fn(1 / _GAM)
 
 def load_params(name: str) -> dict[str, np.ndarray]:
     """Arrays of the vendored parameter file ``eid/metrics/_params/<name>`` (never unpickled)."""
-    with resources.files("eid.metrics._params").joinpath(name).open("rb") as fh:
-        with np.load(fh, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+    params = resources.files("eid.metrics._params").joinpath(name)
+    with params.open("rb") as fh, np.load(fh, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def to_levels(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:

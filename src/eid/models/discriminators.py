@@ -10,7 +10,7 @@ from torch import nn
 from eid.errors import EIDError
 from eid.models.generators import init_normal
 
-NORMS = ("instance", "none")
+DISCRIMINATOR_NORMS = ("instance", "none")
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -35,8 +35,8 @@ class PatchGANDiscriminator(nn.Module):
         self, in_channels: int = 3, width: int = 64, strides: Sequence[int] = (2, 2, 2, 1), norm: str = "instance"
     ) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise EIDError(f"discriminator norm {norm!r} is not valid; use one of {', '.join(NORMS)}")
+        if norm not in DISCRIMINATOR_NORMS:
+            raise EIDError(f"discriminator norm {norm!r} is not valid; use one of {', '.join(DISCRIMINATOR_NORMS)}")
         layers: list[nn.Module] = []
         cin = in_channels
         for i, stride in enumerate(strides):

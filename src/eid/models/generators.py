@@ -113,7 +113,7 @@ class ResnetGenerator(nn.Module):
         self.residual = residual
         init_normal(self)
 
-    def _load_from_state_dict(  # noqa: ANN002, ANN003
+    def _load_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], prefix: str, *args, **kwargs
     ) -> None:
         """Also read weights saved before the up-sampling and its convolution became one layer.

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 __all__ = ["GlobalNormStatistics", "image_normalising_layers"]
 
-_NORMS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_NORM_LAYERS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 
 def image_normalising_layers(modules: Sequence[nn.Module]) -> list[nn.Module]:
@@ -45,9 +45,8 @@ def image_normalising_layers(modules: Sequence[nn.Module]) -> list[nn.Module]:
     found: list[nn.Module] = []
     for module in modules:
         for layer in module.modules():
-            if isinstance(layer, nn.GroupNorm):
-                found.append(layer)
-            elif isinstance(layer, _NORMS) and not (layer.track_running_stats and not layer.training):
+            pointwise = getattr(layer, "track_running_stats", False) and not layer.training  # batch-norm-like
+            if isinstance(layer, _NORM_LAYERS) and not pointwise:
                 found.append(layer)
     return list(dict.fromkeys(found))
 

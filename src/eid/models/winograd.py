@@ -129,7 +129,7 @@ class _WinogradConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # noqa: ANN001
+    def forward(
         ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
@@ -141,7 +141,7 @@ class _WinogradConv(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_m = _output_transform_adjoint(grad_out) if need_x or need_w else None

@@ -6,6 +6,13 @@ from eid.physics.loading import OPERATOR_KINDS, load_operator, operator_kind
 from eid.physics.scattering import ScatteringHaze
 
 __all__ = [
-    "ASMHaze", "LearnedHaze", "OPERATOR_KINDS", "ScatteringHaze", "from_gan_range", "load_operator", "operator_kind",
-    "to_gan_range", "transmission_from_depth",
+    "OPERATOR_KINDS",
+    "ASMHaze",
+    "LearnedHaze",
+    "ScatteringHaze",
+    "from_gan_range",
+    "load_operator",
+    "operator_kind",
+    "to_gan_range",
+    "transmission_from_depth",
 ]  # fmt: skip

@@ -116,7 +116,7 @@ class ScatteringHaze(Physics):
 def _given_or(estimate: Any, image: Tensor, transmission: Any, airlight: Any) -> tuple[Tensor, Tensor]:
     """``(t, a)``: the given maps (floats or tensors), else those ``estimate(image)`` returns."""
     maps = estimate(image) if transmission is None or airlight is None else {}
-    as_map = lambda v: torch.as_tensor(v, dtype=image.dtype, device=image.device)  # noqa: E731
+    as_map = lambda v: torch.as_tensor(v, dtype=image.dtype, device=image.device)
     t = maps["transmission"] if transmission is None else as_map(transmission)
     a = maps["airlight"] if airlight is None else as_map(airlight)
     return t, a

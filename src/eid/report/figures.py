@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ class Tile:
 
 
 def _caption(scores: Mapping[str, float]) -> str:
-    return "  ".join(f"{name} {value:.2f}" for name, value in scores.items() if value == value)  # NaN: left out
+    return "  ".join(f"{name} {value:.2f}" for name, value in scores.items() if not math.isnan(value))  # NaN: left out
 
 
 def comparison_figure(

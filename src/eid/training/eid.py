@@ -32,7 +32,7 @@ from eid.data.datasets import CropDataset, ImageSource
 from eid.data.io import parse_white
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
-from eid.losses.metrics import NORMS
+from eid.losses.metrics import LOSS_NORMS
 from eid.models.dehazer import Dehazer, DehazerConfig
 from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit
 from eid.training.progress import total_batches
@@ -115,8 +115,8 @@ class EIDConfig:
         parse_group(self.group)
         if self.white is not None:
             self.white = parse_white(self.white)
-        if self.loss_norm not in NORMS:
-            raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(NORMS)}")
+        if self.loss_norm not in LOSS_NORMS:
+            raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(LOSS_NORMS)}")
         if self.schedule not in SCHEDULES:
             raise EIDError(f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}")
         if self.model.norm == "batch" and self.batch_size < 8:
@@ -203,7 +203,10 @@ class EIDModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self.physics.to(self.device)
         if self.adversarial:  # deepinv fixes its LSGAN label tensors' device at construction
-            from deepinv.loss.adversarial import SupAdversarialDiscriminatorLoss, SupAdversarialGeneratorLoss
+            from deepinv.loss.adversarial import (
+                SupAdversarialDiscriminatorLoss,
+                SupAdversarialGeneratorLoss,
+            )
 
             self.adversarial_loss = SupAdversarialGeneratorLoss(self.config.adversarial_weight, device=self.device)
             self.discriminator_loss = SupAdversarialDiscriminatorLoss(device=self.device)
@@ -381,7 +384,7 @@ class SynthASMFolder:
         from eid.data.synth import read_depth, transmission_from_depth
 
         record = self.records[key[0] if isinstance(key, tuple) else key]
-        index, rng = self.crops._generator(key)
+        _, rng = self.crops._generator(key)
         hazy = self.crops.load(ImageSource(self.root / "hazy" / record["name"]))
         t = transmission_from_depth(read_depth(self._depth(record)), float(record["beta"]))
         hazy, t = self.crops.augment([hazy, t], rng)
