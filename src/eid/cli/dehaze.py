@@ -38,7 +38,10 @@ def dehaze(
         512, "--tile", help="Images with a side above this are processed in tiles of this side, blended over "
         "--overlap pixels (memory independent of image size); 0 disables tiling. DCP is never tiled.",
     ),
-    overlap: int = typer.Option(64, "--overlap", help="Overlap between neighbouring tiles in pixels."),
+    overlap: int | None = typer.Option(
+        None, "--overlap", help="Overlap between neighbouring tiles in pixels. Default: 64, or twice the receptive "
+        "radius of a norm-free model if larger, which makes its tiling exact.", show_default=False,
+    ),
     tile_norm: str = typer.Option(
         "global", "--tile-norm", help="Statistics of group/instance norms when tiling: global (recorded on the "
         "whole image, down-scaled to 2 tiles if larger; tiles match the untiled result) or tile (each tile's own).",
@@ -47,7 +50,8 @@ def dehaze(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16 (CUDA only).",
+        "auto", "--precision", help="auto (bf16 autocast where the CPU (avx512_bf16/amx_bf16) or GPU has native "
+        "bf16, detected at run time; fp32 otherwise), fp32, bf16, or fp16 (CUDA only).",
     ),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time group averaging: mean of T^-1 f(T y) over an exact finite group (the "
@@ -91,6 +95,8 @@ def dehaze(
     )
     with hiding_warnings(skips):
         warn_if_dim(images, runner.white)
+    if runner.amp_dtype is not None:
+        console.print(f"precision: {str(runner.amp_dtype).removeprefix('torch.')} autocast on {runner.device.type}")
     if runner.tta_group:
         console.print(f"test-time averaging over {runner.tta_group}")
     for line in skips:

@@ -1,0 +1,147 @@
+"""Dehazing methods: an image-to-image function plus what the runner must know about it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from eid.data.io import White, parse_white
+from eid.errors import EIDError
+from eid.utils import resolve_device
+
+__all__ = ["METHODS", "Method", "build_method"]
+
+METHODS = ("eid", "cyclegan", "dcp")
+#: the CycleGAN ResNet generator down-samples twice by 2
+_GENERATOR_MULTIPLE = 4
+
+
+@dataclass
+class Method:
+    """An image-to-image function on ``(B,C,H,W)`` tensors in ``[0,1]`` and what a runner must know.
+
+    :param fn: the function (its parameters already on ``device``).
+    :param str name: for messages.
+    :param int multiple: H and W the function needs to be divisible by (16 for a 5-scale UNet).
+    :param channels: the channel count it expects (1 or 3), or ``None`` for any.
+    :param bool tileable: ``False`` for methods with a global estimate (the DCP airlight and its
+        60-pixel guided filter), which must see the whole image.
+    :param group: the transformation group the model was trained with (default group for TTA).
+    :param white: the stored value its training images were read as 1.0 (:func:`eid.data.io.read_image`);
+        files and integer arrays are read on the same scale.
+    :param device: where ``fn`` computes.
+    :param modules: the networks ``fn`` runs (searched for group/instance norms when tiling).
+    :param receptive_radius: ``R`` such that each output pixel depends only on inputs within ``R``
+        pixels, with no per-image statistics; tiling with ``overlap >= 2R`` is then exact
+        (:mod:`eid.inference.tiling`). ``None``: unknown or not local (norms, circular padding).
+    """
+
+    fn: Callable[[Tensor], Tensor]
+    name: str = "custom"
+    multiple: int = 1
+    channels: int | None = None
+    tileable: bool = True
+    group: str | None = None
+    white: White = "dtype"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    modules: tuple[torch.nn.Module, ...] = ()
+    receptive_radius: int | None = None
+
+    def __call__(self, y: Tensor) -> Tensor:
+        return self.fn(y)
+
+
+def module_channels(module: Any) -> int | None:
+    """Input channels of ``module``: its ``in_channels``/``channels`` attribute or its first conv's."""
+    for attr in ("in_channels", "channels"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    if isinstance(module, torch.nn.Module):
+        convs = (m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+        first = next(convs, None)
+        return first.in_channels if first is not None else None
+    return None
+
+
+def module_multiple(module: Any) -> int:
+    """Size multiple ``module`` needs: its ``multiple`` attribute, or ``2**(scales-1)`` for a UNet config."""
+    if isinstance(getattr(module, "multiple", None), int):
+        return module.multiple
+    scales = getattr(getattr(module, "config", None), "scales", None)
+    return 2 ** (scales - 1) if isinstance(scales, int) else 1
+
+
+def module_radius(module: Any) -> int | None:
+    """``module.receptive_radius`` if it declares one (see :attr:`Method.receptive_radius`)."""
+    radius = getattr(module, "receptive_radius", None)
+    return radius if isinstance(radius, int) else None
+
+
+def _load_operator(run_dir: str | Path, device: torch.device) -> Any:
+    from eid.physics import load_operator
+
+    return load_operator(run_dir, device)
+
+
+def build_method(
+    name: str,
+    *,
+    operator: str | Path | None = None,
+    model: str | Path | None = None,
+    device: str | torch.device = "auto",
+) -> Method:
+    """The dehazing method ``name`` as a :class:`Method` on ``device``.
+
+    * ``dcp``: :class:`eid.baselines.dcp.DarkChannelPrior` with its default parameters; not tiled
+      (the airlight is a whole-image estimate).
+    * ``cyclegan``: the operator-only baseline, ``H^dagger`` of the stage-1 run ``operator``: ``G_BA``
+      of a CycleGAN (``LearnedHaze.A_dagger``; sizes padded to a multiple of 4) or the physical
+      inversion of a scattering operator (``ScatteringHaze.A_dagger``).
+    * ``eid``: the stage-2 dehazer of run ``model``, :math:`f_\\theta(y)` (with the pseudo-inverse
+      operator recorded in the run, or ``operator`` if given).
+
+    >>> build_method("dcp", device="cpu")(torch.rand(1, 3, 16, 16)).shape
+    torch.Size([1, 3, 16, 16])
+    """
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    if name == "dcp":
+        from eid.baselines.dcp import DarkChannelPrior
+
+        return Method(DarkChannelPrior().to(dev).eval(), name="dcp", tileable=False, device=dev)
+    if name == "cyclegan":
+        if operator is None:
+            raise EIDError("--method cyclegan needs --operator RUN (a folder written by eid train-operator)")
+        from eid.physics.learned import operator_white
+
+        physics = _load_operator(operator, dev)
+        return Method(
+            physics.A_dagger, name="cyclegan", multiple=_GENERATOR_MULTIPLE, channels=module_channels(physics),
+            white=operator_white(physics.config), device=dev, modules=(physics,),
+        )
+    if name == "eid":
+        if model is None:
+            raise EIDError("--method eid needs --model RUN (a folder written by eid train); or use --method dcp")
+        from eid.models.dehazer import load_dehazer
+
+        net, physics, config = load_dehazer(model, dev)
+        if operator is not None:
+            physics = _load_operator(operator, dev)
+        multiple = module_multiple(net)  # the UNet pools scales-1 times
+        if physics is not None:
+            multiple = math.lcm(multiple, _GENERATOR_MULTIPLE)
+        group = config.get("group")  # the run's EIDConfig.group, the default TTA group
+        return Method(
+            lambda y: net(y, physics), name="eid", multiple=multiple, channels=net.config.channels,
+            tileable=net.config.input != "dcp",  # DCP's airlight is a whole-image estimate
+            group=str(group) if group is not None else None, white=parse_white(config.get("white") or "dtype"), device=dev,
+            modules=(net,) if physics is None else (net, physics),
+            receptive_radius=module_radius(net),
+        )
+    raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")
