@@ -48,4 +48,6 @@ def test_pipeline_end_to_end_with_few_steps(tmp_path):
         assert sorted(p.name for p in (out / "dehazed" / method).iterdir()) == sorted(f"{n}.png" for n in TEST_SET)
     assert (out / "comparison.png").is_file() and (out / DEMO_MARKER).is_file()
     assert (out / "runs" / "eid" / "dehazer.safetensors").is_file()
+    page = (out / "report" / "index.html").read_text()
+    assert all(label in page for label in ("DCP", "EID")), "the demo's report shows every method"
     run_demo(out, operator_steps=1, dehazer_steps=1, short_side=64)  # a second run replaces the first
