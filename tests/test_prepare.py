@@ -13,7 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from eid.data.io import read_image
-from eid.data.prepare import (
+from eid.data.video import VideoWriter
+from eid.errors import EIDError
+from eid.prepare import (
     FieldOfView,
     RESIDEPairs,
     cholec80_split,
@@ -25,8 +27,6 @@ from eid.data.prepare import (
     prepare_reside,
     scan_reside,
 )
-from eid.data.video import VideoWriter
-from eid.errors import EIDError
 
 # ----------------------------------------------------------------------------------------- Cholec80
 
@@ -139,8 +139,9 @@ def test_prepare_cholec80_bad_inputs(tmp_path: Path, videos: Path) -> None:
 
 @pytest.mark.parametrize("score", ["dark-channel", "fade"])
 def test_smoke_scores_separate_the_shared_cholec80_frames(shared_data: Path, score: str) -> None:
-    from eid.data.prepare import DEFAULT_THRESHOLDS, SCORERS, disc_mask
-    from eid.data.prepare import _resize as resize
+    from eid.metrics.haze_score import SCORERS
+    from eid.prepare.cholec80 import DEFAULT_THRESHOLDS, disc_mask
+    from eid.prepare.common import resize_square as resize
 
     mask = disc_mask(256, 128, erode=4.5)
     t_clear, t_hazy = DEFAULT_THRESHOLDS[score]

@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 
 from eid.cli import app, console
-from eid.data.prepare import RESIDE_SUBSETS, SCORERS, PrepareSummary
 from eid.errors import EIDError, describe_os_error
+from eid.metrics.haze_score import SCORERS
+from eid.prepare import RESIDE_SUBSETS, PrepareSummary
 
 data_app = typer.Typer(
     help="Build training/test sets from public datasets (see docs/datasets.md for layouts and thresholds).",
@@ -66,7 +67,7 @@ def cholec80(
 
     A video that cannot be decoded is skipped with one line (exit code 1); the others go on.
     """
-    from eid.data.prepare import prepare_cholec80
+    from eid.prepare import prepare_cholec80
 
     tests = [v.strip() for v in test_videos.split(",") if v.strip()] or None
     _prepare(prepare_cholec80, videos, out, fps=fps, size=size, crop=crop or None, t_clear=t_clear, t_hazy=t_hazy,
@@ -90,7 +91,7 @@ def cell97(
 
     An image that cannot be read is skipped with one line (exit code 1); the others go on.
     """
-    from eid.data.prepare import prepare_cell97
+    from eid.prepare import prepare_cell97
 
     _prepare(prepare_cell97, src, out, seed=seed, test_fraction=test_fraction, contrast=_range(contrast, "--contrast"),
              veil=_range(veil, "--veil"), background=_range(background, "--background"),
@@ -113,7 +114,7 @@ def reside(
     An image that cannot be read is skipped with one line, and so is every pair it belongs to (never half a pair;
     exit code 1); the others go on.
     """
-    from eid.data.prepare import prepare_reside
+    from eid.prepare import prepare_reside
 
     _prepare(prepare_reside, root, subset, out, seed=seed, test_fraction=test_fraction,
              max_hazy_per_scene=max_hazy_per_scene or None, allow_missing=allow_missing, progress=progress)  # fmt: skip
