@@ -85,10 +85,25 @@ def test_bad_config_values() -> None:
         DehazerConfig(input="raw")
     with pytest.raises(EIDError, match="group"):
         DehazerConfig(norm="layer")
+    with pytest.raises(EIDError, match="unshuffle"):
+        DehazerConfig(unshuffle=0)
+
+
+@pytest.mark.parametrize("unshuffle", [2, 4])
+def test_space_to_depth_runs_the_unet_at_low_resolution(unshuffle: int, rng: torch.Generator) -> None:
+    """``S_r^{-1} UNet S_r``: any size in and out, a UNet on ``C r^2`` channels, multiple ``r 2^(S-1)``."""
+    f = tiny(unshuffle=unshuffle, norm="none")
+    assert f.unet.in_channels == 3 * unshuffle**2 and f.multiple == unshuffle * 2 and f.channels == 3
+    y = torch.rand(1, 3, 37, 50, generator=rng)
+    assert f(y).shape == y.shape
+    with torch.no_grad():  # at a size multiple, the same as the UNet applied to the space-to-depth image
+        z = y[..., :32, :48]
+        inner = nn.functional.pixel_shuffle(f.unet(nn.functional.pixel_unshuffle(z, unshuffle)), unshuffle)
+        assert torch.equal(f(z), inner.clamp(0, 1))
 
 
 def test_load_round_trip_and_test_path_equals_training_path(tmp_path: Path, rng: torch.Generator) -> None:
-    f = tiny(channels=1, norm="group")
+    f = tiny(channels=1, norm="group", unshuffle=2)
     save_weights(tmp_path / "dehazer", f, {"model": config_to_dict(f.config), "group": "rot90"})
     g, physics, config = load_dehazer(tmp_path)
     assert physics is None and config["group"] == "rot90" and not g.training

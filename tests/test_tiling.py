@@ -1,0 +1,74 @@
+"""Exact tiling: a dehazer without per-image statistics, tiled with overlap >= 2R, equals the untiled run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from eid.inference import Dehazer as Runner
+from eid.models import Dehazer, DehazerConfig
+from eid.models.dehazer import unet_receptive_radius
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def local_dehazer(**kw) -> Dehazer:
+    """A norm-free, zero-padded dehazer with He-initialised weights: unit gain per layer, so distant
+    pixels matter and an inexact tiling shows (PyTorch's default init makes the residual tiny)."""
+    torch.manual_seed(0)
+    config = {"channels": 3, "scales": 3, "width": 8, "norm": "none", "circular_padding": False, **kw}
+    f = Dehazer(DehazerConfig(**config)).eval()
+    for conv in (m for m in f.modules() if isinstance(m, nn.Conv2d)):
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.uniform_(conv.bias, -0.1, 0.1)
+    return f
+
+
+@pytest.mark.parametrize("scales,unshuffle", [(2, 1), (3, 1), (2, 2), (3, 2)])
+def test_output_depends_only_on_inputs_within_the_receptive_radius(scales, unshuffle, rng):
+    """Perturb one pixel (in the unclamped UNet path, float64): no output changes beyond R."""
+    f = local_dehazer(scales=scales, unshuffle=unshuffle).double()
+    radius = f.receptive_radius
+    assert radius == unshuffle * unet_receptive_radius(scales) + unshuffle - 1
+    side = 2 * radius + 4 * f.multiple
+    y = torch.rand(1, 3, side, side, generator=rng, dtype=torch.float64)
+    c = side // 2
+    z = y.clone()
+    z[..., c, c] += 1.0
+    with torch.no_grad():
+        changed = (f.from_network_input(z) - f.from_network_input(y)).abs().amax(1)[0] > 0
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    assert changed.any()
+    assert (rows - c).abs().max() <= radius and (cols - c).abs().max() <= radius
+
+
+@pytest.mark.parametrize("unshuffle,tile", [(1, 96), (2, 160)])
+def test_tiled_equals_untiled_for_a_norm_free_model(unshuffle, tile, rng):
+    f = local_dehazer(unshuffle=unshuffle)
+    y = torch.rand(1, 3, 203, 331, generator=rng)
+    tiled = Runner.from_module(f, device="cpu", tile=tile)  # default overlap: 2R, so exact
+    assert tiled.exact_tiling and tiled.overlap == max(64, 2 * f.receptive_radius)
+    whole = Runner.from_module(f, device="cpu", tile=None)
+    assert (tiled.run(y) - whole.run(y)).abs().max() < 1e-5
+
+
+def test_too_small_an_overlap_is_not_exact(rng):
+    f = local_dehazer()
+    runner = Runner.from_module(f, device="cpu", tile=96, overlap=16)
+    assert not runner.exact_tiling
+    y = torch.rand(1, 3, 203, 331, generator=rng)
+    whole = Runner.from_module(f, device="cpu", tile=None).run(y)
+    assert (runner.run(y) - whole).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("kw", [{"norm": "group"}, {"norm": "instance"}, {"circular_padding": True}, {"input": "dcp"}])
+def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
+    """Group/instance norms keep today's tiling (whole-image statistics from a down-scaled reference)."""
+    f = local_dehazer(**kw)
+    assert f.receptive_radius is None
+    runner = Runner.from_module(f, device="cpu", tile=96)
+    assert not runner.exact_tiling and runner.overlap == 64
