@@ -147,7 +147,7 @@ def test_evaluate_scores_a_stack_plane_by_plane(tmp_path):
 def test_synth_hazes_every_plane_of_a_stack_with_its_own_parameters(tmp_path):
     import json
 
-    from eid.data.synth import synthesize_folder
+    from eid.synth import synthesize_folder
 
     planes = np.random.default_rng(6).integers(0, 4096, (3, 48, 48), dtype=np.uint16)
     (tmp_path / "in").mkdir()

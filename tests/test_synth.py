@@ -13,23 +13,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from eid.cli import app
+from eid.data.depth import MOTORCYCLE_CALIBRATION, fill_invalid, motorcycle_depth, read_depth
 from eid.data.io import read_image, write_image
-from eid.data.synth import (
-    MOTORCYCLE_CALIBRATION,
-    HazeParamGenerator,
-    SynthConfig,
-    VeilParamGenerator,
-    fill_invalid,
-    image_seed,
-    motorcycle_depth,
-    ramp_depth,
-    read_depth,
-    smooth_field,
-    synthesize,
-    synthesize_folder,
-)
 from eid.errors import EIDError
 from eid.physics import ASMHaze, transmission_from_depth
+from eid.physics.generators import (
+    HazeParamGenerator,
+    VeilParamGenerator,
+    image_seed,
+    ramp_depth,
+    smooth_field,
+)
+from eid.synth import SynthConfig, synthesize, synthesize_folder
 
 
 @pytest.fixture

@@ -143,8 +143,8 @@ def test_cli_trains_with_asm_oracle(tmp_path: Path) -> None:
 
 def test_asm_oracle_reads_per_image_parameters_from_synth(tmp_path: Path) -> None:
     from eid.data.io import write_image
-    from eid.data.synth import synthesize_folder
     from eid.physics import ASMHaze
+    from eid.synth import synthesize_folder
     from eid.training.eid import SynthASMFolder
 
     g = torch.Generator().manual_seed(0)

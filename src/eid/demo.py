@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
+from eid.data.depth import motorcycle_depth
 from eid.data.io import read_image, write_image
-from eid.data.synth import SynthConfig, motorcycle_depth, synthesize
 from eid.data.video import array_to_tensor
 from eid.errors import EIDError
 from eid.progress import stderr_console
 from eid.report.tables import metrics_table, print_table
+from eid.synth import SynthConfig, synthesize
 from eid.utils import atomic_write
 
 #: Bundled colour photographs by role, disjoint scenes (scikit-image: public domain or CC0;

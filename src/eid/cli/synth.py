@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from eid.cli import app, console
 from eid.data.io import iter_inputs
 from eid.data.naming import check_existing, plan_outputs
-from eid.data.synth import SynthConfig, synthesize_folder
 from eid.errors import EIDError
 from eid.progress import LoggedProgress
+from eid.synth import SynthConfig, synthesize_folder
 from eid.utils import hiding_warnings, recording_warnings
 
 

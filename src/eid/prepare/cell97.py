@@ -55,7 +55,7 @@ def prepare_cell97(
 
     Every image under ``src_dir`` (8/16-bit TIFF or PNG, annotation files left out, see
     :func:`find_cell97_images`) is read on its own intensity scale and hazed with
-    :func:`eid.data.synth.synthesize` (``model="veil"``: ``y = c x + v G_sigma x / max + b F``, with
+    :func:`eid.synth.synthesize` (``model="veil"``: ``y = c x + v G_sigma x / max + b F``, with
     ``c``, ``v``, ``b`` uniform in the given ranges and ``sigma = veil_sigma * min(H, W)``), seeded per
     image from ``seed`` and its name. A seeded ``test_fraction`` of the images goes to ``test``.
     Writes ``<out>/<split>/{clear,hazy}/<name>`` (same format and bit depth; sub-folders are folded
@@ -63,7 +63,8 @@ def prepare_cell97(
     parameters. Unreadable files (e.g. multi-page TIFF stacks) are skipped: ``on_skip(line)`` names each (default:
     a warning) and ``failed`` lists them. Rerunning skips images already in the manifest.
     """
-    from eid.data.synth import SynthConfig, image_seed, synthesize
+    from eid.physics.generators import image_seed
+    from eid.synth import SynthConfig, synthesize
 
     src_dir = Path(src_dir)
     if not src_dir.is_dir():

@@ -381,7 +381,8 @@ class SynthASMFolder:
         return len(self.records)
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
-        from eid.data.synth import read_depth, transmission_from_depth
+        from eid.data.depth import read_depth
+        from eid.physics.asm import transmission_from_depth
 
         record = self.records[key[0] if isinstance(key, tuple) else key]
         _, rng = self.crops._generator(key)
