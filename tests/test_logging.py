@@ -12,12 +12,8 @@ from eid.errors import EIDError
 from eid.models.dehazer import DehazerConfig
 from eid.training import common
 from eid.training.eid import EIDConfig, fit_eid
-from eid.training.operator import (
-    OperatorConfig,
-    OperatorDataConfig,
-    OperatorModelConfig,
-    fit_operator,
-)
+from eid.training.operator import fit_operator
+from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
 
 
 @pytest.fixture(autouse=True)

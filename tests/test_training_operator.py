@@ -26,14 +26,9 @@ from eid.training.common import (
     make_loader,
     prepare_run_dir,
 )
-from eid.training.operator import (
-    OperatorConfig,
-    OperatorDataConfig,
-    OperatorModelConfig,
-    ReplayBuffer,
-    fit_operator,
-    linear_decay,
-)
+from eid.training.cyclegan import ReplayBuffer, linear_decay
+from eid.training.operator import fit_operator
+from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
 
 T, A = 0.6, 0.9  # the toy set's haze: y = x * t + A * (1 - t)
 

@@ -13,8 +13,9 @@ from torch.utils.checkpoint import checkpoint
 from eid.models import ResnetGenerator
 from eid.models.winograd import WinogradConv2d, winograd_conv3x3
 from eid.physics import LearnedHaze
+from eid.training.cyclegan import HazeOperatorModule
 from eid.training.eid import EIDConfig, build_operator
-from eid.training.operator import HazeOperatorModule, OperatorConfig
+from eid.training.operator_config import OperatorConfig
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 10, 14), (1, 5, 7, 9), (1, 2, 3, 3), (3, 4, 6, 18)])

@@ -48,7 +48,7 @@ from eid.config import config_to_dict
 from eid.physics.asm import unscatter
 from eid.physics.learned import to_gan_range
 from eid.physics.scattering import ScatteringHaze, scattering_nets
-from eid.training.operator import HazeOperatorModule, lsgan
+from eid.training.cyclegan import HazeOperatorModule, lsgan
 
 
 class ScatteringOperatorModule(HazeOperatorModule):
