@@ -1,14 +1,16 @@
 """Video dehazing throughput and flicker.
 
-1. Frames/s of :func:`eid.data.video.dehaze_video` at 480x480 on 2 CPU threads for the ``fast`` and
-   ``paper`` dehazer presets (random weights: speed does not depend on the weights). The network
-   ``f`` is timed on the hazy frame: the ``paper`` preset's pseudo-inverse input adds one G_BA pass
-   per frame, which belongs to the stage-1 operator and is not counted here.
+1. Frames/s of :func:`eid.data.video.dehaze_video` at 480x480 on ``--threads`` CPU threads for the
+   ``fast`` and ``paper`` dehazer presets and the space-to-depth candidates of
+   ``bench_inference_speed.py`` (random weights: speed does not depend on the weights), through the
+   runner ``eid.Dehazer.run`` as ``eid dehaze`` calls it. The network ``f`` is timed on the hazy
+   frame: the ``paper`` preset's pseudo-inverse input adds one G_BA pass per frame, which belongs to
+   the stage-1 operator and is not counted here. Variants alternate run by run (the machine is shared).
 2. Flicker (mean |y_t - y_{t-1}| in the input's static regions, 8-bit levels) of a synthetic hazy
    clip with sensor noise, dehazed by the dark channel prior (whose per-frame airlight estimate is a
    real flicker source), without and with temporal smoothing.
 
-Run: ``.venv/bin/python benchmarks/bench_video.py [--frames 12] [--paper-frames 4]``. Prints markdown.
+Run: ``.venv/bin/python benchmarks/bench_video.py [--frames 12] [--paper-frames 4] [--threads 2]``. Prints markdown.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ import torch
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import preset_dict
 from eid.data.video import VideoWriter, dehaze_video
+from eid.inference import Dehazer as Runner
+from eid.inference.precision import cpu_model
 from eid.models.dehazer import Dehazer, DehazerConfig, count_parameters
+
+LOCAL = {"norm": "none", "circular_padding": False}
+CANDIDATES = {
+    "space-to-depth 2, UNet 3x16, norm-free": {**LOCAL, "unshuffle": 2},
+    "space-to-depth 2, UNet 3x32, norm-free": {**LOCAL, "unshuffle": 2, "width": 32},
+}
 
 
 def hazy_clip(frames: int, size: int = 480, noise: float = 0.01, seed: int = 0) -> torch.Tensor:
@@ -48,9 +58,8 @@ def write(path: Path, clip: torch.Tensor, fps: int = 25) -> Path:
     return path
 
 
-def preset_model(name: str) -> Dehazer:
-    model = dict(preset_dict("dehazer", name).get("model", {}))
-    model["input"] = "hazy"
+def preset_model(name: str, **overrides: object) -> Dehazer:
+    model = {**preset_dict("dehazer", name).get("model", {}), **overrides, "input": "hazy"}
     return Dehazer(DehazerConfig(**model)).eval()
 
 
@@ -59,23 +68,31 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12, help="frames for the fast preset and the flicker clip")
     parser.add_argument("--paper-frames", type=int, default=4, help="frames for the paper preset")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per preset (median reported)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-paper", action="store_true", help="skip the (slow) paper preset")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="bench_video_"))
 
-    print("| preset | params | batch | frames | frames/s (median) | s/frame | runs |")
-    print("|---|---|---|---|---|---|---|")
-    for name, frames in (("fast", args.frames), ("paper", args.paper_frames)):
-        net = preset_model(name)
-        src = write(work / f"{name}.mp4", hazy_clip(frames))
-        rates = []
-        for r in range(args.repeats):
-            report = dehaze_video(src, work / f"{name}_out{r}.mp4", net, batch_size=2, progress=False)
-            rates.append(report.frames_per_second)
-        fps = statistics.median(rates)
-        print(f"| {name} | {count_parameters(net):,} | 2 | {frames} | {fps:.2f} | {1 / fps:.2f} | "
-              f"{', '.join(f'{v:.2f}' for v in rates)} |")  # fmt: skip
+    nets = {"fast (default)": (preset_model("fast"), args.frames)}
+    nets.update({name: (preset_model("fast", **kw), args.frames) for name, kw in CANDIDATES.items()})
+    if not args.no_paper:
+        nets["paper"] = (preset_model("paper"), args.paper_frames)
+    clips = {frames: write(work / f"clip{frames}.mp4", hazy_clip(frames)) for frames in {f for _, f in nets.values()}}
+    rates: dict[str, list[float]] = {name: [] for name in nets}
+    for r in range(args.repeats):
+        for name, (net, frames) in nets.items():
+            runner = Runner.from_module(net, device="cpu", tile=None, batch_size=2)
+            report = dehaze_video(clips[frames], work / f"out{r}.mp4", runner.run, batch_size=2, progress=False)
+            rates[name].append(report.frames_per_second)
+    print(f"CPU {cpu_model()}, {args.threads} threads, 480x480, batch 2\n")
+    print("| variant | params | frames | frames/s (median) | s/frame | runs |")
+    print("|---|---|---|---|---|---|")
+    for name, (net, frames) in nets.items():
+        fps = statistics.median(rates[name])
+        print(f"| {name} | {count_parameters(net):,} | {frames} | {fps:.2f} | {1 / fps:.2f} | "
+              f"{', '.join(f'{v:.2f}' for v in rates[name])} |")  # fmt: skip
 
     src = write(work / "flicker.mp4", hazy_clip(args.frames * 2))
     dcp = DarkChannelPrior()

@@ -72,3 +72,9 @@ def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
     assert f.receptive_radius is None
     runner = Runner.from_module(f, device="cpu", tile=96)
     assert not runner.exact_tiling and runner.overlap == 64
+
+
+def test_default_overlap_fits_a_small_tile():
+    f = local_dehazer(unshuffle=2)  # R = 59, multiple 8
+    runner = Runner.from_module(f, device="cpu", tile=64)
+    assert runner.overlap == 56 and not runner.exact_tiling

@@ -73,7 +73,7 @@ class Dehazer:
     :param device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
     :param int tile: tile side for large images (rounded down to the method's multiple).
     :param overlap: overlap of neighbouring tiles in pixels; ``None``: 64, or ``2R`` if larger for a
-        method of receptive radius ``R``.
+        method of receptive radius ``R``, at most ``tile`` less the size multiple.
     :param int batch_size: images (or tiles) per forward pass.
     :param str precision: ``auto`` (bf16 autocast where the CPU or GPU has native bf16, else fp32;
         :mod:`eid.inference.precision`), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
@@ -122,8 +122,10 @@ class Dehazer:
             raise EIDError(f"--batch-size must be >= 1 (got {batch_size})")
         self.batch_size = batch_size
         radius = method.receptive_radius
-        if overlap is None:
+        if overlap is None:  # exact where the radius is known and the tile leaves room for it
             overlap = DEFAULT_OVERLAP if radius is None else max(DEFAULT_OVERLAP, 2 * radius)
+            if tile:
+                overlap = max(0, min(overlap, tile // self.multiple * self.multiple - self.multiple))
         self.tile = self._check_tile(tile, overlap) if method.tileable else None
         self.overlap = overlap
         self.margin = radius  # pixels discarded at internal tile edges (None: overlap // 4)
