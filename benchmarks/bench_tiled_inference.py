@@ -6,10 +6,13 @@ and random weights (seeded); the input is uniform noise (time does not depend on
 ``paper`` preset's pseudo-inverse input (``G_BA``) is replaced by the hazy input: only the UNet is
 timed. A second table compares tiled and untiled outputs of the same network (max abs difference and
 PSNR between them), because the presets' group/instance norms use per-image statistics, which tiles
-only approximate.
+only approximate; a norm-free model with zero padding (``--config`` with ``model: {norm: none,
+circular_padding: false}``) is tiled exactly at the runner's default overlap (twice its receptive
+radius). ``--run RUN`` uses that trained stage-2 run's dehazer instead of the presets.
 
     .venv/bin/python benchmarks/bench_tiled_inference.py                 # full set (paper at 4096^2 is slow)
     .venv/bin/python benchmarks/bench_tiled_inference.py --quick         # smaller sizes, minutes
+    .venv/bin/python benchmarks/bench_tiled_inference.py --quick --presets fast --config candidate.yaml
 """
 
 from __future__ import annotations
@@ -27,15 +30,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_net(preset: str):
-    """The preset's dehazer with random weights, taking the hazy image as input (UNet only)."""
+def build_net(cfg: dict):
+    """The trained dehazer of ``cfg["run"]``, or the preset's (plus ``cfg["config"]``) with random weights,
+    taking the hazy image as input (UNet only)."""
     import torch
 
     from eid.config import load_config
-    from eid.models.dehazer import Dehazer
+    from eid.models.dehazer import Dehazer, load_dehazer
     from eid.training.eid import EIDConfig
 
-    config = load_config(EIDConfig, "dehazer", preset=preset)
+    if cfg.get("run"):
+        return load_dehazer(cfg["run"])[0]
+    config = load_config(EIDConfig, "dehazer", preset=cfg["preset"], path=cfg.get("config"))
     torch.manual_seed(0)
     return Dehazer(config.model, input="hazy").eval()
 
@@ -47,7 +53,7 @@ def worker(cfg: dict) -> dict:
     from eid.inference import Dehazer as Runner
 
     torch.set_num_threads(cfg["threads"])
-    net = build_net(cfg["preset"])
+    net = build_net(cfg)
     x = torch.rand(1, 3, cfg["size"], cfg["size"], generator=torch.Generator().manual_seed(0))
     runner = Runner.from_module(
         net, device="cpu", tile=cfg["tile"] or None, overlap=cfg["overlap"], batch_size=cfg["batch"],
@@ -71,7 +77,7 @@ def compare(cfg: dict) -> dict:
     from eid.inference import Dehazer as Runner
 
     torch.set_num_threads(cfg["threads"])
-    net = build_net(cfg["preset"])
+    net = build_net(cfg)
     g = torch.Generator().manual_seed(0)
     x = F.interpolate(torch.rand(1, 3, cfg["size"] // 16, cfg["size"] // 16, generator=g), size=cfg["size"], mode="bicubic").clamp(0, 1)
     out = {}
@@ -85,7 +91,7 @@ def compare(cfg: dict) -> dict:
 
 def spawn(mode: str, cfg: dict) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, f"--{mode}", json.dumps(cfg)], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, __file__, f"--{mode}", json.dumps(cfg)], check=False, capture_output=True, text=True, cwd=ROOT
     )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -101,7 +107,9 @@ def main() -> None:
     parser.add_argument("--presets", default="fast,paper", help="comma-separated dehazer presets")
     parser.add_argument("--size", type=int, default=4096, help="image side for the main table")
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--overlap", type=int, default=None, help="default: the runner's (64, or 2R if local)")
+    parser.add_argument("--config", help="YAML of config fields applied on top of each preset")
+    parser.add_argument("--run", help="a trained stage-2 run folder (replaces the presets)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--untiled-max", type=int, default=2048, help="largest side run untiled (memory)")
     args = parser.parse_args()
@@ -109,8 +117,12 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker)) if args.worker else compare(json.loads(args.compare))))
         return
     size = 1024 if args.quick else args.size
+    overlap = "auto" if args.overlap is None else args.overlap
     args.untiled_max = min(args.untiled_max, size)
-    base = {"threads": args.threads, "overlap": args.overlap, "batch": 1, "tta": False, "channels_last": False, "repeats": 1}
+    base = {"threads": args.threads, "overlap": args.overlap, "batch": 1, "tta": False, "channels_last": False, "repeats": 1,
+            "config": args.config, "run": args.run}
+    if args.run:
+        args.presets = Path(args.run).name
     rows = []
     for preset in args.presets.split(","):
         configs = [dict(base, preset=preset, size=size, tile=args.tile)]
@@ -126,11 +138,11 @@ def main() -> None:
             seen.add(key)
             print(f"running {cfg}", file=sys.stderr, flush=True)
             rows.append((cfg, spawn("worker", cfg)))
-    print(f"\n{args.threads} CPU threads; tile {args.tile}, overlap {args.overlap}, batch 1; random weights, fp32\n")
+    print(f"\n{args.threads} CPU threads; tile {args.tile}, overlap {overlap}, batch 1; {'trained run' if args.run else 'random weights'}, fp32\n")
     print("| preset | image | tiling | TTA | channels_last | time (s) | s / MP | peak RSS (GiB) | RSS before run (GiB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for cfg, res in rows:
-        tiling = f"{cfg['tile']}/{cfg['overlap']}" if cfg["tile"] and cfg["size"] > cfg["tile"] else "none"
+        tiling = f"{cfg['tile']}/{overlap}" if cfg["tile"] and cfg["size"] > cfg["tile"] else "none"
         if "error" in res:
             print(f"| {cfg['preset']} | {cfg['size']}² | {tiling} | {cfg['tta']} | {cfg['channels_last']} | error: {res['error']} | | | |")
             continue
@@ -146,9 +158,9 @@ def main() -> None:
         cfg = dict(base, preset=preset, size=1024, tile=args.tile)
         res = spawn("compare", cfg)
         if "error" in res:
-            print(f"| {preset} | 1024² | {args.tile}/{args.overlap} | error: {res['error']} | | |")
+            print(f"| {preset} | 1024² | {args.tile}/{overlap} | error: {res['error']} | | |")
         else:
-            print(f"| {preset} | 1024² | {args.tile}/{args.overlap} | {res['max_abs']:.4f} | {res['mean_abs']:.5f} | {res['psnr_db']:.1f} |")
+            print(f"| {preset} | 1024² | {args.tile}/{overlap} | {res['max_abs']:.4f} | {res['mean_abs']:.5f} | {res['psnr_db']:.1f} |")
 
 
 if __name__ == "__main__":

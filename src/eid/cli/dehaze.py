@@ -44,7 +44,8 @@ def dehaze(
     ),
     tile_norm: str = typer.Option(
         "global", "--tile-norm", help="Statistics of group/instance norms when tiling: global (recorded on the "
-        "whole image, down-scaled to 2 tiles if larger; tiles match the untiled result) or tile (each tile's own).",
+        "whole image, down-scaled to 2 tiles if larger; tiles approach the untiled result) or tile (each tile's "
+        "own). A norm-free model with zero padding needs neither: its tiles equal the untiled result.",
     ),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Same-size images (or tiles, or video frames) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
