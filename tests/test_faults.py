@@ -382,7 +382,7 @@ def test_a_start_failing_before_the_first_checkpoint_leaves_no_stub(eid_cli, tmp
 def test_a_full_disk_at_the_first_checkpoint_leaves_no_stub(eid_cli, tmp_path, hazy_set, monkeypatch):
     import errno
 
-    from eid.training.common import AtomicCheckpointIO
+    from eid.training.checkpoints import AtomicCheckpointIO
 
     def full_disk(self: object, checkpoint: object, path: object, storage_options: object = None) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -459,7 +459,7 @@ def test_train_operator_out_file_and_input_folder(eid_cli, tmp_path, hazy_set):
 
 
 def test_resume_checks_its_inputs_and_takes_a_new_lr(eid_cli, tmp_path, hazy_set):
-    from eid.training.common import load_checkpoint
+    from eid.training.checkpoints import load_checkpoint
 
     assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
     other = tmp_path / "other"
@@ -476,7 +476,7 @@ def test_resume_checks_its_inputs_and_takes_a_new_lr(eid_cli, tmp_path, hazy_set
 def test_the_non_finite_loss_advice_names_what_works():
     import torch
 
-    from eid.training.common import NonFiniteLossError, ensure_finite
+    from eid.training.callbacks import NonFiniteLossError, ensure_finite
 
     with pytest.raises(NonFiniteLossError, match="rerun with a lower --lr \\(with --resume once a checkpoint exists"):
         ensure_finite({"loss": torch.tensor(float("nan"))})
@@ -706,7 +706,7 @@ def test_epochs_alone_replaces_a_presets_step_budget(eid_cli, tmp_path, hazy_set
     """The fast preset budgets 300 steps; ``--epochs 1`` on 4 images in batches of 2 runs 2 steps, not 300."""
     import yaml
 
-    from eid.training.common import load_checkpoint
+    from eid.training.checkpoints import load_checkpoint
 
     run = eid_cli("train", "--hazy", hazy_set, *_ASM, "--out", tmp_path / "run", "--epochs", "1")
     assert run.code == 0, run.err

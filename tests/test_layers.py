@@ -31,12 +31,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("eid.demo", "eid.napari", "eid.cli", "eid.__main__", "eid"),
 )
 
-#: Modules whose module-level ``__getattr__`` forwards moved names to their new home, lazily, so that users
-#: outside this change keep working. The imports inside that ``__getattr__`` are not counted until its users
-#: import the new path; everything else in the module is.
+#: Modules whose ``__getattr__ = moved_names(__name__, {module: names})`` (:func:`eid.utils.moved_names`) finds
+#: moved names in their new home, so that users outside this change keep working. Those targets count as
+#: imports like any other, except for the modules here, each with the users it waits for.
 FORWARDERS = {
     "eid.data.video": "cli/dehaze.py, inference/files.py and benchmarks/bench_video.py still import eid.video's names",
     "eid.data.synth": "the benchmarks still import eid.synth / physics.generators / data.depth names from here",
+    "eid.training.common": "the benchmarks still import the trainer, data module and checkpoint names from here",
 }
 
 
@@ -60,12 +61,11 @@ def layer_of(module: str) -> int:
 def imports_of(path: Path, module: str) -> dict[str, int]:
     """``{imported eid module: line}`` of every import in ``path``, relative ones resolved."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    tree = ast.parse(path.read_text(), str(path))
-    if module in FORWARDERS:
-        tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "__getattr__")]
     found: dict[str, int] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "moved_names" and module not in FORWARDERS:
+            names = [key.value for key in node.args[1].keys if isinstance(key, ast.Constant)]
+        elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""

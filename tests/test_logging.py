@@ -10,7 +10,7 @@ import torch
 from eid.data.io import write_image
 from eid.errors import EIDError
 from eid.models.dehazer import DehazerConfig
-from eid.training import common
+from eid.training import trainer
 from eid.training.eid import EIDConfig, fit_eid
 from eid.training.operator import fit_operator
 from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
@@ -68,12 +68,12 @@ def test_stage_2_tensorboard_log(toy: tuple[Path, Path], tmp_path: Path) -> None
 
 
 def test_csv_is_the_default(tmp_path: Path) -> None:
-    assert type(common.build_trainer(tmp_path, max_steps=1, progress=False).logger).__name__ == "CSVLogger"
+    assert type(trainer.build_trainer(tmp_path, max_steps=1, progress=False).logger).__name__ == "CSVLogger"
 
 
 def test_missing_tensorboard_and_unknown_logger_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(common.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(trainer.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EIDError, match=r"pip install 'eid-dehaze\[tensorboard\]'"):
-        common.build_logger(tmp_path, "tensorboard")
+        trainer.build_logger(tmp_path, "tensorboard")
     with pytest.raises(EIDError, match="use one of csv, tensorboard"):
-        common.build_logger(tmp_path, "wandb")
+        trainer.build_logger(tmp_path, "wandb")

@@ -12,8 +12,8 @@ from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
 from eid.progress import LoggedProgress, progress_line, stderr_console
-from eid.training.common import build_trainer
 from eid.training.progress import LineProgress, format_metrics
+from eid.training.trainer import build_trainer
 
 
 class Toy(L.LightningModule):

@@ -12,8 +12,10 @@ from typer.testing import CliRunner
 from eid.data.datasets import ImageSource
 from eid.errors import EIDError
 from eid.models import DehazerConfig, load_dehazer
-from eid.training.common import ImageDataModule, build_trainer, fit, prepare_run_dir
+from eid.training.data import ImageDataModule
 from eid.training.eid import EIDConfig, EIDModule
+from eid.training.run_folder import prepare_run_dir
+from eid.training.trainer import build_trainer, fit
 
 
 @pytest.fixture(autouse=True)
@@ -273,7 +275,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     import sys
 
     from eid.data.io import write_image
-    from eid.training.common import load_checkpoint
+    from eid.training.checkpoints import load_checkpoint
 
     data = ToyHaze(n=8, size=32)
     for i in range(8):

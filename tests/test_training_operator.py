@@ -18,17 +18,13 @@ from eid.data.datasets import HazyFolder, PairedFolder, UnpairedFolders
 from eid.data.io import image_meta_for, write_image
 from eid.errors import EIDError
 from eid.physics import LearnedHaze
-from eid.training.common import (
-    NonFiniteLossError,
-    ResumableLoader,
-    SeededSampler,
-    load_checkpoint,
-    make_loader,
-    prepare_run_dir,
-)
+from eid.training.callbacks import NonFiniteLossError
+from eid.training.checkpoints import load_checkpoint
 from eid.training.cyclegan import ReplayBuffer, linear_decay
+from eid.training.data import ResumableLoader, SeededSampler, make_loader
 from eid.training.operator import fit_operator
 from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
+from eid.training.run_folder import prepare_run_dir
 
 T, A = 0.6, 0.9  # the toy set's haze: y = x * t + A * (1 - t)
 

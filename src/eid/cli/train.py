@@ -66,10 +66,11 @@ def train(
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
-    from eid.training.common import LearningRates, is_ddp_worker, load_checkpoint
+    from eid.training.callbacks import LearningRates
+    from eid.training.checkpoints import load_checkpoint
     from eid.training.eid import EIDConfig, fit_eid, with_operator_white, with_prior
     from eid.training.limits import DEHAZER_LIMITS, check_limits
-    from eid.training.run_folder import RunFolder
+    from eid.training.run_folder import RunFolder, is_ddp_worker
 
     set_threads(threads)
     folder = RunFolder(out)

@@ -62,10 +62,10 @@ def train_operator(
         save_config,
     )
     from eid.data.datasets import data_channels
-    from eid.training.common import LearningRates, is_ddp_worker
+    from eid.training.callbacks import LearningRates
     from eid.training.limits import OPERATOR_LIMITS, check_limits
     from eid.training.operator import OperatorConfig, fit_operator
-    from eid.training.run_folder import RunFolder
+    from eid.training.run_folder import RunFolder, is_ddp_worker
 
     set_threads(threads)
     folder, inputs = RunFolder(out), {"--clear": clear, "--hazy": hazy}

@@ -9,7 +9,7 @@ Every plane of a TIFF stack (z-slices, time points, channels: :mod:`eid.data.sta
 
 Randomness comes only from the key: an item is requested either by ``index`` (seeded by the dataset's
 ``seed`` and the index) or by ``(index, item_seed)`` as yielded by
-:class:`eid.training.common.SeededSampler`, so a run is reproducible whatever the worker count.
+:class:`eid.training.data.SeededSampler`, so a run is reproducible whatever the worker count.
 Items are dicts: ``{"clear": (C,h,w), "hazy": (C,h,w), "name": str}`` (keys present as relevant).
 """
 

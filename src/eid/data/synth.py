@@ -7,19 +7,12 @@ up there when first used, so this module imports nothing above the data layer wh
 
 from __future__ import annotations
 
-import importlib
+from eid.utils import moved_names
 
-_MOVED = {
+__getattr__ = moved_names(__name__, {
     "eid.data.depth": ("DEPTH_SUFFIXES", "MOTORCYCLE_CALIBRATION", "DisparityCalibration", "fill_invalid",
                        "motorcycle_depth", "read_depth"),
     "eid.physics.generators": ("HazeParamGenerator", "Range", "VeilParamGenerator", "apply_veil", "gaussian_blur",
                                "image_seed", "ramp_depth", "smooth_field"),
     "eid.synth": ("SynthConfig", "SynthReport", "synthesize", "synthesize_folder"),
-}  # fmt: skip
-
-
-def __getattr__(name: str) -> object:
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})  # fmt: skip

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eid.errors import EIDError, VideoReadError
-from eid.utils import atomic_write
+from eid.utils import atomic_write, moved_names
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".webm", ".ogv", ".wmv")
 _FF_QP2LAMBDA = 118  # FFmpeg's quantiser -> lambda scale, as in ``ffmpeg -q:v``
@@ -273,13 +273,5 @@ class VideoWriter:
         self.close(failed=kind is not None)
 
 
-def __getattr__(name: str) -> object:
-    """The video processing that moved to :mod:`eid.video`, at its old path until issue 18's users move."""
-    if name in _MOVED:
-        import eid.video
-
-        return getattr(eid.video, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_MOVED = ("FlickerMeter", "TemporalSmoother", "VideoReport", "dehaze_video", "flicker")
+#: The video processing that moved to :mod:`eid.video`, at its old path until issue 18's users move.
+__getattr__ = moved_names(__name__, {"eid.video": ("FlickerMeter", "TemporalSmoother", "VideoReport", "dehaze_video", "flicker")})

@@ -31,7 +31,7 @@ from eid.config import config_from_dict, config_to_dict
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.models.generators import ResnetGenerator
 from eid.physics.learned import from_gan_range, save_operator, to_gan_range
-from eid.training.common import ensure_finite
+from eid.training.callbacks import ensure_finite
 from eid.training.operator_config import OperatorConfig
 from eid.training.progress import total_batches
 

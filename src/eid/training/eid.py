@@ -34,8 +34,10 @@ from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.losses.metrics import LOSS_NORMS
 from eid.models.dehazer import Dehazer, DehazerConfig
-from eid.training.common import ImageDataModule, build_trainer, ensure_finite, fit
+from eid.training.callbacks import ensure_finite
+from eid.training.data import ImageDataModule
 from eid.training.progress import total_batches
+from eid.training.trainer import build_trainer, fit
 from eid.transforms import build_group, parse_group
 from eid.weights import save_weights
 
@@ -490,12 +492,12 @@ def fit_eid(
     ``cfg.adversarial_weight > 0``); ``val_hazy``/``val_clear`` a paired validation set scored with
     PSNR/SSIM each epoch. With the ASM oracle and no constant ``t``/``A`` the per-image parameters come
     from the ``eid synth`` folder holding ``hazy``. ``trainer_kwargs`` go to
-    :func:`eid.training.common.build_trainer` (``devices``, ``num_nodes``, ``precision``...).
+    :func:`eid.training.trainer.build_trainer` (``devices``, ``num_nodes``, ``precision``...).
     """
     from eid.config import save_config
     from eid.data.datasets import HazyFolder, PairedFolder
     from eid.models.dehazer import copy_operator
-    from eid.training.common import is_ddp_worker
+    from eid.training.run_folder import is_ddp_worker
 
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)

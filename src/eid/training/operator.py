@@ -12,10 +12,11 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from eid.training.common import ImageDataModule, build_trainer, fit
 from eid.training.cyclegan import STEPS_PER_BATCH, HazeOperatorModule
+from eid.training.data import ImageDataModule
 from eid.training.operator_config import OperatorConfig
 from eid.training.scattering import ScatteringOperatorModule
+from eid.training.trainer import build_trainer, fit
 
 __all__ = ["STEPS_PER_BATCH", "HazeOperatorModule", "OperatorConfig", "fit_operator", "operator_module", "parameter_count"]
 

@@ -161,6 +161,22 @@ class RunFolder:
                 child.unlink(missing_ok=True)
 
 
+def prepare_run_dir(run_dir: str | Path, resume: bool, inputs: Inputs | None = None) -> Path | None:
+    """Apply the ``--resume`` rules of :class:`~eid.training.run_folder.RunFolder`; return the checkpoint to
+    resume from (or ``None`` for a new run, whose folder is then created).
+
+    A new run refuses a non-empty ``run_dir`` (nothing is overwritten); ``resume`` needs
+    ``run_dir/checkpoints/last.ckpt`` and the ``inputs`` (option -> folders) the run was started with.
+    """
+    folder = RunFolder(run_dir)
+    if resume:
+        return folder.check_resume(inputs or {})
+    folder.check_new(inputs or {})
+    folder.path.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+
 def _holds_no_file(folder: Path) -> bool:
     """Whether ``folder`` holds nothing but (nested) empty folders, e.g. once a killed run's temp files are gone."""
     return all(child.is_dir() and not child.is_symlink() and _holds_no_file(child) for child in folder.iterdir())
