@@ -281,9 +281,9 @@ def test_undefined_metrics_are_null_in_json(eid_cli, tmp_path):
 
 
 def test_float_tiff_outside_0_1_is_warned_once(tmp_path):
-    from eid.data import io
+    from eid.data import scale
 
-    io._FLOAT_WARNED.clear()
+    scale._FLOAT_WARNED.clear()
     for name in ("a.tif", "b.tif"):
         tifffile.imwrite(tmp_path / name, np.linspace(-0.5, 3.0, 24 * 32, dtype=np.float32).reshape(24, 32))
     with pytest.warns(UserWarning) as caught:

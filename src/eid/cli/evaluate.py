@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
-from eid.data.io import parse_white, read_image
+from eid.data.io import read_image
+from eid.data.scale import parse_white
 from eid.errors import EIDError
 from eid.metrics import get_metrics
 from eid.metrics.evaluate import evaluate

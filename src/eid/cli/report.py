@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads
-from eid.data.io import parse_white
+from eid.data.scale import parse_white
 from eid.errors import EIDError, describe_os_error
 
 

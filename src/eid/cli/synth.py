@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from eid.cli import app, console
-from eid.data.io import iter_inputs
+from eid.data.listing import iter_inputs
 from eid.data.naming import check_existing, plan_outputs
 from eid.errors import EIDError
 from eid.progress import LoggedProgress

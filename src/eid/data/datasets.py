@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from eid.data.io import White, list_images, parse_white, read_image
+from eid.data.io import read_image
+from eid.data.listing import list_images
+from eid.data.scale import White, parse_white
 from eid.data.stacks import read_plane, stack_planes
 from eid.errors import EIDError
 

@@ -14,19 +14,13 @@ is applied. Failures raise :class:`eid.errors.ImageReadError` with the file name
 
 from __future__ import annotations
 
-import errno
-import glob
 import math
-import os
-import stat
 import struct
 import threading
 import warnings
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import imagecodecs
 import numpy as np
@@ -35,19 +29,21 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from eid.data.bands import bands_first, has_bands, to_bands_first
+from eid.data.listing import IMAGE_SUFFIXES, list_images
 from eid.data.metadata import TiffMetadata, tiff_metadata, tiff_write_options
+from eid.data.scale import (
+    DTYPE_WHITE,
+    White,
+    resolve_white,
+    samples_to_unit,
+    unit_to_samples,
+)
 from eid.errors import EIDError, ImageReadError, TiffStackError
-from eid.utils import atomic_write, silenced_logger
+from eid.utils import atomic_write, moved_names, silenced_logger
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-TIFF_SUFFIXES = (".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 150_000_000
 """Largest image (H*W) read without an explicit ``max_pixels``: about 12k x 12k."""
 
-White = Literal["dtype", "max"] | float
-
-#: The stored value of full intensity per sample type (the default read scale).
-DTYPE_WHITE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
 _FORMAT_BY_SUFFIX = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
     ".bmp": "BMP", ".webp": "WEBP",
@@ -371,23 +367,6 @@ def _is_tiff(path: Path) -> bool:
     return head[:2] in (b"II", b"MM") and head[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
 
 
-def parse_white(value: str | float) -> White:
-    """A valid read scale from a config or command-line value: ``"dtype"``, ``"max"`` or a positive number.
-
-    >>> parse_white("4095"), parse_white("max")
-    (4095.0, 'max')
-    """
-    if value in ("dtype", "max"):
-        return value  # type: ignore[return-value]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0 < number < math.inf:
-        raise EIDError(f"white={value!r} is not valid; use dtype, max or a positive number such as 4095 (12-bit data)")
-    return number
-
-
 def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
     """A hint when the first image of ``inputs``, read with ``white="dtype"``, uses under 1/16 of its range.
 
@@ -411,67 +390,6 @@ def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
         f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
         "(or max) to read the images at their full contrast"
     )
-
-
-def samples_to_unit(samples: np.ndarray, scale: float) -> np.ndarray:
-    """Stored samples to float32 intensities (``scale`` reads as 1.0); clipping to [0, 1] is left to the caller."""
-    return np.ascontiguousarray(samples).astype(np.float32) / np.float32(scale)
-
-
-def unit_to_samples(intensities: np.ndarray, white: float, dtype: str) -> np.ndarray:
-    """Float intensities to stored samples of ``dtype``: clipped to [0, 1], times ``white``, rounded for integers.
-
-    A ``white`` above the type's range (e.g. 1000 for an 8-bit file) saturates.
-    """
-    array = np.clip(intensities, 0.0, 1.0, dtype=np.float32) * np.float32(white)
-    if dtype == "float32":
-        return array
-    return np.rint(np.minimum(array, DTYPE_WHITE[dtype])).astype(dtype)
-
-
-def resolve_white(path: Path, colour: np.ndarray, dtype: str, white: White) -> float:
-    """The stored value of ``colour`` (samples of ``dtype`` read from ``path``) that ``white`` maps to 1.0."""
-    try:
-        scale = white_scale(white, dtype, lambda: float(colour.max(initial=0.0)))
-    except EIDError as exc:
-        raise EIDError(f"{path}: {exc}") from exc
-    if dtype == "float32":
-        _warn_float_range(path, colour, scale if white == "dtype" else 1.0)
-    return scale
-
-
-_FLOAT_WARNED: set[str] = set()
-
-
-def _warn_float_range(path: Path, colour: np.ndarray, scale: float) -> None:
-    """Say, once per process and kind, that float samples below 0 are clipped or that values above 1 were
-    rescaled (``scale`` > 1, the default scale's maximum): both change the data silently otherwise."""
-    notes = {
-        "negative": (bool(colour.size) and float(colour.min()) < 0, "float samples below 0 are clipped to 0"),
-        "above": (scale > 1, f"float samples above 1 are read with {scale:g} as white (white=dtype uses their maximum)"),
-    }
-    for kind, (found, text) in notes.items():
-        if found and kind not in _FLOAT_WARNED:
-            _FLOAT_WARNED.add(kind)
-            warnings.warn(f"{path}: {text}; pass --white to choose the scale (said once)", stacklevel=4)
-
-
-def white_scale(white: White, dtype: str, peak: Callable[[], float]) -> float:
-    """The stored value read as 1.0 for samples of ``dtype`` whose maximum is ``peak()`` (called only if needed).
-
-    ``dtype``: the type's maximum (float data: 1, or their maximum when above 1); ``max``: the samples'
-    maximum; a number: itself.
-
-    >>> white_scale("dtype", "uint16", lambda: 4000.0), white_scale("max", "uint16", lambda: 4000.0)
-    (65535.0, 4000.0)
-    """
-    if white == "dtype":
-        return max(1.0, peak()) if dtype == "float32" else DTYPE_WHITE[dtype]
-    if white == "max":
-        return max(peak(), 1e-12 if dtype == "float32" else 1.0)
-    if isinstance(white, (int, float)) and white > 0:
-        return float(white)
-    raise EIDError(f"invalid white={white!r}; use 'dtype', 'max' or a positive number")
 
 
 def image_meta_for(tensor: torch.Tensor, dtype: str = "uint8", format: str = "PNG") -> ImageMeta:
@@ -550,124 +468,9 @@ def _write_png16(path: Path, array: np.ndarray) -> None:
     path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array, np.uint16)))
 
 
-def list_images(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[Path]:
-    """Expand files, folders and glob patterns into a sorted, de-duplicated list of image files.
-
-    Folders contribute files with an image suffix (recursively when ``recursive``); files named
-    explicitly are kept whatever their suffix, so that a bad file is reported rather than ignored.
-    An input that matches nothing raises :class:`EIDError`.
-    """
-    return [path for path, _ in iter_inputs(inputs, recursive)]
-
-
-def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[tuple[Path, Path]]:
-    """Like :func:`list_images`, with each file's path relative to the folder it was found in.
-
-    The relative path is the name an output should get, so nested folders are mirrored.
-    """
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    found: dict[Path, Path] = {}
-    for item in inputs:
-        item_path = Path(item)
-        if item_path.is_dir():
-            for p, rel in _folder_images(item_path, Path(), recursive, _identities(item_path)):
-                found.setdefault(p.resolve(), rel)
-        elif item_path.is_file():
-            found.setdefault(item_path.resolve(), Path(item_path.name))
-        else:
-            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=recursive))
-            files = [p for p in matches if p.is_file()]
-            if not files:
-                raise EIDError(f"{item}: no such file, folder or matching pattern; check the path")
-            for p in files:
-                found.setdefault(p.resolve(), Path(p.name))
-    pairs = sorted(found.items(), key=lambda kv: str(kv[1]))
-    return [(path, rel) for path, rel in pairs]
-
-
-def _identities(folder: Path) -> frozenset[tuple[int, int]]:
-    """``folder`` and every folder above it, as (device, inode): a link to one of them is a loop."""
-    real = folder.resolve()
-    return frozenset((info.st_dev, info.st_ino) for info in (p.stat() for p in (real, *real.parents)))
-
-
-def _folder_images(folder: Path, relative: Path, recursive: bool, above: frozenset[tuple[int, int]]) -> Iterator[tuple[Path, Path]]:
-    """Image files in ``folder`` with their path under the listed folder (``relative``), subfolders too when
-    ``recursive``, linked ones included.
-
-    A symbolic link that loops (to itself, or to a folder ``above`` it, up to ``/``) is skipped with a one-line
-    warning: followed, it would never end (``glob`` follows links to a depth of 40, per link: exponential time) or
-    would list the folders around the input, outputs included.
-    """
-    try:
-        with os.scandir(folder) as entries:
-            names = sorted(entry.name for entry in entries)
-    except OSError as exc:  # an unreadable subfolder must not end the listing of the others
-        warnings.warn(f"{folder}: skipped, cannot list it ({exc.strerror or exc})", stacklevel=2)
-        return
-    for name in names:
-        path = folder / name
-        try:
-            info = path.stat()
-        except OSError as exc:  # a dangling link stays silently ignored, as before; a loop is named
-            if exc.errno == errno.ELOOP:
-                warnings.warn(f"{path}: skipped, a symbolic link loop", stacklevel=2)
-            continue
-        if stat.S_ISDIR(info.st_mode) and recursive:
-            if (info.st_dev, info.st_ino) in above:
-                warnings.warn(f"{path}: skipped, a symbolic link loop (to a folder above it)", stacklevel=2)
-                continue
-            yield from _folder_images(path, relative / name, True, above | {(info.st_dev, info.st_ino)})
-        elif stat.S_ISREG(info.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
-            yield path, relative / name
-
-
-def no_images_error(inputs: Sequence[str | Path]) -> EIDError:
-    """The one-line error for inputs that hold no image eid reads, naming what the folders hold instead
-    (an empty folder, only GIFs...): a run that would do nothing must not report success."""
-    suffixes = Counter(
-        p.suffix.lower() or "no-suffix" for item in map(Path, inputs) if item.is_dir() for p in item.rglob("*") if p.is_file()
-    )
-    found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(3))
-    held = f"only other files ({found})" if found else "no files"
-    names = ", ".join(map(str, inputs))
-    return EIDError(f"{names}: {held}, no image to process; eid reads {', '.join(IMAGE_SUFFIXES)}: check the path or convert the files")
-
-
-def check_output_dir(out_dir: str | Path, inputs: Iterable[str | Path]) -> Path:
-    """Refuse an output folder that is one of the input folders (or holds an input file directly).
-
-    Returns the output folder. Writing results next to the originals would overwrite them.
-    """
-    out = Path(out_dir).resolve()
-    for item in inputs:
-        p = Path(item)
-        folder = p.resolve() if p.is_dir() else p.resolve().parent
-        if out == folder:
-            raise EIDError(f"output folder {out_dir} is an input folder; choose a different --out so inputs are kept")
-    return Path(out_dir)
-
-
-def check_not_input(out_path: str | Path, inputs: Iterable[str | Path]) -> None:
-    """Refuse to write ``out_path`` when it is one of the input files."""
-    target = Path(out_path).resolve()
-    for item in inputs:
-        if Path(item).resolve() == target:
-            raise EIDError(f"{out_path} would overwrite an input file; choose a different output path")
-
-
-def with_channels(meta: ImageMeta, channels: int) -> ImageMeta:
-    """A copy of ``meta`` describing ``channels`` colour channels."""
-    return replace(meta, channels=channels)
-
-
-def relative_output(out_dir: Path, relative: Path, suffix: str | None = None) -> Path:
-    """Output path for an input found at ``relative`` (optionally with a new suffix)."""
-    target = out_dir / relative
-    return target.with_suffix(suffix) if suffix else target
-
-
-def is_image_file(path: str | Path) -> bool:
-    """Whether ``path`` has an image suffix handled by :func:`read_image`."""
-    return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
+#: Names that moved to :mod:`eid.data.listing` and :mod:`eid.data.scale`, at their old path for the inference
+#: package and the benchmarks.
+__getattr__ = moved_names(__name__, {
+    "eid.data.listing": ("check_not_input", "check_output_dir", "iter_inputs", "no_images_error"),
+    "eid.data.scale": ("parse_white", "white_scale"),
+})  # fmt: skip

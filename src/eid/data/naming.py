@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eid.data.io import iter_inputs
+from eid.data.listing import iter_inputs
 from eid.errors import EIDError
 
 
@@ -60,7 +60,7 @@ def plan_outputs(
     """Distinct relative output names for inputs found at ``relatives`` (the same order as ``sources``).
 
     :param sources: the input files (named in the notices).
-    :param relatives: each input's path relative to its folder (:func:`eid.data.io.iter_inputs`).
+    :param relatives: each input's path relative to its folder (:func:`eid.data.listing.iter_inputs`).
     :param suffix: a new suffix for every output (``".tiff"`` for depth maps), or ``None`` to keep the input's.
     :param reserved: names already taken (e.g. by other outputs in the same folder).
 

@@ -18,16 +18,9 @@ import tifffile
 import torch
 
 from eid.data.bands import interleaved
-from eid.data.io import (
-    White,
-    resolve_white,
-    samples_to_unit,
-    tiff_samples,
-    tiff_series,
-    tiff_stack_layout,
-    unit_to_samples,
-)
+from eid.data.io import tiff_samples, tiff_series, tiff_stack_layout
 from eid.data.metadata import read_tiff_metadata, tiff_write_options
+from eid.data.scale import White, resolve_white, samples_to_unit, unit_to_samples
 from eid.errors import ImageReadError
 from eid.utils import atomic_write, silenced_logger
 

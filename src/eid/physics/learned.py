@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from deepinv.physics import Physics
 from torch import nn
 
-from eid.data.io import White, parse_white
+from eid.data.scale import White, parse_white
 from eid.errors import EIDError
 from eid.weights import load_weights, save_weights
 

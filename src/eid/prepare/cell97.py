@@ -6,7 +6,8 @@ import random
 import warnings
 from pathlib import Path
 
-from eid.data.io import IMAGE_SUFFIXES, read_image, write_image
+from eid.data.io import read_image, write_image
+from eid.data.listing import IMAGE_SUFFIXES
 from eid.errors import EIDError
 from eid.prepare.common import (
     Manifest,

@@ -11,7 +11,8 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from eid.data.io import IMAGE_SUFFIXES, read_image
+from eid.data.io import read_image
+from eid.data.listing import IMAGE_SUFFIXES
 from eid.errors import EIDError
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-from eid.data.io import White, iter_inputs, read_image
+from eid.data.io import read_image
+from eid.data.listing import iter_inputs
+from eid.data.scale import White
 from eid.errors import EIDError, ImageReadError, TiffStackError
 from eid.metrics.evaluate import EvaluationResult, evaluate
 from eid.metrics.registry import MetricSpec

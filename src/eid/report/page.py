@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eid.data.io import White, read_image
+from eid.data.io import read_image
+from eid.data.scale import White
 from eid.errors import EIDError
 from eid.metrics import get_metrics
 from eid.report import images as pics

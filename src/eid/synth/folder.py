@@ -17,13 +17,8 @@ from torch import Tensor
 
 from eid.config import config_to_dict
 from eid.data.depth import DEPTH_SUFFIXES, DisparityCalibration, read_depth
-from eid.data.io import (
-    check_output_dir,
-    iter_inputs,
-    no_images_error,
-    read_image,
-    write_image,
-)
+from eid.data.io import read_image, write_image
+from eid.data.listing import check_output_dir, iter_inputs, no_images_error
 from eid.data.naming import plan_outputs
 from eid.data.stacks import Stack
 from eid.errors import EIDError, TiffStackError

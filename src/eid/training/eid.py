@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from eid.config import config_from_dict, config_to_dict
 from eid.data.datasets import CropDataset, ImageSource
-from eid.data.io import parse_white
+from eid.data.scale import parse_white
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.losses.metrics import LOSS_NORMS

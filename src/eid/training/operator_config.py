@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eid.data.io import parse_white
+from eid.data.scale import parse_white
 from eid.errors import EIDError
 
 
