@@ -2,7 +2,7 @@
 
 The layers, lowest first (``docs/architecture.md`` draws them):
 
-0. foundation: ``errors``, ``utils``, ``config``, ``weights``, ``progress``
+0. foundation: ``errors``, ``utils``, ``config``, ``weights``, ``progress``, ``run_layout``
 1. ``data``: files, codecs, intensity scales, datasets
 2. ``physics``, ``models``, ``losses``, ``transforms``, ``baselines``: the maths
 3. ``training``, ``inference``, ``metrics``, ``synth``, ``video``: what uses the maths
@@ -23,7 +23,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("eid.errors", "eid.utils", "eid.config", "eid.weights", "eid.progress"),
+    ("eid.errors", "eid.utils", "eid.config", "eid.weights", "eid.progress", "eid.run_layout"),
     ("eid.data",),
     ("eid.physics", "eid.models", "eid.losses", "eid.transforms", "eid.baselines"),
     ("eid.training", "eid.inference", "eid.metrics", "eid.synth", "eid.video"),

@@ -156,7 +156,7 @@ def run_demo(
     Both stages run with the presets and defaults of ``eid train-operator`` and ``eid train``;
     ``prior=False`` is ``eid train --no-prior``.
     """
-    from eid.config import load_config, save_config
+    from eid.config import load_config
     from eid.inference import Dehazer, build_method, dehaze_paths
     from eid.metrics import get_metrics
     from eid.metrics.evaluate import evaluate
@@ -175,7 +175,6 @@ def run_demo(
         overrides={"max_steps": operator_steps, "seed": seed, "data": {"clear": [str(data.clear.resolve())]}},
     )  # fmt: skip
     op_cfg = dataclasses.replace(op_cfg, epochs=None)
-    save_config(op_cfg, operator_run / "config.yaml")
     fit_operator(op_cfg, data.clear, data.train_hazy, operator_run, devices=1, accelerator="cpu")
     console.rule(f"3/4 stage 2: equivariant dehazer (natural preset, {dehazer_steps} steps)")
     eid_run = out / "runs" / "eid"

@@ -7,7 +7,6 @@ import hashlib
 import importlib
 import logging
 import os
-import random
 import re
 import socket
 import tempfile
@@ -18,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 from eid.errors import EIDError
@@ -168,14 +166,6 @@ def silenced_logger(name: str) -> Iterator[None]:
     finally:
         with silence.lock:
             silence.depth -= 1
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded with ``seed``."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -62,7 +62,7 @@ def train(
     operator files so that the run folder is self-contained; a CSV log in OUT/logs, sample grids in
     OUT/samples, checkpoints in OUT/checkpoints (for --resume).
     """
-    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml, save_config
+    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
@@ -118,16 +118,13 @@ def train(
         prior = f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}" if cfg.adversarial_weight else "no prior"
         console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}", highlight=False)
     with folder.starting(resume):
-        if not is_ddp_worker():
-            if ckpt is None:
-                folder.path.mkdir(parents=True, exist_ok=True)
-                folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None}, preset or "fast")
-            else:  # the DDP workers read the resumed config with its changes
-                save_config(cfg, folder.config)
+        if not is_ddp_worker() and ckpt is None:
+            folder.path.mkdir(parents=True, exist_ok=True)
+            folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None}, preset or "fast")
         fit_eid(
             cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
             devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator, logger=logger,
             callbacks=[LearningRates({0: lr})] if resume and lr is not None else [],
         )  # fmt: skip
     if not is_ddp_worker():
-        console.print(f"dehazer written to {out / 'dehazer.safetensors'}", highlight=False)
+        console.print(f"dehazer written to {folder.dehazer_weights}", highlight=False)

@@ -59,7 +59,6 @@ def train_operator(
         load_config,
         merge_dicts,
         read_yaml,
-        save_config,
     )
     from eid.data.datasets import data_channels
     from eid.training.callbacks import LearningRates
@@ -103,14 +102,12 @@ def train_operator(
     if not is_ddp_worker():
         console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)
     with folder.starting(resume):
-        if not is_ddp_worker():
-            save_config(cfg, folder.config)
-            if ckpt is None:
-                folder.record_inputs(inputs, preset or "fast")
+        if not is_ddp_worker() and ckpt is None:
+            folder.record_inputs(inputs, preset or "fast")
         _, trainer = fit_operator(
             cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
             precision=precision, accelerator=accelerator, logger=logger,
             callbacks=[LearningRates({0: lr, 1: lr})] if resume and lr is not None else [],
         )  # fmt: skip
     if trainer.is_global_zero:
-        console.print(f"operator written to {out / 'operator.safetensors'}", highlight=False)
+        console.print(f"operator written to {folder.operator_weights}", highlight=False)

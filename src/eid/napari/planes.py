@@ -26,6 +26,7 @@ import numpy as np
 
 from eid.errors import EIDError
 from eid.inference import Dehazer
+from eid.training.run_folder import RunFolder
 
 #: ``Dehazer`` precisions offered by the widget (``auto``: bf16/fp16 autocast on CUDA, fp32 on CPU).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -33,7 +34,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 def build_runner(run: str | Path, tile: int, tta: bool, precision: str) -> Dehazer:
     """The dehazer of the ``eid train`` run folder ``run`` (``tile`` 0: never tile), as ``eid dehaze`` builds it."""
-    if not Path(run, "dehazer.safetensors").is_file():
+    if not RunFolder(run).dehazer_weights.is_file():
         raise EIDError(f"{run}: no dehazer.safetensors; choose a run folder written by eid train")
     return Dehazer.load(run, tile=tile or None, tta=tta, precision=precision)
 

@@ -20,9 +20,9 @@ from torch import nn
 
 from eid.data.scale import White, parse_white
 from eid.errors import EIDError
+from eid.run_layout import OPERATOR as OPERATOR_STEM
 from eid.weights import load_weights, save_weights
 
-OPERATOR_STEM = "operator"
 _PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".pkl", ".pickle", ".bin")
 
 

@@ -18,6 +18,7 @@ import torch
 
 from eid.errors import EIDError
 from eid.report.images import as_picture, save
+from eid.training.run_folder import RunFolder
 
 LOG = Path("logs") / "metrics.csv"
 NOT_LOSSES = ("epoch", "step", "lr")
@@ -135,13 +136,13 @@ def view_run(run: Path, index: int, out: Path, images: Sequence[tuple[str, torch
     grids = sorted((run / "samples").glob("*.png"))
     if grids:
         view.samples = rel(save(folder / "samples.png", _read(grids[-1])))
-    if (run / "operator.safetensors").is_file():
+    if RunFolder(run).operator_weights.is_file():
         files, note = operator_maps(run, images, folder) if images else ([], "operator maps need the hazy images (--input)")
         view.maps = [(name, rel(y), rel(t), rel(a), values) for (name, _), (y, t, a, values) in zip(images, files)]
         if note:
             view.notes.append(note)
-    if (run / "config.yaml").is_file():
-        view.config = (run / "config.yaml").read_text(encoding="utf-8", errors="replace")
+    if RunFolder(run).config.is_file():
+        view.config = RunFolder(run).config.read_text(encoding="utf-8", errors="replace")
     return view
 
 

@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from eid.config import config_from_dict, config_to_dict
+from eid.config import config_to_dict
 from eid.data.datasets import CropDataset, ImageSource
 from eid.data.scale import parse_white
 from eid.errors import EIDError
@@ -37,6 +37,7 @@ from eid.models.dehazer import Dehazer, DehazerConfig
 from eid.training.callbacks import ensure_finite
 from eid.training.data import ImageDataModule
 from eid.training.progress import total_batches
+from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.trainer import build_trainer, fit
 from eid.transforms import build_group, parse_group
 from eid.weights import save_weights
@@ -190,11 +191,6 @@ class EIDModule(L.LightningModule):
             self.discriminator = _discriminator(config.model.channels, config.disc_norm)
         self.run_dir = None if run_dir is None else Path(run_dir)
 
-    @classmethod
-    def from_checkpoint_config(cls, config_dict: dict[str, Any], **kwargs: Any) -> EIDModule:
-        """Rebuild the module from the ``config`` dict stored in a checkpoint or ``dehazer.yaml``."""
-        return cls(config_from_dict(EIDConfig, config_dict, where="eid config"), **kwargs)
-
     # -- operator handling ------------------------------------------------------------------------
     def train(self, mode: bool = True) -> EIDModule:
         """Switch ``f`` (and ``D``) to ``mode``; the frozen operator always stays in eval mode."""
@@ -312,7 +308,7 @@ class EIDModule(L.LightningModule):
     # -- export and resume ------------------------------------------------------------------------
     def export(self, run_dir: str | Path) -> None:
         """Write ``run_dir/dehazer.{safetensors,yaml}`` (weights + full config)."""
-        save_weights(Path(run_dir) / "dehazer", self.dehazer, config_to_dict(self.config))
+        save_weights(RunFolder(run_dir).dehazer, self.dehazer, config_to_dict(self.config))
 
     def on_train_epoch_end(self) -> None:
         if self.run_dir is not None and self.trainer.is_global_zero:
@@ -497,16 +493,14 @@ def fit_eid(
     from eid.config import save_config
     from eid.data.datasets import HazyFolder, PairedFolder
     from eid.models.dehazer import copy_operator
-    from eid.training.run_folder import is_ddp_worker
-
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)
     clear = [clear] if isinstance(clear, (str, Path)) else list(clear or cfg.clear)
-    if ckpt is None and not is_ddp_worker():  # a new run: make the folder self-contained
+    if not is_ddp_worker():  # rank 0 writes the config the DDP workers read, new or resumed (as fit_operator)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if cfg.operator != "asm":
+        if ckpt is None and cfg.operator != "asm":  # a new run: make the folder self-contained
             copy_operator(cfg.operator, run_dir)
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, RunFolder(run_dir).config)
     if cfg.adversarial_weight > 0 and not clear:
         raise EIDError("the config enables the adversarial prior; pass --clear DIR with unpaired clear images")
     if (val_hazy is None) != (val_clear is None):

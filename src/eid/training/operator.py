@@ -12,9 +12,11 @@ from typing import Any
 import lightning as L
 from torch import nn
 
+from eid.config import save_config
 from eid.training.cyclegan import STEPS_PER_BATCH, HazeOperatorModule
 from eid.training.data import ImageDataModule
 from eid.training.operator_config import OperatorConfig
+from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.scattering import ScatteringOperatorModule
 from eid.training.trainer import build_trainer, fit
 
@@ -36,6 +38,10 @@ def fit_operator(
     (``devices``, ``num_nodes``, ``precision``, ``accelerator``, ``progress``...)."""
     from eid.data.datasets import UnpairedFolders
 
+    run_dir = Path(run_dir)
+    if not is_ddp_worker():  # rank 0 writes the config the DDP workers read, new or resumed (as fit_eid)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, RunFolder(run_dir).config)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = UnpairedFolders(
         clear, hazy, crop=cfg.data.crop, load_size=cfg.data.load_size, channels=cfg.model.channels,

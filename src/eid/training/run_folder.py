@@ -19,12 +19,17 @@ import yaml
 
 from eid.config import config_from_dict, config_to_dict, merge_dicts
 from eid.errors import EIDError, describe_os_error
+from eid.run_layout import (
+    CHECKPOINT_DIR,
+    CONFIG,
+    DEHAZER,
+    INPUTS,
+    LAST_CHECKPOINT,
+    OPERATOR,
+    WEIGHTS_SUFFIX,
+)
 from eid.utils import atomic_write, remove_stale_temps
 
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
-CONFIG = "config.yaml"
-INPUTS = "inputs.yaml"
 PRESET = "--preset"
 """Key of the preset's name in ``inputs.yaml``: a preset is a name, not a folder to resolve."""
 
@@ -63,6 +68,24 @@ class RunFolder:
     @property
     def config(self) -> Path:
         return self.path / CONFIG
+
+    @property
+    def operator(self) -> Path:
+        """Stem of stage 1's export (``operator.safetensors`` + ``operator.yaml``)."""
+        return self.path / OPERATOR
+
+    @property
+    def dehazer(self) -> Path:
+        """Stem of stage 2's export (``dehazer.safetensors`` + ``dehazer.yaml``)."""
+        return self.path / DEHAZER
+
+    @property
+    def operator_weights(self) -> Path:
+        return self.operator.with_suffix(WEIGHTS_SUFFIX)
+
+    @property
+    def dehazer_weights(self) -> Path:
+        return self.dehazer.with_suffix(WEIGHTS_SUFFIX)
 
     def check_new(self, inputs: Inputs) -> None:
         """Refuse a new run into a file, an input folder, or a folder holding anything but a killed run's temp files."""
