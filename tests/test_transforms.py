@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eid.errors import EIDError
-from eid.transforms import FACTORS, MODALITY_GROUPS, build_group, full_group, parse_group
+from eid.transforms import FACTORS, MODALITIES, build_group, full_group, parse_group
 
 
 @pytest.fixture(autouse=True)
@@ -15,7 +15,7 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("name", [*FACTORS, *MODALITY_GROUPS, "rot90*flip", "hflip*shift", "rot90 * hflip"])
+@pytest.mark.parametrize("name", [*FACTORS, *MODALITIES, "rot90*flip", "hflip*shift", "rot90 * hflip"])
 def test_every_name_builds_and_keeps_shape(name: str, rng: torch.Generator) -> None:
     x = torch.rand(2, 3, 16, 16, generator=rng)
     assert build_group(name, rng=rng)(x).shape == x.shape

@@ -17,8 +17,8 @@ name           transform
 ``scale``      isotropic dilation by 0.75 or 0.5 about a random centre (``Scale``; a semigroup)
 =============  =======================================================================================
 
-Modality presets: ``microscopy = rot90*flip``, ``endoscopy = rotate``, ``natural = hflip*shift``
-(natural scenes are not rotation invariant: the sky is up).
+Modality names (``microscopy``, ``endoscopy``, ``natural``) stand for the ``group`` of the dehazer preset of
+that name (``configs/dehazer/NAME.yaml``, the one place the table is written; :func:`modality_groups`).
 
 Randomness comes only from the ``torch.Generator`` given to :func:`build_group` (deepinv's default
 is a fixed-seed generator independent of ``torch.manual_seed``); one parameter set is drawn per
@@ -27,14 +27,16 @@ call and shared by the batch (``scale`` draws one per image).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 from deepinv.transform import Reflect, Rotate, Scale, Shift, Transform
 
+from eid.config import preset_dict
 from eid.errors import EIDError
 
-__all__ = ["FACTORS", "MODALITY_GROUPS", "build_group", "full_group", "group_names", "parse_group"]
+__all__ = ["FACTORS", "MODALITIES", "build_group", "full_group", "group_names", "modality_groups", "parse_group"]
 
 
 def _rot90(n_trans: int, rng: torch.Generator) -> Transform:
@@ -71,16 +73,23 @@ FACTORS: dict[str, tuple[Callable[[int, torch.Generator], Transform], int | None
     "scale": (_scale, None),
 }
 
-MODALITY_GROUPS: dict[str, str] = {
-    "microscopy": "rot90*flip",
-    "endoscopy": "rotate",
-    "natural": "hflip*shift",
-}
+#: Modality names usable as a group: each stands for the ``group`` of the dehazer preset of that name.
+MODALITIES = ("microscopy", "endoscopy", "natural")
+
+
+@functools.cache
+def modality_groups() -> dict[str, str]:
+    """``{modality: group}`` as the dehazer presets set it.
+
+    >>> modality_groups()["microscopy"]
+    'rot90*flip'
+    """
+    return {name: str(preset_dict("dehazer", name)["group"]) for name in MODALITIES}
 
 
 def group_names() -> list[str]:
     """Valid single names: the factors and the modality aliases (products join them with ``*``)."""
-    return [*FACTORS, *MODALITY_GROUPS]
+    return [*FACTORS, *MODALITIES]
 
 
 def parse_group(name: str) -> list[str]:
@@ -94,8 +103,8 @@ def parse_group(name: str) -> list[str]:
     factors: list[str] = []
     for part in str(name).split("*"):
         part = part.strip().lower()
-        if part in MODALITY_GROUPS:
-            factors += parse_group(MODALITY_GROUPS[part])
+        if part in MODALITIES:
+            factors += parse_group(modality_groups()[part])
         elif part in FACTORS:
             factors.append(part)
         else:
