@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from eid.cli import app
-from eid.data.io import read_image, tiff_stack_layout
+from eid.data.codecs import tiff_stack_layout
+from eid.data.io import read_image
 from eid.data.stacks import Stack
 from eid.errors import TiffStackError
 from eid.inference import Dehazer, Method, dehaze_paths

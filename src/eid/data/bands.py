@@ -1,7 +1,7 @@
 """Multi-band images (multispectral, hyperspectral: more than 4 samples per pixel) as a stack of grey planes.
 
 A network sees grey or RGB images. A TIFF whose pixels interleave more than 4 samples (axes ending in ``YXS``, as
-GIS software writes them) is read bands first, ``(..., S, Y, X)`` (:func:`eid.data.io.tiff_series`), so that it is
+GIS software writes them) is read bands first, ``(..., S, Y, X)`` (:func:`eid.data.codecs.tiff_series`), so that it is
 a stack whose planes are the bands, processed like the planes of a z-stack and with the same rules (one read scale
 for the whole image, the sample type kept, :mod:`eid.data.stacks`). :func:`interleaved` turns such a stack back into
 the stored layout for writing.

@@ -12,7 +12,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from eid.data.io import open_pillow
+from eid.data.codecs import open_pillow
 from eid.errors import EIDError
 
 DEPTH_SUFFIXES = (".npy", ".npz", ".tif", ".tiff", ".png")

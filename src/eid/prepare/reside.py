@@ -11,7 +11,8 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
-from eid.data.io import open_pillow, read_image, write_image
+from eid.data.codecs import open_pillow
+from eid.data.io import read_image, write_image
 from eid.errors import EIDError
 from eid.prepare.common import (
     Manifest,
