@@ -422,7 +422,7 @@ def test_bad_config_values_are_one_line_before_any_folder(eid_cli, tmp_path, haz
 
 def test_yaml_numbers_written_as_text_are_read_as_numbers():
     from eid.config import config_from_dict
-    from eid.training.eid import EIDConfig
+    from eid.training.eid_config import EIDConfig
 
     assert config_from_dict(EIDConfig, {"lr": "1e-4"}).lr == 1e-4  # YAML 1.1 reads 1e-4 as a string
 

@@ -11,7 +11,8 @@ from eid.data.io import write_image
 from eid.errors import EIDError
 from eid.models.dehazer import DehazerConfig
 from eid.training import trainer
-from eid.training.eid import EIDConfig, fit_eid
+from eid.training.eid import fit_eid
+from eid.training.eid_config import EIDConfig
 from eid.training.operator import fit_operator
 from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
 

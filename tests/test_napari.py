@@ -35,7 +35,8 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stage-2 run of one step on the ASM oracle: a real dehazer.safetensors for the widget to load."""
     from eid.data.io import write_image
     from eid.models.dehazer import DehazerConfig
-    from eid.training.eid import EIDConfig, fit_eid
+    from eid.training.eid import fit_eid
+    from eid.training.eid_config import EIDConfig
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("napari")

@@ -13,7 +13,8 @@ from eid.data.datasets import ImageSource
 from eid.errors import EIDError
 from eid.models import DehazerConfig, load_dehazer
 from eid.training.data import ImageDataModule
-from eid.training.eid import EIDConfig, EIDModule
+from eid.training.eid import EIDModule
+from eid.training.eid_config import EIDConfig
 from eid.training.run_folder import prepare_run_dir
 from eid.training.trainer import build_trainer, fit
 
@@ -147,7 +148,7 @@ def test_asm_oracle_reads_per_image_parameters_from_synth(tmp_path: Path) -> Non
     from eid.data.io import write_image
     from eid.physics import ASMHaze
     from eid.synth import synthesize_folder
-    from eid.training.eid import SynthASMFolder
+    from eid.training.eid_data import SynthASMFolder
 
     g = torch.Generator().manual_seed(0)
     for i in range(2):
@@ -187,7 +188,7 @@ def test_cli_learned_operator_run_is_self_contained(tmp_path: Path) -> None:
 def test_checkpointed_operator_gives_the_same_gradients() -> None:
     from eid.models import ResnetGenerator
     from eid.physics import LearnedHaze
-    from eid.training.eid import CheckpointedOperator
+    from eid.training.eid_operator import CheckpointedOperator
 
     torch.manual_seed(0)
     physics = LearnedHaze(ResnetGenerator(1, 1, width=4, blocks=1), ResnetGenerator(1, 1, width=4, blocks=1))

@@ -14,7 +14,8 @@ from eid.models import ResnetGenerator
 from eid.models.winograd import WinogradConv2d, winograd_conv3x3
 from eid.physics import LearnedHaze
 from eid.training.cyclegan import HazeOperatorModule
-from eid.training.eid import EIDConfig, build_operator
+from eid.training.eid_config import EIDConfig
+from eid.training.eid_operator import build_operator
 from eid.training.operator_config import OperatorConfig
 
 

@@ -161,7 +161,8 @@ def run_demo(
     from eid.metrics import get_metrics
     from eid.metrics.evaluate import evaluate
     from eid.report.page import build_report
-    from eid.training.eid import EIDConfig, fit_eid, with_prior
+    from eid.training.eid import fit_eid
+    from eid.training.eid_config import EIDConfig, with_prior
     from eid.training.operator import OperatorConfig, fit_operator
 
     console = console or stderr_console()

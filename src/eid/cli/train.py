@@ -68,7 +68,8 @@ def train(
     from eid.physics.learned import operator_channels, read_operator_config
     from eid.training.callbacks import LearningRates
     from eid.training.checkpoints import load_checkpoint
-    from eid.training.eid import EIDConfig, fit_eid, with_operator_white, with_prior
+    from eid.training.eid import fit_eid
+    from eid.training.eid_config import EIDConfig, with_operator_white, with_prior
     from eid.training.limits import DEHAZER_LIMITS, check_limits
     from eid.training.run_folder import RunFolder, is_ddp_worker
 

@@ -17,9 +17,7 @@ the frozen operators never get weight gradients; the equivariance branch keeps t
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,120 +26,22 @@ import torch
 from torch import Tensor, nn
 
 from eid.config import config_to_dict
-from eid.data.datasets import CropDataset, ImageSource
-from eid.data.scale import parse_white
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
-from eid.losses.metrics import LOSS_NORMS
-from eid.models.dehazer import Dehazer, DehazerConfig
+from eid.models.dehazer import Dehazer
 from eid.training.callbacks import ensure_finite
 from eid.training.data import ImageDataModule
+from eid.training.eid_config import EIDConfig, with_operator_white
+from eid.training.eid_data import SameCropEveryEpoch, SynthASMFolder, synth_root
+from eid.training.eid_operator import CheckpointedOperator, build_operator
 from eid.training.progress import total_batches
 from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.trainer import build_trainer, fit
-from eid.transforms import build_group, parse_group
+from eid.transforms import build_group
 from eid.weights import save_weights
-
-__all__ = ["CheckpointedOperator", "EIDConfig", "EIDModule", "SynthASMFolder", "build_operator", "fit_eid"]
 
 VAL_CROP = 256
 """Validation images are compared on one fixed 256x256 window each (a batch needs equal sizes)."""
-
-SCHEDULES = ("cosine", "constant")
-
-
-@dataclass
-class EIDConfig:
-    """Everything that defines a stage-2 run (saved in ``dehazer.yaml`` and in every checkpoint).
-
-    :param str operator: ``asm`` (analytic oracle) or the path of a stage-1 run folder.
-    :param float asm_transmission: constant ``t`` of the ASM oracle when the data carry no per-image
-        parameters (``None`` = read them from the batch).
-    :param float asm_airlight: constant airlight of the ASM oracle (same rule).
-    :param str group: transformation group (:func:`eid.transforms.build_group`).
-    :param int n_trans: transformed copies per image in the equivariance term.
-    :param float alpha: weight of the equivariance term (authors: 1).
-    :param str loss_norm: ``l2`` or ``l1`` for both terms.
-    :param bool detach: stop the gradient through the equivariance target ``T_g f(y)``.
-    :param bool transform_physics: transform a per-image transmission map with the image.
-    :param DehazerConfig model: architecture of ``f_theta``.
-    :param float lr: Adam learning rate; ``weight_decay`` its L2 term (Adam, as the authors).
-    :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
-    :param int epochs: epochs when ``max_steps`` is ``None``; ``max_steps``: training batches.
-    :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
-    :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
-        instead of storing them (less memory, one more operator forward per call).
-    :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU,
-        float32; :mod:`eid.models.winograd`).
-    :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
-    :param tuple clear: the unpaired clear folders of the prior (:func:`with_prior` fills it in).
-    :param float disc_lr: learning rate of its discriminator.
-    :param str disc_norm: its normalisation, ``instance`` (the authors') or ``none``, which lets it see
-        brightness and contrast and works on crops too small for instance norm
-        (:class:`~eid.models.PatchGANDiscriminator`).
-    :param int seed: seeds the data order, crops and the group's generator.
-    :param int checkpoint_every_n_batches: refresh ``checkpoints/last.ckpt`` this often (and at epoch ends).
-    :param int checkpoint_every_n_epochs: keep an ``epochNNNN.ckpt`` snapshot this often (0 = never).
-    :param white: the stored value read as 1.0 (:func:`eid.data.io.read_image`); ``None`` = the learned
-        operator's (its ``data.white``), else ``dtype``. ``eid dehaze`` reads images on this scale too.
-    """
-
-    operator: str = "asm"
-    asm_transmission: float | None = None
-    asm_airlight: float | None = None
-    group: str = "rot90"
-    n_trans: int = 1
-    alpha: float = 1.0
-    loss_norm: str = "l2"
-    detach: bool = False
-    transform_physics: bool = True
-    model: DehazerConfig = field(default_factory=DehazerConfig)
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    epochs: int | None = 10
-    max_steps: int | None = None
-    batch_size: int = 8
-    crop: int = 64
-    checkpoint_operator: bool = False
-    winograd: bool = True
-    adversarial_weight: float = 0.0
-    clear: tuple[str, ...] = ()
-    disc_lr: float = 2e-4
-    disc_norm: str = "instance"
-    seed: int = 0
-    checkpoint_every_n_batches: int = 100
-    checkpoint_every_n_epochs: int = 0
-    white: str | float | None = None
-
-    def __post_init__(self) -> None:
-        parse_group(self.group)
-        if self.white is not None:
-            self.white = parse_white(self.white)
-        if self.loss_norm not in LOSS_NORMS:
-            raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(LOSS_NORMS)}")
-        if self.schedule not in SCHEDULES:
-            raise EIDError(f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}")
-        if self.model.norm == "batch" and self.batch_size < 8:
-            raise EIDError(
-                f"batch norm with batch_size {self.batch_size} gives train/test mismatch; use batch_size >= 8 "
-                "or model.norm group/instance/none"
-            )
-
-
-def build_operator(config: EIDConfig) -> nn.Module:
-    """The frozen haze operator ``H`` named by ``config.operator`` (in eval mode, no gradients)."""
-    if config.operator == "asm":
-        from eid.physics import ASMHaze
-
-        t = 1.0 if config.asm_transmission is None else config.asm_transmission
-        a = 1.0 if config.asm_airlight is None else config.asm_airlight
-        physics = ASMHaze(transmission=t, airlight=a)
-    else:
-        from eid.physics import load_operator
-
-        physics = load_operator(config.operator, winograd=config.winograd)
-    return physics.eval().requires_grad_(False)
 
 
 class EIDModule(L.LightningModule):
@@ -325,149 +225,11 @@ class EIDModule(L.LightningModule):
             self.group_rng.set_state(checkpoint["eid_group_rng"])
 
 
-class CheckpointedOperator(nn.Module):
-    """A frozen operator whose ``A``/``A_dagger`` keep no activations for the backward pass.
-
-    When the input carries a graph, the call runs under ``torch.utils.checkpoint`` (recomputed during
-    backward): the gradient still reaches the input, the generators' activations are not stored.
-    """
-
-    def __init__(self, physics: nn.Module) -> None:
-        super().__init__()
-        self.inner = physics
-
-    def _call(self, fn: Any, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
-        return fn(x)
-
-    def A(self, x: Tensor, **kwargs: Any) -> Tensor:
-        return self._call(self.inner.A, x)
-
-    def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
-        return self._call(self.inner.A_dagger, y)
-
-
-class SynthASMFolder:
-    """Hazy images of an ``eid synth`` ASM folder with each image's true ``transmission`` and ``airlight``.
-
-    Reads ``root/params.json`` (per image ``beta`` and ``A``) and ``root/depth/<name>.tiff`` (written
-    with ``--save-depth``), so that the ASM oracle hazes with ``t = exp(-beta d)`` cropped and flipped
-    exactly like the hazy crop. Items: ``{"hazy", "transmission", "airlight", "name"}``.
-
-    :param root: the synth output folder (holding ``hazy/``, ``depth/``, ``params.json``).
-    :param kwargs: crop/flip/channels/seed of :class:`~eid.data.datasets.CropDataset`.
-    """
-
-    def __init__(self, root: str | Path, **kwargs: Any) -> None:
-        import json
-
-        self.root = Path(root)
-        params = self.root / "params.json"
-        if not params.is_file():
-            raise EIDError(f"{params}: not found; the ASM oracle needs an `eid synth` folder or --asm-t/--asm-a")
-        records = [r for r in json.loads(params.read_text())["images"] if r.get("model") == "asm"]
-        self.records = [r for r in records if self._depth(r).is_file()]
-        if not self.records:
-            raise EIDError(f"{self.root}: no ASM images with depth maps; synthesise with --save-depth or pass --asm-t/--asm-a")
-        self.crops = CropDataset(**kwargs)
-
-    def _depth(self, record: dict[str, Any]) -> Path:
-        return (self.root / "depth" / record["name"]).with_suffix(".tiff")
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, key: Any) -> dict[str, Any]:
-        from eid.data.depth import read_depth
-        from eid.physics.asm import transmission_from_depth
-
-        record = self.records[key[0] if isinstance(key, tuple) else key]
-        _, rng = self.crops._generator(key)
-        hazy = self.crops.load(ImageSource(self.root / "hazy" / record["name"]))
-        t = transmission_from_depth(read_depth(self._depth(record)), float(record["beta"]))
-        hazy, t = self.crops.augment([hazy, t], rng)
-        airlight = torch.as_tensor(record["A"], dtype=torch.float32).reshape(-1, 1, 1)
-        if airlight.shape[0] != hazy.shape[0]:
-            airlight = airlight.mean(0, keepdim=True)
-        return {"hazy": hazy, "transmission": t, "airlight": airlight, "name": Path(record["name"]).stem}
-
-
 def _discriminator(channels: int, norm: str) -> nn.Module:
     """The stage-1 PatchGAN discriminator (authors' CycleGAN ``D``), for the adversarial prior."""
     from eid.models.discriminators import PatchGANDiscriminator
 
     return PatchGANDiscriminator(in_channels=channels, norm=norm)
-
-
-class SameCropEveryEpoch:
-    """Serve item ``i`` with the crop of seed 0 whatever the epoch, so validation scores are comparable."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        return self.dataset[(key[0], 0)]
-
-
-def _synth_root(hazy: list[Path]) -> Path:
-    """The ``eid synth`` folder holding ``hazy`` (``root/hazy`` or ``root`` itself)."""
-    first = Path(hazy[0])
-    return first.parent if len(hazy) == 1 and first.name == "hazy" else first
-
-
-def with_operator_white(cfg: EIDConfig) -> EIDConfig:
-    """``cfg`` with its read scale set: by default the learned operator's, which learned the haze on that scale.
-
-    An explicit scale that differs from the operator's is refused: ``H`` would see images it was not trained on.
-    """
-    from eid.physics.learned import operator_white, read_operator_config
-
-    trained = "dtype" if cfg.operator == "asm" else operator_white(read_operator_config(cfg.operator))
-    if cfg.white is None:
-        return dataclasses.replace(cfg, white=trained)
-    if cfg.white != trained and cfg.operator != "asm":
-        raise EIDError(
-            f"white {cfg.white} differs from the operator's ({trained}), the scale it learned the haze on; "
-            "drop --white or retrain the operator with it"
-        )
-    return cfg
-
-
-def with_prior(cfg: EIDConfig, clear: list[str | Path] | None = None, prior: bool = True) -> EIDConfig:
-    """``cfg`` with its adversarial prior resolved: on (the preset's weight) with ``clear``, else with the clear
-    folders recorded by stage 1, else off; ``prior=False`` turns it off.
-
-    A recorded folder that has gone is an error naming it and both remedies, not a silent fallback.
-    """
-    if not prior or cfg.adversarial_weight <= 0:
-        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
-    if clear:
-        return dataclasses.replace(cfg, clear=tuple(str(Path(c).resolve()) for c in clear))
-    recorded: list[str] = []
-    if cfg.operator != "asm":
-        from eid.physics.learned import read_operator_config
-
-        recorded = list(read_operator_config(cfg.operator).get("data", {}).get("clear", []))
-    for folder in recorded:
-        if not _names_something(folder):
-            raise EIDError(
-                f"{folder}: the clear images stage 1 recorded for the adversarial prior are gone; pass --clear DIR "
-                "with unpaired clear images, or --no-prior"
-            )
-    if not recorded:
-        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
-    return dataclasses.replace(cfg, clear=tuple(recorded))
-
-
-def _names_something(pattern: str) -> bool:
-    """Whether a recorded folder (or glob) still names something on disk."""
-    import glob
-
-    return Path(pattern).exists() or bool(glob.glob(pattern))
 
 
 def fit_eid(
@@ -510,7 +272,7 @@ def fit_eid(
     channels = cfg.model.channels
     hazy = [Path(p) for p in hazy]
     if cfg.operator == "asm" and cfg.asm_transmission is None:
-        train_set = SynthASMFolder(_synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
+        train_set = SynthASMFolder(synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
     else:
         train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
     clear_set = HazyFolder([str(c) for c in clear], crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None

@@ -128,7 +128,7 @@ class RunFolder:
         the config fields it sets; an option that repeats the run's value is accepted, so the start's command
         line can be rerun with ``--resume``.
 
-        >>> from eid.training.eid import EIDConfig
+        >>> from eid.training.eid_config import EIDConfig
         >>> RunFolder.check_unchanged(EIDConfig, {"crop": 16}, {"--crop 16": {"crop": 16}})
         >>> RunFolder.check_unchanged(EIDConfig, {"crop": 16}, {"--crop 32": {"crop": 32}})
         Traceback (most recent call last):

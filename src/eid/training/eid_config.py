@@ -1,0 +1,146 @@
+"""Stage 2's recipe: :class:`EIDConfig`, and the two rules that complete it from the stage-1 run (its read
+scale, :func:`with_operator_white`; its clear folders for the adversarial prior, :func:`with_prior`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eid.data.scale import parse_white
+from eid.errors import EIDError
+from eid.losses.metrics import LOSS_NORMS
+from eid.models.dehazer import DehazerConfig
+from eid.transforms import parse_group
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class EIDConfig:
+    """Everything that defines a stage-2 run (saved in ``dehazer.yaml`` and in every checkpoint).
+
+    :param str operator: ``asm`` (analytic oracle) or the path of a stage-1 run folder.
+    :param float asm_transmission: constant ``t`` of the ASM oracle when the data carry no per-image
+        parameters (``None`` = read them from the batch).
+    :param float asm_airlight: constant airlight of the ASM oracle (same rule).
+    :param str group: transformation group (:func:`eid.transforms.build_group`).
+    :param int n_trans: transformed copies per image in the equivariance term.
+    :param float alpha: weight of the equivariance term (authors: 1).
+    :param str loss_norm: ``l2`` or ``l1`` for both terms.
+    :param bool detach: stop the gradient through the equivariance target ``T_g f(y)``.
+    :param bool transform_physics: transform a per-image transmission map with the image.
+    :param DehazerConfig model: architecture of ``f_theta``.
+    :param float lr: Adam learning rate; ``weight_decay`` its L2 term (Adam, as the authors).
+    :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
+    :param int epochs: epochs when ``max_steps`` is ``None``; ``max_steps``: training batches.
+    :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
+    :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
+        instead of storing them (less memory, one more operator forward per call).
+    :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU,
+        float32; :mod:`eid.models.winograd`).
+    :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
+    :param tuple clear: the unpaired clear folders of the prior (:func:`with_prior` fills it in).
+    :param float disc_lr: learning rate of its discriminator.
+    :param str disc_norm: its normalisation, ``instance`` (the authors') or ``none``, which lets it see
+        brightness and contrast and works on crops too small for instance norm
+        (:class:`~eid.models.PatchGANDiscriminator`).
+    :param int seed: seeds the data order, crops and the group's generator.
+    :param int checkpoint_every_n_batches: refresh ``checkpoints/last.ckpt`` this often (and at epoch ends).
+    :param int checkpoint_every_n_epochs: keep an ``epochNNNN.ckpt`` snapshot this often (0 = never).
+    :param white: the stored value read as 1.0 (:func:`eid.data.io.read_image`); ``None`` = the learned
+        operator's (its ``data.white``), else ``dtype``. ``eid dehaze`` reads images on this scale too.
+    """
+
+    operator: str = "asm"
+    asm_transmission: float | None = None
+    asm_airlight: float | None = None
+    group: str = "rot90"
+    n_trans: int = 1
+    alpha: float = 1.0
+    loss_norm: str = "l2"
+    detach: bool = False
+    transform_physics: bool = True
+    model: DehazerConfig = field(default_factory=DehazerConfig)
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    epochs: int | None = 10
+    max_steps: int | None = None
+    batch_size: int = 8
+    crop: int = 64
+    checkpoint_operator: bool = False
+    winograd: bool = True
+    adversarial_weight: float = 0.0
+    clear: tuple[str, ...] = ()
+    disc_lr: float = 2e-4
+    disc_norm: str = "instance"
+    seed: int = 0
+    checkpoint_every_n_batches: int = 100
+    checkpoint_every_n_epochs: int = 0
+    white: str | float | None = None
+
+    def __post_init__(self) -> None:
+        parse_group(self.group)
+        if self.white is not None:
+            self.white = parse_white(self.white)
+        if self.loss_norm not in LOSS_NORMS:
+            raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(LOSS_NORMS)}")
+        if self.schedule not in SCHEDULES:
+            raise EIDError(f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}")
+        if self.model.norm == "batch" and self.batch_size < 8:
+            raise EIDError(
+                f"batch norm with batch_size {self.batch_size} gives train/test mismatch; use batch_size >= 8 "
+                "or model.norm group/instance/none"
+            )
+
+
+def with_operator_white(cfg: EIDConfig) -> EIDConfig:
+    """``cfg`` with its read scale set: by default the learned operator's, which learned the haze on that scale.
+
+    An explicit scale that differs from the operator's is refused: ``H`` would see images it was not trained on.
+    """
+    from eid.physics.learned import operator_white, read_operator_config
+
+    trained = "dtype" if cfg.operator == "asm" else operator_white(read_operator_config(cfg.operator))
+    if cfg.white is None:
+        return dataclasses.replace(cfg, white=trained)
+    if cfg.white != trained and cfg.operator != "asm":
+        raise EIDError(
+            f"white {cfg.white} differs from the operator's ({trained}), the scale it learned the haze on; "
+            "drop --white or retrain the operator with it"
+        )
+    return cfg
+
+
+def with_prior(cfg: EIDConfig, clear: list[str | Path] | None = None, prior: bool = True) -> EIDConfig:
+    """``cfg`` with its adversarial prior resolved: on (the preset's weight) with ``clear``, else with the clear
+    folders recorded by stage 1, else off; ``prior=False`` turns it off.
+
+    A recorded folder that has gone is an error naming it and both remedies, not a silent fallback.
+    """
+    if not prior or cfg.adversarial_weight <= 0:
+        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
+    if clear:
+        return dataclasses.replace(cfg, clear=tuple(str(Path(c).resolve()) for c in clear))
+    recorded: list[str] = []
+    if cfg.operator != "asm":
+        from eid.physics.learned import read_operator_config
+
+        recorded = list(read_operator_config(cfg.operator).get("data", {}).get("clear", []))
+    for folder in recorded:
+        if not _names_something(folder):
+            raise EIDError(
+                f"{folder}: the clear images stage 1 recorded for the adversarial prior are gone; pass --clear DIR "
+                "with unpaired clear images, or --no-prior"
+            )
+    if not recorded:
+        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
+    return dataclasses.replace(cfg, clear=tuple(recorded))
+
+
+def _names_something(pattern: str) -> bool:
+    """Whether a recorded folder (or glob) still names something on disk."""
+    import glob
+
+    return Path(pattern).exists() or bool(glob.glob(pattern))

@@ -1,0 +1,48 @@
+"""The frozen operator ``H`` stage 2 trains through: the analytic ASM, a stage-1 run, or a stage-1 checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from eid.training.eid_config import EIDConfig
+
+
+def build_operator(config: EIDConfig) -> nn.Module:
+    """The frozen haze operator ``H`` named by ``config.operator`` (in eval mode, no gradients)."""
+    if config.operator == "asm":
+        from eid.physics import ASMHaze
+
+        t = 1.0 if config.asm_transmission is None else config.asm_transmission
+        a = 1.0 if config.asm_airlight is None else config.asm_airlight
+        physics = ASMHaze(transmission=t, airlight=a)
+    else:
+        from eid.physics import load_operator
+
+        physics = load_operator(config.operator, winograd=config.winograd)
+    return physics.eval().requires_grad_(False)
+
+
+class CheckpointedOperator(nn.Module):
+    """A frozen operator whose ``A``/``A_dagger`` keep no activations for the backward pass.
+
+    When the input carries a graph, the call runs under ``torch.utils.checkpoint`` (recomputed during
+    backward): the gradient still reaches the input, the generators' activations are not stored.
+    """
+
+    def __init__(self, physics: nn.Module) -> None:
+        super().__init__()
+        self.inner = physics
+
+    def _call(self, fn: Any, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
+
+    def A(self, x: Tensor, **kwargs: Any) -> Tensor:
+        return self._call(self.inner.A, x)
+
+    def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
+        return self._call(self.inner.A_dagger, y)
