@@ -102,6 +102,7 @@ def precision_quality(args: argparse.Namespace) -> None:
     print(f"\n{machine()}; run {args.run}\n")
     print("| image | fp32 vs clear (dB) | bf16 vs clear (dB) | change (dB) | bf16 vs fp32 (dB) | s fp32 | s bf16 |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for hazy_path in sorted(Path(args.hazy).iterdir()):
         hazy, _ = read_image(hazy_path)
         clear, _ = read_image(Path(args.clear) / hazy_path.name)
@@ -111,8 +112,11 @@ def precision_quality(args: argparse.Namespace) -> None:
             out[p] = runner.run(hazy[None])[0]
             secs[p] = time.perf_counter() - start
         q32, q16 = psnr(out["fp32"], clear), psnr(out["bf16"], clear)
+        rows.append((q32, q16))
         print(f"| {hazy_path.name} | {q32:.3f} | {q16:.3f} | {q16 - q32:+.3f} | {psnr(out['bf16'], out['fp32']):.1f} | "
               f"{secs['fp32']:.2f} | {secs['bf16']:.2f} |")  # fmt: skip
+    m32, m16 = (statistics.mean(col) for col in zip(*rows))
+    print(f"| **mean of {len(rows)}** | {m32:.3f} | {m16:.3f} | **{m16 - m32:+.3f}** | | | |")
 
 
 def main() -> None:
