@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from iqa_reference import load_reference, reference_rows
 from scipy import signal
-from test_niqe import load_reference, reference_rows
 
 import eid.metrics.brisque as brisque_module
 from eid.errors import EIDError

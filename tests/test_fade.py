@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_niqe import load_reference
+from iqa_reference import load_reference
 
 from eid.errors import EIDError
 from eid.metrics import METRICS

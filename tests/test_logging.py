@@ -17,11 +17,6 @@ from eid.training.operator import fit_operator
 from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Four clear and four hazy 40x40 images."""

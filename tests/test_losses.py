@@ -11,12 +11,6 @@ from eid.physics import ASMHaze
 from eid.transforms import build_group
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: one thread (two OpenMP threads spin badly when the shared machine is busy)."""
-    torch.set_num_threads(1)
-
-
 def exact_inverse(y: torch.Tensor, physics: ASMHaze) -> torch.Tensor:
     """The ASM inverse, a pointwise (hence rotation-equivariant) map."""
     return physics.A_dagger(y)

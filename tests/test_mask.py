@@ -39,7 +39,7 @@ def test_auto_detects_disc() -> None:
 
 
 def test_auto_on_cholec(shared_data: Path) -> None:
-    from test_niqe import load_reference
+    from iqa_reference import load_reference
 
     x = load_reference(shared_data, "cholec80-smoke/hazy/video07_003217.png")[None]
     m = fov_mask(x, "auto")

@@ -15,10 +15,6 @@ from eid.physics import LearnedHaze, from_gan_range, to_gan_range
 CONFIG = {"model": {"channels": 3, "width": 4, "blocks": 1, "n_down": 2}, "seed": 0}
 
 
-@pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    torch.set_num_threads(1)
-
 
 @pytest.fixture
 def physics() -> LearnedHaze:

@@ -19,12 +19,6 @@ from eid.training.run_folder import prepare_run_dir
 from eid.training.trainer import build_trainer, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: one thread (two OpenMP threads spin badly when the shared machine is busy)."""
-    torch.set_num_threads(1)
-
-
 class ToyHaze(torch.utils.data.Dataset):
     """Smooth random 'clear' images hazed by an ASM with per-image transmission maps and airlights."""
 

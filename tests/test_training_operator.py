@@ -29,11 +29,6 @@ from eid.training.run_folder import prepare_run_dir
 T, A = 0.6, 0.9  # the toy set's haze: y = x * t + A * (1 - t)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    """One thread: tiny convolutions on a shared 2-core machine run fastest single-threaded."""
-    torch.set_num_threads(1)
-
 
 def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
     """``n`` smooth random colour images (bicubic up-sampled 4x4 noise), values in [0, 1]."""

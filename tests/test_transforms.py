@@ -9,12 +9,6 @@ from eid.errors import EIDError
 from eid.transforms import FACTORS, MODALITIES, build_group, full_group, parse_group
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: one thread (two OpenMP threads spin badly when the shared machine is busy)."""
-    torch.set_num_threads(1)
-
-
 @pytest.mark.parametrize("name", [*FACTORS, *MODALITIES, "rot90*flip", "hflip*shift", "rot90 * hflip"])
 def test_every_name_builds_and_keeps_shape(name: str, rng: torch.Generator) -> None:
     x = torch.rand(2, 3, 16, 16, generator=rng)
