@@ -14,7 +14,7 @@ import eid.metrics.brisque as brisque_module
 from eid.errors import EIDError
 from eid.metrics import METRICS
 from eid.metrics.brisque import BRISQUE, _mscn, _read_libsvm, brisque
-from eid.metrics.niqe import imresize
+from eid.metrics.nss import imresize
 
 
 def _check(shared: Path, quick: bool) -> None:

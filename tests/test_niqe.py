@@ -10,7 +10,8 @@ from iqa_reference import load_reference, reference_rows
 
 from eid.errors import EIDError
 from eid.metrics import METRICS
-from eid.metrics.niqe import NIQE, imresize, luma, niqe, to_levels
+from eid.metrics.niqe import NIQE, niqe
+from eid.metrics.nss import imresize, luma, to_levels
 
 
 def _check(shared: Path, quick: bool) -> None:

@@ -34,7 +34,7 @@ from scipy import ndimage, signal
 from scipy.special import gamma as gamma_fn
 
 from eid.errors import EIDError
-from eid.metrics.niqe import (
+from eid.metrics.nss import (
     _GAM,
     _MEAN,
     aggd_grid_fit,
@@ -211,7 +211,7 @@ def _mscn(img: torch.Tensor, window: torch.Tensor, c: float) -> np.ndarray:
 
 
 def _live_sums(ext: np.ndarray) -> np.ndarray:
-    """:func:`~eid.metrics.niqe.aggd_sums` statistics ``(5, 5)`` (without the count column) of an MSCN map
+    """:func:`~eid.metrics.nss.aggd_sums` statistics ``(5, 5)`` (without the count column) of an MSCN map
     and of its four ``circshift`` pair products, in the order of ``LIVE_SHIFTS``.
 
     ``ext`` (H+2, W+1) holds the map at ``[1:H+1, 1:]``, its last row in row 0, its first row in row H+1 and
