@@ -10,10 +10,10 @@ import torch
 from iqa_reference import load_reference, reference_rows
 from scipy import signal
 
-import eid.metrics.brisque as brisque_module
 from eid.errors import EIDError
-from eid.metrics import METRICS
-from eid.metrics.brisque import BRISQUE, _mscn, _read_libsvm, brisque
+from eid.metrics import METRICS, brisque_features
+from eid.metrics.brisque import BRISQUE, _read_libsvm, brisque
+from eid.metrics.brisque_features import _mscn
 from eid.metrics.nss import imresize
 
 
@@ -69,7 +69,7 @@ def test_flat_regions_follow_the_2d_filter(rng: torch.Generator) -> None:
 def test_flat_bordered_scores_match_the_2d_filter(rng: torch.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     x = _flat_bordered(rng)
     scores = {name: brisque(x, model=name) for name in ("brisque-live", "brisque-pkg")}
-    monkeypatch.setattr(brisque_module, "_mscn", _mscn_2d)
+    monkeypatch.setattr(brisque_features, "_mscn", _mscn_2d)
     for name, got in scores.items():
         assert torch.allclose(got, brisque(x, model=name), rtol=0, atol=1e-9), name
 

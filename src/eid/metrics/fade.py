@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from eid.errors import EIDError
-from eid.metrics.brisque import MATLAB_GREY, _gaussian_window
+from eid.metrics.brisque_features import MATLAB_GREY, _gaussian_window
 from eid.metrics.nss import block_coverage, filter2, load_params, mscn, to_levels
 from eid.metrics.registry import MetricSpec, register
 
