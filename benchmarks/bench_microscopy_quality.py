@@ -104,7 +104,7 @@ class Items(torch.utils.data.Dataset):
         return len(next(iter(self.tensors.values())))
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Tensor]:
-        index, seed = key
+        index, _ = key
         return {k: v[index] for k, v in self.tensors.items()}
 
 
@@ -242,10 +242,10 @@ def main() -> None:
 
     train = Items(hazy=hazy_train)
     variants = {
-        "EID (learned H)": dict(),
-        "EID pinv (learned H)": dict(model=dataclasses.replace(cfg.model, input="pinv")),
-        "EID alpha=0": dict(alpha=0.0),
-        "EID + adversarial": dict(adversarial_weight=0.01),
+        "EID (learned H)": {},
+        "EID pinv (learned H)": {"model": dataclasses.replace(cfg.model, input="pinv")},
+        "EID alpha=0": {"alpha": 0.0},
+        "EID + adversarial": {"adversarial_weight": 0.01},
     }
     for name, changes in variants.items():
         if not run(name):
@@ -254,7 +254,7 @@ def main() -> None:
         vcfg = dataclasses.replace(cfg, **changes, operator=str(work / "stage1"))
         clear_items = Items(clear=clear_unpaired) if vcfg.adversarial_weight else None
         f = train_eid(vcfg, operator, train, work / name.replace(" ", "_"), clear=clear_items)
-        record_model(name, lambda y: f(y, operator), t0)
+        record_model(name, lambda y, f=f: f(y, operator), t0)
 
     if run("EID (veil oracle)"):
         t0 = time.perf_counter()
@@ -271,7 +271,7 @@ def main() -> None:
     for name, pred in outputs.items():
         write_image(out / f"{name.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')}.png", torch.cat(list(pred[:4].clamp(0, 1)), dim=-1))
     write_image(out / "clear.png", torch.cat(list(clear_test[:4]), dim=-1))
-    print(f"| method | PSNR (dB) | SSIM | time (s) | inference (ms/crop) |\n|---|---|---|---|---|")
+    print("| method | PSNR (dB) | SSIM | time (s) | inference (ms/crop) |\n|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']} | {r.get('ms_per_crop', '')} |")
     print(f"\n{len(clear_test)} test crops {CROP}x{CROP}; {args.steps} stage-2 steps, {args.stage1_steps} stage-1 steps; "

@@ -127,8 +127,8 @@ def main() -> None:
                                 .astype(np.float32) * np.float32(255)) for lv in levels.astype(np.float32)])
         grey = np.floor(np.tensordot(MATLAB_GREY, levels, axes=([0], [1])) + 0.5)
         for name, ours, ref in (
-            ("NIQE", lambda: niqe(x), lambda: [ref_niqe(im) for im in y]),
-            ("BRISQUE (LIVE)", lambda: brisque(x), lambda: [ref_brisque(im) for im in grey]),
+            ("NIQE", lambda x=x: niqe(x), lambda y=y: [ref_niqe(im) for im in y]),
+            ("BRISQUE (LIVE)", lambda x=x: brisque(x), lambda grey=grey: [ref_brisque(im) for im in grey]),
         ):
             t_ours, v_ours = _time(ours, args.repeats)
             t_ref, v_ref = _time(ref, 1 if x.shape[0] > 1 or bw * bh > 4e6 else args.repeats)

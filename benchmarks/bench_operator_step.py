@@ -253,14 +253,14 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
             g = generators[winograd].to(memory_format=fmt)
             x = torch.randn(batch, 3, 256, 256).contiguous(memory_format=fmt)
 
-            def forward() -> None:
+            def forward(g=g, x=x) -> None:
                 with torch.no_grad():
                     g(x)
 
-            def forward_backward() -> None:
+            def forward_backward(g=g, x=x) -> None:
                 g(x).mean().backward()
 
-            def frozen() -> None:
+            def frozen(g=g, x=x) -> None:
                 g.requires_grad_(False)
                 g(x.clone().requires_grad_()).mean().backward()
                 g.requires_grad_(True)
@@ -287,11 +287,11 @@ def layer_table(threads: int, cases: list[tuple], candidate, repeats: int = 5) -
         grad = torch.randn_like(reference(x, w).detach())
         row = []
         for conv in (reference, candidate):
-            def forward(conv=conv) -> None:
+            def forward(conv=conv, x=x, w=w) -> None:
                 with torch.no_grad():
                     conv(x, w)
 
-            def forward_backward(conv=conv) -> None:
+            def forward_backward(conv=conv, x=x, w=w, grad=grad) -> None:
                 conv(x, w).backward(grad)
 
             row.append([1e3 * median_time(fn, repeats) for fn in (forward, forward_backward)])

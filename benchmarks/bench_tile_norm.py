@@ -58,9 +58,9 @@ def main() -> None:
             for path in paths:
                 x = F.interpolate(read_image(path)[0][None], size=(side, side), mode="bilinear", antialias=True)
                 whole = Dehazer(method, device="cpu", tile=None).run(x)
-                for mode in scores:
+                for mode, values in scores.items():
                     runner = Dehazer(method, device="cpu", tile=args.tile, overlap=args.overlap, tile_norm=mode)
-                    scores[mode].append(psnr(runner.run(x), whole))
+                    values.append(psnr(runner.run(x), whole))
             medians = {mode: statistics.median(v) for mode, v in scores.items()}
             print(f"| {name} | {side} | {len(paths)} | {medians['tile']:.1f} | {medians['global']:.1f} |", flush=True)
 
