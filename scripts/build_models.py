@@ -1,0 +1,136 @@
+"""Rebuild the models shipped in ``eid.zoo`` from scratch, deterministically, through the CLI.
+
+For each model: write its data (bundled or shared images, freely licensed), haze them with ``eid synth`` (``--seed``),
+train both stages with ``eid train-operator`` / ``eid train`` (the modality preset, ``--seed``, ``--threads``),
+score the held-out crops with ``eid dehaze`` + ``eid evaluate``, then copy the run folder's exports into
+``src/eid/zoo/models/NAME`` with its model card (``MODEL.md``: data, licences, the commit that built it, the scores).
+
+* ``microscopy``: the nuclei image of ``../shared/data/nuclei`` (StarDist BSD-3, DSB 2018 / BBBC038 CC0), scaled by
+  its maximum, cut into 128x128 crops: rows 0-255 clear (unpaired), rows 256-511 hazed with the veil model for
+  training, columns 384-511 held out (hazed with another seed) for the scores.
+* ``natural``: scikit-image's bundled public-domain / CC0 photos (astronaut, rocket: clear; coffee, chelsea: hazed
+  with a random smooth depth and the ASM, left two thirds for training, right third held out).
+
+Run: .venv/bin/python scripts/build_models.py [--only microscopy] [--work /tmp/eid-models] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from eid.data.io import write_image
+from eid.demo import bundled_image
+
+ROOT = Path(__file__).resolve().parents[1]
+EID = [str(Path(sys.executable).parent / "eid")]
+NUCLEI = ROOT.parent / "shared" / "data" / "nuclei" / "img2d.tif"
+SEED = 0
+HAZE = {
+    "microscopy": ["--model", "veil"],
+    "natural": ["--model", "asm", "--depth", "random", "--depth-range", "0.3,1.5", "--beta-range", "0.4,0.9",
+                "--airlight-range", "0.7,0.9"],
+}  # fmt: skip
+FACTS = Path(__file__).with_name("model_facts.json")
+"""Per model: summary, training-data licence, weights licence, intended use and limits (the card's prose)."""
+
+
+def eid(*args: str) -> float:
+    """Run one ``eid`` command; return its wall time; stop with its output on failure."""
+    start = time.monotonic()
+    done = subprocess.run([*EID, *args], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"eid {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return time.monotonic() - start
+
+
+def tiles(image: torch.Tensor, rows: slice, cols: slice, side: int = 128) -> list[torch.Tensor]:
+    """Non-overlapping ``side`` x ``side`` tiles of ``image[:, rows, cols]``, row by row."""
+    part = image[:, rows, cols]
+    h, w = part.shape[-2:]
+    return [part[:, i : i + side, j : j + side] for i in range(0, h - side + 1, side) for j in range(0, w - side + 1, side)]
+
+
+def clear_sets(name: str) -> dict[str, list[torch.Tensor]]:
+    """The clear images of each role: ``clear`` (unpaired), ``train`` (to haze), ``test`` (held out)."""
+    if name == "microscopy":
+        import tifffile
+
+        image = torch.from_numpy(tifffile.imread(NUCLEI).astype("float32"))[None]
+        image = image / image.max()
+        return {"clear": tiles(image, slice(0, 256), slice(0, 384)), "train": tiles(image, slice(256, 512), slice(0, 384)),
+                "test": tiles(image, slice(0, 512), slice(384, 512))}  # fmt: skip
+    photos = {n: bundled_image(n, 192) for n in ("astronaut", "rocket", "coffee", "chelsea")}
+    split = {n: photos[n].shape[-1] * 2 // 3 for n in ("coffee", "chelsea")}
+    return {"clear": [photos["astronaut"], photos["rocket"]],
+            "train": [photos[n][..., : split[n]] for n in split],
+            "test": [t for n in split for t in tiles(photos[n], slice(0, 192), slice(split[n], None), 96)]}  # fmt: skip
+
+
+def build_data(name: str, root: Path) -> None:
+    """Write ``root/{clear,train-clear,test-clear}`` and haze the last two with ``eid synth``."""
+    for role, images in clear_sets(name).items():
+        for i, image in enumerate(images):
+            write_image(root / ("clear" if role == "clear" else f"{role}-clear") / f"{name}_{i:02d}.png", image)
+    for role, seed in (("train", SEED), ("test", SEED + 1)):
+        eid("synth", str(root / f"{role}-clear"), "--out", str(root / f"{role}-synth"), *HAZE[name], "--seed", str(seed))
+
+
+def build(name: str, work: Path, threads: str) -> None:
+    """Train ``name`` in ``work/name`` and copy it with its card into the package."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    root = work / name
+    shutil.rmtree(root, ignore_errors=True)
+    build_data(name, root / "data")
+    data, common = root / "data", ["--preset", name, "--seed", str(SEED), "--threads", threads]
+    eid("train-operator", "--clear", str(data / "clear"), "--hazy", str(data / "train-synth" / "hazy"),
+        "--out", str(root / "operator"), *common)  # fmt: skip
+    eid("train", "--hazy", str(data / "train-synth" / "hazy"), "--operator", str(root / "operator"),
+        "--out", str(root / "eid"), *common)  # fmt: skip
+    package(name, root, threads, commit)
+
+
+def package(name: str, root: Path, threads: str, commit: str) -> None:
+    """Score ``root/eid`` on the held-out crops; copy it with its card to ``src/eid/zoo/models/NAME``."""
+    from eid.training.model_card import write_model_card
+    from eid.zoo import MODELS_DIR, ZOO_FILES
+
+    data, scores = root / "data", {}
+    for method, args in (("hazy input", None), ("DCP", ["--method", "dcp"]), ("EID", ["--model", str(root / "eid")])):
+        pred = data / "test-synth" / "hazy" if args is None else root / method
+        if args is not None:
+            eid("dehaze", *args, str(data / "test-synth" / "hazy"), "--out", str(pred), "--threads", threads)
+        eid("evaluate", "--pred", str(pred), "--ref", str(data / "test-synth" / "clear"), "--json", str(root / f"{method}.json"))
+        scores[method] = json.loads((root / f"{method}.json").read_text())["metrics"]
+    target = MODELS_DIR / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for file in ZOO_FILES:
+        shutil.copy2(root / "eid" / file, target / file)
+    held_out = {f"{method} {metric.upper()}": value for method, row in scores.items() for metric, value in row.items()}
+    facts = json.loads(FACTS.read_text())[name]
+    write_model_card(target, source=root / "eid", held_out=held_out, commit=commit, **facts)
+    print(f"{name}: {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.2f} MB) {held_out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(HAZE), help="build one model (default: all)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/eid-build-models"), help="data and runs")
+    parser.add_argument("--threads", default="1", help="torch threads of each command")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", args.threads)
+    for name in [args.only] if args.only else sorted(HAZE):
+        build(name, args.work, args.threads)
+
+
+if __name__ == "__main__":
+    main()
