@@ -244,7 +244,9 @@ def test_tta_output_is_equivariant(rng):
         ref = avg(x)
         for k in range(4):
             for flip in (False, True):
-                t = lambda z: torch.rot90(z.flip(-1) if flip else z, k, dims=(-2, -1))
+                def t(z: torch.Tensor, k: int = k, flip: bool = flip) -> torch.Tensor:
+                    return torch.rot90(z.flip(-1) if flip else z, k, dims=(-2, -1))
+
                 torch.testing.assert_close(avg(t(x)), t(ref), rtol=0, atol=1e-5)
 
 

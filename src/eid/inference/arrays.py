@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from eid.errors import EIDError
 
-__all__ = ["INTEGER_DTYPES", "from_bchw", "replace_non_finite", "to_bchw"]
+__all__ = ["INTEGER_DTYPES", "adapt_channels", "from_bchw", "replace_non_finite", "to_bchw"]
 
 INTEGER_DTYPES = {torch.uint8: "uint8", torch.uint16: "uint16"}
 
@@ -50,3 +51,20 @@ def from_bchw(t: Tensor, shape: tuple[int, ...], channels_last: bool) -> Tensor:
     if channels_last:
         t = t.permute(0, 2, 3, 1)
     return t[0] if len(shape) == 3 else t
+
+
+def adapt_channels(y: Tensor, want: int | None, name: str) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """``y`` with the ``want`` channels of method ``name``, and the map that restores the output's channels.
+
+    Grey into an RGB model: replicated, the output averaged back to grey. Colour into a grey model: each
+    channel an image of its own (the batch grows by the channel count).
+    """
+    have = y.shape[1]
+    if want is None or want == have:
+        return y, lambda out: out
+    if want == 3 and have == 1:
+        return y.expand(-1, 3, -1, -1), lambda out: out.mean(1, keepdim=True)
+    if want == 1:
+        b = y.shape[0]
+        return y.reshape(b * have, 1, *y.shape[2:]), lambda out: out.reshape(b, have, *out.shape[2:])
+    raise EIDError(f"{name} expects {want}-channel images, got {have}; convert the images first")

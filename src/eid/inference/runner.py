@@ -13,7 +13,13 @@ from torch import Tensor
 
 from eid.data.io import DTYPE_WHITE, White, parse_white, white_scale
 from eid.errors import EIDError
-from eid.inference.arrays import INTEGER_DTYPES, from_bchw, replace_non_finite, to_bchw
+from eid.inference.arrays import (
+    INTEGER_DTYPES,
+    adapt_channels,
+    from_bchw,
+    replace_non_finite,
+    to_bchw,
+)
 from eid.inference.methods import (
     Method,
     build_method,
@@ -182,17 +188,6 @@ class Dehazer:
             out = self.method(y)
         return out.float()
 
-    def _adapt_channels(self, y: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-        want, have = self.method.channels, y.shape[1]
-        if want is None or want == have:
-            return y, lambda out: out
-        if want == 3 and have == 1:
-            return y.expand(-1, 3, -1, -1), lambda out: out.mean(1, keepdim=True)
-        if want == 1:
-            b = y.shape[0]
-            return y.reshape(b * have, 1, *y.shape[2:]), lambda out: out.reshape(b, have, *out.shape[2:])
-        raise EIDError(f"{self.method.name} expects {want}-channel images, got {have}; convert the images first")
-
     def run(self, y: Tensor) -> Tensor:
         """Dehaze a float batch ``(B,C,H,W)`` in ``[0,1]``; the result is on ``y``'s device, in ``[0,1]``.
 
@@ -205,7 +200,7 @@ class Dehazer:
     def _run(self, y: Tensor) -> Tensor:
         if y.ndim != 4:
             raise EIDError(f"expected a (B,C,H,W) batch, got shape {tuple(y.shape)}")
-        y, restore = self._adapt_channels(replace_non_finite(y.float()))
+        y, restore = adapt_channels(replace_non_finite(y.float()), self.method.channels, self.method.name)
         padded, size = pad_to_multiple(y, self.multiple)
         h, w = padded.shape[-2:]
         if self.tile is not None and max(h, w) > self.tile:
