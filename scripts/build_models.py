@@ -86,7 +86,7 @@ def build_data(name: str, root: Path) -> None:
 
 def build(name: str, work: Path, threads: str) -> None:
     """Train ``name`` in ``work/name`` and copy it with its card into the package."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
     build_data(name, root / "data")
