@@ -266,3 +266,25 @@ def test_the_page_renders_in_a_headless_browser(report, tmp_path) -> None:
                          capture_output=True, text=True, timeout=120, check=False).stdout  # fmt: skip
     harness.unlink()
     assert "<title>pos=20%</title>" in dom
+
+
+def test_a_field_of_view_is_found_and_scored_by_default(tmp_path: Path) -> None:
+    """Endoscopy-like frames (a lit disc in black): without --ref the no-reference metrics are also scored
+    inside the field of view (``@mask``) unless ``mask="none"``; frames lit to the edges get no mask."""
+    from eid.metrics.mask import has_field_of_view
+
+    yy, xx = np.mgrid[:48, :48]
+    disc = ((yy - 23.5) ** 2 + (xx - 23.5) ** 2 < 22**2)[..., None]
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        _save(tmp_path / "hazy" / f"f{i}.png", disc * (0.3 + 0.4 * rng.random((48, 48, 3))))
+        _save(tmp_path / "flat" / f"f{i}.png", 0.3 + 0.4 * rng.random((48, 48, 3)))
+    assert has_field_of_view(torch.from_numpy(disc * 0.5).permute(2, 0, 1).float())
+    assert not has_field_of_view(torch.full((3, 48, 48), 0.5))
+    methods = {"A": tmp_path / "hazy"}
+    build_report(tmp_path / "fov", methods, input=tmp_path / "hazy", metrics="fade")
+    build_report(tmp_path / "off", methods, input=tmp_path / "hazy", metrics="fade", mask="none")
+    build_report(tmp_path / "flat-out", {"A": tmp_path / "flat"}, input=tmp_path / "flat", metrics="fade")
+    assert "fade@mask" in (tmp_path / "fov" / "index.html").read_text()
+    assert "fade@mask" not in (tmp_path / "off" / "index.html").read_text()
+    assert "fade@mask" not in (tmp_path / "flat-out" / "index.html").read_text()

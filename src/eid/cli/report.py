@@ -62,7 +62,7 @@ def report_command(
     ref: Annotated[Path | None, typer.Option("--ref", help="Folder of clear references: PSNR/SSIM and a reference column.")] = None,
     run: Annotated[list[Path], typer.Option("--run", help="Training run folder to show (losses, samples, operator maps, config). Repeatable.")] = (),
     metrics: Annotated[str | None, typer.Option("--metrics", help="Comma-separated metrics. Default: psnr,ssim with --ref, else niqe,brisque,fade.")] = None,
-    mask: Annotated[str | None, typer.Option("--mask", help="Also score the field of view only (circle, auto or a mask FILE), found on each input image.")] = None,
+    mask: Annotated[str | None, typer.Option("--mask", help="Also score the field of view only (circle, auto or a mask FILE), found on each input image. Default: auto when the inputs are a lit field of view in a dark frame and there is no --ref; none turns it off.")] = None,
     max_images: Annotated[int, typer.Option("--max-images", min=1, help="Images shown on the page (the summary covers all).")] = 20,
     crop: Annotated[str | None, typer.Option("--crop", help="Zoom region X,Y,SIZE in pixels (default: the centre square, a quarter of the shorter side).")] = None,
     white: Annotated[str, typer.Option("--white", help=WHITE_HELP)] = "dtype",

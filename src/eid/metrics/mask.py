@@ -53,6 +53,13 @@ def auto_mask(image: torch.Tensor, threshold: float = 0.06, erode: int = 4) -> t
     return region
 
 
+def has_field_of_view(image: torch.Tensor, dark_border: float = 0.05) -> bool:
+    """Whether a ``(C,H,W)`` image is a lit field of view in a dark frame (endoscopy, some microscopes): more
+    than ``dark_border`` of its pixels fall outside :func:`auto_mask` (its own erosion margin discounted)."""
+    outside = 1.0 - float(auto_mask(image[None], erode=0).float().mean())
+    return outside > dark_border
+
+
 def file_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
     """A mask image file as a boolean ``(1,1,H,W)`` tensor (non-zero pixels of its first channel)."""
     from eid.data.io import read_image

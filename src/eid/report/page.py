@@ -176,6 +176,20 @@ def _summary(collection: Collection, specs_lower: Mapping[str, bool]) -> str:
     return summary_table(means, metrics, lower, {c: len(r.rows) for c, r in results.items()})
 
 
+def _field_of_view(mask: str | None, input: Path | None, ref: Path | None, white: White) -> str | None:
+    """The ``--mask`` to use: as given (``none`` = no mask); by default ``auto`` when the first input image is a
+    lit field of view in a dark frame and there is no reference (no-reference scores count the dark corners)."""
+    if mask is not None:
+        return None if mask == "none" else mask
+    if ref is not None or input is None or not Path(input).is_dir():  # a bad --input is reported by collect()
+        return None
+    from eid.data.listing import list_images
+    from eid.metrics.mask import has_field_of_view
+
+    first = next(iter(list_images([input])), None)
+    return "auto" if first is not None and has_field_of_view(read_image(first, white=white)[0]) else None
+
+
 def build_report(
     out: str | Path, methods: Mapping[str, Path], input: Path | None = None, ref: Path | None = None,
     runs: Sequence[Path] = (), metrics: str | None = None, mask: str | None = None, white: White = "dtype",
@@ -194,6 +208,7 @@ def build_report(
     if not columns:
         raise EIDError("nothing to report on; give --input, --method NAME=DIR or --ref")
     specs = get_metrics(metrics or ("psnr,ssim" if ref else "niqe,brisque,fade"))
+    mask = _field_of_view(mask, input, ref, white)
     collection = collect(columns, specs, mask, white)  # reads only: a refused input leaves no folder behind
     prepare_out(out, [*columns.values(), *map(Path, runs)])
     shown = collection.rows[:max_images]
@@ -206,7 +221,8 @@ def build_report(
         f"<h1>{esc(title)}</h1>",
         "<h2>Summary</h2>",
         f'<p class="note">Mean over {len(collection.rows)} images; ↑ higher is better, ↓ lower is better; best value per column in bold. '
-        + ("Scored against the reference." if ref else "No-reference metrics.") + "</p>",
+        + ("Scored against the reference." if ref else "No-reference metrics.")
+        + (f" <code>@mask</code>: inside the field of view ({esc(mask)}), found on each input image." if mask else "") + "</p>",
         _summary(collection, {s.name: s.lower_better for s in specs}),
         *(f'<p class="warning">warning: {esc(w)}</p>' for w in collection.warnings),
         "<h2>Images</h2>",
