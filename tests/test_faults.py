@@ -133,6 +133,19 @@ def test_temp_files_of_a_killed_run_are_removed_at_the_next_start(eid_cli, tmp_p
     assert not any(p.exists() for p in orphans) and live.exists()  # a concurrent writer's file is kept
 
 
+def test_an_ome_tiffs_temp_name_keeps_both_suffixes_and_is_cleaned(tmp_path):
+    """tifffile writes OME-XML by the ``.ome.tif`` name: the temp file keeps both suffixes, and an orphan of it
+    is recognised by :func:`eid.utils.remove_stale_temps`."""
+    from eid.utils import _host_tag, atomic_write, remove_stale_temps
+
+    with atomic_write(tmp_path / "cells.ome.tif") as tmp:
+        assert tmp.name.startswith(".cells.eid-") and tmp.name.endswith(".tmp.ome.tif")
+        tmp.write_bytes(b"x")
+    orphan = tmp_path / f".cells.eid-{_host_tag()}-{2**22 + 7}-abcd1234.tmp.ome.tif"
+    orphan.write_bytes(b"partial")
+    assert remove_stale_temps(tmp_path) == [orphan] and (tmp_path / "cells.ome.tif").read_bytes() == b"x"
+
+
 # --- 11: file names that are not UTF-8 ---------------------------------------------------------------------
 
 

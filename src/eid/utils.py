@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 #: Temp files of :func:`atomic_write`: ``.<stem>.[eid-<host>-<pid>-]<random>.tmp<suffix>`` (the owner part is absent
 #: in files written before it was added).
-_TEMP_NAME = re.compile(r"^\..+?\.(?:eid-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[^.]+)?$")
+_TEMP_NAME = re.compile(r"^\..+?\.(?:eid-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.ome)?(?:\.[^.]+)?$")
 STALE_TEMP_SECONDS = 3600
 """A temp file of another machine (or of unknown owner) untouched for this long is an orphan: writes are short."""
 
@@ -65,13 +65,15 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     A crash or kill mid-write leaves the previous file (or nothing) in place, never a partial file: the data
     is flushed to the disk before the rename. The result has the mode a plain ``open`` would give (``0666``
     less the umask), not ``mkstemp``'s ``0600``, so collaborators on shared storage can read it. The
-    temporary name keeps the final suffix so that format-by-suffix writers still work, and names this
+    temporary name keeps the final suffix (both of ``.ome.tif``) so that format-by-suffix writers still work, and names this
     machine and process so that :func:`remove_stale_temps` can tell an orphan from a live write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.stem}.eid-{_host_tag()}-{os.getpid()}-"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=f".tmp{path.suffix}")
+    ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))  # tifffile writes OME-XML by this double suffix
+    suffix = "".join(path.suffixes[-2:]) if ome else path.suffix
+    prefix = f".{path.name[: -len(suffix)] if suffix else path.name}.eid-{_host_tag()}-{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=f".tmp{suffix}")
     os.close(fd)
     tmp_path = Path(tmp)
     try:
