@@ -7,6 +7,7 @@
     RUN/checkpoints/last.ckpt        what --resume continues from (+ periodic epochNNNN.ckpt)
     RUN/operator.{safetensors,yaml}  stage 1's export (eid.physics.learned)
     RUN/dehazer.{safetensors,yaml}   stage 2's export (eid.models.dehazer)
+    RUN/MODEL.md                     the model card (eid.training.model_card), written with the last export
 
 The names are plain constants on the ground floor so that every layer can use them; the rules of a run folder
 (new run, ``--resume``, a failed start) are :class:`eid.training.run_folder.RunFolder`'s.
@@ -21,3 +22,5 @@ OPERATOR = "operator"
 DEHAZER = "dehazer"
 """Stem of stage 2's export: ``dehazer.safetensors`` + ``dehazer.yaml``."""
 WEIGHTS_SUFFIX = ".safetensors"
+MODEL_CARD = "MODEL.md"
+"""The model card: what the run was trained on, how, its scores, intended use, limits and licences."""

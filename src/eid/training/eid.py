@@ -18,6 +18,7 @@ the frozen operators never get weight gradients; the equivariance branch keeps t
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,15 @@ from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.models.dehazer import Dehazer
+from eid.run_layout import DEHAZER
 from eid.training.callbacks import ensure_finite
 from eid.training.data import ImageDataModule
 from eid.training.eid_config import EIDConfig, with_operator_white
 from eid.training.eid_data import SameCropEveryEpoch, SynthASMFolder, synth_root
 from eid.training.eid_operator import CheckpointedOperator, build_operator
-from eid.training.progress import total_batches
+from eid.training.init_from import load_initial_weights
+from eid.training.model_card import training_line, write_model_card
+from eid.training.progress import batches_done, total_batches
 from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.trainer import build_trainer, fit
 from eid.transforms import build_group
@@ -242,6 +246,7 @@ def fit_eid(
     val_clear: str | Path | None = None,
     ckpt: Path | None = None,
     workers: int = 0,
+    init_from: Path | None = None,
     **trainer_kwargs: Any,
 ) -> tuple[EIDModule, L.Trainer]:
     """Train (or resume from ``ckpt``) a stage-2 run in ``run_dir`` from the hazy images ``hazy``.
@@ -250,11 +255,13 @@ def fit_eid(
     ``cfg.adversarial_weight > 0``); ``val_hazy``/``val_clear`` a paired validation set scored with
     PSNR/SSIM each epoch. With the ASM oracle and no constant ``t``/``A`` the per-image parameters come
     from the ``eid synth`` folder holding ``hazy``. ``trainer_kwargs`` go to
-    :func:`eid.training.trainer.build_trainer` (``devices``, ``num_nodes``, ``precision``...).
+    :func:`eid.training.trainer.build_trainer` (``devices``, ``num_nodes``, ``precision``...). A new run starts
+    from the dehazer of the run folder ``init_from`` when given (:mod:`eid.training.init_from`).
     """
     from eid.config import save_config
     from eid.data.datasets import HazyFolder, PairedFolder
     from eid.models.dehazer import copy_operator
+
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)
     clear = [clear] if isinstance(clear, (str, Path)) else list(clear or cfg.clear)
@@ -281,10 +288,15 @@ def fit_eid(
         pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False, white=cfg.white)
         val_set = SameCropEveryEpoch(pairs)
     module = EIDModule(cfg, clear=clear_set, run_dir=run_dir)
+    if init_from is not None and ckpt is None:
+        load_initial_weights(module.dehazer, Path(init_from), DEHAZER, config_to_dict(cfg)["model"], "dehazer")
     trainer = build_trainer(
         run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, steps_per_batch=2 if module.adversarial else 1,
         checkpoint_every_n_batches=cfg.checkpoint_every_n_batches,
         checkpoint_every_n_epochs=cfg.checkpoint_every_n_epochs, **trainer_kwargs,
     )
+    start = time.monotonic()
     fit(trainer, module, ImageDataModule(train_set, cfg.batch_size, cfg.seed, workers, val=val_set), ckpt)
+    if trainer.is_global_zero:
+        write_model_card(run_dir, training=training_line(batches_done(trainer), time.monotonic() - start))
     return module, trainer

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,14 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from eid.config import save_config
+from eid.config import config_to_dict, save_config
+from eid.run_layout import OPERATOR
 from eid.training.cyclegan import STEPS_PER_BATCH, HazeOperatorModule
 from eid.training.data import ImageDataModule
+from eid.training.init_from import load_initial_weights, operator_networks
+from eid.training.model_card import training_line, write_model_card
 from eid.training.operator_config import OperatorConfig
+from eid.training.progress import batches_done
 from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.scattering import ScatteringOperatorModule
 from eid.training.trainer import build_trainer, fit
@@ -32,10 +37,12 @@ def fit_operator(
     ckpt: Path | None = None,
     workers: int = 0,
     callbacks: Sequence[L.Callback] = (),
+    init_from: Path | None = None,
     **trainer_kwargs: Any,
 ) -> tuple[HazeOperatorModule, L.Trainer]:
     """Train (or resume from ``ckpt``) a stage-1 run in ``run_dir``; ``trainer_kwargs`` go to :func:`build_trainer`
-    (``devices``, ``num_nodes``, ``precision``, ``accelerator``, ``progress``...)."""
+    (``devices``, ``num_nodes``, ``precision``, ``accelerator``, ``progress``...). A new run starts from the
+    operator of the run folder ``init_from`` when given (:mod:`eid.training.init_from`)."""
     from eid.data.datasets import UnpairedFolders
 
     run_dir = Path(run_dir)
@@ -48,13 +55,18 @@ def fit_operator(
         flip=cfg.data.flip, seed=cfg.seed, white=cfg.data.white,
     )  # fmt: skip
     module = operator_module(cfg, run_dir)
+    if init_from is not None and ckpt is None:
+        load_initial_weights(operator_networks(module), Path(init_from), OPERATOR, config_to_dict(cfg)["model"], "operator")
     trainer = build_trainer(
         run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, log_every=cfg.log_every,
         checkpoint_every_n_batches=cfg.checkpoint_every_n_batches,
         checkpoint_every_n_epochs=cfg.checkpoint_every_n_epochs, steps_per_batch=STEPS_PER_BATCH,
         callbacks=callbacks, **trainer_kwargs,
     )  # fmt: skip
+    start = time.monotonic()
     fit(trainer, module, ImageDataModule(dataset, cfg.data.batch_size, cfg.seed, workers), ckpt)
+    if trainer.is_global_zero:
+        write_model_card(run_dir, training=training_line(batches_done(trainer), time.monotonic() - start))
     return module, trainer
 
 

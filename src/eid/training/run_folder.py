@@ -25,6 +25,7 @@ from eid.run_layout import (
     DEHAZER,
     INPUTS,
     LAST_CHECKPOINT,
+    MODEL_CARD,
     OPERATOR,
     WEIGHTS_SUFFIX,
 )
@@ -78,6 +79,11 @@ class RunFolder:
     def dehazer(self) -> Path:
         """Stem of stage 2's export (``dehazer.safetensors`` + ``dehazer.yaml``)."""
         return self.path / DEHAZER
+
+    @property
+    def model_card(self) -> Path:
+        """``MODEL.md``, the model card written with the last export."""
+        return self.path / MODEL_CARD
 
     @property
     def operator_weights(self) -> Path:
@@ -197,7 +203,6 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, inputs: Inputs | None = N
     folder.check_new(inputs or {})
     folder.path.mkdir(parents=True, exist_ok=True)
     return None
-
 
 
 def _holds_no_file(folder: Path) -> bool:

@@ -1,0 +1,61 @@
+"""Fine-tuning (``--init-from NAME|RUN``): a new run starts from the weights of a shipped model or of a run folder.
+
+Only the exported weights are taken (stage 1: the operator's networks; stage 2: the dehazer ``f``); the optimiser,
+the discriminators and the data order start fresh. The architecture must match: the ``model`` section of the
+source's ``operator.yaml`` / ``dehazer.yaml`` is compared with the new run's, and any difference (channels, kind,
+widths...) is one error line naming both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from eid.errors import EIDError
+from eid.weights import load_weights
+
+OPTION = "--init-from"
+IGNORED = ("disc_",)
+"""Model fields of parts that are not exported (the discriminator's), hence not compared."""
+
+
+def load_initial_weights(target: nn.Module, source: Path, stem: str, model: dict[str, Any], what: str) -> None:
+    """Load ``source/stem.safetensors`` into ``target`` once ``source/stem.yaml``'s ``model`` section matches ``model``.
+
+    ``what`` names the part in errors (``operator``, ``dehazer``).
+    """
+    if not (source / f"{stem}.safetensors").is_file():
+        raise EIDError(f"{OPTION} {source}: holds no {stem}.safetensors; give a run folder with a {what} or a shipped model (eid models)")
+    state, config = load_weights(source / stem)
+    theirs = config.get("model", {})
+    keys = [k for k in sorted(set(theirs) | set(model)) if not k.startswith(IGNORED)]
+    differ = [k for k in keys if _norm(theirs.get(k)) != _norm(model.get(k))]
+    if differ:
+        raise EIDError(
+            f"{OPTION} {source}: its {what} ({_show(theirs, differ)}) does not fit this run's ({_show(model, differ)}); "
+            "use a model trained on the same kind of data, or the preset and options it was made with"
+        )
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = str(exc).splitlines()  # torch: a title line, then one line per mismatch
+        raise EIDError(f"{OPTION} {source}: its {what} weights do not fit this run's {what} ({lines[min(1, len(lines) - 1)].strip()})") from exc
+
+
+def operator_networks(module: nn.Module) -> nn.Module:
+    """The part of a stage-1 module that ``operator.safetensors`` holds (a scattering operator, or ``g_ab``/``g_ba``)."""
+    operator = getattr(module, "operator", None)
+    if isinstance(operator, nn.Module):
+        return operator
+    return nn.ModuleDict({"g_ab": module.g_ab, "g_ba": module.g_ba})
+
+
+def _norm(value: Any) -> Any:
+    """Lists and tuples compare equal (YAML has no tuples)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _show(model: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k}={model.get(k)}" for k in keys)
