@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from eid import __version__
 from eid.cli import app
 
-EXPECTED_COMMANDS = {"synth", "dehaze", "evaluate", "train-operator", "train", "demo", "data"}
+EXPECTED_COMMANDS = {"synth", "dehaze", "evaluate", "train-operator", "train", "demo", "data", "models"}
 
 
 def _commands(group, prefix=""):

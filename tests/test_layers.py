@@ -23,7 +23,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("eid.errors", "eid.utils", "eid.config", "eid.weights", "eid.progress", "eid.run_layout"),
+    ("eid.errors", "eid.utils", "eid.config", "eid.weights", "eid.progress", "eid.run_layout", "eid.zoo"),
     ("eid.data",),
     ("eid.physics", "eid.models", "eid.losses", "eid.transforms", "eid.baselines"),
     ("eid.training", "eid.inference", "eid.metrics", "eid.synth", "eid.video"),

@@ -17,6 +17,7 @@ from eid.cli import (
     training_budget,
     warn_if_dim,
 )
+from eid.cli.init_from import INIT_FROM_HELP, init_weights_from
 from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
 
 
@@ -28,7 +29,7 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 @app.command("train")
 def train(
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy training images (no clear images needed)."),
-    operator: str | None = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA) or 'asm' (analytic oracle). Required for a new run."),
+    operator: str | None = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA), a shipped model's name (its operator; eid models) or 'asm' (analytic oracle). Required for a new run."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
     preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
@@ -53,6 +54,7 @@ def train(
     logger: str = typer.Option("csv", "--logger", help="Training log in OUT/logs: csv (metrics.csv) or tensorboard (event files with the losses and sample grids; needs eid-dehaze[tensorboard])."),
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    init_from: str | None = typer.Option(None, "--init-from", help=INIT_FROM_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
     seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of data order, crops and transformations."),
 ) -> None:
@@ -72,9 +74,11 @@ def train(
     from eid.training.eid_config import EIDConfig, with_operator_white, with_prior
     from eid.training.limits import DEHAZER_LIMITS, check_limits
     from eid.training.run_folder import RunFolder, is_ddp_worker
+    from eid.zoo import resolve_model
 
     set_threads(threads)
     folder = RunFolder(out)
+    start_from = init_weights_from(init_from, resume)
     inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
     changes = {**training_budget(max_steps, epochs), **_overrides(lr=lr)}  # what --resume may change
     if is_ddp_worker():  # rank 0 has set the run up and saved its config
@@ -96,7 +100,10 @@ def train(
     else:
         ckpt = None
         if operator is None:
-            raise EIDError("--operator is required for a new run; give a stage-1 run folder or 'asm'")
+            raise EIDError("--operator is required for a new run; give a stage-1 run folder, a shipped model or 'asm'")
+        if operator != "asm":
+            operator = str(resolve_model(operator))
+            inputs["--operator"] = operator
         folder.check_new(inputs)
         if operator == "asm":
             channels = data_channels({"--hazy": hazy})
@@ -121,9 +128,10 @@ def train(
     with folder.starting(resume):
         if not is_ddp_worker() and ckpt is None:
             folder.path.mkdir(parents=True, exist_ok=True)
-            folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None}, preset or "fast")
+            folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None,
+                                  "--init-from": start_from}, preset or "fast")  # fmt: skip
         fit_eid(
-            cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers,
+            cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers, init_from=start_from,
             devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator, logger=logger,
             callbacks=[LearningRates({0: lr})] if resume and lr is not None else [],
         )  # fmt: skip

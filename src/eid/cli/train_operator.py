@@ -16,6 +16,7 @@ from eid.cli import (
     training_budget,
     warn_if_dim,
 )
+from eid.cli.init_from import INIT_FROM_HELP, init_weights_from
 from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
 
 
@@ -41,6 +42,7 @@ def train_operator(
     workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
+    init_from: str | None = typer.Option(None, "--init-from", help=INIT_FROM_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
 ) -> None:
     """Train the pseudo-hazing operator H (clear -> hazy) and its pseudo-inverse H^dagger (hazy -> clear).
@@ -68,6 +70,7 @@ def train_operator(
 
     set_threads(threads)
     folder, inputs = RunFolder(out), {"--clear": clear, "--hazy": hazy}
+    start_from = init_weights_from(init_from, resume)
     changes: dict = training_budget(max_steps, epochs)
     if lr is not None:
         changes["optim"] = {"lr": lr}
@@ -103,9 +106,9 @@ def train_operator(
         console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)
     with folder.starting(resume):
         if not is_ddp_worker() and ckpt is None:
-            folder.record_inputs(inputs, preset or "fast")
+            folder.record_inputs({**inputs, "--init-from": start_from}, preset or "fast")
         _, trainer = fit_operator(
-            cfg, clear, hazy, out, ckpt=ckpt, workers=workers, devices=devices, num_nodes=num_nodes,
+            cfg, clear, hazy, out, ckpt=ckpt, workers=workers, init_from=start_from, devices=devices, num_nodes=num_nodes,
             precision=precision, accelerator=accelerator, logger=logger,
             callbacks=[LearningRates({0: lr, 1: lr})] if resume and lr is not None else [],
         )  # fmt: skip

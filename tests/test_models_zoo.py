@@ -1,0 +1,155 @@
+"""Shipped models (eid.zoo), model cards (MODEL.md) and fine-tuning (--init-from): tiny runs, no network."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eid.cli import app
+from eid.data.io import write_image
+from eid.errors import EIDError
+from eid.zoo import MODELS_DIR, model_summary, resolve_model, shipped_models
+
+SHIPPED = ("microscopy", "natural")
+TINY = ["--crop", "16", "--max-steps", "1", "--batch-size", "2"]
+
+
+def _images(folder: Path, channels: int, seed: int, n: int = 3) -> Path:
+    rng = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        write_image(folder / f"im{i}.png", torch.rand(channels, 40, 48, generator=rng))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny colour stage-1 run and the stage-2 run trained through it."""
+    root = tmp_path_factory.mktemp("zoo")
+    clear, hazy = _images(root / "clear", 3, 0), _images(root / "hazy", 3, 1)
+    stage1 = ["train-operator", "--clear", clear, "--hazy", hazy, "--out", root / "op", *TINY]
+    assert CliRunner().invoke(app, list(map(str, stage1))).exit_code == 0
+    stage2 = ["train", "--hazy", hazy, "--operator", root / "op", "--out", root / "eid", "--no-prior", *TINY]
+    result = CliRunner().invoke(app, list(map(str, stage2)))
+    assert result.exit_code == 0, result.output
+    return {"root": root, "clear": clear, "hazy": hazy, "op": root / "op", "eid": root / "eid"}
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test of the shipped models touched the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_a_user_runs_cards_state_its_data_recipe_steps_and_unknown_licences(runs: dict[str, Path]) -> None:
+    op_card = (runs["op"] / "MODEL.md").read_text()
+    assert "haze operator (stage 1)" in op_card and "preset: `fast`" in op_card
+    assert f"{runs['clear'].resolve()} (3 images; C x H x W: 3x40x48)" in op_card
+    assert "read scale (`white`): dtype" in op_card and "1 training batches" in op_card
+    assert "model.kind=scattering" in op_card and "training data: Unknown" in op_card
+    card = (runs["eid"] / "MODEL.md").read_text()
+    assert "EID dehazer (stage 2)" in card and f"stage 1 --hazy`: {runs['hazy'].resolve()} (3 images" in card
+    assert "stage 1 training: 1 training batches" in card and "- training: 1 training batches" in card
+    assert "dehazer: model.channels=3, model.input=hazy" in card and "No validation figures" in card and "weights: Unknown" in card
+    assert model_summary(runs["eid"]).startswith("EID dehazer (stage 2), preset fast, trained on 3 images")
+
+
+def test_eid_models_lists_the_shipped_models_with_their_summaries(eid_cli) -> None:
+    run = eid_cli("models")
+    assert run.code == 0
+    listed = dict(line.split("\t")[:2] for line in run.out.splitlines())
+    assert set(listed) == set(SHIPPED) and all(listed[name] for name in SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_are_small_carry_a_card_with_licences_and_load_by_name(name: str) -> None:
+    from eid.inference import Dehazer
+
+    folder = resolve_model(name)
+    assert folder == MODELS_DIR / name and sum(f.stat().st_size for f in folder.iterdir()) < 5e6
+    card = (folder / "MODEL.md").read_text()
+    assert "## Licence" in card and "Cholec80" in card and "built from commit `" in card
+    channels = 1 if name == "microscopy" else 3
+    image = torch.rand(channels, 37, 53, generator=torch.Generator().manual_seed(0))
+    out = Dehazer.load(folder, device="cpu")(image)
+    assert out.shape == image.shape and torch.isfinite(out).all()
+
+
+def _held_out(name: str, shared: Path | None) -> torch.Tensor:
+    """A clear crop the model never saw (the held-out part of its build data, scripts/build_models.py)."""
+    if name == "microscopy":
+        import tifffile
+
+        image = torch.from_numpy(tifffile.imread(shared / "nuclei" / "img2d.tif").astype("float32"))[None]
+        return (image / image.max())[:, 128:256, 384:512]
+    from eid.demo import bundled_image
+
+    photo = bundled_image("coffee", 192)
+    return photo[:, :96, photo.shape[-1] * 2 // 3 :][:, :, :96]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_raise_psnr_on_a_held_out_synthetic_hazy_crop(name: str, request: pytest.FixtureRequest) -> None:
+    from eid.inference import Dehazer
+    from eid.metrics.paired import psnr
+    from eid.synth import SynthConfig, synthesize
+
+    clear = _held_out(name, request.getfixturevalue("shared_data") if name == "microscopy" else None)
+    haze = SynthConfig(model="veil") if name == "microscopy" else SynthConfig(depth_range=(0.3, 1.5), beta=(0.4, 0.9), airlight=(0.7, 0.9))
+    hazy = synthesize(clear, haze, seed=7)[0]
+    dehazed = Dehazer.load(resolve_model(name), device="cpu")(hazy)
+    gain = (psnr(dehazed[None], clear[None]) - psnr(hazy[None], clear[None])).item()
+    assert gain > 1.0, f"{name}: {gain:.2f} dB"
+
+
+def test_resolve_model_prefers_an_existing_folder_and_names_the_shipped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "microscopy").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("microscopy") == Path("microscopy") and set(SHIPPED) <= set(shipped_models())
+    with pytest.raises(EIDError, match="no such run folder or shipped model; give a run folder or one of: microscopy, natural"):
+        resolve_model("nope")
+
+
+def test_init_from_starts_from_the_sources_weights(runs: dict[str, Path], tmp_path: Path) -> None:
+    from eid.config import config_to_dict, load_config
+    from eid.run_layout import OPERATOR
+    from eid.training.init_from import load_initial_weights, operator_networks
+    from eid.training.operator import OperatorConfig, operator_module
+    from eid.weights import load_weights
+
+    cfg = load_config(OperatorConfig, "operator", preset="fast")
+    module = operator_module(cfg)
+    load_initial_weights(operator_networks(module), runs["op"], OPERATOR, config_to_dict(cfg)["model"], "operator")
+    saved, _ = load_weights(runs["op"] / OPERATOR)
+    assert all(torch.equal(v, saved[k]) for k, v in operator_networks(module).state_dict().items())
+
+
+def test_init_from_fine_tunes_both_stages_on_the_users_data(runs: dict[str, Path], eid_cli) -> None:
+    root = runs["root"]
+    stage1 = eid_cli("train-operator", "--clear", runs["clear"], "--hazy", runs["hazy"], "--out", root / "op2", *TINY,
+                     "--init-from", runs["op"])  # fmt: skip
+    assert stage1.code == 0, stage1.err
+    assert f"started from (`--init-from`): {runs['op'].resolve()}" in (root / "op2" / "MODEL.md").read_text()
+    stage2 = eid_cli("train", "--hazy", runs["hazy"], "--operator", root / "op2", "--out", root / "eid2", "--no-prior",
+                     *TINY, "--init-from", runs["eid"])  # fmt: skip
+    assert stage2.code == 0, stage2.err
+
+
+def test_init_from_an_incompatible_model_is_one_line_naming_both(runs: dict[str, Path], eid_cli) -> None:
+    root = runs["root"]
+    stage1 = eid_cli("train-operator", "--clear", runs["clear"], "--hazy", runs["hazy"], "--out", root / "bad1", *TINY,
+                     "--init-from", "microscopy")  # fmt: skip
+    line = stage1.error_line()
+    assert stage1.code == 2 and "microscopy" in line and "channels=1" in line and "channels=3" in line
+    assert not (root / "bad1").exists()
+    grey = _images(root / "grey", 1, 2)
+    stage2 = eid_cli("train", "--hazy", grey, "--operator", "asm", "--asm-t", "0.5", "--asm-a", "0.8", "--out",
+                     root / "bad2", *TINY, "--init-from", runs["eid"])  # fmt: skip
+    line = stage2.error_line()
+    assert str(runs["eid"].resolve()) in line and "channels=3" in line and "channels=1" in line
+    assert "--resume" in eid_cli("train", "--hazy", grey, "--out", runs["eid"], "--resume", "--init-from", "natural").error_line()
