@@ -15,7 +15,7 @@ from eid.errors import EIDError
 from eid.utils import hiding_warnings, recording_warnings
 
 if TYPE_CHECKING:
-    from eid.data.video import VideoReport
+    from eid.video import VideoReport
 
 
 @app.command("dehaze")
@@ -68,7 +68,7 @@ def dehaze(
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Videos: write input | output frames side by side."),
     temporal_smoothing: float = typer.Option(
         0.0, "--temporal-smoothing", help="Videos: strength in [0,1) of the flicker-reducing temporal smoothing "
-        "of the output (0 = off; see eid.data.video.TemporalSmoother).",
+        "of the output (0 = off; see eid.video.TemporalSmoother).",
     ),
 ) -> None:
     """Dehaze images and videos, keeping each file's size, format, bit depth and channels.

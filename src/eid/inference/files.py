@@ -14,12 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch import Tensor
 
 from eid.data.stacks import Stack
-from eid.data.video import VIDEO_SUFFIXES, VideoReport
+from eid.data.video import VIDEO_SUFFIXES
 from eid.errors import EIDError, ImageReadError, TiffStackError, describe_os_error
 from eid.inference.methods import Method
 from eid.inference.runner import Dehazer
 from eid.progress import LoggedProgress, stderr_console
 from eid.utils import remove_stale_temps
+from eid.video import VideoReport
 
 __all__ = ["VIDEO_SUFFIXES", "DehazeSummary", "dehaze_paths", "dehaze_video_file", "is_video"]
 
@@ -63,14 +64,8 @@ def dehaze_paths(
     folder equal to an input folder, or an output that would overwrite an input, is refused before
     anything is written.
     """
-    from eid.data.io import (
-        check_not_input,
-        check_output_dir,
-        iter_inputs,
-        no_images_error,
-        read_image,
-        write_image,
-    )
+    from eid.data.io import read_image, write_image
+    from eid.data.listing import check_not_input, check_output_dir, iter_inputs, no_images_error
     from eid.data.naming import plan_outputs
 
     console = console or stderr_console()
@@ -184,9 +179,9 @@ def dehaze_video_file(
 ) -> VideoReport:
     """Dehaze a video frame by frame with ``runner.run`` (batched, padded, tiled), keeping fps and size.
 
-    See :func:`eid.data.video.dehaze_video` for the side-by-side output and temporal smoothing.
+    See :func:`eid.video.dehaze_video` for the side-by-side output and temporal smoothing.
     """
-    from eid.data.video import dehaze_video
+    from eid.video import dehaze_video
 
     return dehaze_video(
         src, dst, runner.run, batch_size=runner.batch_size, side_by_side=side_by_side,

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eid.data.io import White, parse_white
+from eid.data.scale import White, parse_white
 from eid.errors import EIDError
 from eid.utils import resolve_device
 

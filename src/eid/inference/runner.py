@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eid.data.io import DTYPE_WHITE, White, parse_white, white_scale
+from eid.data.scale import DTYPE_WHITE, White, parse_white, white_scale
 from eid.errors import EIDError
 from eid.inference.arrays import (
     INTEGER_DTYPES,
