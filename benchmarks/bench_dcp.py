@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from eid.baselines import DarkChannelPrior
-from eid.data.io import list_images, read_image
-from eid.data.synth import motorcycle_depth
+from eid.data.depth import motorcycle_depth
+from eid.data.io import read_image
+from eid.data.listing import list_images
 from eid.metrics.paired import psnr, ssim
 
 SIZES = {"1 MP": (1000, 1000), "12 MP": (3000, 4000)}

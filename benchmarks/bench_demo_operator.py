@@ -30,9 +30,9 @@ import torch
 from eid import demo
 from eid.config import load_config
 from eid.data.io import read_image, write_image
-from eid.data.synth import synthesize
 from eid.inference import build_method
 from eid.metrics import get_metrics
+from eid.synth import synthesize
 from eid.training.operator import OperatorConfig, fit_operator
 
 

@@ -3,7 +3,7 @@
 Data: ``../shared/data/nuclei/img2d.tif`` (512x512 fluorescence nuclei), scaled by its maximum.
 Disjoint regions: columns 0-383 for training (rows 0-255: unpaired *clear* crops for stage 1 and the
 adversarial prior; rows 256-511: the *hazy* training crops), columns 384-511 for the test crops (a
-non-overlapping grid). Each crop is hazed with the microscopy veil of :mod:`eid.data.synth`,
+non-overlapping grid). Each crop is hazed with the microscopy veil of :mod:`eid.physics.generators`,
 ``y = clip(c x + v G_sigma x / max G_sigma x + b F)``, with its own random ``c, v, b, F``.
 
 Methods (all networks: the ``fast`` dehazer, i.e. UNet 3 scales x 16, group norm, hazy input; the
@@ -48,13 +48,14 @@ from eid import inference
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import load_config
 from eid.data.io import write_image
-from eid.data.synth import VeilParamGenerator, apply_veil
 from eid.metrics.paired import psnr, ssim
 from eid.models import Dehazer, DehazerConfig
 from eid.physics import LearnedHaze
-from eid.training.common import ImageDataModule, build_trainer, fit
+from eid.physics.generators import VeilParamGenerator, apply_veil
+from eid.training.data import ImageDataModule
 from eid.training.eid import EIDConfig, EIDModule
 from eid.training.operator import OperatorConfig, fit_operator
+from eid.training.trainer import build_trainer, fit
 
 IMAGE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei" / "img2d.tif"
 CROP = 64

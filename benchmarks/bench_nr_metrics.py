@@ -20,7 +20,8 @@ from scipy import ndimage, signal
 from scipy.special import gamma
 
 from eid.metrics.brisque import MATLAB_GREY, _model, brisque
-from eid.metrics.niqe import _resize_matrix, load_params, niqe
+from eid.metrics.niqe import niqe
+from eid.metrics.nss import _resize_matrix, load_params
 
 GAM = np.arange(0.2, 10.001, 0.001)
 

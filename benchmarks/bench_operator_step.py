@@ -66,8 +66,9 @@ def worker(spec: dict) -> dict:
     from torch.utils.data import Dataset
     from torch.utils.flop_counter import FlopCounterMode
 
-    from eid.training.common import ImageDataModule, build_trainer, fit
+    from eid.training.data import ImageDataModule
     from eid.training.operator import STEPS_PER_BATCH, HazeOperatorModule, OperatorConfig
+    from eid.training.trainer import build_trainer, fit
 
     torch.set_num_threads(spec["threads"])
 

@@ -37,8 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_microscopy_quality import IMAGE, crops, veil
 
+from eid.data.depth import motorcycle_depth
 from eid.data.io import write_image
-from eid.data.synth import motorcycle_depth
 from eid.demo import bundled_image
 from eid.physics import ASMHaze, transmission_from_depth
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from eid.data.io import list_images, read_image
+from eid.data.io import read_image
+from eid.data.listing import list_images
 from eid.inference import Dehazer, build_method
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cholec80-smoke" / "hazy"
