@@ -8,8 +8,9 @@ score the held-out crops with ``eid dehaze`` + ``eid evaluate``, then copy the r
 * ``microscopy``: the nuclei image of ``../shared/data/nuclei`` (StarDist BSD-3, DSB 2018 / BBBC038 CC0), scaled by
   its maximum, cut into 128x128 crops: rows 0-255 clear (unpaired), rows 256-511 hazed with the veil model for
   training, columns 384-511 held out (hazed with another seed) for the scores.
-* ``natural``: scikit-image's bundled public-domain / CC0 photos (astronaut, rocket: clear; coffee, chelsea: hazed
-  with a random smooth depth and the ASM, left two thirds for training, right third held out).
+* ``natural``: scikit-image's bundled public-domain / CC0 photos, the demo's roles (``eid.demo``: astronaut, Hubble
+  deep field, immunohistochemistry clear; coffee, rocket, retina, chelsea hazed with a random smooth depth and the
+  ASM, left two thirds for training, right third held out).
 
 Run: .venv/bin/python scripts/build_models.py [--only microscopy] [--work /tmp/eid-models] [--threads 1]
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from eid.data.io import write_image
-from eid.demo import bundled_image
+from eid.demo import CLEAR_SET, TRAIN_SET, bundled_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EID = [str(Path(sys.executable).parent / "eid")]
@@ -68,9 +69,9 @@ def clear_sets(name: str) -> dict[str, list[torch.Tensor]]:
         image = image / image.max()
         return {"clear": tiles(image, slice(0, 256), slice(0, 384)), "train": tiles(image, slice(256, 512), slice(0, 384)),
                 "test": tiles(image, slice(0, 512), slice(384, 512))}  # fmt: skip
-    photos = {n: bundled_image(n, 192) for n in ("astronaut", "rocket", "coffee", "chelsea")}
-    split = {n: photos[n].shape[-1] * 2 // 3 for n in ("coffee", "chelsea")}
-    return {"clear": [photos["astronaut"], photos["rocket"]],
+    photos = {n: bundled_image(n, 192) for n in CLEAR_SET + TRAIN_SET}
+    split = {n: photos[n].shape[-1] * 2 // 3 for n in TRAIN_SET}
+    return {"clear": [photos[n] for n in CLEAR_SET],
             "train": [photos[n][..., : split[n]] for n in split],
             "test": [t for n in split for t in tiles(photos[n], slice(0, 192), slice(split[n], None), 96)]}  # fmt: skip
 
