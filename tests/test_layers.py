@@ -31,15 +31,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("eid.demo", "eid.napari", "eid.cli", "eid.__main__", "eid"),
 )
 
-#: Modules whose ``__getattr__ = moved_names(__name__, {module: names})`` (:func:`eid.utils.moved_names`) finds
-#: moved names in their new home, so that users outside this change keep working. Those targets count as
-#: imports like any other, except for the modules here, each with the users it waits for.
-FORWARDERS = {
-    "eid.data.video": "cli/dehaze.py, inference/files.py and benchmarks/bench_video.py still import eid.video's names",
-    "eid.data.synth": "the benchmarks still import eid.synth / physics.generators / data.depth names from here",
-    "eid.training.common": "the benchmarks still import the trainer, data module and checkpoint names from here",
-}
-
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC).with_suffix("").parts
@@ -63,9 +54,7 @@ def imports_of(path: Path, module: str) -> dict[str, int]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: dict[str, int] = {}
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "moved_names" and module not in FORWARDERS:
-            names = [key.value for key in node.args[1].keys if isinstance(key, ast.Constant)]
-        elif isinstance(node, ast.Import):
+        if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -137,24 +126,3 @@ def test_layer_rule_catches_an_upward_import(tmp_path: Path) -> None:
     fake.write_text("def f():\n    from eid.cli import app\n")
     found = imports_of(fake, "eid.data.bad")
     assert found == {"eid.cli": 2} and layer_of("eid.cli") > layer_of("eid.data.bad")
-
-
-def _forwarded(module: str) -> dict[str, list[str]]:
-    """``{new module: names}`` of the ``moved_names(__name__, {...})`` call in ``module``, if any."""
-    for node in ast.walk(ast.parse(MODULES[module].read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "moved_names":
-            table = ast.literal_eval(node.args[1])
-            return {target: list(names) for target, names in table.items()}
-    return {}
-
-
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _forwarded(m)))
-def test_every_forwarded_name_resolves(module: str) -> None:
-    """An old import path keeps working: each forwarded name exists in its new module and comes back from the old."""
-    import importlib
-
-    old = importlib.import_module(module)
-    for target, names in _forwarded(module).items():
-        new = importlib.import_module(target)
-        for name in names:
-            assert getattr(old, name) is getattr(new, name), f"{module}.{name} -> {target}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import logging
 import os
 import re
@@ -180,18 +179,3 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as exc:
         raise EIDError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-
-
-def moved_names(module: str, moved: dict[str, tuple[str, ...]]) -> Callable[[str], object]:
-    """A module ``__getattr__`` that finds names moved to other modules, so that an old import path keeps working.
-
-    ``moved`` maps each new module to the names it now holds; a name is imported from there when first used.
-    """
-
-    def __getattr__(name: str) -> object:
-        for target, names in moved.items():
-            if name in names:
-                return getattr(importlib.import_module(target), name)
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__

@@ -43,7 +43,7 @@ from eid.data.scale import (
     unit_to_samples,
 )
 from eid.errors import EIDError, ImageReadError, TiffStackError
-from eid.utils import atomic_write, moved_names
+from eid.utils import atomic_write
 
 _FORMAT_BY_SUFFIX = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
@@ -224,11 +224,3 @@ def _save_options(fmt: str) -> dict:
 def _write_png16(path: Path, array: np.ndarray) -> None:
     """Write a 16-bit RGB or RGBA PNG (which Pillow cannot write) with libpng's default filters and level."""
     path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array, np.uint16)))
-
-
-#: Names that moved to :mod:`eid.data.listing` and :mod:`eid.data.scale`, at their old path for the inference
-#: package and the benchmarks.
-__getattr__ = moved_names(__name__, {
-    "eid.data.listing": ("check_not_input", "check_output_dir", "iter_inputs", "no_images_error"),
-    "eid.data.scale": ("parse_white", "white_scale"),
-})  # fmt: skip

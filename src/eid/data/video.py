@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eid.errors import EIDError, VideoReadError
-from eid.utils import atomic_write, moved_names
+from eid.utils import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".webm", ".ogv", ".wmv")
 _FF_QP2LAMBDA = 118  # FFmpeg's quantiser -> lambda scale, as in ``ffmpeg -q:v``
@@ -271,7 +271,3 @@ class VideoWriter:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close(failed=kind is not None)
-
-
-#: The video processing that moved to :mod:`eid.video`, at its old path until issue 18's users move.
-__getattr__ = moved_names(__name__, {"eid.video": ("FlickerMeter", "TemporalSmoother", "VideoReport", "dehaze_video", "flicker")})

@@ -42,7 +42,6 @@ from eid.metrics.nss import (
     to_levels,
 )
 from eid.metrics.registry import MetricSpec, register
-from eid.utils import moved_names
 
 BLOCK = 96
 SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -161,7 +160,3 @@ register(
         description="NIQE, MATLAB/BasicSR algorithm on BT.601 Y, LIVE pristine model",
     )
 )
-
-
-#: Helpers that moved to :mod:`eid.metrics.nss`, at their old path for ``benchmarks/bench_nr_metrics.py``.
-__getattr__ = moved_names(__name__, {"eid.metrics.nss": ("_resize_matrix",)})
