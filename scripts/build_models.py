@@ -6,8 +6,9 @@ score the held-out crops with ``eid dehaze`` + ``eid evaluate``, then copy the r
 ``src/eid/zoo/models/NAME`` with its model card (``MODEL.md``: data, licences, the commit that built it, the scores).
 
 * ``microscopy``: the nuclei image of ``../shared/data/nuclei`` (StarDist BSD-3, DSB 2018 / BBBC038 CC0), scaled by
-  its maximum, cut into 128x128 crops: rows 0-255 clear (unpaired), rows 256-511 hazed with the veil model for
-  training, columns 384-511 held out (hazed with another seed) for the scores.
+  its maximum, cut into 64x64 crops as the microscopy benchmark does: 128 random crops of rows 0-255 clear (unpaired),
+  128 of rows 256-511 hazed with the veil model for training (both in columns 0-383), the grid of columns 384-511
+  held out (hazed with another seed) for the scores.
 * ``natural``: scikit-image's bundled public-domain / CC0 photos, the demo's roles (``eid.demo``: astronaut, Hubble
   deep field, immunohistochemistry clear; coffee, rocket, retina, chelsea hazed with a random smooth depth and the
   ASM, left two thirds for training, right third held out).
@@ -60,6 +61,14 @@ def tiles(image: torch.Tensor, rows: slice, cols: slice, side: int = 128) -> lis
     return [part[:, i : i + side, j : j + side] for i in range(0, h - side + 1, side) for j in range(0, w - side + 1, side)]
 
 
+def random_tiles(region: torch.Tensor, rng: torch.Generator, n: int = 128, side: int = 64) -> list[torch.Tensor]:
+    """``n`` seeded random ``side`` x ``side`` crops of ``region`` (as ``benchmarks/bench_microscopy_quality.py``)."""
+    h, w = region.shape[-2:]
+    tops = torch.randint(h - side + 1, (n,), generator=rng).tolist()
+    lefts = torch.randint(w - side + 1, (n,), generator=rng).tolist()
+    return [region[:, t : t + side, s : s + side] for t, s in zip(tops, lefts)]
+
+
 def clear_sets(name: str) -> dict[str, list[torch.Tensor]]:
     """The clear images of each role: ``clear`` (unpaired), ``train`` (to haze), ``test`` (held out)."""
     if name == "microscopy":
@@ -67,8 +76,9 @@ def clear_sets(name: str) -> dict[str, list[torch.Tensor]]:
 
         image = torch.from_numpy(tifffile.imread(NUCLEI).astype("float32"))[None]
         image = image / image.max()
-        return {"clear": tiles(image, slice(0, 256), slice(0, 384)), "train": tiles(image, slice(256, 512), slice(0, 384)),
-                "test": tiles(image, slice(0, 512), slice(384, 512))}  # fmt: skip
+        rng = torch.Generator().manual_seed(SEED)
+        return {"clear": random_tiles(image[:, :256, :384], rng), "train": random_tiles(image[:, 256:, :384], rng),
+                "test": tiles(image, slice(0, 512), slice(384, 512), 64)}  # fmt: skip
     photos = {n: bundled_image(n, 192) for n in CLEAR_SET + TRAIN_SET}
     split = {n: photos[n].shape[-1] * 2 // 3 for n in TRAIN_SET}
     return {"clear": [photos[n] for n in CLEAR_SET],
@@ -80,7 +90,7 @@ def build_data(name: str, root: Path) -> None:
     """Write ``root/{clear,train-clear,test-clear}`` and haze the last two with ``eid synth``."""
     for role, images in clear_sets(name).items():
         for i, image in enumerate(images):
-            write_image(root / ("clear" if role == "clear" else f"{role}-clear") / f"{name}_{i:02d}.png", image)
+            write_image(root / ("clear" if role == "clear" else f"{role}-clear") / f"{name}_{i:03d}.png", image)
     for role, seed in (("train", SEED), ("test", SEED + 1)):
         eid("synth", str(root / f"{role}-clear"), "--out", str(root / f"{role}-synth"), *HAZE[name], "--seed", str(seed))
 
