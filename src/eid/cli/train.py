@@ -68,10 +68,12 @@ def train(
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
+    from eid.run_layout import DEHAZER
     from eid.training.callbacks import LearningRates
     from eid.training.checkpoints import load_checkpoint
     from eid.training.eid import fit_eid
     from eid.training.eid_config import EIDConfig, with_operator_white, with_prior
+    from eid.training.init_from import check_model
     from eid.training.limits import DEHAZER_LIMITS, check_limits
     from eid.training.run_folder import RunFolder, is_ddp_worker
     from eid.zoo import resolve_model
@@ -122,6 +124,8 @@ def train(
         data_channels({"--hazy": hazy, **({"--clear": list(cfg.clear)} if cfg.clear else {})})  # no images: one line now
         warn_if_dim(hazy, cfg.white)
     check_limits(cfg, DEHAZER_LIMITS, "eid config")
+    if start_from is not None:
+        check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer")
     if not is_ddp_worker():
         prior = f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}" if cfg.adversarial_weight else "no prior"
         console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}", highlight=False)

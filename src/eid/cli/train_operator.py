@@ -63,7 +63,9 @@ def train_operator(
         read_yaml,
     )
     from eid.data.datasets import data_channels
+    from eid.run_layout import OPERATOR
     from eid.training.callbacks import LearningRates
+    from eid.training.init_from import check_model
     from eid.training.limits import OPERATOR_LIMITS, check_limits
     from eid.training.operator import OperatorConfig, fit_operator
     from eid.training.run_folder import RunFolder, is_ddp_worker
@@ -101,6 +103,8 @@ def train_operator(
         for images in (clear, hazy):
             warn_if_dim(images, cfg.data.white)
     check_limits(cfg, OPERATOR_LIMITS, "operator config")
+    if start_from is not None:
+        check_model(start_from, OPERATOR, config_to_dict(cfg)["model"], "operator")
 
     if not is_ddp_worker():
         console.print(f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False)

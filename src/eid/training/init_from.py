@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from eid.config import read_yaml
 from eid.errors import EIDError
 from eid.weights import load_weights
 
@@ -26,10 +27,21 @@ def load_initial_weights(target: nn.Module, source: Path, stem: str, model: dict
 
     ``what`` names the part in errors (``operator``, ``dehazer``).
     """
+    check_model(source, stem, model, what)
+    state, _ = load_weights(source / stem)
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = str(exc).splitlines()  # torch: a title line, then one line per mismatch
+        raise EIDError(f"{OPTION} {source}: its {what} weights do not fit this run's {what} ({lines[min(1, len(lines) - 1)].strip()})") from exc
+
+
+def check_model(source: Path, stem: str, model: dict[str, Any], what: str) -> None:
+    """Refuse, in one line naming both, a source whose ``stem.yaml`` ``model`` section differs from ``model``
+    (the training commands call it before they start, so that nothing is created)."""
     if not (source / f"{stem}.safetensors").is_file():
         raise EIDError(f"{OPTION} {source}: holds no {stem}.safetensors; give a run folder with a {what} or a shipped model (eid models)")
-    state, config = load_weights(source / stem)
-    theirs = config.get("model", {})
+    theirs = read_yaml(source / f"{stem}.yaml").get("model", {})
     keys = [k for k in sorted(set(theirs) | set(model)) if not k.startswith(IGNORED)]
     differ = [k for k in keys if _norm(theirs.get(k)) != _norm(model.get(k))]
     if differ:
@@ -37,11 +49,6 @@ def load_initial_weights(target: nn.Module, source: Path, stem: str, model: dict
             f"{OPTION} {source}: its {what} ({_show(theirs, differ)}) does not fit this run's ({_show(model, differ)}); "
             "use a model trained on the same kind of data, or the preset and options it was made with"
         )
-    try:
-        target.load_state_dict(state)
-    except RuntimeError as exc:
-        lines = str(exc).splitlines()  # torch: a title line, then one line per mismatch
-        raise EIDError(f"{OPTION} {source}: its {what} weights do not fit this run's {what} ({lines[min(1, len(lines) - 1)].strip()})") from exc
 
 
 def operator_networks(module: nn.Module) -> nn.Module:
