@@ -153,3 +153,14 @@ def test_init_from_an_incompatible_model_is_one_line_naming_both(runs: dict[str,
     line = stage2.error_line()
     assert str(runs["eid"].resolve()) in line and "channels=3" in line and "channels=1" in line
     assert "--resume" in eid_cli("train", "--hazy", grey, "--out", runs["eid"], "--resume", "--init-from", "natural").error_line()
+
+
+def test_dehaze_by_name_in_the_cli_and_the_api(tmp_path: Path, eid_cli) -> None:
+    import eid
+
+    image = torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(3))
+    write_image(tmp_path / "in" / "a.png", image)
+    run = eid_cli("dehaze", "--model", "natural", tmp_path / "in", "--out", tmp_path / "out")
+    assert run.code == 0, run.err
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert eid.Dehazer.from_pretrained("natural", device="cpu")(image).shape == image.shape

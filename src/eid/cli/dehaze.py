@@ -29,7 +29,7 @@ def dehaze(
         "single video input it may be the output video file.", show_default=False,
     ),
     method: str = typer.Option("eid", "--method", "-m", help="eid (needs --model), cyclegan (needs --operator) or dcp."),
-    model: Path | None = typer.Option(None, "--model", help="Stage-2 run folder (eid train --out) for --method eid."),
+    model: Path | None = typer.Option(None, "--model", help="Stage-2 run folder (eid train --out) or a shipped model's name (eid models) for --method eid."),
     operator: Path | None = typer.Option(
         None, "--operator", help="Stage-1 run folder (eid train-operator --out): G_BA for --method cyclegan; "
         "overrides the operator recorded in the --model run for --method eid.",

@@ -129,8 +129,9 @@ def build_method(
         if model is None:
             raise EIDError("--method eid needs --model RUN (a folder written by eid train); or use --method dcp")
         from eid.models.dehazer import load_dehazer
+        from eid.zoo import resolve_model
 
-        net, physics, config = load_dehazer(model, dev)
+        net, physics, config = load_dehazer(resolve_model(model), dev)  # a run folder or a shipped model's name
         if operator is not None:
             physics = _load_operator(operator, dev)
         multiple = module_multiple(net)  # the UNet pools scales-1 times

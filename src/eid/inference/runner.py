@@ -167,6 +167,8 @@ class Dehazer:
         operator = kwargs.pop("operator", None)
         return cls(build_method("eid", model=run_dir, operator=operator, device=dev), device=dev, **kwargs)
 
+    from_pretrained = load  # a shipped model's name (eid models) or a run folder: the same code path
+
     @classmethod
     def from_module(cls, fn: Method | Callable[[Tensor], Tensor], **kwargs: Any) -> Dehazer:
         """The runner of any function or ``nn.Module`` on ``(B,C,H,W)`` [0,1] tensors."""
