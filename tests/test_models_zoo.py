@@ -111,7 +111,7 @@ def test_resolve_model_prefers_an_existing_folder_and_names_the_shipped_ones(tmp
     (tmp_path / "microscopy").mkdir()
     monkeypatch.chdir(tmp_path)
     assert resolve_model("microscopy") == Path("microscopy") and set(SHIPPED) <= set(shipped_models())
-    with pytest.raises(EIDError, match="no such run folder or shipped model; give a run folder or one of: microscopy, natural"):
+    with pytest.raises(EIDError, match="no such folder or shipped model; give a run folder or one of: microscopy, natural"):
         resolve_model("nope")
 
 

@@ -44,7 +44,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if path.exists():
         raise EIDError(f"{path} is a file; give a run folder (eid train --out) or a shipped model name")
     names = ", ".join(models) or "none installed"
-    raise EIDError(f"{name_or_path}: no such run folder or shipped model; give a run folder or one of: {names} (eid models)")
+    raise EIDError(f"{name_or_path}: no such folder or shipped model; give a run folder or one of: {names} (eid models)")
 
 
 def model_summary(folder: str | Path) -> str:
