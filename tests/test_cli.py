@@ -46,3 +46,10 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing" in lines[0]
+
+
+def test_shell_completion_script_is_offered(eid_cli, monkeypatch):
+    """``eid --show-completion`` prints a completion script for the shell (bash here) that names the command."""
+    monkeypatch.setenv("SHELL", "/bin/bash")
+    run = eid_cli("--show-completion", "bash")
+    assert run.code == 0 and "complete" in run.out and "eid" in run.out

@@ -22,7 +22,7 @@ app = typer.Typer(
     name="eid",
     help="Unsupervised image dehazing by equivariant learning (EID).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # eid --install-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 console = stderr_console()
