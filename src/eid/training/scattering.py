@@ -83,24 +83,17 @@ class ScatteringOperatorModule(HazeOperatorModule):
         density = F.relu(lam.density_min - (1 - t_a).mean(dim=(1, 2, 3))).mean()
         terms = {"gan": gan, "cyc": cyc, "param": param, "id": ident, "density": density}
         terms["g"] = gan + lam.lambda_cyc * cyc + lam.lambda_param * param + lam.lambda_id * ident + lam.lambda_density * density
-        if lam.lambda_dcp > 0:
-            terms["dcp"] = self.dark_channel_prior(b, est_b)
+        if lam.lambda_dcp > 0 or lam.lambda_dcp_pair > 0:
+            with torch.no_grad():  # one DCP estimate of the real hazy crops serves both terms
+                j_dcp, t_dcp, a_dcp = self.dcp.estimate(b)
+        if lam.lambda_dcp > 0:  # the estimator pulled towards DCP's maps
+            est_t, est_a = est_b["transmission"], est_b["airlight"]
+            terms["dcp"] = F.l1_loss(est_t, t_dcp.expand_as(est_t)) + F.l1_loss(est_a, a_dcp.expand_as(est_a))
             terms["g"] = terms["g"] + lam.lambda_dcp * terms["dcp"]
-        if lam.lambda_dcp_pair > 0:
-            with torch.no_grad():
-                j_dcp = self.dcp.estimate(b)[0]
+        if lam.lambda_dcp_pair > 0:  # the hazer re-creates the real haze from DCP's estimate
             terms["dcp_pair"] = F.l1_loss(op.A(j_dcp), b)
             terms["g"] = terms["g"] + lam.lambda_dcp_pair * terms["dcp_pair"]
         return terms, fake_b, fake_a
-
-    def dark_channel_prior(self, b: torch.Tensor, est_b: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``|t_hat(b) - t_DCP(b)|_1 + |a_hat(b) - a_DCP(b)|_1``: the estimator pulled towards the dark channel
-        prior's maps on the real hazy images (atmospheric haze, where DCP is strong)."""
-        with torch.no_grad():
-            _, t_dcp, a_dcp = self.dcp.estimate(b)
-        return F.l1_loss(est_b["transmission"], t_dcp.expand_as(est_b["transmission"])) + F.l1_loss(
-            est_b["airlight"], a_dcp.expand_as(est_b["airlight"])
-        )
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The clear and hazy batch in ``[0, 1]``, the operator's range."""
