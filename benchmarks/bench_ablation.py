@@ -8,7 +8,8 @@ time of each stage.
 
 Run: .venv/bin/python benchmarks/bench_ablation.py --set ablation --out OUT [--jobs 2] [--seeds 0,1]
 Sets: ``ablation`` (microscopy: operator cyclegan/scattering x prior off/on x residual off/on, the table
-issue 16 asks for) and ``natural`` (natural haze: the stage-1 dark-channel terms and the stage-2 input).
+issue 16 asks for), ``natural`` (natural haze: the stage-1 dark-channel terms, the stage-2 input, learning
+rate and prior weight) and ``microscopy`` (the stage-2 budget and prior weight against the veil oracle).
 On a GPU, ``EID_BIN="python3 -m eid"`` runs the package from ``PYTHONPATH=src``.
 """
 
@@ -51,6 +52,13 @@ SETS: dict[str, dict[str, Variant]] = {
         "pair 5, hazy input": ("natural", {"loss": {"lambda_dcp_pair": 5.0}}, "", {"model": {"input": "hazy"}}, ""),
         "pair 5, density 0": ("natural", {"loss": {"lambda_dcp_pair": 5.0, "lambda_density": 0.0}}, "", {}, ""),
         "dcp 1": ("natural", {"loss": {"lambda_dcp": 1.0}}, "", {}, ""),
+        "pair 20, lr 2e-4": ("natural", {}, "", {"lr": 2.0e-4}, ""),
+        "pair 20, prior 0.2": ("natural", {}, "", {"adversarial_weight": 0.2}, ""),
+    },
+    "microscopy": {  # the stage-2 budget and prior weight against the veil oracle (31.76 dB)
+        "stage 2 240 steps": ("microscopy", {}, "", {"max_steps": 240}, ""),
+        "stage 2 320 steps": ("microscopy", {}, "", {"max_steps": 320}, ""),
+        "prior 0.02": ("microscopy", {}, "", {"adversarial_weight": 0.02}, ""),
     },
 }
 

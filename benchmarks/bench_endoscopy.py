@@ -13,12 +13,15 @@ rows, input | DCP | CycleGAN-only | ``H^dagger`` | EID (the first seed) as colum
 FADE inside the field of view. The grid shows Cholec80 frames: keep it out of the repository.
 
 Run: .venv/bin/python benchmarks/bench_endoscopy.py --out OUT [--seeds 0,1]
+Variants pass flags through, as in ``bench_quality_cli.py``: ``--stage1-args "--config op.yaml"``,
+``--stage2-args "--config dehazer.yaml"``; ``--no-cyclegan`` skips the CycleGAN operator.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -65,6 +68,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--stage1-args", default="", help="extra eid train-operator flags (the scattering operator)")
+    parser.add_argument("--stage2-args", default="", help="extra eid train flags")
+    parser.add_argument("--no-cyclegan", action="store_true", help="skip the CycleGAN-only operator")
     args = parser.parse_args()
     if not (args.data / "hazy").is_dir():
         sys.exit(f"{args.data}: no cholec80-smoke sample here; pass --data to its folder")
@@ -78,13 +84,16 @@ def main() -> None:
     for seed in args.seeds.split(","):
         run = args.out / f"seed{seed}"
         common = ["--preset", "endoscopy", "--seed", seed, *threads]
-        for kind in ("scattering", "cyclegan"):
-            eid("train-operator", "--clear", str(clear), "--hazy", str(hazy), "--out", str(run / kind),
-                "--operator-model", kind, *common)
-        eid("train", "--hazy", str(hazy), "--operator", str(run / "scattering"), "--out", str(run / "eid"), *common)
-        methods = {"CycleGAN-only": ["--method", "cyclegan", "--operator", str(run / "cyclegan")],
-                   "H† (scattering)": ["--method", "cyclegan", "--operator", str(run / "scattering")],
+        eid("train-operator", "--clear", str(clear), "--hazy", str(hazy), "--out", str(run / "scattering"),
+            *common, *shlex.split(args.stage1_args))
+        eid("train", "--hazy", str(hazy), "--operator", str(run / "scattering"), "--out", str(run / "eid"), *common,
+            *shlex.split(args.stage2_args))
+        methods = {"H† (scattering)": ["--method", "cyclegan", "--operator", str(run / "scattering")],
                    "EID": ["--model", str(run / "eid")]}
+        if not args.no_cyclegan:
+            eid("train-operator", "--clear", str(clear), "--hazy", str(hazy), "--out", str(run / "cyclegan"),
+                "--operator-model", "cyclegan", *common)
+            methods = {"CycleGAN-only": ["--method", "cyclegan", "--operator", str(run / "cyclegan")], **methods}
         for label, method in methods.items():
             folder = run / "".join(c if c.isalnum() else "-" for c in label)
             eid("dehaze", *method, str(hazy), "--out", str(folder), *threads)
