@@ -10,7 +10,7 @@ from torch import nn
 
 from eid.config import config_to_dict
 from eid.errors import EIDError
-from eid.models import Dehazer, DehazerConfig, load_dehazer
+from eid.models import DehazerConfig, DehazerNet, load_dehazer
 from eid.models.dehazer import count_parameters
 from eid.physics import ASMHaze
 from eid.weights import save_weights
@@ -22,13 +22,13 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def tiny(**kw) -> Dehazer:
+def tiny(**kw) -> DehazerNet:
     torch.manual_seed(0)
-    return Dehazer(DehazerConfig(**{"channels": 3, "scales": 2, "width": 4, **kw}))
+    return DehazerNet(DehazerConfig(**{"channels": 3, "scales": 2, "width": 4, **kw}))
 
 
 def test_paper_size_matches_the_authors() -> None:
-    assert count_parameters(Dehazer(DehazerConfig(scales=5, width=64, norm="instance"))) == 34_527_171
+    assert count_parameters(DehazerNet(DehazerConfig(scales=5, width=64, norm="instance"))) == 34_527_171
 
 
 @pytest.mark.parametrize("norm,layer", [("group", nn.GroupNorm), ("instance", nn.InstanceNorm2d), ("batch", nn.BatchNorm2d)])

@@ -229,11 +229,11 @@ def _dehazer_run(folder: Path, nan: bool = False, checksum: bool = True) -> Path
     from safetensors.torch import save_file
 
     from eid.config import config_to_dict
-    from eid.models import Dehazer, DehazerConfig
+    from eid.models import DehazerConfig, DehazerNet
     from eid.weights import save_weights
 
     torch.manual_seed(0)
-    net = Dehazer(DehazerConfig(channels=3, scales=2, width=4))
+    net = DehazerNet(DehazerConfig(channels=3, scales=2, width=4))
     state = {k: v.clone().fill_(float("nan")) if nan and v.is_floating_point() else v for k, v in net.state_dict().items()}
     save_weights(folder / "dehazer", state, {"model": config_to_dict(net.config)})
     if not checksum:
@@ -265,11 +265,10 @@ def test_one_nan_input_pixel_does_not_spread(tmp_path):
     import torch
 
     from eid.inference import Dehazer
-    from eid.models import Dehazer as Net
-    from eid.models import DehazerConfig
+    from eid.models import DehazerConfig, DehazerNet
 
     torch.manual_seed(0)
-    runner = Dehazer.from_module(Net(DehazerConfig(channels=3, scales=2, width=4)).eval(), device="cpu")
+    runner = Dehazer.from_module(DehazerNet(DehazerConfig(channels=3, scales=2, width=4)).eval(), device="cpu")
     image = np.random.default_rng(0).random((24, 32, 3)).astype(np.float32)
     image[5, 7, 1] = np.nan
     with pytest.warns(UserWarning, match="1 NaN or infinite input values replaced by 0"):

@@ -106,8 +106,7 @@ def hazy_scene(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
 
 
 def group_norm_dehazer() -> nn.Module:
-    from eid.models import Dehazer as DehazerNet
-    from eid.models import DehazerConfig
+    from eid.models import DehazerConfig, DehazerNet
 
     torch.manual_seed(0)
     return DehazerNet(DehazerConfig(channels=3, scales=2, width=8, norm="group")).eval()

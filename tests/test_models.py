@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from eid.errors import EIDError
-from eid.models import Dehazer, DehazerConfig, PatchGANDiscriminator, ResnetGenerator
+from eid.models import DehazerConfig, DehazerNet, PatchGANDiscriminator, ResnetGenerator
 from eid.models.upsample import NearestUpsampleConv2d, upsample_conv3x3
 from eid.physics import LearnedHaze
 from eid.training.operator import parameter_count
@@ -139,11 +139,11 @@ def test_generator_reads_weights_saved_with_a_separate_upsampling_layer(rng: tor
 def test_dcp_input_starts_from_the_dark_channel_estimate_and_passes_gradients() -> None:
     from eid.baselines.dcp import DarkChannelPrior
 
-    f = Dehazer(DehazerConfig(channels=3, scales=2, width=4, input="dcp"))
+    f = DehazerNet(DehazerConfig(channels=3, scales=2, width=4, input="dcp"))
     y = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(f.network_input(y), DarkChannelPrior()(y))
     assert not f.network_input(y).requires_grad  # a measured image: no graph
     y.requires_grad_(True)  # the equivariance branch: the gradient must reach T_g f(y)
     f(y).sum().backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
-    assert set(f.state_dict()) == set(Dehazer(DehazerConfig(channels=3, scales=2, width=4)).state_dict())
+    assert set(f.state_dict()) == set(DehazerNet(DehazerConfig(channels=3, scales=2, width=4)).state_dict())

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from eid.inference import Dehazer as Runner
-from eid.models import Dehazer, DehazerConfig
+from eid.inference import Dehazer
+from eid.models import DehazerConfig, DehazerNet
 from eid.models.dehazer import unet_receptive_radius
 
 
@@ -16,12 +16,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def local_dehazer(**kw) -> Dehazer:
+def local_dehazer(**kw) -> DehazerNet:
     """A norm-free, zero-padded dehazer with He-initialised weights: unit gain per layer, so distant
     pixels matter and an inexact tiling shows (PyTorch's default init makes the residual tiny)."""
     torch.manual_seed(0)
     config = {"channels": 3, "scales": 3, "width": 8, "norm": "none", "circular_padding": False, **kw}
-    f = Dehazer(DehazerConfig(**config)).eval()
+    f = DehazerNet(DehazerConfig(**config)).eval()
     for conv in (m for m in f.modules() if isinstance(m, nn.Conv2d)):
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         nn.init.uniform_(conv.bias, -0.1, 0.1)
@@ -50,18 +50,18 @@ def test_output_depends_only_on_inputs_within_the_receptive_radius(scales, unshu
 def test_tiled_equals_untiled_for_a_norm_free_model(unshuffle, tile, rng):
     f = local_dehazer(unshuffle=unshuffle)
     y = torch.rand(1, 3, 203, 331, generator=rng)
-    tiled = Runner.from_module(f, device="cpu", tile=tile)  # default overlap: 2R, so exact
+    tiled = Dehazer.from_module(f, device="cpu", tile=tile)  # default overlap: 2R, so exact
     assert tiled.exact_tiling and tiled.overlap == max(64, 2 * f.receptive_radius)
-    whole = Runner.from_module(f, device="cpu", tile=None)
+    whole = Dehazer.from_module(f, device="cpu", tile=None)
     assert (tiled.run(y) - whole.run(y)).abs().max() < 1e-5
 
 
 def test_too_small_an_overlap_is_not_exact(rng):
     f = local_dehazer()
-    runner = Runner.from_module(f, device="cpu", tile=96, overlap=16)
+    runner = Dehazer.from_module(f, device="cpu", tile=96, overlap=16)
     assert not runner.exact_tiling
     y = torch.rand(1, 3, 203, 331, generator=rng)
-    whole = Runner.from_module(f, device="cpu", tile=None).run(y)
+    whole = Dehazer.from_module(f, device="cpu", tile=None).run(y)
     assert (runner.run(y) - whole).abs().max() > 1e-2
 
 
@@ -70,11 +70,11 @@ def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
     """Group/instance norms keep today's tiling (whole-image statistics from a down-scaled reference)."""
     f = local_dehazer(**kw)
     assert f.receptive_radius is None
-    runner = Runner.from_module(f, device="cpu", tile=96)
+    runner = Dehazer.from_module(f, device="cpu", tile=96)
     assert not runner.exact_tiling and runner.overlap == 64
 
 
 def test_default_overlap_fits_a_small_tile():
     f = local_dehazer(unshuffle=2)  # R = 59, multiple 8
-    runner = Runner.from_module(f, device="cpu", tile=64)
+    runner = Dehazer.from_module(f, device="cpu", tile=64)
     assert runner.overlap == 56 and not runner.exact_tiling

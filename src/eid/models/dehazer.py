@@ -20,7 +20,7 @@ time. With ``unshuffle: r > 1`` the UNet runs on the space-to-depth image (``pix
 ``C r^2`` channels at ``H/r x W/r``) and its output is put back with ``pixel_shuffle``, so no layer
 runs at full resolution (:math:`\\mathrm{UNet}` is replaced by :math:`S_r^{-1}\\circ\\mathrm{UNet}\\circ S_r`,
 the residual unchanged). With ``norm: none`` and zero padding the dehazer is local: each output
-pixel depends only on inputs within :attr:`Dehazer.receptive_radius`, so tiles and video frames are
+pixel depends only on inputs within :attr:`DehazerNet.receptive_radius`, so tiles and video frames are
 processed exactly as the whole image (:mod:`eid.inference.tiling`). The pseudo-inverse of a measured
 ``y`` is computed without an autograd graph; in the equivariance branch (``y`` carries a graph) it
 keeps the graph so the gradient reaches ``T_g f(y)`` (frozen operator weights get no gradient
@@ -44,7 +44,7 @@ from eid.errors import EIDError
 from eid.utils import atomic_write
 from eid.weights import load_weights
 
-__all__ = ["Dehazer", "DehazerConfig", "count_parameters", "load_dehazer", "unet_receptive_radius"]
+__all__ = ["DehazerConfig", "DehazerNet", "count_parameters", "load_dehazer", "unet_receptive_radius"]
 
 INPUTS = ("hazy", "pinv", "dcp")
 NORMS = ("batch", "group", "instance", "none")
@@ -123,12 +123,12 @@ def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:
     return x + (x.clamp(0.0, 1.0) - x).detach()
 
 
-class Dehazer(Reconstructor):
+class DehazerNet(Reconstructor):
     """``f_theta(y, physics)``: residual UNet on the hazy image or on ``physics.A_dagger(y)``.
 
     :param DehazerConfig config: architecture; keyword arguments override its fields.
 
-    >>> f = Dehazer(DehazerConfig(channels=3, scales=2, width=4))
+    >>> f = DehazerNet(DehazerConfig(channels=3, scales=2, width=4))
     >>> f(torch.rand(1, 3, 12, 10)).shape
     torch.Size([1, 3, 12, 10])
     """
@@ -210,7 +210,6 @@ class Dehazer(Reconstructor):
         x = self.unet(z) if self.config.unshuffle == 1 else self._unet_at_low_resolution(z)
         return clamp_straight_through(x) if self.config.output == "clamp_st" else x.clamp(0.0, 1.0)
 
-
     def _unet_at_low_resolution(self, z: torch.Tensor) -> torch.Tensor:
         """``S_r^{-1}(UNet(S_r(z)))``; a side that is not a multiple of ``r`` is edge-padded, then cropped."""
         r, (h, w) = self.config.unshuffle, z.shape[-2:]
@@ -218,12 +217,17 @@ class Dehazer(Reconstructor):
         return F.pixel_shuffle(self.unet(F.pixel_unshuffle(padded, r)), r)[..., :h, :w]
 
 
+#: The network's name before ``DehazerNet`` (``eid.Dehazer`` is the runner), kept so that code written
+#: against it still imports.
+Dehazer = DehazerNet
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Dehazer, Any, dict[str, Any]]:
+def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[DehazerNet, Any, dict[str, Any]]:
     """Load ``run_dir/dehazer.{safetensors,yaml}``; return ``(dehazer in eval mode, physics or None, config)``.
 
     ``physics`` is the frozen learned operator copied into the run (``operator.{safetensors,yaml}``)
@@ -233,7 +237,7 @@ def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     run_dir = Path(run_dir)
     state, config = load_weights(run_dir / "dehazer", device=device)
     model_cfg = config_from_dict(DehazerConfig, config.get("model", {}), where=f"{run_dir / 'dehazer.yaml'}: model")
-    dehazer = Dehazer(model_cfg)
+    dehazer = DehazerNet(model_cfg)
     try:
         dehazer.load_state_dict(state)
     except RuntimeError as exc:

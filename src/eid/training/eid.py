@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
-from eid.models.dehazer import Dehazer
+from eid.models.dehazer import DehazerNet
 from eid.run_layout import DEHAZER
 from eid.training.callbacks import ensure_finite
 from eid.training.data import ImageDataModule
@@ -73,7 +73,7 @@ class EIDModule(L.LightningModule):
         self.config = config
         self.save_hyperparameters({"config": config_to_dict(config)})
         self.automatic_optimization = False
-        self.dehazer = Dehazer(config.model)
+        self.dehazer = DehazerNet(config.model)
         physics = build_operator(config) if physics is None else physics.eval().requires_grad_(False)
         if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
             physics = CheckpointedOperator(physics)
