@@ -3,17 +3,22 @@
 For each model: write its data (bundled or shared images, freely licensed), haze them with ``eid synth`` (``--seed``),
 train both stages with ``eid train-operator`` / ``eid train`` (the modality preset, ``--seed``, ``--threads``),
 score the held-out crops with ``eid dehaze`` + ``eid evaluate``, then copy the run folder's exports into
-``src/eid/zoo/models/NAME`` with its model card (``MODEL.md``: data, licences, the commit that built it, the scores).
+``src/eid/zoo/models/NAME`` (``--models``) with its model card (``MODEL.md``: data, licences, the commit that built
+it, the scores). The build's folders recorded in the exports' YAMLs and card are written as
+``<build_models.py --work>/...``: informational, never a folder a user's run resolves.
 
 * ``microscopy``: the nuclei image of ``../shared/data/nuclei`` (StarDist BSD-3, DSB 2018 / BBBC038 CC0), scaled by
   its maximum, cut into 64x64 crops as the microscopy benchmark does: 128 random crops of rows 0-255 clear (unpaired),
   128 of rows 256-511 hazed with the veil model for training (both in columns 0-383), the grid of columns 384-511
-  held out (hazed with another seed) for the scores.
+  held out (hazed with another seed) for the scores. The crops are hazed on the image's one scale (``eid.synth``'s
+  veil, the benchmark's 6 px blur), not by ``eid synth``, which reads each file at its own maximum (``white=max``):
+  on crops of one image that scales each crop's veil by the crop's brightness, a faint haze that stage 1 could not
+  tell from the clear crops (see docs/models.md).
 * ``natural``: scikit-image's bundled public-domain / CC0 photos, the demo's roles (``eid.demo``: astronaut, Hubble
   deep field, immunohistochemistry clear; coffee, rocket, retina, chelsea hazed with a random smooth depth and the
   ASM, left two thirds for training, right third held out).
 
-Run: .venv/bin/python scripts/build_models.py [--only microscopy] [--work /tmp/eid-models] [--threads 1]
+Run: .venv/bin/python scripts/build_models.py [--only microscopy] [--work /tmp/eid-models] [--threads 1] [--models DIR]
 """
 
 from __future__ import annotations
@@ -29,18 +34,26 @@ from pathlib import Path
 
 import torch
 
-from eid.data.io import write_image
+from eid.data.io import read_image, write_image
 from eid.demo import CLEAR_SET, TRAIN_SET, bundled_image
+from eid.physics.generators import image_seed
+from eid.synth import SynthConfig, synthesize
+from eid.zoo import MODELS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 EID = [str(Path(sys.executable).parent / "eid")]
 NUCLEI = ROOT.parent / "shared" / "data" / "nuclei" / "img2d.tif"
 SEED = 0
+MODELS = ("microscopy", "natural")
 HAZE = {
-    "microscopy": ["--model", "veil"],
     "natural": ["--model", "asm", "--depth", "random", "--depth-range", "0.3,1.5", "--beta-range", "0.4,0.9",
                 "--airlight-range", "0.7,0.9"],
 }  # fmt: skip
+"""``eid synth`` options of the natural model's haze."""
+VEIL = SynthConfig(model="veil", veil_sigma=0.09375)
+"""The microscopy haze (:func:`haze_crops`): the veil's default ranges, a 6 px blur on 64x64 as the benchmark's."""
+WORK_MARK = "<build_models.py --work>"
+"""What the build's work folder reads as in the shipped YAMLs and card (those folders are not shipped)."""
 FACTS = Path(__file__).with_name("model_facts.json")
 """Per model: summary, training-data licence, weights licence, intended use and limits (the card's prose)."""
 
@@ -92,11 +105,27 @@ def build_data(name: str, root: Path) -> None:
         for i, image in enumerate(images):
             write_image(root / ("clear" if role == "clear" else f"{role}-clear") / f"{name}_{i:03d}.png", image)
     for role, seed in (("train", SEED), ("test", SEED + 1)):
-        eid("synth", str(root / f"{role}-clear"), "--out", str(root / f"{role}-synth"), *HAZE[name], "--seed", str(seed))
+        if name == "microscopy":
+            haze_crops(root / f"{role}-clear", root / f"{role}-synth", seed)
+        else:
+            eid("synth", str(root / f"{role}-clear"), "--out", str(root / f"{role}-synth"), *HAZE[name], "--seed", str(seed))
 
 
-def build(name: str, work: Path, threads: str) -> None:
-    """Train ``name`` in ``work/name`` and copy it with its card into the package."""
+def haze_crops(clear: Path, out: Path, seed: int) -> None:
+    """Haze the crops of ``clear`` with :data:`VEIL` as read at ``white=dtype`` (the image's one scale), each with
+    the seed ``eid synth --seed`` would give it; write ``out/{hazy,clear}`` and ``out/params.json`` as it does."""
+    records = []
+    for path in sorted(clear.iterdir()):
+        x, meta = read_image(path, white="dtype")
+        hazy, record, _ = synthesize(x, VEIL, image_seed(seed, path.name))
+        write_image(out / "hazy" / path.name, hazy, meta)
+        write_image(out / "clear" / path.name, x, meta)
+        records.append({"name": path.name, **record})
+    (out / "params.json").write_text(json.dumps({"white": "dtype", "images": records}, indent=2) + "\n")
+
+
+def build(name: str, work: Path, threads: str, models: Path) -> None:
+    """Train ``name`` in ``work/name`` and copy it with its card to ``models/name``."""
     commit = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
@@ -106,13 +135,13 @@ def build(name: str, work: Path, threads: str) -> None:
         "--out", str(root / "operator"), *common)  # fmt: skip
     eid("train", "--hazy", str(data / "train-synth" / "hazy"), "--operator", str(root / "operator"),
         "--out", str(root / "eid"), *common)  # fmt: skip
-    package(name, root, threads, commit)
+    package(name, root, threads, commit, models / name)
 
 
-def package(name: str, root: Path, threads: str, commit: str) -> None:
-    """Score ``root/eid`` on the held-out crops; copy it with its card to ``src/eid/zoo/models/NAME``."""
+def package(name: str, root: Path, threads: str, commit: str, target: Path) -> None:
+    """Score ``root/eid`` on the held-out crops; copy it with its card to ``target``, the work folder's paths marked."""
     from eid.training.model_card import write_model_card
-    from eid.zoo import MODELS_DIR, ZOO_FILES
+    from eid.zoo import ZOO_FILES
 
     data, scores = root / "data", {}
     for method, args in (("hazy input", None), ("DCP", ["--method", "dcp"]), ("EID", ["--model", str(root / "eid")])):
@@ -121,7 +150,6 @@ def package(name: str, root: Path, threads: str, commit: str) -> None:
             eid("dehaze", *args, str(data / "test-synth" / "hazy"), "--out", str(pred), "--threads", threads)
         eid("evaluate", "--pred", str(pred), "--ref", str(data / "test-synth" / "clear"), "--json", str(root / f"{method}.json"))
         scores[method] = json.loads((root / f"{method}.json").read_text())["metrics"]
-    target = MODELS_DIR / name
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for file in ZOO_FILES:
@@ -129,18 +157,22 @@ def package(name: str, root: Path, threads: str, commit: str) -> None:
     held_out = {f"{method} {metric.upper()}": value for method, row in scores.items() for metric, value in row.items()}
     facts = json.loads(FACTS.read_text())[name]
     write_model_card(target, source=root / "eid", held_out=held_out, commit=commit, **facts)
+    for file in target.iterdir():
+        if file.suffix in (".yaml", ".md"):
+            file.write_text(file.read_text().replace(str(root.parent.resolve()), WORK_MARK))
     print(f"{name}: {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.2f} MB) {held_out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(HAZE), help="build one model (default: all)")
+    parser.add_argument("--only", choices=MODELS, help="build one model (default: all)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/eid-build-models"), help="data and runs")
     parser.add_argument("--threads", default="1", help="torch threads of each command")
+    parser.add_argument("--models", type=Path, default=MODELS_DIR, help="where the model folders go (default: the package's)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", args.threads)
-    for name in [args.only] if args.only else sorted(HAZE):
-        build(name, args.work, args.threads)
+    for name in [args.only] if args.only else MODELS:
+        build(name, args.work, args.threads, args.models)
 
 
 if __name__ == "__main__":
