@@ -13,10 +13,13 @@ The layers, from the inside out, one module each:
 * :mod:`~eid.inference.precision`: fp32, or **bf16** autocast where the hardware has it natively;
 * :mod:`~eid.inference.runner`: the **runner** :class:`Dehazer` (``eid.Dehazer``): device, precision,
   batching, channel adaptation, and numpy/tensor input of any common shape and dtype;
+* :mod:`~eid.inference.backends`: the torch module, or its ONNX export run by ONNX Runtime
+  (:func:`onnx_method`, ``eid dehaze --backend onnx``) as a method of the same runner;
 * :mod:`~eid.inference.files`: the **drivers** :func:`dehaze_paths` (files, folders, globs; keeps format
   and bit depth; skips bad files) and :func:`dehaze_video_file`.
 """
 
+from eid.inference.backends import BACKENDS, onnx_method
 from eid.inference.files import (
     VIDEO_SUFFIXES,
     DehazeSummary,
@@ -31,6 +34,7 @@ from eid.inference.tiling import crop_to, pad_to_multiple, pad_to_shape, tile_wi
 from eid.inference.tta import GroupAverage, exact_tta_group
 
 __all__ = [
+    "BACKENDS",
     "METHODS",
     "PRECISIONS",
     "REFERENCE_TILES",
@@ -48,6 +52,7 @@ __all__ = [
     "exact_tta_group",
     "is_video",
     "native_bf16",
+    "onnx_method",
     "pad_to_multiple",
     "pad_to_shape",
     "tile_windows",
