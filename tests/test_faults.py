@@ -347,7 +347,7 @@ def test_os_errors_name_the_real_cause_not_the_tile(tmp_path, monkeypatch):
 
 
 def test_messages_of_tiling_and_black_images(tmp_path):
-    from eid.data.io import dim_scale_hint
+    from eid.data.planes import dim_scale_hint
     from eid.errors import EIDError
     from eid.inference import Dehazer, Method
 

@@ -12,8 +12,9 @@ import tifffile
 import torch
 from PIL import Image
 
-from eid.data.io import dim_scale_hint, image_meta_for, read_image, write_image
+from eid.data.io import image_meta_for, read_image, write_image
 from eid.data.listing import check_not_input, check_output_dir, iter_inputs, list_images
+from eid.data.planes import dim_scale_hint
 from eid.data.scale import parse_white
 from eid.errors import EIDError, ImageReadError
 

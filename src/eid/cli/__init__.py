@@ -69,7 +69,7 @@ def warn_if_dim(inputs: Sequence[str | Path], white: str | float) -> None:
     """Print a warning when ``inputs`` hold integer images that use a small part of their range at scale ``white``."""
     from rich.markup import escape
 
-    from eid.data.io import dim_scale_hint
+    from eid.data.planes import dim_scale_hint
 
     hint = dim_scale_hint(inputs, white)
     if hint:

@@ -14,9 +14,7 @@ is applied. Failures raise :class:`eid.errors.ImageReadError` with the file name
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from eid.data.codecs import (
     read_pillow,
     read_tiff,
 )
-from eid.data.listing import IMAGE_SUFFIXES, list_images
+from eid.data.listing import IMAGE_SUFFIXES
 from eid.data.metadata import TiffMetadata, tiff_metadata, tiff_write_options
 from eid.data.scale import (
     DTYPE_WHITE,
@@ -42,7 +40,7 @@ from eid.data.scale import (
     samples_to_unit,
     unit_to_samples,
 )
-from eid.errors import EIDError, ImageReadError, TiffStackError
+from eid.errors import EIDError
 from eid.utils import atomic_write
 
 _FORMAT_BY_SUFFIX = {
@@ -123,31 +121,6 @@ def read_image(
     meta = ImageMeta(path, fmt, dtype, tensor.shape[0], float(scale), mode, alpha, tiff)
     return tensor.clamp_(0.0, 1.0), meta
 
-
-
-def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
-    """A hint when the first image of ``inputs``, read with ``white="dtype"``, uses under 1/16 of its range.
-
-    12-bit microscopy in 16-bit files reads as values below 0.0625: the networks would see a nearly black image.
-    """
-    paths = list_images([str(p) for p in inputs])
-    if white != "dtype" or not paths:
-        return None
-    try:
-        image, meta = read_image(paths[0])
-        peak, dtype = float(image.max()) * meta.white, meta.dtype
-    except TiffStackError:  # its first plane tells
-        plane = tifffile.imread(paths[0], key=0)
-        peak, dtype = float(plane.max()), plane.dtype.name
-    except ImageReadError:  # the command reports unreadable files itself
-        return None
-    if dtype not in ("uint8", "uint16") or peak * 16 >= DTYPE_WHITE[dtype] or peak == 0:
-        return None  # an all-black image says nothing about the scale
-    suggested = 2 ** max(1, math.ceil(math.log2(peak + 1))) - 1
-    return (
-        f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
-        "(or max) to read the images at their full contrast"
-    )
 
 
 def image_meta_for(tensor: torch.Tensor, dtype: str = "uint8", format: str = "PNG") -> ImageMeta:

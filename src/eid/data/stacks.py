@@ -66,9 +66,12 @@ class Stack:
         return len(self.samples)
 
     @classmethod
-    def read(cls, path: str | Path, *, white: White = "dtype") -> Stack:
-        """Read the TIFF ``path`` as a stack (pages appended as separate series count as planes, axis ``I``); ``white`` as in :func:`eid.data.io.read_image`."""
-        return _decode(Path(path), white, key=None)
+    def read(cls, path: str | Path, *, white: White = "dtype", plane: int | None = None) -> Stack:
+        """Read the TIFF ``path`` as a stack (pages appended as separate series count as planes, axis ``I``); ``white`` as in :func:`eid.data.io.read_image`.
+
+        ``plane``: read only that plane, as a one-plane stack (``white="max"`` is then its own maximum).
+        """
+        return _decode(Path(path), white, key=plane)
 
     def plane(self, index: int) -> torch.Tensor:
         """Plane ``index`` as ``(C, H, W)`` float32 in ``[0, 1]`` (C = 3 for RGB planes, else 1)."""

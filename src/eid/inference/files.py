@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
-from eid.data.stacks import Stack
+from eid.data.planes import ImageFile, read_planes
 from eid.data.video import VIDEO_SUFFIXES
-from eid.errors import EIDError, ImageReadError, TiffStackError, describe_os_error
+from eid.errors import EIDError, ImageReadError, describe_os_error
 from eid.inference.methods import Method
 from eid.inference.runner import Dehazer
 from eid.progress import LoggedProgress, stderr_console
@@ -64,7 +64,7 @@ def dehaze_paths(
     folder equal to an input folder, or an output that would overwrite an input, is refused before
     anything is written.
     """
-    from eid.data.io import read_image, write_image
+    from eid.data.io import write_image
     from eid.data.listing import check_not_input, check_output_dir, iter_inputs, no_images_error
     from eid.data.naming import plan_outputs
 
@@ -100,19 +100,19 @@ def dehaze_paths(
                 _fail(meta.path, _reason(exc))
         pending.clear()
 
-    def dehaze_stack(src: Path, dst: Path) -> None:
+    def dehaze_stack(stack: ImageFile, dst: Path) -> None:
         """A TIFF stack, plane by plane in batches, written back as a stack of the same layout."""
         try:
-            stack = Stack.read(src, white=runner.white)
+            out = stack.writer(in_place=True)  # each batch of planes is read before it is replaced
             for start in range(0, len(stack), runner.batch_size):
                 indices = range(start, min(start + runner.batch_size, len(stack)))
-                progress.update(task, name=f"{src.name} planes {start + 1}-{indices[-1] + 1} of {len(stack)}")
+                progress.update(task, name=f"{stack.path.name} planes {start + 1}-{indices[-1] + 1} of {len(stack)}")
                 for index, plane in zip(indices, runner.run(torch.stack([stack.plane(i) for i in indices]))):
-                    stack.set_plane(index, plane)
-            stack.write(dst)
+                    out[index] = plane
+            out.write(dst)
             summary.written += 1
         except (EIDError, torch.OutOfMemoryError, OSError) as exc:
-            _fail(src, _reason(exc))
+            _fail(stack.path, _reason(exc))
 
     def _fail(path: Path, reason: str) -> None:
         summary.failed.append((path, reason if str(path) in reason else f"{path}: {reason}"))
@@ -126,16 +126,17 @@ def dehaze_paths(
                 summary.existing += 1
             else:
                 try:
-                    image, meta = read_image(src, max_pixels=max_pixels, white=runner.white)
-                except TiffStackError:
-                    flush()
-                    dehaze_stack(src, dst)
+                    source = read_planes(src, max_pixels=max_pixels, white=runner.white)
                 except ImageReadError as exc:
                     _fail(src, str(exc))
                 else:
-                    if pending and (len(pending) >= runner.batch_size or pending[0][0].shape != image.shape):
+                    if source.is_stack:
                         flush()
-                    pending.append((image, meta, dst))
+                        dehaze_stack(source, dst)
+                    else:
+                        if pending and (len(pending) >= runner.batch_size or pending[0][0].shape != source.image.shape):
+                            flush()
+                        pending.append((source.image, source.meta, dst))
             if len(pending) >= runner.batch_size:
                 flush()
             progress.advance(task)

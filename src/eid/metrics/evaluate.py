@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from eid.data.io import read_image
 from eid.data.listing import iter_inputs
+from eid.data.planes import ImageFile, read_planes
 from eid.data.scale import White
-from eid.data.stacks import Stack
-from eid.errors import EIDError, ImageReadError, TiffStackError
+from eid.errors import EIDError, ImageReadError
 from eid.metrics.registry import MetricSpec
 from eid.utils import atomic_write
 
@@ -165,25 +164,31 @@ def evaluate(
 
     for pred_path, ref_path, name in items:
         try:
-            x, _ = read_image(pred_path, max_pixels=max_pixels, white=white)
-            y = read_image(ref_path, max_pixels=max_pixels, white=white)[0] if ref_path is not None else None
-        except TiffStackError:
-            if mask_fn is not None:
-                result.skipped.append(f"{pred_path}: a TIFF stack; field-of-view masks are for 2-D images, score it without --mask")
-                continue
-            try:
-                stacks = [Stack.read(path, white=white) for path in (pred_path, ref_path) if path is not None]
-            except ImageReadError as exc:
-                result.skipped.append(f"{exc}")
-                continue
-            if len(stacks) == 2 and len(stacks[0]) != len(stacks[1]):
-                raise EIDError(f"{pred_path} has {len(stacks[0])} planes but its reference {ref_path} has {len(stacks[1])}")
-            for plane in range(len(stacks[0])):
-                y = stacks[1].plane(plane) if len(stacks) == 2 else None
-                score(stacks[0].plane(plane), y, pred_path, ref_path, f"{name}[{plane}]")
-            continue
+            files = [read_planes(path, max_pixels=max_pixels, white=white) for path in (pred_path, ref_path) if path is not None]
         except ImageReadError as exc:
             result.skipped.append(f"{exc}")
             continue
-        score(x, y, pred_path, ref_path, name)
+        if reason := _stack_pair_problem(files, mask_fn is not None):
+            result.skipped.append(reason)
+            continue
+        x_file, y_file = files[0], files[1] if len(files) == 2 else None
+        for index, x in x_file:
+            y = y_file.plane(index) if y_file is not None else None
+            score(x, y, pred_path, ref_path, x_file.name(name, index))
     return result
+
+
+def _stack_pair_problem(files: list[ImageFile], masked: bool) -> str | None:
+    """Why a prediction and its reference cannot be scored plane by plane (``None`` when they can): a stack is
+    scored against a stack of as many planes (another count is an error), without field-of-view masks."""
+    stacks = [f for f in files if f.is_stack]
+    if not stacks:
+        return None
+    if masked:
+        return f"{files[0].path}: a TIFF stack; field-of-view masks are for 2-D images, score it without --mask"
+    if len(stacks) != len(files):
+        flat = next(f for f in files if not f.is_stack)
+        return f"{flat.path}: a 2-D image paired with a TIFF stack; score stacks against stacks of as many planes"
+    if len(files) == 2 and len(files[0]) != len(files[1]):
+        raise EIDError(f"{files[0].path} has {len(files[0])} planes but its reference {files[1].path} has {len(files[1])}")
+    return None

@@ -17,7 +17,7 @@ import torch
 from eid.data.io import read_image
 from eid.data.listing import iter_inputs
 from eid.data.scale import White
-from eid.errors import EIDError, ImageReadError, TiffStackError
+from eid.errors import EIDError, ImageReadError
 from eid.metrics.evaluate import EvaluationResult, evaluate
 from eid.metrics.registry import MetricSpec
 
@@ -55,7 +55,7 @@ def _size(path: Path, white: White) -> tuple[int, int] | None:
     """``(H, W)`` of a 2-D image; ``None`` for an unreadable file or a TIFF stack (not shown in a report)."""
     try:
         return tuple(read_image(path, white=white)[0].shape[-2:])
-    except (ImageReadError, TiffStackError):
+    except ImageReadError:  # a TIFF stack too (TiffStackError)
         return None
 
 

@@ -17,11 +17,11 @@ from torch import Tensor
 
 from eid.config import config_to_dict
 from eid.data.depth import DEPTH_SUFFIXES, DisparityCalibration, read_depth
-from eid.data.io import read_image, write_image
+from eid.data.io import write_image
 from eid.data.listing import check_output_dir, iter_inputs, no_images_error
 from eid.data.naming import plan_outputs
-from eid.data.stacks import Stack
-from eid.errors import EIDError, TiffStackError
+from eid.data.planes import ImageFile, read_planes
+from eid.errors import EIDError
 from eid.physics.generators import (
     image_seed,
 )
@@ -59,8 +59,8 @@ def _write_depth(path: Path, depth: Tensor) -> None:
         tifffile.imwrite(tmp, depth[0].cpu().numpy().astype(np.float32), compression="zlib")
 
 
-def _synthesize_stack(path: Path, relative: Path, out: Path, config: SynthConfig) -> list[dict[str, Any]]:
-    """Haze every plane of the TIFF stack ``path`` (its own seed each); write the hazy and clear stacks.
+def _synthesize_stack(clear: ImageFile, relative: Path, out: Path, config: SynthConfig) -> list[dict[str, Any]]:
+    """Haze every plane of the TIFF stack ``clear`` (its own seed each); write the hazy and clear stacks.
 
     Planes are read on one scale for the whole stack. Depth maps are per 2-D image, so a stack takes the ASM
     only with a generated depth (``ramp`` or ``random``) and without ``save_depth``. Returns the planes'
@@ -68,13 +68,12 @@ def _synthesize_stack(path: Path, relative: Path, out: Path, config: SynthConfig
     """
     if config.model == "asm" and (config.depth not in ("ramp", "random") or config.save_depth):
         raise EIDError("a TIFF stack takes the ASM only with --depth ramp or random and without --save-depth")
-    clear = Stack.read(path, white=config.read_white)
-    hazy = Stack(clear.samples.copy(), clear.meta)
+    hazy = clear.writer()
     records = []
-    for plane in range(len(clear)):
-        name = f"{relative.as_posix()}[{plane}]"
-        image, record, _ = synthesize(clear.plane(plane), config, image_seed(config.seed, name), None)
-        hazy.set_plane(plane, image)
+    for index, plane in clear:
+        name = clear.name(relative.as_posix(), index)
+        image, record, _ = synthesize(plane, config, image_seed(config.seed, name), None)
+        hazy[index] = image
         depth_note = {"depth_source": config.depth} if config.model == "asm" else {}
         records.append({"name": name, **record, **depth_note})
     hazy.write(out / "hazy" / relative)
@@ -136,13 +135,13 @@ def synthesize_folder(
         try:
             if any((out / sub / name).resolve() in input_files for sub in ("hazy", "clear")):
                 raise EIDError("its output would overwrite an input file; choose a different --out")
-            try:
-                x, meta = read_image(path, max_pixels=max_pixels, white=config.read_white)
-            except TiffStackError:
-                report.images += _synthesize_stack(path, name, out, config)
+            source = read_planes(path, max_pixels=max_pixels, white=config.read_white)
+            if source.is_stack:
+                report.images += _synthesize_stack(source, name, out, config)
                 if progress:
                     progress(path)
                 continue
+            x, meta = source.image, source.meta
             depth, described = _depth_for(config, depth_source, relative) if depth_source else (None, config.depth)
             if depth is not None and depth.shape[-2:] != x.shape[-2:]:
                 raise EIDError(f"depth map is {depth.shape[-1]}x{depth.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}")
