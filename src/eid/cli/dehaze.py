@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from eid.errors import EIDError
 from eid.utils import hiding_warnings, recording_warnings
 
 if TYPE_CHECKING:
+    from eid.inference import Method
     from eid.video import VideoReport
 
 
@@ -48,6 +50,10 @@ def dehaze(
         "own). A norm-free model with zero padding needs neither: its tiles equal the untiled result.",
     ),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Same-size images (or tiles, or video frames) per forward pass."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch, or onnx: the dehazer exported to ONNX (eid export --onnx) run by ONNX Runtime "
+        "(CPU; CUDA where onnxruntime has it), fp32; --model may then be an .onnx file. Needs eid-dehaze[export].",
+    ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     precision: str = typer.Option(
@@ -78,7 +84,7 @@ def dehaze(
     Unreadable files (and symbolic link loops) are skipped with a warning; the exit code is 1 if
     any file was skipped. An output that already exists is an error unless --overwrite or --skip-existing is given.
     """
-    from eid.inference import Dehazer, build_method, dehaze_paths, dehaze_video_file, is_video
+    from eid.inference import Dehazer, dehaze_paths, dehaze_video_file, is_video
 
     set_threads(threads)
     if method not in ("eid", "cyclegan", "dcp"):
@@ -90,8 +96,9 @@ def dehaze(
     video_targets = [out if is_video(out) else out / video.name for video in videos]
     skips = _check_outputs(images, videos, out, video_targets, overwrite, skip_existing)
     runner = Dehazer(
-        build_method(method, operator=operator, model=model, device=device),
-        device=device, tile=tile or None, overlap=overlap, batch_size=batch_size, precision=precision,
+        _method(method, model, operator, device, backend, precision),
+        device=device, tile=tile or None, overlap=overlap, batch_size=batch_size,
+        precision="fp32" if backend == "onnx" else precision,
         tta=tta_group or tta, tile_norm=tile_norm, white=white,
     )
     with hiding_warnings(skips):
@@ -120,6 +127,34 @@ def dehaze(
             console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _method(method: str, model: Path | None, operator: Path | None, device: str, backend: str, precision: str) -> Method:
+    """The method to run: built by torch, or an ONNX export (``--model`` an .onnx file, or exported here to a
+    temporary file, ~1 s) run by ONNX Runtime (:func:`eid.inference.backends.onnx_method`)."""
+    from eid.inference import BACKENDS, build_method, onnx_method
+    from eid.utils import resolve_device
+
+    is_onnx_file = model is not None and model.suffix.lower() == ".onnx"
+    if backend not in BACKENDS:
+        raise EIDError(f"unknown --backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        if is_onnx_file:
+            raise EIDError(f"--model {model} is an ONNX file; add --backend onnx to run it with ONNX Runtime")
+        return build_method(method, operator=operator, model=model, device=device)
+    if method != "eid" or model is None:
+        raise EIDError("--backend onnx runs an EID dehazer; give --method eid --model RUN, NAME or FILE.onnx")
+    if operator is not None:
+        raise EIDError("--operator does not combine with --backend onnx (the export holds the run's operator); use --backend torch")
+    if precision not in ("auto", "fp32"):
+        raise EIDError(f"--precision {precision} needs --backend torch; ONNX Runtime runs the export in fp32")
+    dev = resolve_device(device)
+    if is_onnx_file:
+        return onnx_method(model, dev)
+    from eid.export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="eid-onnx-") as tmp:  # the session keeps the graph in memory
+        return onnx_method(export_onnx(model, Path(tmp) / "dehazer.onnx").path, dev)
 
 
 def _check_outputs(

@@ -35,7 +35,7 @@ def optional_import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise EIDError(f"{name} is not installed, which ONNX export and --backend onnx need; {ONNX_EXTRA_HINT}") from None
+        raise EIDError(f"{name} is not installed, which ONNX export and --backend onnx need; install the export extra: {ONNX_EXTRA_HINT}") from None
 
 
 def onnx_session(path: str | Path, threads: int = 0, device: torch.device | None = None) -> Any:
