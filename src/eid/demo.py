@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -147,14 +146,20 @@ def comparison_grid(data: DemoData, out: Path, scores: dict[str, dict[str, dict[
     return comparison_figure(rows, out / "comparison.png")
 
 
+def _budget(steps: int | None) -> dict:
+    """Config overrides replacing a preset's step budget by ``steps`` (none: the preset's own budget)."""
+    return {} if steps is None else {"max_steps": steps, "epochs": None}
+
+
 def run_demo(
-    out: Path, *, operator_steps: int = 400, dehazer_steps: int = 300, seed: int = 0, short_side: int = 192,
+    out: Path, *, operator_steps: int | None = None, dehazer_steps: int | None = None, seed: int = 0, short_side: int = 192,
     prior: bool = True, console: Console | None = None,
 ) -> dict:
     """Run the whole demo into ``out``; print the comparison table; return the ``metrics.json`` content.
 
-    Both stages run with the presets and defaults of ``eid train-operator`` and ``eid train``;
-    ``prior=False`` is ``eid train --no-prior``.
+    Both stages run with the presets and defaults of ``eid train-operator`` and ``eid train``, their step
+    budgets included unless ``operator_steps`` / ``dehazer_steps`` replace them; ``prior=False`` is
+    ``eid train --no-prior``.
     """
     from eid.config import load_config
     from eid.inference import Dehazer, build_method, dehaze_paths
@@ -169,20 +174,19 @@ def run_demo(
     prepare_output(out)
     console.rule("1/4 data: hazing bundled images (atmospheric scattering model)")
     data = build_demo_data(out / "data", short_side=short_side, seed=seed)
-    console.rule(f"2/4 stage 1: haze physics (scattering operator, natural preset, {operator_steps} steps)")
     operator_run = out / "runs" / "operator"
     op_cfg = load_config(
         OperatorConfig, "operator", preset="natural",
-        overrides={"max_steps": operator_steps, "seed": seed, "data": {"clear": [str(data.clear.resolve())]}},
+        overrides={"seed": seed, "data": {"clear": [str(data.clear.resolve())]}, **_budget(operator_steps)},
     )  # fmt: skip
-    op_cfg = dataclasses.replace(op_cfg, epochs=None)
+    console.rule(f"2/4 stage 1: haze physics (scattering operator, natural preset, {op_cfg.max_steps} steps)")
     fit_operator(op_cfg, data.clear, data.train_hazy, operator_run, devices=1, accelerator="cpu")
-    console.rule(f"3/4 stage 2: equivariant dehazer (natural preset, {dehazer_steps} steps)")
     eid_run = out / "runs" / "eid"
     eid_cfg = load_config(
         EIDConfig, "dehazer", preset="natural",
-        overrides={"operator": str(operator_run), "max_steps": dehazer_steps, "seed": seed},
+        overrides={"operator": str(operator_run), "seed": seed, **_budget(dehazer_steps)},
     )  # fmt: skip
+    console.rule(f"3/4 stage 2: equivariant dehazer (natural preset, {eid_cfg.max_steps} steps)")
     fit_eid(with_prior(eid_cfg, prior=prior), [data.train_hazy], eid_run, devices=1, accelerator="cpu")
     console.rule("4/4 comparison on held-out images")
     sources = {"dcp": {}, "cyclegan": {"operator": operator_run}, "eid": {"model": eid_run}}

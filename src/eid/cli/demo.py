@@ -12,8 +12,8 @@ from eid.cli import app, console, set_threads
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder (a previous demo there is replaced)."),
-    operator_steps: int = typer.Option(400, "--operator-steps", help="Stage-1 (haze operator) training batches."),
-    dehazer_steps: int = typer.Option(300, "--dehazer-steps", help="Stage-2 (EID) training batches."),
+    operator_steps: int | None = typer.Option(None, "--operator-steps", help="Stage-1 (haze operator) training batches [default: the natural preset's budget, 300]."),
+    dehazer_steps: int | None = typer.Option(None, "--dehazer-steps", help="Stage-2 (EID) training batches [default: the natural preset's budget, 300]."),
     size: int = typer.Option(192, "--size", help="Shorter side of the demo images in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed of the haze synthesis and of both trainings."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch (0 = torch's default). One is as fast for the demo's small crops and immune to a busy machine."),
