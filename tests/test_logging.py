@@ -43,7 +43,8 @@ def _events(run: Path) -> tuple[set[str], set[str]]:
 def test_stage_1_tensorboard_log_holds_losses_and_sample_grids(toy: tuple[Path, Path], tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     cfg = OperatorConfig(
-        model=OperatorModelConfig(width=4, blocks=1, disc_width=4), data=OperatorDataConfig(crop=32, load_size=None, batch_size=2),
+        model=OperatorModelConfig(kind="cyclegan", width=4, blocks=1, residual=False, disc_width=4, disc_norm="instance"),
+        data=OperatorDataConfig(crop=32, load_size=None, batch_size=2),
         buffer_size=2, epochs=None, max_steps=2, checkpoint_every_n_batches=0, checkpoint_every_n_epochs=0, log_every=1,
     )  # fmt: skip
     fit_operator(cfg, *toy, tmp_path, accelerator="cpu", devices=1, progress=False, logger="tensorboard")
@@ -56,7 +57,7 @@ def test_stage_2_tensorboard_log(toy: tuple[Path, Path], tmp_path: Path) -> None
     pytest.importorskip("tensorboard")
     cfg = EIDConfig(
         operator="asm", asm_transmission=0.6, asm_airlight=0.9, model=DehazerConfig(scales=2, width=4), epochs=None,
-        max_steps=2, batch_size=2, crop=16, winograd=False, checkpoint_every_n_batches=0,
+        max_steps=2, batch_size=2, crop=16, winograd=False, checkpoint_every_n_batches=0, adversarial_weight=0.0,
     )  # fmt: skip
     fit_eid(cfg, [toy[1]], tmp_path, accelerator="cpu", devices=1, progress=False, logger="tensorboard", log_every=1)
     scalars, images = _events(tmp_path)

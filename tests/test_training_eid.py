@@ -39,7 +39,8 @@ class ToyHaze(torch.utils.data.Dataset):
 
 
 def config(**kw) -> EIDConfig:
-    base = {"operator": "asm", "model": DehazerConfig(channels=1, scales=2, width=4), "batch_size": 4, "lr": 3e-3, "max_steps": 6}
+    base = {"operator": "asm", "model": DehazerConfig(channels=1, scales=2, width=4), "batch_size": 4, "lr": 3e-3, "max_steps": 6,
+            "adversarial_weight": 0.0, "disc_norm": "instance"}  # fmt: skip
     return EIDConfig(**{**base, **kw})
 
 

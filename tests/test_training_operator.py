@@ -23,7 +23,12 @@ from eid.training.checkpoints import load_checkpoint
 from eid.training.cyclegan import ReplayBuffer, linear_decay
 from eid.training.data import ResumableLoader, SeededSampler, make_loader
 from eid.training.operator import fit_operator
-from eid.training.operator_config import OperatorConfig, OperatorDataConfig, OperatorModelConfig
+from eid.training.operator_config import (
+    OperatorConfig,
+    OperatorDataConfig,
+    OperatorLossConfig,
+    OperatorModelConfig,
+)
 from eid.training.run_folder import prepare_run_dir
 
 T, A = 0.6, 0.9  # the toy set's haze: y = x * t + A * (1 - t)
@@ -48,9 +53,15 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "clear", root / "hazy"
 
 
+def model_config(**fields) -> OperatorModelConfig:
+    """A model section of the authors' recipe (a CycleGAN, D with instance norm: the ``paper`` preset's) with ``fields``."""
+    return OperatorModelConfig(**{"kind": "cyclegan", "residual": False, "disc_norm": "instance", **fields})
+
+
 def tiny_config(**overrides) -> OperatorConfig:
     cfg = OperatorConfig(
-        model=OperatorModelConfig(width=4, blocks=1, disc_width=4),
+        model=model_config(width=4, blocks=1, disc_width=4),
+        loss=OperatorLossConfig(lambda_id=5.0),
         data=OperatorDataConfig(crop=32, load_size=None, batch_size=4),
         buffer_size=6, epochs=None, max_steps=12, checkpoint_every_n_batches=1, checkpoint_every_n_epochs=0,
         log_every=1,
@@ -157,7 +168,7 @@ def test_linear_decay_schedule() -> None:
 
 def test_losses_decrease_and_operator_learns_the_haze(toy: tuple[Path, Path], tmp_path: Path) -> None:
     cfg = tiny_config(max_steps=60, checkpoint_every_n_batches=0)
-    cfg.model = OperatorModelConfig(width=8, blocks=2, disc_width=8)
+    cfg.model = model_config(width=8, blocks=2, disc_width=8)
     cfg.optim.lr = 1e-3
     run(cfg, toy, tmp_path)
     with open(tmp_path / "logs" / "metrics.csv") as fh:
@@ -291,7 +302,7 @@ def test_scattering_stage_1_recovers_the_toy_haze(textured_toy: tuple[Path, Path
     from eid.physics import ScatteringHaze, load_operator
 
     cfg = tiny_config(max_steps=300, checkpoint_every_n_batches=300, log_every=50)
-    cfg.model = OperatorModelConfig(kind="scattering", width=4, scales=2, disc_width=8, disc_norm="none")
+    cfg.model = model_config(kind="scattering", width=4, scales=2, disc_width=8, disc_norm="none")
     cfg.optim.lr = 1e-3
     run(cfg, textured_toy, tmp_path / "run")
     operator = load_operator(tmp_path / "run")
@@ -308,7 +319,7 @@ def test_scattering_runs_resume_and_export_their_maps(toy: tuple[Path, Path], tm
     from eid.physics import load_operator
 
     cfg = tiny_config(max_steps=4)
-    cfg.model = OperatorModelConfig(kind="scattering", width=4, scales=2, disc_width=4, airlight="veil")
+    cfg.model = model_config(kind="scattering", width=4, scales=2, disc_width=4, airlight="veil")
     run(cfg, toy, tmp_path / "run")
     cfg.max_steps = 6
     run(cfg, toy, tmp_path / "run", ckpt=tmp_path / "run" / "checkpoints" / "last.ckpt")
@@ -329,7 +340,7 @@ def test_each_dark_channel_prior_term_trains_only_its_network(weight: str, term:
     from eid.training.operator import operator_module
 
     cfg = tiny_config()
-    cfg.model = OperatorModelConfig(kind="scattering", width=4, scales=2, disc_width=4)
+    cfg.model = model_config(kind="scattering", width=4, scales=2, disc_width=4)
     setattr(cfg.loss, weight, 1.0)
     module = operator_module(cfg)
     g = torch.Generator().manual_seed(0)

@@ -1,9 +1,10 @@
 """Configs as dataclasses, presets as YAML data.
 
-A config class is a (possibly nested) dataclass whose defaults are the package default. A preset
-is a YAML file ``eid/configs/<kind>/<name>.yaml`` holding only the fields that differ from those
-defaults; a user's ``--config FILE`` and explicit overrides are applied on top, in that order.
-The resolved config is saved next to every checkpoint, so a run can be rebuilt from its folder.
+A config class is a (possibly nested) dataclass whose defaults are the package default, the ``fast``
+preset that the commands use unless told otherwise. A preset is a YAML file ``eid/configs/<kind>/<name>.yaml``
+holding the fields that differ from those defaults (``extends: OTHER`` starts from another preset); a user's
+``--config FILE`` and explicit overrides are applied on top, in that order. The resolved config is saved next to
+every checkpoint, so a run can be rebuilt from its folder (:func:`saved_config`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
         else:
             kwargs[name] = _typed(value, types_[name], f"{where}.{name}")
     return cls(**kwargs)
+
+
+def saved_config(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Rebuild ``cls`` from the full config a run saved (``config.yaml``, a checkpoint). A field it lacks was added
+    after it was written: it takes ``cls.SAVED_DEFAULTS`` where the default has changed since (the value the run
+    was made with), else the dataclass default."""
+    return config_from_dict(cls, merge_dicts(getattr(cls, "SAVED_DEFAULTS", {}), data), where=where)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}

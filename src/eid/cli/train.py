@@ -64,7 +64,7 @@ def train(
     operator files so that the run folder is self-contained; a CSV log in OUT/logs, sample grids in
     OUT/samples, checkpoints in OUT/checkpoints (for --resume).
     """
-    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml
+    from eid.config import config_from_dict, config_to_dict, load_config, read_yaml, saved_config
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
@@ -85,7 +85,7 @@ def train(
     changes = {**training_budget(max_steps, epochs), **_overrides(lr=lr)}  # what --resume may change
     if is_ddp_worker():  # rank 0 has set the run up and saved its config
         ckpt = folder.last if resume else None
-        cfg = config_from_dict(EIDConfig, read_yaml(folder.config))
+        cfg = saved_config(EIDConfig, read_yaml(folder.config))
     elif resume:
         ckpt = folder.check_resume(inputs, preset)
         saved = load_checkpoint(ckpt)["hyper_parameters"]["config"]
@@ -98,7 +98,7 @@ def train(
         if config:
             given[f"--config {config}"] = read_yaml(config)
         folder.check_unchanged(EIDConfig, saved, given)
-        cfg = config_from_dict(EIDConfig, {**saved, **changes}, where="eid config")
+        cfg = saved_config(EIDConfig, {**saved, **changes}, where="eid config")
     else:
         ckpt = None
         if operator is None:

@@ -61,6 +61,7 @@ def train_operator(
         load_config,
         merge_dicts,
         read_yaml,
+        saved_config,
     )
     from eid.data.datasets import data_channels
     from eid.run_layout import OPERATOR
@@ -78,7 +79,7 @@ def train_operator(
         changes["optim"] = {"lr": lr}
     if is_ddp_worker():  # a DDP worker re-running this command: rank 0 set the run up and saved its config
         ckpt = folder.last if resume else None
-        cfg = config_from_dict(OperatorConfig, read_yaml(folder.config))
+        cfg = saved_config(OperatorConfig, read_yaml(folder.config))
     elif resume:
         ckpt = folder.check_resume(inputs, preset)
         saved = read_yaml(folder.config)
@@ -89,7 +90,7 @@ def train_operator(
         if config:
             given[f"--config {config}"] = read_yaml(config)
         folder.check_unchanged(OperatorConfig, saved, given)
-        cfg = config_from_dict(OperatorConfig, merge_dicts(saved, changes), where="operator config")
+        cfg = saved_config(OperatorConfig, merge_dicts(saved, changes), where="operator config")
     else:
         folder.check_new(inputs)
         ckpt = None

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eid.config import config_from_dict, config_to_dict
+from eid.config import config_to_dict, saved_config
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.models.generators import ResnetGenerator
 from eid.physics.learned import from_gan_range, save_operator, to_gan_range
@@ -103,7 +103,7 @@ class HazeOperatorModule(L.LightningModule):
 
     def __init__(self, config: OperatorConfig | dict[str, Any], run_dir: str | Path | None = None) -> None:
         super().__init__()
-        cfg = config if isinstance(config, OperatorConfig) else config_from_dict(OperatorConfig, config)
+        cfg = config if isinstance(config, OperatorConfig) else saved_config(OperatorConfig, config)
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.automatic_optimization = False

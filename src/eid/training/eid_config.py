@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from eid.data.scale import parse_white
 from eid.errors import EIDError
@@ -18,7 +19,8 @@ SCHEDULES = ("cosine", "constant")
 
 @dataclass
 class EIDConfig:
-    """Everything that defines a stage-2 run (saved in ``dehazer.yaml`` and in every checkpoint).
+    """Everything that defines a stage-2 run (saved in ``dehazer.yaml`` and in every checkpoint). The defaults are
+    the ``fast`` preset (``eid/configs/dehazer/fast.yaml``), what ``eid train`` uses unless told otherwise.
 
     :param str operator: ``asm`` (analytic oracle) or the path of a stage-1 run folder.
     :param float asm_transmission: constant ``t`` of the ASM oracle when the data carry no per-image
@@ -52,6 +54,10 @@ class EIDConfig:
         operator's (its ``data.white``), else ``dtype``. ``eid dehaze`` reads images on this scale too.
     """
 
+    #: The defaults of fields before they became the ``fast`` preset's. A saved run config lacks only fields added
+    #: after it was written, and was made with these values (:func:`eid.config.saved_config`).
+    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {"max_steps": None, "adversarial_weight": 0.0, "disc_norm": "instance"}
+
     operator: str = "asm"
     asm_transmission: float | None = None
     asm_airlight: float | None = None
@@ -66,15 +72,15 @@ class EIDConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     epochs: int | None = 10
-    max_steps: int | None = None
+    max_steps: int | None = 300
     batch_size: int = 8
     crop: int = 64
     checkpoint_operator: bool = False
     winograd: bool = True
-    adversarial_weight: float = 0.0
+    adversarial_weight: float = 0.05
     clear: tuple[str, ...] = ()
     disc_lr: float = 2e-4
-    disc_norm: str = "instance"
+    disc_norm: str = "none"
     seed: int = 0
     checkpoint_every_n_batches: int = 100
     checkpoint_every_n_epochs: int = 0

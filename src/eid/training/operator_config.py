@@ -1,8 +1,13 @@
-"""Stage 1's recipe: :class:`OperatorConfig` and its sections (model, loss, optimiser, data)."""
+"""Stage 1's recipe: :class:`OperatorConfig` and its sections (model, loss, optimiser, data).
+
+The dataclass defaults are the ``fast`` preset (``eid/configs/operator/fast.yaml``), what ``eid train-operator``
+uses unless told otherwise; the ``paper`` preset spells out the authors' recipe field by field.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from eid.data.scale import parse_white
 from eid.errors import EIDError
@@ -10,8 +15,8 @@ from eid.errors import EIDError
 
 @dataclass
 class OperatorModelConfig:
-    """The operator and its network sizes. Defaults are the authors' (``paper``): a CycleGAN with
-    11,378,179 + 2,764,737 parameters per G / D.
+    """The operator and its network sizes. Defaults are the ``fast`` preset's: the scattering operator with
+    small networks (the ``paper`` preset: the authors' CycleGAN, 11,378,179 + 2,764,737 parameters per G / D).
 
     ``kind``: ``cyclegan`` (``G_AB``/``G_BA``, the authors') or ``scattering`` (the physically structured
     :class:`eid.physics.ScatteringHaze`). CycleGAN only: ``blocks``, ``n_down`` and ``residual``
@@ -21,22 +26,22 @@ class OperatorModelConfig:
     (``global``/``veil``), ``t_min`` and ``residual_bound`` (0 = no residual ``r(x)``).
     """
 
-    kind: str = "cyclegan"
+    kind: str = "scattering"
     channels: int = 3
-    width: int = 64
-    blocks: int = 9
+    width: int = 16
+    blocks: int = 3
     n_down: int = 2
-    residual: bool = False
+    residual: bool = True
     scales: int = 3
     transmission: str = "shared"
     airlight: str = "global"
     t_min: float = 0.05
     residual_bound: float = 0.0
-    disc_width: int = 64
+    disc_width: int = 16
     disc_strides: tuple[int, ...] = (2, 2, 2, 1)
     #: ``instance`` (the authors') or ``none``, which lets D see haze's global change of brightness and
     #: contrast (:class:`eid.models.PatchGANDiscriminator`).
-    disc_norm: str = "instance"
+    disc_norm: str = "none"
 
     def __post_init__(self) -> None:
         from eid.physics.loading import OPERATOR_KINDS
@@ -51,7 +56,7 @@ class OperatorLossConfig:
     ``lambda_dcp``, ``lambda_dcp_pair``: scattering operator only, see :mod:`eid.training.scattering`)."""
 
     lambda_cyc: float = 10.0
-    lambda_id: float = 5.0
+    lambda_id: float = 1.0
     lambda_param: float = 1.0
     lambda_density: float = 10.0
     density_min: float = 0.1
@@ -76,10 +81,10 @@ class OperatorDataConfig:
     ``eid dehaze`` read images on the same scale as the operator learned.
     """
 
-    crop: int = 256
-    load_size: int | None = 286
+    crop: int = 64
+    load_size: int | None = None
     flip: bool = True
-    batch_size: int = 1
+    batch_size: int = 4
     white: str | float = "dtype"
     #: The clear folders stage 1 was trained on (recorded by ``eid train-operator``); stage 2 uses them
     #: for its adversarial prior.
@@ -93,17 +98,26 @@ class OperatorDataConfig:
 class OperatorConfig:
     """Everything that defines a stage-1 run (saved in the checkpoint, ``config.yaml`` and ``operator.yaml``)."""
 
+    #: The defaults of fields before they became the ``fast`` preset's (they were the authors'). A saved run config
+    #: lacks only fields added after it was written, and was made with these values (:func:`eid.config.saved_config`).
+    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "model": {"kind": "cyclegan", "width": 64, "blocks": 9, "residual": False, "disc_width": 64, "disc_norm": "instance"},
+        "loss": {"lambda_id": 5.0},
+        "data": {"crop": 256, "load_size": 286, "batch_size": 1},
+        "epochs": 200, "max_steps": None, "checkpoint_every_n_batches": 500, "checkpoint_every_n_epochs": 10, "log_every": 10,
+    }  # fmt: skip
+
     model: OperatorModelConfig = field(default_factory=OperatorModelConfig)
     loss: OperatorLossConfig = field(default_factory=OperatorLossConfig)
     optim: OperatorOptimConfig = field(default_factory=OperatorOptimConfig)
     data: OperatorDataConfig = field(default_factory=OperatorDataConfig)
     buffer_size: int = 50
-    epochs: int | None = 200
-    max_steps: int | None = None
+    epochs: int | None = None
+    max_steps: int | None = 300
     seed: int = 0
-    checkpoint_every_n_batches: int = 500
-    checkpoint_every_n_epochs: int = 10
-    log_every: int = 10
+    checkpoint_every_n_batches: int = 100
+    checkpoint_every_n_epochs: int = 0
+    log_every: int = 5
     channels_last: bool = False
     #: Winograd 3x3 convolutions in the generators (CPU, float32; see ``eid.models.winograd``).
     winograd: bool = True

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from eid.config import config_from_dict, config_to_dict, merge_dicts
+from eid.config import config_to_dict, merge_dicts, saved_config
 from eid.errors import EIDError, describe_os_error
 from eid.run_layout import (
     CHECKPOINT_DIR,
@@ -140,9 +140,9 @@ class RunFolder:
         Traceback (most recent call last):
         eid.errors.EIDError: --crop 32 would change the run's crop from 16 to 32: --resume keeps the settings of the start (only --max-steps, --epochs and --lr change); drop the option or start a new run in another --out
         """
-        before = _flat(config_to_dict(config_from_dict(config_class, saved, where="run config")))
+        before = _flat(config_to_dict(saved_config(config_class, saved, where="run config")))
         for option, fields in given.items():
-            after = _flat(config_to_dict(config_from_dict(config_class, merge_dicts(saved, fields), where=option)))
+            after = _flat(config_to_dict(saved_config(config_class, merge_dicts(saved, fields), where=option)))
             for key, value in after.items():
                 if value != before.get(key):
                     raise EIDError(
