@@ -40,6 +40,11 @@ class ImageReadError(EIDError):
     """An image file could not be read (corrupt, truncated, empty, unsupported, too large...)."""
 
 
+def read_error(path: object, problem: str, remedy: str) -> ImageReadError:
+    """The :class:`ImageReadError` of an unreadable image: ``<path>: <problem>; <remedy>``."""
+    return ImageReadError(f"{path}: {problem}; {remedy}")
+
+
 class VideoReadError(EIDError):
     """A video file could not be opened or decoded (missing, not a video, no video stream, corrupt data)."""
 

@@ -15,19 +15,21 @@ Items are dicts: ``{"clear": (C,h,w), "hazy": (C,h,w), "name": str}`` (keys pres
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from eid.data.io import read_image
-from eid.data.listing import list_images
 from eid.data.scale import White, parse_white
-from eid.data.stacks import read_plane, stack_planes
+from eid.data.sources import ImageSource, data_channels, image_sources, read_source, require_sources
 from eid.errors import EIDError
+
+__all__ = [
+    "CropDataset", "HazyFolder", "ImageSource", "PairedFolder", "UnpairedFolders", "center_crop_to", "data_channels",
+    "image_sources", "item_seed", "read_source", "resize_short_side", "to_channels",
+]  # fmt: skip
 
 Key = int | tuple[int, int]
 
@@ -57,55 +59,6 @@ def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
     hw = (max(size, round(h * scale)), max(size, round(w * scale)))
     out = F.interpolate(image[None], size=hw, mode="bicubic", antialias=True, align_corners=False)[0]
     return out.clamp(0, 1)
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """One training image: an image file, or plane ``plane`` of a TIFF stack (:mod:`eid.data.stacks`)."""
-
-    path: Path
-    plane: int | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.stem if self.plane is None else f"{self.path.stem}_{self.plane:04d}"
-
-
-def image_sources(inputs: str | Path | Sequence[str | Path]) -> list[ImageSource]:
-    """The images of files, folders and globs, every plane of a TIFF stack being one image."""
-    sources = []
-    for path in list_images(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
-        planes = stack_planes(path) if path.suffix.lower() in (".tif", ".tiff") else 0
-        sources += [ImageSource(path, plane) for plane in range(planes)] if planes else [ImageSource(path)]
-    return sources
-
-
-def read_source(source: ImageSource, max_pixels: int | None = None, white: White = "dtype") -> torch.Tensor:
-    """The image ``source`` as ``(C, H, W)`` in [0, 1] (:func:`eid.data.io.read_image`, :func:`read_plane`)."""
-    if source.plane is None:
-        return read_image(source.path, max_pixels=max_pixels, white=white)[0]
-    return read_plane(source.path, source.plane, white=white)
-
-
-def data_channels(sets: Mapping[str, Sequence[str | Path]]) -> int:
-    """Channels of a model for these image sets: 1 when the first image of every set is grey, else 3.
-
-    ``sets`` maps each command-line option to its folders/globs (for the error message).
-    """
-    channels = 1
-    for option, inputs in sets.items():
-        sources = image_sources([str(p) for p in inputs])
-        if not sources:
-            raise EIDError(f"no images found in {', '.join(map(str, inputs))}; check {option}")
-        channels = max(channels, read_source(sources[0]).shape[0])
-    return channels
-
-
-def _images(folder: str | Path | Sequence[str | Path], what: str) -> list[ImageSource]:
-    sources = image_sources(folder)
-    if not sources:
-        raise EIDError(f"{folder}: no {what} images found; point to a folder of png/jpg/tif images")
-    return sources
 
 
 class CropDataset(Dataset):
@@ -172,7 +125,7 @@ class UnpairedFolders(CropDataset):
 
     def __init__(self, clear: str | Path | Sequence[str | Path], hazy: str | Path | Sequence[str | Path], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.clear_sources, self.hazy_sources = _images(clear, "clear"), _images(hazy, "hazy")
+        self.clear_sources, self.hazy_sources = require_sources(clear, "clear"), require_sources(hazy, "hazy")
 
     def __len__(self) -> int:
         return max(len(self.clear_sources), len(self.hazy_sources))
@@ -194,7 +147,7 @@ class HazyFolder(CropDataset):
 
     def __init__(self, hazy: str | Path | Sequence[str | Path], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.sources = _images(hazy, "hazy")
+        self.sources = require_sources(hazy, "hazy")
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -229,7 +182,7 @@ class PairedFolder(CropDataset):
 
     def __init__(self, hazy: str | Path | Sequence[str | Path], clear: str | Path | Sequence[str | Path], crop: int | None = None, **kwargs) -> None:
         super().__init__(crop=crop, **kwargs)
-        clear_sources, hazy_sources = _images(clear, "clear"), _images(hazy, "hazy")
+        clear_sources, hazy_sources = require_sources(clear, "clear"), require_sources(hazy, "hazy")
         stacked = next((s.path for s in clear_sources + hazy_sources if s.plane is not None), None)
         if stacked is not None:
             raise EIDError(f"{stacked}: a TIFF stack; paired sets are matched by file name, so save one plane per file")

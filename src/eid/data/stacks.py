@@ -1,7 +1,7 @@
 """TIFF stacks: z-stacks, time-lapses and hyperstacks of 2-D planes, read and written plane by plane.
 
 A stack is a TIFF series whose axes end in ``YX`` (grey planes) or ``YXS`` (RGB planes) with more than one
-plane; every index of the leading axes (``T``, ``Z``, ``C``, ...) is one plane (:func:`eid.data.codecs.tiff_stack_layout`).
+plane; every index of the leading axes (``T``, ``Z``, ``C``, ...) is one plane (:func:`eid.data.tiff_layout.tiff_stack_layout`).
 The read scale ``white`` applies to the whole stack (``max`` is the stack's maximum), so planes keep their relative
 intensities. A processed copy keeps the shape, axes, sample type, pixel size and, for ImageJ hyperstacks, the
 ImageJ layout and calibration.
@@ -18,9 +18,9 @@ import tifffile
 import torch
 
 from eid.data.bands import interleaved
-from eid.data.codecs import tiff_samples, tiff_series, tiff_stack_layout
 from eid.data.metadata import read_tiff_metadata, tiff_write_options
 from eid.data.scale import White, resolve_white, samples_to_unit, unit_to_samples
+from eid.data.tiff_layout import tiff_samples, tiff_series, tiff_stack_layout
 from eid.errors import ImageReadError
 from eid.utils import atomic_write, silenced_logger
 

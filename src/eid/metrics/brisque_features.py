@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage, signal
 from scipy.special import gamma as gamma_fn
 
-from eid.metrics.nss import (
+from eid.metrics.aggd import (
     _GAM,
     _MEAN,
     aggd_grid_fit,

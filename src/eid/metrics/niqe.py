@@ -26,21 +26,8 @@ from functools import lru_cache
 import torch
 
 from eid.errors import EIDError
-from eid.metrics.nss import (
-    _BETA,
-    _MEAN,
-    aggd_grid_fit,
-    aggd_sums,
-    block_coverage,
-    grid_table,
-    imresize,
-    load_params,
-    luma,
-    moments_of,
-    mscn,
-    row_bands,
-    to_levels,
-)
+from eid.metrics.aggd import _BETA, _MEAN, aggd_grid_fit, aggd_sums, grid_table, moments_of
+from eid.metrics.nss import block_coverage, imresize, load_params, luma, mscn, row_bands, to_levels
 from eid.metrics.registry import MetricSpec, register
 
 BLOCK = 96

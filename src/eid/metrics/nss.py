@@ -1,5 +1,6 @@
 """Natural-scene statistics shared by NIQE, BRISQUE and FADE: 8-bit levels and luma, MATLAB ``filter2`` and
-``imresize``, MSCN coefficients, and the AGGD/GGD moment-matching grid fits of the MATLAB releases.
+``imresize``, MSCN coefficients, and (from :mod:`eid.metrics.aggd`) the AGGD/GGD moment-matching grid fits of
+the MATLAB releases.
 
 Everything is in torch float64 (CPU or GPU) and matches the MATLAB/BasicSR references to rounding; the
 vendored parameter files are read by :func:`load_params`.
@@ -15,16 +16,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from scipy.special import gamma as gamma_fn
 
 from eid.errors import EIDError
+from eid.metrics.aggd import (  # re-exported: the grid fits were part of this module
+    aggd_grid_fit,
+    aggd_moments,
+    aggd_sums,
+    grid_argmin,
+    grid_table,
+    moments_of,
+)
 
-# AGGD/GGD shape grid of the MATLAB code (0.2:0.001:10) and the gamma-function ratios on it.
-_GAM = np.arange(0.2, 10.001, 0.001)
-_R_AGGD = gamma_fn(2 / _GAM) ** 2 / (gamma_fn(1 / _GAM) * gamma_fn(3 / _GAM))  # increasing
-_BETA = np.sqrt(gamma_fn(1 / _GAM) / gamma_fn(3 / _GAM))
-_MEAN = gamma_fn(2 / _GAM) / gamma_fn(1 / _GAM)
-
+__all__ = [
+    "aggd_grid_fit", "aggd_moments", "aggd_sums", "band_rows", "block_coverage", "filter2", "grid_argmin", "grid_table",
+    "imresize", "load_params", "luma", "moments_of", "mscn", "row_bands", "to_levels",
+]  # fmt: skip
 
 def load_params(name: str) -> dict[str, np.ndarray]:
     """Arrays of the vendored parameter file ``eid/metrics/_params/<name>`` (never unpickled)."""
@@ -173,84 +179,6 @@ def imresize(img: torch.Tensor, scale: float = 0.5) -> torch.Tensor:
             parts.append(w @ img[..., lo:hi, :] if dim == -2 else img[..., lo:hi] @ w.T)
         img = torch.cat(parts, dim)
     return img
-
-
-def grid_argmin(grid: np.ndarray, target: torch.Tensor) -> torch.Tensor:
-    """Index of the first minimum of ``|grid - target|`` for a strictly monotone ``grid`` (MATLAB ``min``/numpy
-    ``argmin`` semantics, NaN target -> 0), by binary search instead of a full scan."""
-    g = torch.from_numpy(grid).to(target)
-    asc = bool(grid[-1] > grid[0])
-    key = g if asc else g.flip(0)
-    pos = torch.searchsorted(key, target.contiguous().clamp(min=-1e300))
-    hi = pos.clamp(max=len(grid) - 1)
-    lo = (pos - 1).clamp(min=0)
-    if not asc:
-        hi, lo = len(grid) - 1 - lo, len(grid) - 1 - hi
-    pick_hi = (g[hi] - target).abs() < (g[lo] - target).abs()
-    out = torch.where(pick_hi, hi, lo)
-    return torch.where(torch.isnan(target), torch.zeros_like(out), out)
-
-
-def aggd_sums(
-    x: torch.Tensor, dims: tuple[int, ...] = (-1,), w: torch.Tensor | None = None, right_ge: bool = False
-) -> torch.Tensor:
-    """Additive statistics ``(..., 6)`` (float64) of ``x`` over ``dims`` (trailing), counting the entries with
-    weight 1 in ``w`` (all when None): ``[sum x^2 over x < 0, sum x^2 over x > 0 (x >= 0 when right_ge),
-    #(x < 0), #(x > 0) (or x >= 0), sum |x|, #entries]``; squares are formed in the dtype of ``x`` (float32
-    in NIQE, as in BasicSR) and summed in double. Sums of parts (tiles, bands) add up to those of the whole.
-
-    With ``x- = min(x, 0)`` and ``x+ = max(x, 0)``: ``sum |x| = sum x+ - sum x-`` and the counts are those of
-    the non-zero entries, which saves the masks and selections of a direct port.
-    """
-    if w is not None:
-        x = x * w  # entries outside are 0: they add nothing to the sums, the counts below exclude them
-    x = x.flatten(-len(dims))
-    neg, pos = x.clamp(max=0), x.clamp(min=0)
-    if w is None:
-        n = torch.full(x.shape[:-1], float(x.shape[-1]), dtype=torch.float64, device=x.device)
-    else:
-        n = w.flatten(-len(dims)).sum(-1, dtype=torch.float64)
-    n_neg = torch.count_nonzero(neg, -1).to(torch.float64)
-    stats = [
-        (neg * neg).sum(-1, dtype=torch.float64),
-        (pos * pos).sum(-1, dtype=torch.float64),
-        n_neg,
-        n - n_neg if right_ge else torch.count_nonzero(pos, -1),
-        pos.sum(-1, dtype=torch.float64) - neg.sum(-1, dtype=torch.float64),
-    ]
-    return torch.stack([v.to(torch.float64) for v in (*stats, n)], -1)
-
-
-def moments_of(sums: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Left/right standard deviations, ``mean|x|`` and ``mean x^2`` from :func:`aggd_sums`; an empty side gives
-    NaN, as ``mean([])`` does in MATLAB/numpy."""
-    sq_neg, sq_pos, n_neg, n_pos, total_abs, n = sums.unbind(-1)
-    return {
-        "left": torch.sqrt(sq_neg / n_neg),
-        "right": torch.sqrt(sq_pos / n_pos),
-        "abs": total_abs / n,
-        "sq": (sq_neg + sq_pos) / n,
-    }
-
-
-def aggd_moments(x: torch.Tensor, w: torch.Tensor | None = None, right_ge: bool = False) -> dict[str, torch.Tensor]:
-    """:func:`moments_of` the rows of ``x`` (N,P) over the entries with weight 1 in ``w`` (all when None)."""
-    return moments_of(aggd_sums(x, (-1,), w, right_ge))
-
-
-def aggd_grid_fit(m: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """AGGD shape by moment matching on the 0.2:0.001:10 grid (``estimateaggdparam.m``): returns the grid index
-    and ``alpha``; ``rhat = E|x|^2 / E x^2``, normalised by ``(g^3+1)(g+1)/(g^2+1)^2`` with ``g = std_l/std_r``."""
-    ghat = m["left"] / m["right"]
-    rhat = m["abs"] ** 2 / m["sq"]
-    rnorm = rhat * (ghat**3 + 1) * (ghat + 1) / (ghat**2 + 1) ** 2
-    idx = grid_argmin(_R_AGGD, rnorm)
-    return idx, torch.from_numpy(_GAM).to(rnorm)[idx]
-
-
-def grid_table(table: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
-    """``table[idx]`` for a per-grid-point constant (e.g. ``sqrt(Gamma(1/a)/Gamma(3/a))``)."""
-    return torch.from_numpy(table).to(device=idx.device)[idx]
 
 
 def block_coverage(mask: torch.Tensor, block: int) -> torch.Tensor:

@@ -17,223 +17,29 @@ the frozen operators never get weight gradients; the equivariance branch keeps t
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from torch import Tensor, nn
 
 from eid.config import config_to_dict
 from eid.errors import EIDError
-from eid.losses import EquivarianceLoss, HazeConsistencyLoss
-from eid.models.dehazer import DehazerNet
 from eid.run_layout import DEHAZER
-from eid.training.callbacks import ensure_finite
 from eid.training.data import ImageDataModule
 from eid.training.eid_config import EIDConfig, with_operator_white
 from eid.training.eid_data import SameCropEveryEpoch, SynthASMFolder, synth_root
-from eid.training.eid_operator import CheckpointedOperator, build_operator
+from eid.training.eid_module import EIDModule
 from eid.training.init_from import load_initial_weights
 from eid.training.model_card import training_line, write_model_card
-from eid.training.progress import batches_done, total_batches
+from eid.training.progress import batches_done
 from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.trainer import build_trainer, fit
-from eid.transforms import build_group
-from eid.weights import save_weights
+
+__all__ = ["VAL_CROP", "EIDConfig", "EIDModule", "fit_eid"]
 
 VAL_CROP = 256
 """Validation images are compared on one fixed 256x256 window each (a batch needs equal sizes)."""
-
-
-class EIDModule(L.LightningModule):
-    """Lightning module of stage 2 (manual optimisation: one Adam step for ``f``, one for ``D`` if on).
-
-    Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for an analytic oracle with per-image
-    parameters, entries named like its buffers (ASM: ``transmission`` ``(B,1,H|1,W|1)``, ``airlight``
-    ``(B,C|1,1,1)``); validation batches add ``clear`` for PSNR/SSIM.
-
-    :param EIDConfig config: the run's config.
-    :param physics: the frozen operator (default: :func:`build_operator`).
-    :param clear: optional dataset of unpaired clear images for the adversarial prior; items are
-        dicts with ``clear``, indexed by ``(index, item_seed)``.
-    :param run_dir: where ``dehazer.{safetensors,yaml}`` are exported at each epoch end.
-    """
-
-    def __init__(
-        self,
-        config: EIDConfig,
-        physics: nn.Module | None = None,
-        clear: Any = None,
-        run_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__()
-        self.config = config
-        self.save_hyperparameters({"config": config_to_dict(config)})
-        self.automatic_optimization = False
-        self.dehazer = DehazerNet(config.model)
-        physics = build_operator(config) if physics is None else physics.eval().requires_grad_(False)
-        if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
-            physics = CheckpointedOperator(physics)
-        self.__dict__["physics"] = physics
-        self.group_rng = torch.Generator().manual_seed(config.seed)
-        self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
-        self.equivariance = EquivarianceLoss(
-            build_group(config.group, config.n_trans, self.group_rng),
-            alpha=config.alpha,
-            norm=config.loss_norm,
-            detach=config.detach,
-            transform_physics=config.transform_physics,
-        )
-        self.clear = clear
-        self.adversarial = config.adversarial_weight > 0
-        if self.adversarial:
-            if clear is None:
-                raise EIDError("adversarial_weight > 0 needs unpaired clear images; pass --clear DIR")
-            self.discriminator = _discriminator(config.model.channels, config.disc_norm)
-        self.run_dir = None if run_dir is None else Path(run_dir)
-
-    # -- operator handling ------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> EIDModule:
-        """Switch ``f`` (and ``D``) to ``mode``; the frozen operator always stays in eval mode."""
-        super().train(mode)
-        self.physics.eval()
-        return self
-
-    def on_fit_start(self) -> None:
-        self.physics.to(self.device)
-        if self.adversarial:  # deepinv fixes its LSGAN label tensors' device at construction
-            from deepinv.loss.adversarial import (
-                SupAdversarialDiscriminatorLoss,
-                SupAdversarialGeneratorLoss,
-            )
-
-            self.adversarial_loss = SupAdversarialGeneratorLoss(self.config.adversarial_weight, device=self.device)
-            self.discriminator_loss = SupAdversarialDiscriminatorLoss(device=self.device)
-
-    def physics_for(self, batch: dict[str, Any]) -> nn.Module:
-        """The operator for this batch: batch entries named like the operator's buffers (the ASM
-        oracle's per-image ``transmission``/``airlight``) replace them; a learned operator has none."""
-        params = {k: v for k, v in batch.items() if isinstance(v, Tensor) and k in self.physics._buffers}
-        if params:
-            self.physics.update(**params)
-        return self.physics
-
-    # -- training ---------------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        cfg = self.config
-        opt = torch.optim.Adam(self.dehazer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
-        optimizers = [opt]
-        if self.adversarial:
-            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999)))
-        return optimizers, [sched]
-
-    def _lr_factor(self, step: int) -> float:
-        if self.config.schedule == "constant" or self._trainer is None:
-            return 1.0
-        total = total_batches(self.trainer, steps_per_batch=2 if self.adversarial else 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-
-    def losses(self, y: Tensor, physics: nn.Module) -> tuple[Tensor, dict[str, Tensor]]:
-        """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch."""
-        x_net = self.dehazer(y, physics)
-        mc = self.haze_consistency(y=y, x_net=x_net, physics=physics)
-        eq = self.equivariance(x_net=x_net, physics=physics, model=self.dehazer)
-        return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        y = batch["hazy"]
-        x_net, losses = self.losses(y, self.physics_for(batch))
-        optimizers = self.optimizers()
-        opt = optimizers[0] if isinstance(optimizers, list) else optimizers
-        if self.adversarial:
-            clear = self._clear_batch(len(y))
-            self.toggle_optimizer(opt)  # D's weights need no gradient in the dehazer's step
-            losses["adv"] = self.adversarial_loss(x=clear, x_net=x_net, D=self.discriminator)
-            losses["loss"] = losses["loss"] + losses["adv"]
-        ensure_finite(losses, self.trainer)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(losses["loss"])
-        opt.step()
-        if self.adversarial:
-            self.untoggle_optimizer(opt)
-        self.lr_schedulers().step()
-        if self.adversarial:
-            opt_d = optimizers[1]
-            losses["disc"] = self.discriminator_loss(x=clear, x_net=x_net, D=self.discriminator)
-            ensure_finite({"disc": losses["disc"]}, self.trainer)
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(losses["disc"])
-            opt_d.step()
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=len(y))
-        return {k: v.detach() for k, v in losses.items()}
-
-    def _clear_batch(self, n: int) -> Tensor:
-        """``n`` unpaired clear images drawn with the module's (checkpointed) generator.
-
-        Items may hold the image under ``clear`` or, for a :class:`~eid.data.datasets.HazyFolder` opened
-        on the clear folder (a plain image folder), under ``hazy``.
-        """
-        keys = torch.randint(len(self.clear), (n,), generator=self.group_rng).tolist()
-        seeds = torch.randint(2**62, (n,), generator=self.group_rng).tolist()
-        items = [self.clear[(k, s)] for k, s in zip(keys, seeds)]
-        return torch.stack([item.get("clear", item.get("hazy")) for item in items]).to(self.device)
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        from eid.metrics.paired import psnr, ssim
-
-        x_net = self.dehazer(batch["hazy"], self.physics_for(batch))
-        n = len(x_net)
-        self.log("val/psnr", psnr(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True, prog_bar=True)
-        self.log("val/ssim", ssim(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True)
-
-    def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
-        """Columns of the per-epoch grid: hazy, [network input], f(y), H(f(y)), [t(f(y)),] [clear].
-
-        The network input is ``H^dagger(y)`` or ``DCP(y)``; ``t(f(y))`` is a scattering operator's transmission.
-        """
-        y = batch["hazy"].to(self.device)
-        physics = self.physics_for({k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)})
-        z = self.dehazer.network_input(y, physics)  # H^dagger(y) computed once for f and for the grid
-        x_net = self.dehazer.from_network_input(z)
-        columns = [y] if z is y else [y, z]
-        if hasattr(physics, "maps"):  # a scattering operator: its maps computed once for H(f(y)) and the grid
-            maps = physics.maps(x_net)
-            columns += [x_net, physics.A(x_net, **maps), maps["transmission"].expand_as(x_net)]
-        else:
-            columns += [x_net, physics.A(x_net)]
-        if "clear" in batch:
-            columns.append(batch["clear"].to(self.device))
-        return columns
-
-    # -- export and resume ------------------------------------------------------------------------
-    def export(self, run_dir: str | Path) -> None:
-        """Write ``run_dir/dehazer.{safetensors,yaml}`` (weights + full config)."""
-        save_weights(RunFolder(run_dir).dehazer, self.dehazer, config_to_dict(self.config))
-
-    def on_train_epoch_end(self) -> None:
-        if self.run_dir is not None and self.trainer.is_global_zero:
-            self.export(self.run_dir)
-
-    def on_train_end(self) -> None:
-        self.on_train_epoch_end()
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["eid_group_rng"] = self.group_rng.get_state()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "eid_group_rng" in checkpoint:
-            self.group_rng.set_state(checkpoint["eid_group_rng"])
-
-
-def _discriminator(channels: int, norm: str) -> nn.Module:
-    """The stage-1 PatchGAN discriminator (authors' CycleGAN ``D``), for the adversarial prior."""
-    from eid.models.discriminators import PatchGANDiscriminator
-
-    return PatchGANDiscriminator(in_channels=channels, norm=norm)
 
 
 def fit_eid(

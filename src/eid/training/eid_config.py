@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from eid.data.scale import parse_white
 from eid.errors import EIDError
 from eid.losses.metrics import LOSS_NORMS
-from eid.models.dehazer import DehazerConfig
+from eid.models.dehazer_config import DehazerConfig
 from eid.transforms import parse_group
 
 SCHEDULES = ("cosine", "constant")
