@@ -132,6 +132,17 @@ def test_flicker_counts_only_static_input_regions() -> None:
     assert meter.count < 11 * 32 * 48  # the square's path is not static
 
 
+def test_flicker_meter_streams_share_the_input_mask() -> None:
+    clip = moving_clip()
+    noisy = Flickering()(clip)
+    meter = FlickerMeter(streams=("same", "noisy"))
+    meter.update(clip[:5], clip[:5], noisy[:5])  # in two parts: the state carries over
+    meter.update(clip[5:], clip[5:], noisy[5:])
+    assert meter.values == pytest.approx({"same": flicker(clip, clip), "noisy": flicker(clip, noisy)})
+    with pytest.raises(ValueError, match="expects 2"):
+        meter.update(clip, clip)
+
+
 def test_temporal_smoothing_reduces_flicker_without_smearing_motion(tmp_path: Path) -> None:
     clip = moving_clip(frames=24)
     src = write_clip(tmp_path / "in.mp4", clip, fps=24)

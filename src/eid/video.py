@@ -32,7 +32,7 @@ def _grey(x: Tensor) -> Tensor:
 
 
 class FlickerMeter:
-    r"""Streaming flicker of an output video in the static regions of its input video.
+    r"""Streaming flicker of output videos in the static regions of their input video.
 
     .. math::
         \mathrm{flicker} = \frac{\sum_t \sum_p M_t(p)\, \overline{|y_t(p) - y_{t-1}(p)|}}{\sum_t \sum_p M_t(p)},
@@ -41,32 +41,44 @@ class FlickerMeter:
     where :math:`x` are input frames, :math:`y` output frames, the bar is the mean over colour
     channels and the 3x3 max-pool grows moving areas by a pixel so that their edges do not count as
     static. The static mask comes from the input, so a method's own flicker cannot hide itself. In
-    ``[0, 1]`` units (multiply by 255 for 8-bit levels); ``nan`` when no pixel was static.
+    ``[0, 1]`` units (multiply by 255 for 8-bit levels); ``nan`` when no pixel was static. Several
+    outputs of the same input (``streams``: e.g. the input itself, the raw and the smoothed output)
+    share one mask per frame, computed once.
 
     :param delta: largest input change (in ``[0,1]``) that still counts as static; 0.02 ~ 5 levels,
         above H.264 noise at crf 18.
+    :param streams: names of the output streams, in the order :meth:`update` receives them.
     """
 
-    def __init__(self, delta: float = 0.02) -> None:
-        self.delta = delta
-        self.total, self.count = 0.0, 0
-        self._prev: tuple[Tensor, Tensor] | None = None
+    def __init__(self, delta: float = 0.02, streams: tuple[str, ...] = ("output",)) -> None:
+        self.delta, self.streams = delta, streams
+        self.totals = dict.fromkeys(streams, 0.0)
+        self.count = 0
+        self._prev: tuple[Tensor, ...] | None = None
 
-    def update(self, x: Tensor, y: Tensor) -> None:
-        """Add the pair (input ``x``, output ``y``), each ``(C,H,W)`` or ``(T,C,H,W)`` in time order."""
-        xs, ys = (x.unsqueeze(0), y.unsqueeze(0)) if x.dim() == 3 else (x, y)
-        for xt, yt in zip(xs, ys, strict=True):
+    def update(self, x: Tensor, *ys: Tensor) -> None:
+        """Add input ``x`` and one output per stream, each ``(C,H,W)`` or ``(T,C,H,W)`` in time order."""
+        if len(ys) != len(self.streams):
+            raise ValueError(f"FlickerMeter expects {len(self.streams)} output(s) {self.streams}, got {len(ys)}")
+        frames = (x, *ys) if x.dim() == 4 else (x.unsqueeze(0), *(y.unsqueeze(0) for y in ys))
+        for now in zip(*frames, strict=True):
             if self._prev is not None:
-                px, py = self._prev
-                motion = F.max_pool2d(_grey((xt - px).abs()).unsqueeze(0), 3, stride=1, padding=1)[0]
+                motion = F.max_pool2d(_grey((now[0] - self._prev[0]).abs()).unsqueeze(0), 3, stride=1, padding=1)[0]
                 static = motion < self.delta
-                self.total += float((_grey((yt - py).abs()) * static).sum())
                 self.count += int(static.sum())
-            self._prev = (xt, yt)
+                for name, y, py in zip(self.streams, now[1:], self._prev[1:], strict=True):
+                    self.totals[name] += float((_grey((y - py).abs()) * static).sum())
+            self._prev = now
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Flicker of each stream (``nan`` when no pixel was static)."""
+        return {name: total / self.count if self.count else float("nan") for name, total in self.totals.items()}
 
     @property
     def value(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+        """Flicker of the first stream."""
+        return self.values[self.streams[0]]
 
 
 def flicker(frames_in: Iterable[Tensor] | Tensor, frames_out: Iterable[Tensor] | Tensor, delta: float = 0.02) -> float:
@@ -173,7 +185,8 @@ def dehaze_video(
     if batch_size < 1:
         raise EIDError(f"batch size must be at least 1, got {batch_size}")
     smoother = TemporalSmoother(temporal_smoothing, smoothing_tau)
-    meters = {"input": FlickerMeter(), "raw": FlickerMeter(), "smoothed": FlickerMeter()}
+    smoothing = temporal_smoothing > 0
+    meter = FlickerMeter(streams=("input", "raw", "smoothed") if smoothing else ("input", "raw"))
     start = time.perf_counter()
     with VideoReader(src) as reader, progress_bar("frames", progress) as bar:
         info = reader.info
@@ -190,10 +203,8 @@ def dehaze_video(
                     raise EIDError(f"the dehazer returned {got} for frames of shape {tuple(x.shape)}; it must keep the shape")
                 y = y.detach().float().cpu().clamp(0, 1)
                 for xt, yt in zip(x, y, strict=True):
-                    meters["input"].update(xt, xt)
-                    meters["raw"].update(xt, yt)
                     out = smoother(xt, yt)
-                    meters["smoothed"].update(xt, out)
+                    meter.update(xt, xt, yt, *((out,) if smoothing else ()))
                     writer.write(torch.cat([xt, out], dim=-1) if side_by_side else out)
                 bar.advance(task, len(batch))
 
@@ -208,8 +219,8 @@ def dehaze_video(
             frames = writer.frames
     return VideoReport(
         src, dst, frames, info.fps, info.width, info.height, time.perf_counter() - start,
-        meters["input"].value, meters["raw"].value,
-        meters["smoothed"].value if temporal_smoothing > 0 else None, _notes(src, dst, info, writer),
+        meter.values["input"], meter.values["raw"], meter.values["smoothed"] if smoothing else None,
+        _notes(src, dst, info, writer),
     )  # fmt: skip
 
 
