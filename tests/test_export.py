@@ -92,6 +92,11 @@ def test_an_exporter_failure_is_one_line_naming_the_mode(tmp_path, monkeypatch):
     with pytest.raises(EIDError, match=r"input: dcp could not be exported to ONNX \(Unsupported.*frobnicate\); dehaze it with --backend torch$"):
         export_onnx("natural", tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(to_onnx, "_check", lambda *_: 0.5)  # a graph that disagrees with torch is not kept
+    with pytest.raises(EIDError, match=r"differs from torch by 0\.5 \(> 1e-4\); dehaze with --backend torch$"):
+        export_onnx("microscopy", tmp_path / "y.onnx")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_export_writes_onnx_and_refuses_bad_requests_in_one_line(eid_cli, tmp_path):

@@ -110,11 +110,11 @@ def export_onnx(run: str | Path, out: str | Path, *, check: bool = True) -> Onnx
     for key, value in onnx_metadata(model, config).items():
         proto.metadata_props.add(key=key, value=value)
     out = Path(out)
-    with atomic_write(out) as tmp:
+    with atomic_write(out) as tmp:  # a graph that fails its check is not kept
         tmp.write_bytes(proto.SerializeToString())
-    diff = _check(model, out, example) if check else float("nan")
-    if diff > 1e-4:
-        raise EIDError(f"{out}: ONNX Runtime differs from torch by {diff:.2g} (> 1e-4); dehaze with --backend torch")
+        diff = _check(model, tmp, example) if check else float("nan")
+        if diff > 1e-4:
+            raise EIDError(f"{run}: ONNX Runtime differs from torch by {diff:.2g} (> 1e-4); dehaze with --backend torch")
     return OnnxExport(out, opset, exporter, diff)
 
 
