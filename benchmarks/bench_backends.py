@@ -34,14 +34,14 @@ from eid.export import export_onnx
 from eid.export.graph import smooth_image
 from eid.inference import Dehazer as Runner
 from eid.inference import build_method, onnx_method
-from eid.models.dehazer import Dehazer, DehazerConfig
+from eid.models import DehazerConfig, DehazerNet
 from eid.weights import save_weights
 
 
 def fast_preset_run(folder: Path) -> Path:
     """A run folder holding the ``fast`` preset's dehazer (the ``DehazerConfig`` defaults) with seeded weights."""
     torch.manual_seed(0)
-    net = Dehazer(DehazerConfig())
+    net = DehazerNet(DehazerConfig())
     save_weights(folder / "dehazer", net, {"model": config_to_dict(net.config)})
     return folder
 

@@ -21,15 +21,14 @@ from eid.export import export_onnx
 from eid.export.graph import smooth_image
 from eid.inference import Dehazer, onnx_method
 from eid.inference.backends import optional_import
-from eid.models import Dehazer as Network
-from eid.models import DehazerConfig
+from eid.models import DehazerConfig, DehazerNet
 from eid.weights import save_weights
 
 
 def norm_free_run(folder: Path) -> Path:
     """A run folder with a random grey dehazer without norms or circular padding, trained on 12-bit data."""
     torch.manual_seed(0)
-    net = Network(DehazerConfig(channels=1, scales=2, width=4, norm="none", circular_padding=False))
+    net = DehazerNet(DehazerConfig(channels=1, scales=2, width=4, norm="none", circular_padding=False))
     save_weights(folder / "dehazer", net, {"model": config_to_dict(net.config), "white": 4095})
     return folder
 

@@ -18,7 +18,7 @@ from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.export import METADATA_KEYS, export_bioimageio, export_onnx
 from eid.export.graph import smooth_image
-from eid.models import Dehazer, DehazerConfig
+from eid.models import DehazerConfig, DehazerNet
 from eid.models.dehazer import load_dehazer
 from eid.weights import save_weights
 from eid.zoo import resolve_model
@@ -29,7 +29,7 @@ TOLERANCE = 1e-4
 def random_run(folder: Path, **model: object) -> Path:
     """A stage-2 run folder with a random-weight dehazer (seeded)."""
     torch.manual_seed(0)
-    net = Dehazer(DehazerConfig(**model))  # type: ignore[arg-type]
+    net = DehazerNet(DehazerConfig(**model))  # type: ignore[arg-type]
     save_weights(folder / "dehazer", net, {"model": config_to_dict(net.config), "group": "rot90", "white": 4095})
     return folder
 

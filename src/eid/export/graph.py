@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from eid.baselines.dcp import DarkChannelPrior
-from eid.models.dehazer import Dehazer, load_dehazer
+from eid.models.dehazer import DehazerNet, load_dehazer
 from eid.models.scattering import VEIL_FACTOR
 from eid.physics import ScatteringHaze
 
@@ -60,11 +60,11 @@ class TraceableDarkChannelPrior(DarkChannelPrior):
 class ExportedDehazer(nn.Module):
     """``f(y)`` of a stage-2 dehazer with its operator, as one module of one tensor input (see the module doc).
 
-    :param Dehazer net: the dehazer in eval mode (not modified: a DCP input gets a traceable copy).
+    :param DehazerNet net: the dehazer in eval mode (not modified: a DCP input gets a traceable copy).
     :param physics: the operator for ``input: pinv`` (``None`` otherwise).
     """
 
-    def __init__(self, net: Dehazer, physics: Any = None) -> None:
+    def __init__(self, net: DehazerNet, physics: Any = None) -> None:
         super().__init__()
         self.net, self.physics = net, physics
         self.dcp = TraceableDarkChannelPrior.like(net.dcp) if net.config.input == "dcp" else None
