@@ -52,7 +52,7 @@ def dehaze(
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Same-size images (or tiles, or video frames) per forward pass."),
     backend: str = typer.Option(
         "torch", "--backend", help="torch, or onnx: the dehazer exported to ONNX (eid export --onnx) run by ONNX Runtime "
-        "(CPU; CUDA where onnxruntime has it), fp32; --model may then be an .onnx file. Needs eid-dehaze[export].",
+        "(CPU; CUDA where onnxruntime has it), fp32; --model may then be an .onnx file. Needs the export extra: eid-dehaze\\[export].",
     ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),

@@ -27,7 +27,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
-    """Export a trained dehazer for other runtimes (needs `pip install 'eid-dehaze[export]'`).
+    """Export a trained dehazer for other runtimes (needs the export extra: `pip install 'eid-dehaze\\[export]'`).
 
     Examples: `eid export --onnx runs/eid dehazer.onnx`, then `eid dehaze --backend onnx --model dehazer.onnx hazy/
     --out dehazed/`; `eid export --bioimageio microscopy eid-microscopy.zip` for Fiji/deepImageJ or bioimageio.core.
