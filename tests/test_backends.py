@@ -54,6 +54,10 @@ def test_onnx_backend_matches_torch_on_a_folder(eid_cli, tmp_path, name, channel
     for backend in ("torch", "onnx"):
         run = eid_cli("dehaze", "--model", name, hazy, "--out", tmp_path / backend, "--backend", backend, "--device", "cpu")
         assert run.code == 0, run.err
+    onnx_file = export_onnx(name, tmp_path / "model.onnx").path  # a file written by eid export --onnx: the same
+    assert eid_cli("dehaze", "--model", onnx_file, hazy, "--out", tmp_path / "file", "--backend", "onnx").code == 0
+    for path in sorted(hazy.iterdir()):
+        assert np.array_equal(read(tmp_path / "file" / path.name), read(tmp_path / "onnx" / path.name))
     for path in sorted(hazy.iterdir()):
         torch_out, onnx_out = (read(tmp_path / backend / path.name).astype(np.int64) for backend in ("torch", "onnx"))
         assert torch_out.shape == onnx_out.shape == read(path).shape
