@@ -7,18 +7,9 @@ from typing import Any
 
 import typer
 
-from eid.cli import (
-    THREADS_HELP,
-    WHITE_HELP,
-    app,
-    console,
-    in_range,
-    set_threads,
-    training_budget,
-    warn_if_dim,
-)
-from eid.cli.init_from import INIT_FROM_HELP, init_weights_from
-from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
+from eid.cli import app, console, in_range, set_threads, training_budget, warn_if_dim
+from eid.cli import training_options as opt
+from eid.cli.init_from import init_weights_from
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -27,10 +18,11 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 
 
 @app.command("train")
+@opt.machine_options(devices_help="Processes per node (DDP when > 1).")
 def train(
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy training images (no clear images needed)."),
     operator: str | None = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA), a shipped model's name (its operator; eid models) or 'asm' (analytic oracle). Required for a new run."),
-    out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
+    out: Path = opt.OUT,
     preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
     group: str | None = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
@@ -41,22 +33,16 @@ def train(
     val_clear: Path | None = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
     asm_t: float | None = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
     asm_a: float | None = typer.Option(None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (overrides epochs)."),
-    epochs: int | None = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
-    batch_size: int | None = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Images per batch."),
-    crop: int | None = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
-    lr: float | None = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate (with --resume: replaces the run's from then on)."),
-    white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Default: the operator's; eid dehaze uses the same."),
-    devices: int = typer.Option(1, "--devices", callback=in_range(1), help="Processes per node (DDP when > 1)."),
-    num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
-    precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
-    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-    logger: str = typer.Option("csv", "--logger", help="Training log in OUT/logs: csv (metrics.csv) or tensorboard (event files with the losses and sample grids; needs eid-dehaze[tensorboard])."),
-    workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
-    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
-    init_from: str | None = typer.Option(None, "--init-from", help=INIT_FROM_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
-    seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of data order, crops and transformations."),
+    max_steps: int | None = opt.max_steps_option("Training batches to run (overrides epochs)."),
+    epochs: int | None = opt.EPOCHS,
+    batch_size: int | None = opt.batch_size_option("Images per batch."),
+    crop: int | None = opt.CROP,
+    lr: float | None = opt.lr_option("Adam learning rate (with --resume: replaces the run's from then on)."),
+    white: str | None = opt.white_option("Default: the operator's; eid dehaze uses the same."),
+    machine: opt.Machine = opt.MACHINE,
+    init_from: str | None = opt.INIT_FROM,
+    resume: bool = opt.resume_option("Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
+    seed: int | None = opt.seed_option("Seed of data order, crops and transformations."),
 ) -> None:
     """Train the EID dehazer: haze consistency ||H(f(y)) - y||^2 + alpha * equivariance loss.
 
@@ -78,7 +64,7 @@ def train(
     from eid.training.run_folder import RunFolder, is_ddp_worker
     from eid.zoo import resolve_model
 
-    set_threads(threads)
+    set_threads(machine.threads)
     folder = RunFolder(out)
     start_from = init_weights_from(init_from, resume)
     inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
@@ -135,8 +121,8 @@ def train(
             folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None,
                                   "--init-from": start_from}, preset or "fast")  # fmt: skip
         fit_eid(
-            cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=workers, init_from=start_from,
-            devices=devices, num_nodes=num_nodes, precision=precision, accelerator=accelerator, logger=logger,
+            cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=machine.workers, init_from=start_from,
+            **machine.trainer_kwargs(),
             callbacks=[LearningRates({0: lr})] if resume and lr is not None else [],
         )  # fmt: skip
     if not is_ddp_worker():

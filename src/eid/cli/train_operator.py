@@ -6,44 +6,30 @@ from pathlib import Path
 
 import typer
 
-from eid.cli import (
-    THREADS_HELP,
-    WHITE_HELP,
-    app,
-    console,
-    in_range,
-    set_threads,
-    training_budget,
-    warn_if_dim,
-)
-from eid.cli.init_from import INIT_FROM_HELP, init_weights_from
-from eid.training.limits import MAX_BATCH, MAX_SEED, MAX_SIDE
+from eid.cli import app, console, set_threads, training_budget, warn_if_dim
+from eid.cli import training_options as opt
+from eid.cli.init_from import init_weights_from
 
 
 @app.command("train-operator")
+@opt.machine_options(devices_help="Processes per node (DDP when > 1; gloo on CPU).")
 def train_operator(
     clear: list[Path] = typer.Option(..., "--clear", help="Folder(s) or glob(s) of clear images (domain A); need not match the hazy ones."),
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy images (domain B)."),
-    out: Path = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume)."),
+    out: Path = opt.OUT,
     preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (default: small scattering operator), microscopy (veil airlight), natural, endoscopy, or paper (the authors' CycleGAN sizes)."),
     operator_model: str | None = typer.Option(None, "--operator-model", help="scattering (physically structured H, the default of every preset but paper) or cyclegan (the authors' G_AB/G_BA)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of OperatorConfig fields applied on top of the preset."),
-    max_steps: int | None = typer.Option(None, "--max-steps", callback=in_range(1), help="Training batches to run (instead of epochs)."),
-    epochs: int | None = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run."),
-    batch_size: int | None = typer.Option(None, "--batch-size", callback=in_range(1, MAX_BATCH), help="Image pairs per batch (per process)."),
-    crop: int | None = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."),
-    lr: float | None = typer.Option(None, "--lr", callback=in_range(0, 1, open_low=True), help="Adam learning rate of G and D (with --resume: replaces the run's from then on)."),
-    white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Stage 2 and eid dehaze use the same scale."),
-    devices: int = typer.Option(1, "--devices", callback=in_range(1), help="Processes per node (DDP when > 1; gloo on CPU)."),
-    num_nodes: int = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP)."),
-    precision: str = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."),
-    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-    logger: str = typer.Option("csv", "--logger", help="Training log in OUT/logs: csv (metrics.csv) or tensorboard (event files with the losses and sample grids; needs eid-dehaze[tensorboard])."),
-    workers: int = typer.Option(0, "--workers", callback=in_range(0), help="Data-loading worker processes."),
-    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
-    seed: int | None = typer.Option(None, "--seed", callback=in_range(0, MAX_SEED), help="Seed of initialisation, data order, crops and replay buffers."),
-    init_from: str | None = typer.Option(None, "--init-from", help=INIT_FROM_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
+    max_steps: int | None = opt.max_steps_option("Training batches to run (instead of epochs)."),
+    epochs: int | None = opt.EPOCHS,
+    batch_size: int | None = opt.batch_size_option("Image pairs per batch (per process)."),
+    crop: int | None = opt.CROP,
+    lr: float | None = opt.lr_option("Adam learning rate of G and D (with --resume: replaces the run's from then on)."),
+    white: str | None = opt.white_option("Stage 2 and eid dehaze use the same scale."),
+    machine: opt.Machine = opt.MACHINE,
+    seed: int | None = opt.seed_option("Seed of initialisation, data order, crops and replay buffers."),
+    init_from: str | None = opt.INIT_FROM,
+    resume: bool = opt.resume_option("Continue the run in --out from checkpoints/last.ckpt (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
 ) -> None:
     """Train the pseudo-hazing operator H (clear -> hazy) and its pseudo-inverse H^dagger (hazy -> clear).
 
@@ -71,7 +57,7 @@ def train_operator(
     from eid.training.operator import OperatorConfig, fit_operator
     from eid.training.run_folder import RunFolder, is_ddp_worker
 
-    set_threads(threads)
+    set_threads(machine.threads)
     folder, inputs = RunFolder(out), {"--clear": clear, "--hazy": hazy}
     start_from = init_weights_from(init_from, resume)
     changes: dict = training_budget(max_steps, epochs)
@@ -113,8 +99,7 @@ def train_operator(
         if not is_ddp_worker() and ckpt is None:
             folder.record_inputs({**inputs, "--init-from": start_from}, preset or "fast")
         _, trainer = fit_operator(
-            cfg, clear, hazy, out, ckpt=ckpt, workers=workers, init_from=start_from, devices=devices, num_nodes=num_nodes,
-            precision=precision, accelerator=accelerator, logger=logger,
+            cfg, clear, hazy, out, ckpt=ckpt, workers=machine.workers, init_from=start_from, **machine.trainer_kwargs(),
             callbacks=[LearningRates({0: lr, 1: lr})] if resume and lr is not None else [],
         )  # fmt: skip
     if trainer.is_global_zero:
