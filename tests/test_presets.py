@@ -37,7 +37,9 @@ def test_a_saved_config_loads_to_the_config_that_made_it(kind: str, cls: type) -
 
 def test_a_run_saved_before_a_field_existed_keeps_the_value_it_was_made_with() -> None:
     """Fields added later are missing from old ``config.yaml`` files: they take the defaults of that time."""
-    saved = config_to_dict(load_config(OperatorConfig, "operator", preset="paper"))
+    paper = load_config(OperatorConfig, "operator", preset="paper")
+    assert saved_config(OperatorConfig, {}) == paper  # the old defaults were the authors' recipe
+    saved = config_to_dict(paper)
     del saved["model"]["kind"], saved["model"]["disc_norm"], saved["model"]["residual"]
     old = saved_config(OperatorConfig, saved)
     assert (old.model.kind, old.model.disc_norm, old.model.residual) == ("cyclegan", "instance", False)
