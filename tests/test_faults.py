@@ -661,19 +661,16 @@ def _clip_with_audio(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def test_video_keeps_an_odd_size_and_says_the_audio_is_dropped(eid_cli, tmp_path):
+def test_video_keeps_an_odd_size_and_its_audio(eid_cli, tmp_path):
     from eid.data.video import VideoReader
 
     src = _clip_with_audio(tmp_path / "clip.mp4", 33, 17)
     run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", src, "--out", tmp_path / "out.mp4")
     assert run.code == 0 and "Traceback" not in run.err
     notes = [line for line in run.err.splitlines() if line.startswith("note:")]
-    assert notes == [
-        "note: clip.mp4: its audio is not copied; out.mp4 has the video only",
-        "note: out.mp4: the odd size 33x17 is kept in H.264 4:4:4, which some players (browsers) do not play",
-    ]
+    assert notes == ["note: out.mp4: the odd size 33x17 is kept in H.264 4:4:4, which some players (browsers) do not play"]
     with VideoReader(tmp_path / "out.mp4") as reader:
-        assert (reader.info.width, reader.info.height, reader.info.audio_streams) == (33, 17, 0)
+        assert (reader.info.width, reader.info.height, reader.info.audio_streams) == (33, 17, 1)
         assert len(list(reader)) == 4
 
 

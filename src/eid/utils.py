@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from queue import Empty, Full, Queue
 from typing import Any, TypeVar
 
 import torch
@@ -179,3 +180,46 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as exc:
         raise EIDError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+
+
+def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Iterate over ``items`` while a background thread produces up to ``depth`` of them ahead.
+
+    Producing (video decoding: FFmpeg releases the GIL) then overlaps the consumer's work. The
+    producer's exception is raised in the consumer; when the consumer stops early, the producer stops.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(Full):
+                queue.put(entry, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except Exception as exc:  # noqa: BLE001  (handed to the consumer, which raises it)
+            put((end, exc))
+
+    worker = threading.Thread(target=produce, name="eid-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(Empty):
+            while True:
+                queue.get_nowait()
+        worker.join()

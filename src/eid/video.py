@@ -1,14 +1,17 @@
 """Video dehazing with optional temporal smoothing, and the flicker measure.
 
-* :func:`dehaze_video` runs an image function on batches of frames, optionally smooths the output
-  in time (:class:`TemporalSmoother`) and measures flicker (:class:`FlickerMeter`, :func:`flicker`).
-  Audio is not copied; the report's notes say so, and say how an odd size was kept.
+* :func:`dehaze_video` streams a video: frames are decoded in a background thread, dehazed in batches
+  and encoded as they come, with the audio copied unchanged, so memory does not grow with the video's
+  length. It optionally smooths the output in time (:class:`TemporalSmoother`) and measures flicker
+  (:class:`FlickerMeter`, :func:`flicker`); the report's notes say what audio could not be copied and
+  how an odd size was kept.
 
 Frames are read and written by :mod:`eid.data.video`; this module only processes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from torch import Tensor
 from eid.data.video import VideoInfo, VideoReader, VideoWriter
 from eid.errors import EIDError
 from eid.progress import progress_bar
+from eid.utils import prefetched
 
 ImageFn = Callable[[Tensor], Tensor]
 
@@ -192,7 +196,9 @@ def dehaze_video(
         info = reader.info
         width = info.width * (2 if side_by_side else 1)
         task = bar.add_task(f"dehazing {src.name}", total=info.frames or None)
-        with VideoWriter(dst, info.fps, width, info.height, codec=codec, crf=crf) as writer:
+        with VideoWriter(
+            dst, info.fps, width, info.height, codec=codec, crf=crf, audio_from=src, video_start=info.start
+        ) as writer:
 
             def flush(batch: list[Tensor]) -> None:
                 x = torch.stack(batch)
@@ -209,11 +215,13 @@ def dehaze_video(
                 bar.advance(task, len(batch))
 
             batch: list[Tensor] = []
-            for frame in reader:
-                batch.append(frame.image)
-                if len(batch) == batch_size:
-                    flush(batch)
-                    batch = []
+            frames_ahead = contextlib.closing(prefetched(reader, depth=2 * batch_size))
+            with frames_ahead as decoded:  # closed (its thread stopped) before the reader is
+                for frame in decoded:
+                    batch.append(frame.image)
+                    if len(batch) == batch_size:
+                        flush(batch)
+                        batch = []
             if batch:
                 flush(batch)
             frames = writer.frames
@@ -226,9 +234,7 @@ def dehaze_video(
 
 def _notes(src: Path, dst: Path, info: VideoInfo, writer: VideoWriter) -> tuple[str, ...]:
     """What the output does not keep of the input, or keeps in an unusual way, one line each."""
-    notes = []
-    if info.audio_streams:
-        notes.append(f"{src.name}: its audio is not copied; {dst.name} has the video only")
+    notes = [f"{src.name}: {reason}; not copied to {dst.name}" for reason in (writer.audio.skipped if writer.audio else ())]
     size = f"{writer.width}x{writer.height}"
     if writer.padded:
         notes.append(f"{dst.name}: {size} padded to even sides by one replicated row/column ({writer.codec} needs them)")

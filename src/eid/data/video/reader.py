@@ -39,6 +39,7 @@ class VideoInfo:
     duration: float
     codec: str
     audio_streams: int = 0
+    start: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ class VideoReader:
             duration = 0.0
         frames = s.frames or round(duration * float(fps))
         audio = len(self._container.streams.audio)
-        return VideoInfo(self.path, s.width, s.height, fps, frames, duration, s.codec_context.name, audio)
+        start = float(s.start_time * s.time_base) if s.start_time and s.time_base else 0.0
+        return VideoInfo(self.path, s.width, s.height, fps, frames, duration, s.codec_context.name, audio, start)
 
     def __len__(self) -> int:
         return self.info.frames

@@ -11,6 +11,7 @@ from typing import Self
 import torch.nn.functional as F
 from torch import Tensor
 
+from eid.data.video.audio import AudioCopy
 from eid.data.video.reader import VIDEO_SUFFIXES, _av, tensor_to_array
 from eid.errors import EIDError
 from eid.utils import atomic_write
@@ -43,11 +44,15 @@ class VideoWriter:
     :param codec: ``auto`` (libx264, else mpeg4), or an FFmpeg encoder name.
     :param crf: H.264 constant rate factor (lower = better; 18 is visually lossless); mpeg4 uses
         a matching fixed quantiser.
+    :param audio_from: a video whose audio streams are copied unchanged, in step with the frames written
+        (:class:`~eid.data.video.audio.AudioCopy`; :attr:`audio` says what was copied and skipped).
+    :param video_start: time in seconds of ``audio_from``'s first video frame, this video's time zero.
     """
 
     def __init__(
-        self, path: str | Path, fps: float | Fraction, width: int, height: int, codec: str = "auto", crf: int = 18
-    ) -> None:
+        self, path: str | Path, fps: float | Fraction, width: int, height: int, codec: str = "auto", crf: int = 18,
+        audio_from: str | Path | None = None, video_start: float = 0.0,
+    ) -> None:  # fmt: skip
         self.path, self.width, self.height = Path(path), int(width), int(height)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise EIDError(f"{self.path}: unknown video suffix; use one of {', '.join(VIDEO_SUFFIXES)}")
@@ -73,7 +78,13 @@ class VideoWriter:
         else:
             self._stream.codec_context.qscale = True  # fixed quantiser: q = crf / 6 (2-31, lower = better)
             self._stream.codec_context.global_quality = max(2, crf // 6) * _FF_QP2LAMBDA
-        self.frames = 0
+        self.frames, self._rate = 0, rate
+        try:
+            self.audio = AudioCopy(Path(audio_from), self._container, video_start) if audio_from else None
+        except Exception:
+            self._container.close()
+            self._files.close()
+            raise
 
     def write(self, frames: Tensor) -> None:
         """Append one frame ``(3, H, W)`` or a batch ``(B, 3, H, W)``."""
@@ -91,6 +102,8 @@ class VideoWriter:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
             self.frames += 1
+            if self.audio is not None:
+                self.audio.mux_until(self._container, self.frames / self._rate)
 
     def close(self, failed: bool = False) -> None:
         """Flush the encoder and move the file into place (or drop it when ``failed``)."""
@@ -98,7 +111,11 @@ class VideoWriter:
             if not failed:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
+                if self.audio is not None:
+                    self.audio.mux_until(self._container, None)
         finally:
+            if self.audio is not None:
+                self.audio.close()
             self._container.close()
             error = RuntimeError("video writing failed") if failed else None
             self._files.__exit__(type(error) if error else None, error, None)
