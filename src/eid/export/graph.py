@@ -39,6 +39,10 @@ class TraceableDarkChannelPrior(DarkChannelPrior):
     The parent computes ``k`` with Python's ``round`` on ``numel()``, which a trace turns into a constant of the
     example's size. Here ``H * W`` is a float64 sum of ones (exact to 2^53 pixels) and ``torch.round`` rounds
     half to even like Python, so ``k`` and hence the estimate are the parent's at every size.
+
+    >>> y = smooth_image(2, 3, 40, 52)
+    >>> torch.equal(TraceableDarkChannelPrior()(y), DarkChannelPrior()(y))
+    True
     """
 
     def airlight(self, y: Tensor, dark: Tensor) -> Tensor:
