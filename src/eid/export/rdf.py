@@ -68,6 +68,6 @@ def model_description(
         name=name, description=summary, authors=[m.Author(name=a) for a in AUTHORS],
         cite=[m.CiteEntry(text=CITATION[0], doi=m.Doi(CITATION[1]))], license=m.LicenseId(LICENCE),
         documentation=m.FileDescr(source=folder / "README.md"), covers=[m.FileDescr(source=folder / "cover.png")], inputs=[inputs], outputs=[outputs],
-        weights=weights, tags=["dehazing", "denoising", "fluorescence-light-microscopy", "2d", "onnx", "eid"],
+        weights=weights, tags=["dehazing", "image-restoration", "2d", "eid", *(["fluorescence-light-microscopy"] if channels == 1 else [])],
         version=package_version(),
     )  # fmt: skip
