@@ -53,3 +53,9 @@ def test_shell_completion_script_is_offered(eid_cli, monkeypatch):
     monkeypatch.setenv("SHELL", "/bin/bash")
     run = eid_cli("--show-completion", "bash")
     assert run.code == 0 and "complete" in run.out and "eid" in run.out
+
+
+def test_error_lines_keep_square_brackets(eid_cli, tmp_path):
+    """Rich markup must not eat ``[...]`` in an error line (a folder name, an extra like ``eid-dehaze[export]``)."""
+    run = eid_cli("dehaze", "--model", tmp_path / "run[export]", tmp_path, "--out", tmp_path / "out")
+    assert run.code == 2 and "run[export]" in run.err and "Traceback" not in run.err
