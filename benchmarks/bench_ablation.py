@@ -35,10 +35,15 @@ RESIDUAL = {"model": {"residual_bound": 0.05}}
 SETS: dict[str, dict[str, Variant]] = {
     "ablation": {
         f"{op} / prior {prior} / residual {res}": (
-            "microscopy", RESIDUAL if res == "on" else {}, CYCLEGAN if op == "cyclegan" else "",
-            {}, "--no-prior" if prior == "off" else "",
+            "microscopy",
+            RESIDUAL if res == "on" else {},
+            CYCLEGAN if op == "cyclegan" else "",
+            {},
+            "--no-prior" if prior == "off" else "",
         )
-        for op in ("scattering", "cyclegan") for prior in ("on", "off") for res in ("off", "on")
+        for op in ("scattering", "cyclegan")
+        for prior in ("on", "off")
+        for res in ("off", "on")
         if not (op == "cyclegan" and res == "on")  # the residual is a scattering-operator option
     },
     "natural": {
@@ -46,11 +51,35 @@ SETS: dict[str, dict[str, Variant]] = {
         "pair 1": ("natural", {"loss": {"lambda_dcp_pair": 1.0}}, "", {}, ""),
         "pair 5": ("natural", {"loss": {"lambda_dcp_pair": 5.0}}, "", {}, ""),
         "pair 20": ("natural", {"loss": {"lambda_dcp_pair": 20.0}}, "", {}, ""),
-        "pair 5 + dcp 1": ("natural", {"loss": {"lambda_dcp_pair": 5.0, "lambda_dcp": 1.0}}, "", {}, ""),
+        "pair 5 + dcp 1": (
+            "natural",
+            {"loss": {"lambda_dcp_pair": 5.0, "lambda_dcp": 1.0}},
+            "",
+            {},
+            "",
+        ),
         "pair 5, no prior": ("natural", {"loss": {"lambda_dcp_pair": 5.0}}, "", {}, "--no-prior"),
-        "pair 5, prior 0.2": ("natural", {"loss": {"lambda_dcp_pair": 5.0}}, "", {"adversarial_weight": 0.2}, ""),
-        "pair 5, hazy input": ("natural", {"loss": {"lambda_dcp_pair": 5.0}}, "", {"model": {"input": "hazy"}}, ""),
-        "pair 5, density 0": ("natural", {"loss": {"lambda_dcp_pair": 5.0, "lambda_density": 0.0}}, "", {}, ""),
+        "pair 5, prior 0.2": (
+            "natural",
+            {"loss": {"lambda_dcp_pair": 5.0}},
+            "",
+            {"adversarial_weight": 0.2},
+            "",
+        ),
+        "pair 5, hazy input": (
+            "natural",
+            {"loss": {"lambda_dcp_pair": 5.0}},
+            "",
+            {"model": {"input": "hazy"}},
+            "",
+        ),
+        "pair 5, density 0": (
+            "natural",
+            {"loss": {"lambda_dcp_pair": 5.0, "lambda_density": 0.0}},
+            "",
+            {},
+            "",
+        ),
         "dcp 1": ("natural", {"loss": {"lambda_dcp": 1.0}}, "", {}, ""),
         "pair 20, lr 2e-4": ("natural", {}, "", {"lr": 2.0e-4}, ""),
         "pair 20, prior 0.2": ("natural", {}, "", {"adversarial_weight": 0.2}, ""),
@@ -79,9 +108,20 @@ def run_variant(name: str, variant: Variant, args: argparse.Namespace) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "data").exists():
         (folder / "data").symlink_to((args.out / f"data-{task}").resolve())
-    command = [sys.executable, str(BENCH), "--task", task, "--seeds", args.seeds, "--threads", str(args.threads),
-               "--out", str(folder), f"--stage1-args={with_config(folder, 'stage1', s1_fields, s1_flags)}",
-               f"--stage2-args={with_config(folder, 'stage2', s2_fields, s2_flags)}"]  # "=": values may start with --
+    command = [
+        sys.executable,
+        str(BENCH),
+        "--task",
+        task,
+        "--seeds",
+        args.seeds,
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(folder),
+        f"--stage1-args={with_config(folder, 'stage1', s1_fields, s1_flags)}",
+        f"--stage2-args={with_config(folder, 'stage2', s2_fields, s2_flags)}",
+    ]  # "=": values may start with --
     command += ["--stage1-steps", str(args.stage1_steps)] if args.stage1_steps else []
     command += ["--steps", str(args.steps)] if args.steps else []
     done = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -110,29 +150,43 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    variants = {n: v for s in args.sets for n, v in SETS[s].items() if not args.only or n in args.only}
-    for task in {v[0] for v in variants.values()}:  # build each task's data once, before the parallel runs
+    variants = {
+        n: v for s in args.sets for n, v in SETS[s].items() if not args.only or n in args.only
+    }
+    for task in {
+        v[0] for v in variants.values()
+    }:  # build each task's data once, before the parallel runs
         if not (args.out / f"data-{task}" / "test-hazy").is_dir():
             sys.path.insert(0, str(HERE))
             import bench_quality_cli as bench
 
-            (bench.microscopy_data if task == "microscopy" else bench.natural_data)(args.out / f"data-{task}")
+            (bench.microscopy_data if task == "microscopy" else bench.natural_data)(
+                args.out / f"data-{task}"
+            )
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = dict(zip(variants, pool.map(lambda item: run_variant(*item, args), variants.items())))
+        results = dict(
+            zip(variants, pool.map(lambda item: run_variant(*item, args), variants.items()))
+        )
     (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
-    print("| variant | task | H† PSNR | EID PSNR | EID SSIM | stage 1 / 2 (s) |\n|---|---|---|---|---|---|")
+    print(
+        "| variant | task | H† PSNR | EID PSNR | EID SSIM | stage 1 / 2 (s) |\n|---|---|---|---|---|---|"
+    )
     for name, res in results.items():
         if not res:
             print(f"| {name} | {variants[name][0]} | failed | | | |")
             continue
         rows, times = res["results"], res["times"]
         wall = f"{statistics.mean(times['stage 1']):.0f} / {statistics.mean(times['stage 2']):.0f}"
-        print(f"| {name} | {variants[name][0]} | {cell(rows['H^dagger only'], 'psnr')} | {cell(rows['EID'], 'psnr')} "
-              f"| {cell(rows['EID'], 'ssim')} | {wall} |")
+        print(
+            f"| {name} | {variants[name][0]} | {cell(rows['H^dagger only'], 'psnr')} | {cell(rows['EID'], 'psnr')} "
+            f"| {cell(rows['EID'], 'ssim')} | {wall} |"
+        )
     for task in sorted({v[0] for v in variants.values()}):
         first = next((r for n, r in results.items() if r and variants[n][0] == task), None)
         if first:
-            print(f"\n{task}: hazy {cell(first['results']['hazy input'], 'psnr')} dB, DCP {cell(first['results']['DCP'], 'psnr')} dB")
+            print(
+                f"\n{task}: hazy {cell(first['results']['hazy input'], 'psnr')} dB, DCP {cell(first['results']['DCP'], 'psnr')} dB"
+            )
 
 
 if __name__ == "__main__":

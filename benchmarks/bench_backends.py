@@ -55,7 +55,9 @@ def backends(run: Path | str, folder: Path, compile_too: bool) -> dict[str, Runn
         "torch channels_last": Runner(method, channels_last=True, **options),
     }
     if compile_too:
-        runners["torch.compile"] = Runner(replace(method, fn=torch.compile(method.fn, dynamic=False)), **options)
+        runners["torch.compile"] = Runner(
+            replace(method, fn=torch.compile(method.fn, dynamic=False)), **options
+        )
     onnx = export_onnx(run, folder / f"{Path(str(run)).name}.onnx")
     runners["onnxruntime (CPU)"] = Runner(onnx_method(onnx.path), **options)
     return runners
@@ -97,7 +99,9 @@ def report(
     mp = side * side / 1e6
     for name, secs in times.items():
         ratio = statistics.median(e / t for e, t in zip(eager, secs))  # > 1: faster than eager
-        emit(f"| {model} | {side}x{side} | {name} | {statistics.median(secs) / mp:.2f} | {ratio:.2f}x | {first[name]:.1f} |")
+        emit(
+            f"| {model} | {side}x{side} | {name} | {statistics.median(secs) / mp:.2f} | {ratio:.2f}x | {first[name]:.1f} |"
+        )
     for name, why in failed.items():
         emit(f"| {model} | {side}x{side} | {name} | failed: {why} | - | - |")
 
@@ -105,21 +109,37 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sizes", default="512,1024", help="sides of the timed squares, comma-separated")
+    parser.add_argument(
+        "--sizes", default="512,1024", help="sides of the timed squares, comma-separated"
+    )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles ~100 s per size)")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave torch.compile out (it compiles ~100 s per size)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(0)
     print(f"\n{machine()}; {args.rounds} interleaved rounds after one warm-up\n")
-    print("| model | input | backend | s/MP (median) | speed vs eager (median of rounds) | first call (s) |")
+    print(
+        "| model | input | backend | s/MP (median) | speed vs eager (median of rounds) | first call (s) |"
+    )
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"natural (shipped, input dcp)": "natural", "fast preset (random weights)": fast_preset_run(Path(tmp) / "fast")}
+        models = {
+            "natural (shipped, input dcp)": "natural",
+            "fast preset (random weights)": fast_preset_run(Path(tmp) / "fast"),
+        }
         for model, run in models.items():
             runners = backends(run, Path(tmp), not args.no_compile)
             for side in (int(s) for s in args.sizes.split(",")):
-                report(model, side, *time_rounds(runners, smooth_image(1, 3, side, side), args.rounds), print)
+                report(
+                    model,
+                    side,
+                    *time_rounds(runners, smooth_image(1, 3, side, side), args.rounds),
+                    print,
+                )
 
 
 if __name__ == "__main__":

@@ -58,12 +58,16 @@ def last_logged(log: Path, column: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400, help="optimiser steps (G and D per batch)")
+    parser.add_argument(
+        "--steps", type=int, default=400, help="optimiser steps (G and D per batch)"
+    )
     parser.add_argument("--split", choices=("scenes", "halves"), default="scenes")
     parser.add_argument("--lambda-id", type=float, help="identity loss weight (fast preset: 5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="keep the data and the run here (default: temporary)")
+    parser.add_argument(
+        "--out", type=Path, help="keep the data and the run here (default: temporary)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +82,9 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, epochs=None)
         run = root / "operator"
         start = time.perf_counter()
-        fit_operator(cfg, data.clear, data.train_hazy, run, devices=1, accelerator="cpu", progress=False)
+        fit_operator(
+            cfg, data.clear, data.train_hazy, run, devices=1, accelerator="cpu", progress=False
+        )
         seconds = time.perf_counter() - start
         method = build_method("cyclegan", operator=run, device="cpu")
         physics = method.modules[0]
@@ -95,10 +101,18 @@ def main() -> None:
         )
         print("|---|---|---|---|---|")
         for path in sorted(data.test_hazy.iterdir()):
-            hazy, clear = read_image(path)[0][None], read_image(data.test_clear / path.name)[0][None]
+            hazy, clear = (
+                read_image(path)[0][None],
+                read_image(data.test_clear / path.name)[0][None],
+            )
             with torch.no_grad():
                 dehazed, hazed = method(hazy), physics.A(clear)
-            scores = [psnr(hazy, clear), psnr(dehazed, clear), psnr(hazed, clear), psnr(hazed, hazy)]
+            scores = [
+                psnr(hazy, clear),
+                psnr(dehazed, clear),
+                psnr(hazed, clear),
+                psnr(hazed, hazy),
+            ]
             print(f"| {path.stem} | " + " | ".join(f"{float(s):.2f}" for s in scores) + " |")
 
 

@@ -46,9 +46,16 @@ def build(variant: str):
     from eid.training.eid import EIDConfig, EIDModule
 
     torch.manual_seed(0)
-    cfg = load_config(EIDConfig, "dehazer", preset="paper", overrides={"checkpoint_operator": variant == "eid+ckpt"})
+    cfg = load_config(
+        EIDConfig,
+        "dehazer",
+        preset="paper",
+        overrides={"checkpoint_operator": variant == "eid+ckpt"},
+    )
     winograd = cfg.winograd and variant != "eid+direct"  # as build_operator
-    physics = LearnedHaze(ResnetGenerator(3, 3, winograd=winograd), ResnetGenerator(3, 3, winograd=winograd))
+    physics = LearnedHaze(
+        ResnetGenerator(3, 3, winograd=winograd), ResnetGenerator(3, 3, winograd=winograd)
+    )
     module = EIDModule(cfg, physics=physics)
     if variant == "naive":
         physics.requires_grad_(True)
@@ -73,7 +80,11 @@ def child(variant: str, mode: str, steps: int, flops: bool = False) -> dict:
     y = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     if variant == "eid+cl":
         y = y.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if variant == "eid+bf16" else contextlib.nullcontext()
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if variant == "eid+bf16"
+        else contextlib.nullcontext()
+    )
     if mode == "train":
         opt = torch.optim.Adam(module.dehazer.parameters(), lr=1e-5, weight_decay=1e-8)
         module.dehazer.train()
@@ -131,10 +142,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed repetitions after one warm-up")
     parser.add_argument("--variants", default="naive,eid,eid+cl,eid+bf16,eid+ckpt")
-    parser.add_argument("--interleave", type=int, default=0, metavar="SIZE",
-                        help="instead: alternate the variants' training steps in one process at SIZE x SIZE")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="SIZE",
+        help="instead: alternate the variants' training steps in one process at SIZE x SIZE",
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads for --interleave")
-    parser.add_argument("--roofline", action="store_true", help="FLOPs per step/inference and the time bound")
+    parser.add_argument(
+        "--roofline", action="store_true", help="FLOPs per step/inference and the time bound"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.roofline:
@@ -142,7 +160,9 @@ def main() -> None:
 
         gflops = conv_throughput(2)
         print(f"best measured conv throughput, 2 threads: {gflops:.0f} GFLOP/s\n")
-        print("| variant | mode | GFLOP | time bound (s) | authors' figure (s) |\n|---|---|---|---|---|")
+        print(
+            "| variant | mode | GFLOP | time bound (s) | authors' figure (s) |\n|---|---|---|---|---|"
+        )
         for variant in args.variants.split(","):
             for mode, reported in (("train", AUTHORS["step_s"]), ("infer", AUTHORS["infer_s"])):
                 work = child(variant, mode, 1, flops=True)["gflop"]
@@ -150,7 +170,9 @@ def main() -> None:
         return
     if args.interleave:
         medians = interleaved(args.variants.split(","), args.interleave, args.steps, args.threads)
-        print(f"| variant | train step (s), interleaved, {args.interleave}x{args.interleave}, {args.threads} thread(s) | ratio to eid |")
+        print(
+            f"| variant | train step (s), interleaved, {args.interleave}x{args.interleave}, {args.threads} thread(s) | ratio to eid |"
+        )
         print("|---|---|---|")
         for v, t in medians.items():
             print(f"| {v} | {t:.2f} | {t / medians.get('eid', t):.2f} |")
@@ -164,16 +186,24 @@ def main() -> None:
         for mode in ("train", "infer"):
             out = subprocess.run(
                 [sys.executable, __file__, "--steps", str(args.steps), "--child", variant, mode],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             result[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append((variant, result))
         print(f"{variant}: {result}", file=sys.stderr)
-    print("| variant | train step (s) | train peak RSS (GiB) | inference (s) | inference peak RSS (GiB) |")
+    print(
+        "| variant | train step (s) | train peak RSS (GiB) | inference (s) | inference peak RSS (GiB) |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| authors' code (reported) | {AUTHORS['step_s']} | {AUTHORS['train_rss_gib']} | {AUTHORS['infer_s']} | - |")
+    print(
+        f"| authors' code (reported) | {AUTHORS['step_s']} | {AUTHORS['train_rss_gib']} | {AUTHORS['infer_s']} | - |"
+    )
     for variant, r in rows:
-        print(f"| {variant} | {r['train']['median_s']:.2f} | {r['train']['rss_gib']:.2f} | {r['infer']['median_s']:.3f} | {r['infer']['rss_gib']:.2f} |")
+        print(
+            f"| {variant} | {r['train']['median_s']:.2f} | {r['train']['rss_gib']:.2f} | {r['infer']['median_s']:.3f} | {r['infer']['rss_gib']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

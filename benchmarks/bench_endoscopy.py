@@ -35,14 +35,28 @@ METRICS = ("fade@mask", "niqe@mask", "brisque@mask")
 
 def scores(pred: Path, hazy: Path, out: Path) -> dict[str, dict[str, float]]:
     """Per-image no-reference scores inside the hazy frames' field of view: ``{image: {metric: value}}``."""
-    eid("evaluate", "--pred", str(pred), "--metrics", "fade,niqe,brisque", "--mask", "circle", "--mask-from",
-        str(hazy), "--csv", str(out), "--quiet")
+    eid(
+        "evaluate",
+        "--pred",
+        str(pred),
+        "--metrics",
+        "fade,niqe,brisque",
+        "--mask",
+        "circle",
+        "--mask-from",
+        str(hazy),
+        "--csv",
+        str(out),
+        "--quiet",
+    )
     with out.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["name"] != "mean"]
     return {r["name"]: {m: float(r[m]) for m in METRICS} for r in rows}
 
 
-def grid(columns: dict[str, Path], per_image: dict[str, dict[str, dict[str, float]]], out: Path) -> None:
+def grid(
+    columns: dict[str, Path], per_image: dict[str, dict[str, dict[str, float]]], out: Path
+) -> None:
     """Rows: the frames; columns: the methods, titled with FADE inside the field of view."""
     import matplotlib
 
@@ -51,7 +65,9 @@ def grid(columns: dict[str, Path], per_image: dict[str, dict[str, dict[str, floa
     from PIL import Image
 
     names = sorted(per_image["input"])
-    fig, axes = plt.subplots(len(names), len(columns), figsize=(2.2 * len(columns), 2.3 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), len(columns), figsize=(2.2 * len(columns), 2.3 * len(names)), squeeze=False
+    )
     for row, name in enumerate(names):
         for col, (label, folder) in enumerate(columns.items()):
             ax = axes[row][col]
@@ -68,9 +84,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stage1-args", default="", help="extra eid train-operator flags (the scattering operator)")
+    parser.add_argument(
+        "--stage1-args", default="", help="extra eid train-operator flags (the scattering operator)"
+    )
     parser.add_argument("--stage2-args", default="", help="extra eid train flags")
-    parser.add_argument("--no-cyclegan", action="store_true", help="skip the CycleGAN-only operator")
+    parser.add_argument(
+        "--no-cyclegan", action="store_true", help="skip the CycleGAN-only operator"
+    )
     args = parser.parse_args()
     if not (args.data / "hazy").is_dir():
         sys.exit(f"{args.data}: no cholec80-smoke sample here; pass --data to its folder")
@@ -84,16 +104,49 @@ def main() -> None:
     for seed in args.seeds.split(","):
         run = args.out / f"seed{seed}"
         common = ["--preset", "endoscopy", "--seed", seed, *threads]
-        eid("train-operator", "--clear", str(clear), "--hazy", str(hazy), "--out", str(run / "scattering"),
-            *common, *shlex.split(args.stage1_args))
-        eid("train", "--hazy", str(hazy), "--operator", str(run / "scattering"), "--out", str(run / "eid"), *common,
-            *shlex.split(args.stage2_args))
-        methods = {"H† (scattering)": ["--method", "cyclegan", "--operator", str(run / "scattering")],
-                   "EID": ["--model", str(run / "eid")]}
+        eid(
+            "train-operator",
+            "--clear",
+            str(clear),
+            "--hazy",
+            str(hazy),
+            "--out",
+            str(run / "scattering"),
+            *common,
+            *shlex.split(args.stage1_args),
+        )
+        eid(
+            "train",
+            "--hazy",
+            str(hazy),
+            "--operator",
+            str(run / "scattering"),
+            "--out",
+            str(run / "eid"),
+            *common,
+            *shlex.split(args.stage2_args),
+        )
+        methods = {
+            "H† (scattering)": ["--method", "cyclegan", "--operator", str(run / "scattering")],
+            "EID": ["--model", str(run / "eid")],
+        }
         if not args.no_cyclegan:
-            eid("train-operator", "--clear", str(clear), "--hazy", str(hazy), "--out", str(run / "cyclegan"),
-                "--operator-model", "cyclegan", *common)
-            methods = {"CycleGAN-only": ["--method", "cyclegan", "--operator", str(run / "cyclegan")], **methods}
+            eid(
+                "train-operator",
+                "--clear",
+                str(clear),
+                "--hazy",
+                str(hazy),
+                "--out",
+                str(run / "cyclegan"),
+                "--operator-model",
+                "cyclegan",
+                *common,
+            )
+            methods = {
+                "CycleGAN-only": ["--method", "cyclegan", "--operator", str(run / "cyclegan")],
+                **methods,
+            }
         for label, method in methods.items():
             folder = run / "".join(c if c.isalnum() else "-" for c in label)
             eid("dehaze", *method, str(hazy), "--out", str(folder), *threads)
@@ -102,7 +155,10 @@ def main() -> None:
     print(f"| method | {' | '.join(METRICS)} |\n|---|{'---|' * len(METRICS)}")
     for label, seeds in per_seed.items():
         means = [[statistics.mean(v[m] for v in s.values()) for s in seeds] for m in METRICS]
-        cells = [f"{statistics.mean(x):.3f}" + (f" ({min(x):.3f}-{max(x):.3f})" if len(x) > 1 else "") for x in means]
+        cells = [
+            f"{statistics.mean(x):.3f}" + (f" ({min(x):.3f}-{max(x):.3f})" if len(x) > 1 else "")
+            for x in means
+        ]
         print(f"| {label} | {' | '.join(cells)} |")
     grid(folders, {label: seeds[0] for label, seeds in per_seed.items()}, args.out / "grid.png")
     print(f"\ngrid: {args.out / 'grid.png'}")

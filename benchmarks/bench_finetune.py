@@ -59,13 +59,23 @@ def write_data(root: Path) -> None:
     image = torch.from_numpy(tifffile.imread(IMAGE).astype("float32"))[None]
     image = (image / image.max() * 255).round() / 255  # the 8-bit PNG values, hazed as read back
     rng = torch.Generator().manual_seed(0)
-    test = [image[:, i : i + CROP, j : j + CROP] for i in range(256, 512, CROP) for j in range(384, 512, CROP)]
-    sets = {"clear": random_crops(image[:, :256, :384], 128, rng), "train": random_crops(image[:, :256, 384:], 128, rng)}
+    test = [
+        image[:, i : i + CROP, j : j + CROP]
+        for i in range(256, 512, CROP)
+        for j in range(384, 512, CROP)
+    ]
+    sets = {
+        "clear": random_crops(image[:, :256, :384], 128, rng),
+        "train": random_crops(image[:, :256, 384:], 128, rng),
+    }
     for i, crop in enumerate(sets["clear"]):
         write_image(root / "clear" / f"{i:03d}.png", crop)
     for folder, crops, seed in (("train", sets["train"], 10), ("test-hazy", test, 11)):
         for i, crop in enumerate(crops):
-            write_image(root / folder / f"{i:03d}.png", synthesize(crop, VEIL, image_seed(seed, f"{i:03d}.png"))[0])
+            write_image(
+                root / folder / f"{i:03d}.png",
+                synthesize(crop, VEIL, image_seed(seed, f"{i:03d}.png"))[0],
+            )
     for i, crop in enumerate(test):
         write_image(root / "test-clear" / f"{i:03d}.png", crop)
 
@@ -85,7 +95,17 @@ def score(method: list[str], data: Path, out: Path, threads: str) -> dict[str, f
     if method:
         pred = out / "pred"
         eid("dehaze", *method, str(data / "test-hazy"), "--out", str(pred), "--threads", threads)
-    eid("evaluate", "--pred", str(pred), "--ref", str(data / "test-clear"), "--metrics", "psnr,ssim", "--json", str(out / "scores.json"))
+    eid(
+        "evaluate",
+        "--pred",
+        str(pred),
+        "--ref",
+        str(data / "test-clear"),
+        "--metrics",
+        "psnr,ssim",
+        "--json",
+        str(out / "scores.json"),
+    )
     return json.loads((out / "scores.json").read_text())["metrics"]
 
 
@@ -100,7 +120,11 @@ def main() -> None:
     if not (data / "test-clear").is_dir():
         write_data(data)
     rows: dict[str, list[dict[str, float]]] = {}
-    for name, method in (("hazy input", []), ("DCP", ["--method", "dcp"]), ("starter as shipped (0 steps)", ["--model", "microscopy"])):
+    for name, method in (
+        ("hazy input", []),
+        ("DCP", ["--method", "dcp"]),
+        ("starter as shipped (0 steps)", ["--model", "microscopy"]),
+    ):
         rows[name] = [score(method, data, args.out / name.split()[0], threads)]
     for steps in args.steps.split(","):
         for start, init in (("scratch", []), ("from the starter", ["--init-from", "microscopy"])):
@@ -117,9 +141,13 @@ def main() -> None:
         cells = []
         for key, digits in (("psnr", 2), ("ssim", 3), ("wall_s", 0)):
             values = [r[key] for r in results if key in r]
-            spread = f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1 else ""
+            spread = (
+                f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1 else ""
+            )
             cells.append(f"{statistics.mean(values):.{digits}f}{spread}" if values else "")
-        print(f"| {name} | {' | '.join(cells)} | {len(results) if 'wall_s' in results[0] else ''} |")
+        print(
+            f"| {name} | {' | '.join(cells)} | {len(results) if 'wall_s' in results[0] else ''} |"
+        )
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ def speed(args: argparse.Namespace) -> None:
     mp = args.size**2 / 1e6
     base = next(iter(VARIANTS))
     print(f"\n{machine()}; input {args.size}x{args.size}, {args.rounds} interleaved rounds\n")
-    print("| variant | params | GFLOP/MP | s/MP (median) | GFLOP/s | time vs default (median of rounds) | R (px) |")
+    print(
+        "| variant | params | GFLOP/MP | s/MP (median) | GFLOP/s | time vs default (median of rounds) | R (px) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, (net, _) in runners.items():
         per_mp = statistics.median(times[name]) / mp
@@ -98,9 +100,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def precision_quality(args: argparse.Namespace) -> None:
     from eid.data.io import read_image
 
-    runners = {p: Runner.load(args.run, device="cpu", tile=None, precision=p) for p in ("fp32", "bf16")}
+    runners = {
+        p: Runner.load(args.run, device="cpu", tile=None, precision=p) for p in ("fp32", "bf16")
+    }
     print(f"\n{machine()}; run {args.run}\n")
-    print("| image | fp32 vs clear (dB) | bf16 vs clear (dB) | change (dB) | bf16 vs fp32 (dB) | s fp32 | s bf16 |")
+    print(
+        "| image | fp32 vs clear (dB) | bf16 vs clear (dB) | change (dB) | bf16 vs fp32 (dB) | s fp32 | s bf16 |"
+    )
     print("|---|---|---|---|---|---|---|")
     rows = []
     for hazy_path in sorted(Path(args.hazy).iterdir()):

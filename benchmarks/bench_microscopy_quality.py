@@ -73,7 +73,10 @@ class VeilHaze(Physics):
 
     def A(self, x: Tensor, **kwargs: Any) -> Tensor:
         n = len(x)
-        flat = [getattr(self, k).expand(n, -1, -1, -1).reshape(n) for k in ("contrast", "veil", "background")]
+        flat = [
+            getattr(self, k).expand(n, -1, -1, -1).reshape(n)
+            for k in ("contrast", "veil", "background")
+        ]
         return apply_veil(x, *flat, self.field.expand(n, -1, -1, -1), self.sigma)
 
 
@@ -82,16 +85,28 @@ def crops(image: Tensor, rows: slice, cols: slice, n: int | None, rng: torch.Gen
     region = image[:, rows, cols]
     h, w = region.shape[-2:]
     if n is None:
-        return torch.stack([region[:, i : i + CROP, j : j + CROP] for i in range(0, h - CROP + 1, CROP) for j in range(0, w - CROP + 1, CROP)])
+        return torch.stack(
+            [
+                region[:, i : i + CROP, j : j + CROP]
+                for i in range(0, h - CROP + 1, CROP)
+                for j in range(0, w - CROP + 1, CROP)
+            ]
+        )
     tops = torch.randint(h - CROP + 1, (n,), generator=rng).tolist()
     lefts = torch.randint(w - CROP + 1, (n,), generator=rng).tolist()
     return torch.stack([region[:, t : t + CROP, s : s + CROP] for t, s in zip(tops, lefts)])
 
 
 def veil(clear: Tensor, seed: int) -> tuple[Tensor, dict[str, Tensor]]:
-    params = VeilParamGenerator(img_size=(CROP, CROP), rng=torch.Generator().manual_seed(seed)).step(len(clear), seed=seed)
-    hazy = apply_veil(clear, params["contrast"], params["veil"], params["background"], params["field"], SIGMA)
-    buffers = {k: params[k].view(-1, 1, 1, 1) for k in ("contrast", "veil", "background")} | {"field": params["field"]}
+    params = VeilParamGenerator(
+        img_size=(CROP, CROP), rng=torch.Generator().manual_seed(seed)
+    ).step(len(clear), seed=seed)
+    hazy = apply_veil(
+        clear, params["contrast"], params["veil"], params["background"], params["field"], SIGMA
+    )
+    buffers = {k: params[k].view(-1, 1, 1, 1) for k in ("contrast", "veil", "background")} | {
+        "field": params["field"]
+    }
     return hazy, buffers
 
 
@@ -109,18 +124,27 @@ class Items(torch.utils.data.Dataset):
         return {k: v[index] for k, v in self.tensors.items()}
 
 
-def train_eid(cfg: EIDConfig, physics: Any, train: Items, run_dir: Path, clear: Items | None = None) -> Dehazer:
+def train_eid(
+    cfg: EIDConfig, physics: Any, train: Items, run_dir: Path, clear: Items | None = None
+) -> Dehazer:
     L.seed_everything(cfg.seed, verbose=False)
     module = EIDModule(cfg, physics=physics, clear=clear, run_dir=run_dir)
     trainer = build_trainer(
-        run_dir, max_steps=cfg.max_steps, progress=False, samples=False, checkpoint_every_n_epochs=0,
-        steps_per_batch=2 if module.adversarial else 1, log_every=25,
+        run_dir,
+        max_steps=cfg.max_steps,
+        progress=False,
+        samples=False,
+        checkpoint_every_n_epochs=0,
+        steps_per_batch=2 if module.adversarial else 1,
+        log_every=25,
     )
     fit(trainer, module, ImageDataModule(train, cfg.batch_size, cfg.seed))
     return module.dehazer.eval()
 
 
-def train_supervised(model_cfg: DehazerConfig, hazy: Tensor, clear: Tensor, cfg: EIDConfig) -> Dehazer:
+def train_supervised(
+    model_cfg: DehazerConfig, hazy: Tensor, clear: Tensor, cfg: EIDConfig
+) -> Dehazer:
     """The same UNet, MSE to the clear targets, same steps/batch/lr/schedule as EID."""
     torch.manual_seed(cfg.seed)
     f = Dehazer(model_cfg)
@@ -141,7 +165,9 @@ def score(pred: Tensor, clear: Tensor) -> dict[str, float]:
     return {"psnr": float(psnr(pred, clear).mean()), "ssim": float(ssim(pred, clear).mean())}
 
 
-def crop_ms(runners: dict[str, inference.Dehazer], hazy: Tensor, repeats: int = 3) -> dict[str, float]:
+def crop_ms(
+    runners: dict[str, inference.Dehazer], hazy: Tensor, repeats: int = 3
+) -> dict[str, float]:
     """Median wall time (ms) of each runner on one crop, interleaved crop by crop (same machine load)."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     for runner in runners.values():
@@ -157,15 +183,37 @@ def crop_ms(runners: dict[str, inference.Dehazer], hazy: Tensor, repeats: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="stage-2 (and supervised) training batches")
-    parser.add_argument("--stage1-steps", type=int, default=600, help="stage-1 CycleGAN training batches")
-    parser.add_argument("--stage1-config", type=Path, default=None, help="YAML merged over the fast operator preset (e.g. loss: {lambda_id: 0})")
-    parser.add_argument("--stage1-run", type=Path, default=None, help="reuse this stage-1 run folder instead of training one")
-    parser.add_argument("--n-train", type=int, default=128, help="hazy training crops (and as many clear crops)")
+    parser.add_argument(
+        "--steps", type=int, default=300, help="stage-2 (and supervised) training batches"
+    )
+    parser.add_argument(
+        "--stage1-steps", type=int, default=600, help="stage-1 CycleGAN training batches"
+    )
+    parser.add_argument(
+        "--stage1-config",
+        type=Path,
+        default=None,
+        help="YAML merged over the fast operator preset (e.g. loss: {lambda_id: 0})",
+    )
+    parser.add_argument(
+        "--stage1-run",
+        type=Path,
+        default=None,
+        help="reuse this stage-1 run folder instead of training one",
+    )
+    parser.add_argument(
+        "--n-train", type=int, default=128, help="hazy training crops (and as many clear crops)"
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tta", action="store_true", help="also score trained models with test-time averaging")
-    parser.add_argument("--only", default="", help="comma-separated method names to run (default: all)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and example images")
+    parser.add_argument(
+        "--tta", action="store_true", help="also score trained models with test-time averaging"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated method names to run (default: all)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for metrics.json and example images"
+    )
     args = parser.parse_args()
     if not IMAGE.is_file():
         sys.exit(f"{IMAGE} not found")
@@ -183,14 +231,18 @@ def main() -> None:
     hazy_train, buffers_train = veil(clear_train, seed=1)
     hazy_test, _ = veil(clear_test, seed=2)  # stage 1 and EID see only the training hazy crops
 
-    cfg = load_config(EIDConfig, "dehazer", preset="microscopy", overrides={"max_steps": args.steps})
+    cfg = load_config(
+        EIDConfig, "dehazer", preset="microscopy", overrides={"max_steps": args.steps}
+    )
     cfg.model.channels = 1
     wanted = set(filter(None, args.only.split(",")))
     results: dict[str, dict[str, float]] = {}
     outputs: dict[str, Tensor] = {}
 
     def record(name: str, pred: Tensor, t0: float) -> None:
-        results[name] = score(pred.clamp(0, 1), clear_test) | {"seconds": round(time.perf_counter() - t0, 1)}
+        results[name] = score(pred.clamp(0, 1), clear_test) | {
+            "seconds": round(time.perf_counter() - t0, 1)
+        }
         outputs[name] = pred
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
 
@@ -223,7 +275,13 @@ def main() -> None:
         with torch.no_grad():
             record("DCP", DarkChannelPrior()(hazy_test), t0)
 
-    needs_stage1 = not wanted or wanted & {"CycleGAN-only", "EID (learned H)", "EID pinv (learned H)", "EID alpha=0", "EID + adversarial"}
+    needs_stage1 = not wanted or wanted & {
+        "CycleGAN-only",
+        "EID (learned H)",
+        "EID pinv (learned H)",
+        "EID alpha=0",
+        "EID + adversarial",
+    }
     if needs_stage1 and args.stage1_run:
         operator = LearnedHaze.load(args.stage1_run)
         (work / "stage1").mkdir()
@@ -235,9 +293,17 @@ def main() -> None:
         for folder, stack in (("clear", clear_unpaired), ("hazy", hazy_train)):
             for i, im in enumerate(stack):
                 write_image(work / folder / f"{i:04d}.tif", im)
-        op_cfg = load_config(OperatorConfig, "operator", preset="fast", path=args.stage1_config, overrides={"max_steps": args.stage1_steps})
+        op_cfg = load_config(
+            OperatorConfig,
+            "operator",
+            preset="fast",
+            path=args.stage1_config,
+            overrides={"max_steps": args.stage1_steps},
+        )
         op_cfg.model.channels, op_cfg.data.load_size, op_cfg.data.crop = 1, None, CROP
-        fit_operator(op_cfg, work / "clear", work / "hazy", work / "stage1", progress=False, samples=False)
+        fit_operator(
+            op_cfg, work / "clear", work / "hazy", work / "stage1", progress=False, samples=False
+        )
         operator = LearnedHaze.load(work / "stage1")
         record_model("CycleGAN-only", operator.A_dagger, t0)
 
@@ -270,13 +336,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     for name, pred in outputs.items():
-        write_image(out / f"{name.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')}.png", torch.cat(list(pred[:4].clamp(0, 1)), dim=-1))
+        write_image(
+            out
+            / f"{name.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')}.png",
+            torch.cat(list(pred[:4].clamp(0, 1)), dim=-1),
+        )
     write_image(out / "clear.png", torch.cat(list(clear_test[:4]), dim=-1))
     print("| method | PSNR (dB) | SSIM | time (s) | inference (ms/crop) |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']} | {r.get('ms_per_crop', '')} |")
-    print(f"\n{len(clear_test)} test crops {CROP}x{CROP}; {args.steps} stage-2 steps, {args.stage1_steps} stage-1 steps; "
-          f"total {time.perf_counter() - start:.0f} s; outputs in {out}", file=sys.stderr)
+        print(
+            f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']} | {r.get('ms_per_crop', '')} |"
+        )
+    print(
+        f"\n{len(clear_test)} test crops {CROP}x{CROP}; {args.steps} stage-2 steps, {args.stage1_steps} stage-1 steps; "
+        f"total {time.perf_counter() - start:.0f} s; outputs in {out}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -48,12 +48,19 @@ def ref_niqe(y: np.ndarray) -> float:
     dist = []
     for scale in (1, 2):
         mu = ndimage.convolve(img, p["gaussian_window"], mode="nearest")
-        sigma = np.sqrt(np.abs(ndimage.convolve(np.square(img), p["gaussian_window"], mode="nearest") - np.square(mu)))
+        sigma = np.sqrt(
+            np.abs(
+                ndimage.convolve(np.square(img), p["gaussian_window"], mode="nearest")
+                - np.square(mu)
+            )
+        )
         norm = (img - mu) / (sigma + 1)
         feat = []
         for j in range(nw):
             for i in range(nh):
-                blk = norm[i * 96 // scale:(i + 1) * 96 // scale, j * 96 // scale:(j + 1) * 96 // scale]
+                blk = norm[
+                    i * 96 // scale : (i + 1) * 96 // scale, j * 96 // scale : (j + 1) * 96 // scale
+                ]
                 a, bl, br = _aggd(blk)
                 c = np.sqrt(gamma(1 / a) / gamma(3 / a))
                 f = [a, (bl + br) * c / 2]
@@ -82,7 +89,10 @@ def ref_brisque(grey: np.ndarray) -> float:
         sigma = np.sqrt(np.abs(signal.correlate2d(img * img, win, "same") - mu * mu))
         s = (img - mu) / (sigma + 1)
         v = s.ravel()
-        feat += [GAM[np.argmin(np.abs(np.mean(v**2) / np.mean(np.abs(v)) ** 2 - r_ggd))], np.mean(v**2)]
+        feat += [
+            GAM[np.argmin(np.abs(np.mean(v**2) / np.mean(np.abs(v)) ** 2 - r_ggd))],
+            np.mean(v**2),
+        ]
         for sh in ((0, 1), (1, 0), (1, 1), (-1, 1)):
             a, left, right = _aggd((s * np.roll(s, sh, axis=(0, 1))).ravel())
             c = np.sqrt(gamma(1 / a)) / np.sqrt(gamma(3 / a))
@@ -90,7 +100,10 @@ def ref_brisque(grey: np.ndarray) -> float:
         img = _resize_half(img)
     m = _model("brisque-live")
     x = -1 + 2 * (np.array(feat) - m["lo"]) / (m["hi"] - m["lo"])
-    return float(sum(c * np.exp(-m["gamma"] * np.sum((x - sv) ** 2)) for c, sv in zip(m["coef"], m["sv"])) - m["rho"])
+    return float(
+        sum(c * np.exp(-m["gamma"] * np.sum((x - sv) ** 2)) for c, sv in zip(m["coef"], m["sv"]))
+        - m["rho"]
+    )
 
 
 def _inputs(rng: np.random.Generator, n: int, h: int, w: int) -> torch.Tensor:
@@ -113,28 +126,50 @@ def _time(fn, repeats: int) -> tuple[float, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per case (median reported)")
-    ap.add_argument("--big", default="4000x3000", help="WxH of the large single image (12 MP by default)")
+    ap.add_argument(
+        "--big", default="4000x3000", help="WxH of the large single image (12 MP by default)"
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     bw, bh = (int(v) for v in args.big.split("x"))
-    cases = [("64 x 256x256", _inputs(rng, 64, 256, 256)), (f"1 x {bw}x{bh}", _inputs(rng, 1, bh, bw))]
+    cases = [
+        ("64 x 256x256", _inputs(rng, 64, 256, 256)),
+        (f"1 x {bw}x{bh}", _inputs(rng, 1, bh, bw)),
+    ]
     print("| metric | input | eid (s) | reference port (s) | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|")
     for label, x in cases:
         levels = np.round(x.numpy() * 255)
-        y = np.stack([np.round(((lv[2] / 255 * 24.966 + lv[1] / 255 * 128.553 + lv[0] / 255 * 65.481 + 16) / 255)
-                                .astype(np.float32) * np.float32(255)) for lv in levels.astype(np.float32)])
+        y = np.stack(
+            [
+                np.round(
+                    (
+                        (lv[2] / 255 * 24.966 + lv[1] / 255 * 128.553 + lv[0] / 255 * 65.481 + 16)
+                        / 255
+                    ).astype(np.float32)
+                    * np.float32(255)
+                )
+                for lv in levels.astype(np.float32)
+            ]
+        )
         grey = np.floor(np.tensordot(MATLAB_GREY, levels, axes=([0], [1])) + 0.5)
         for name, ours, ref in (
             ("NIQE", lambda x=x: niqe(x), lambda y=y: [ref_niqe(im) for im in y]),
-            ("BRISQUE (LIVE)", lambda x=x: brisque(x), lambda grey=grey: [ref_brisque(im) for im in grey]),
+            (
+                "BRISQUE (LIVE)",
+                lambda x=x: brisque(x),
+                lambda grey=grey: [ref_brisque(im) for im in grey],
+            ),
         ):
             t_ours, v_ours = _time(ours, args.repeats)
             t_ref, v_ref = _time(ref, 1 if x.shape[0] > 1 or bw * bh > 4e6 else args.repeats)
             diff = float(np.max(np.abs(v_ours.numpy() - np.array(v_ref))))
-            print(f"| {name} | {label} | {t_ours:.2f} | {t_ref:.2f} | {t_ref / t_ours:.1f}x | {diff:.1e} |", flush=True)
+            print(
+                f"| {name} | {label} | {t_ours:.2f} | {t_ref:.2f} | {t_ref / t_ours:.1f}x | {diff:.1e} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

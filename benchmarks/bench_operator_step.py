@@ -78,7 +78,10 @@ def worker(spec: dict) -> dict:
 
         def __getitem__(self, key: tuple[int, int]) -> dict:
             g = torch.Generator().manual_seed(key[1])
-            return {"clear": torch.rand(3, 256, 256, generator=g), "hazy": torch.rand(3, 256, 256, generator=g)}
+            return {
+                "clear": torch.rand(3, 256, 256, generator=g),
+                "hazy": torch.rand(3, 256, 256, generator=g),
+            }
 
     class Standard(HazeOperatorModule):
         """Upstream loop: no freezing of D during the G step (its weight gradients are computed and dropped)."""
@@ -103,7 +106,8 @@ def worker(spec: dict) -> dict:
             self.cpu.append(time.process_time() - self.c0)
 
     cfg = OperatorConfig(
-        max_steps=spec["steps"] + spec["warmup"], channels_last=spec.get("channels_last", False),
+        max_steps=spec["steps"] + spec["warmup"],
+        channels_last=spec.get("channels_last", False),
         winograd=spec.get("winograd", True),
     )
     cfg.checkpoint_every_n_batches = 0
@@ -122,7 +126,12 @@ def worker(spec: dict) -> dict:
         return {"step_gflop": counter.get_total_flops() / 1e9 / len(timer.times)}
     times, cpu = timer.times[spec["warmup"] :], timer.cpu[spec["warmup"] :]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu), "peak_rss_gib": peak_gib}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "cpu_s": statistics.median(cpu),
+        "peak_rss_gib": peak_gib,
+    }
 
 
 UPSTREAM_SCRIPT = Path("implementations/cyclegan/cyclegan.py")
@@ -152,7 +161,9 @@ def upstream_script(checkout: Path) -> Path:
     """The CycleGAN script of a PyTorch-GAN checkout, or exit saying what to pass."""
     script = (checkout / UPSTREAM_SCRIPT).resolve()
     if not script.is_file():
-        raise SystemExit(f"error: {script} not found; pass the root of a PyTorch-GAN checkout to --upstream")
+        raise SystemExit(
+            f"error: {script} not found; pass the root of a PyTorch-GAN checkout to --upstream"
+        )
     return script
 
 
@@ -169,7 +180,9 @@ def upstream(script: Path, steps: int, warmup: int, threads: int, batch: int) ->
                 (root / "data" / "bench" / split / domain).mkdir(parents=True)
                 for i in range(count):
                     pixels = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
-                    Image.fromarray(pixels).save(root / "data" / "bench" / split / domain / f"{i}.png")
+                    Image.fromarray(pixels).save(
+                        root / "data" / "bench" / split / domain / f"{i}.png"
+                    )
         cwd = root / "run" / "cyclegan"  # the script reads ../../data/<dataset_name>
         cwd.mkdir(parents=True)
         args = ["--dataset_name", "bench", "--n_epochs", "1", "--decay_epoch", "0", "--n_cpu", "0"]
@@ -182,7 +195,12 @@ def upstream(script: Path, steps: int, warmup: int, threads: int, batch: int) ->
         raise SystemExit(f"error: the upstream script failed:\n{done.stderr[-2000:]}")
     times = upstream_step_times(done.stdout)[warmup + 1 :]
     peak_kib = int(done.stdout.rsplit("peak_rss_kib", 1)[1])
-    return {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": None, "peak_rss_gib": peak_kib / 2**20}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "cpu_s": None,
+        "peak_rss_gib": peak_kib / 2**20,
+    }
 
 
 def gflop(fn, *args) -> float:
@@ -212,7 +230,9 @@ def component_flops() -> dict[str, float]:
         phases = sum(gflop(upsample_conv3x3, u, w) for u, w in up_layers)
         resize_conv = sum(gflop(lambda u, w: F.conv2d(F.interpolate(u, scale_factor=2), w, padding=1), u, w)
                           for u, w in up_layers)  # fmt: skip
-        transposed = sum(gflop(F.conv_transpose2d, u, w.transpose(0, 1), None, 2, 1, 1) for u, w in up_layers)
+        transposed = sum(
+            gflop(F.conv_transpose2d, u, w.transpose(0, 1), None, 2, 1, 1) for u, w in up_layers
+        )
     d = PatchGANDiscriminator(3, 64, (2, 2, 2, 1))
     return {
         "generator": generator,
@@ -245,7 +265,9 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
     torch.manual_seed(0)
     generators = {True: ResnetGenerator(winograd=True), False: ResnetGenerator()}
     generators[False].load_state_dict(generators[True].state_dict())
-    print("| batch | memory format | convolution | forward (s) | forward + backward (s) | frozen, to input (s) |")
+    print(
+        "| batch | memory format | convolution | forward (s) | forward + backward (s) | frozen, to input (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for batch in (1, 2, 4):
         variants = [(torch.contiguous_format, True), (torch.contiguous_format, False)]
@@ -269,7 +291,10 @@ def generator_timings(threads: int, repeats: int = 3) -> None:
             name = "channels_last" if fmt == torch.channels_last else "default"
             conv = "Winograd layers" if winograd else "direct"
             times = [median_time(fn, repeats) for fn in (forward, forward_backward, frozen)]
-            print(f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} | {times[2]:.2f} |", flush=True)
+            print(
+                f"| {batch} | {name} | {conv} | {times[0]:.2f} | {times[1]:.2f} | {times[2]:.2f} |",
+                flush=True,
+            )
 
 
 def layer_table(threads: int, cases: list[tuple], candidate, repeats: int = 5) -> None:
@@ -280,7 +305,9 @@ def layer_table(threads: int, cases: list[tuple], candidate, repeats: int = 5) -
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    print("| C_in -> C_out | size | forward: direct / candidate (ms) | ratio | forward + backward (ms) | ratio |")
+    print(
+        "| C_in -> C_out | size | forward: direct / candidate (ms) | ratio | forward + backward (ms) | ratio |"
+    )
     print("|---|---|---|---|---|---|")
     for cin, cout, size, input_size, reference in cases:
         x = torch.randn(1, cin, input_size, input_size, requires_grad=True)
@@ -288,6 +315,7 @@ def layer_table(threads: int, cases: list[tuple], candidate, repeats: int = 5) -
         grad = torch.randn_like(reference(x, w).detach())
         row = []
         for conv in (reference, candidate):
+
             def forward(conv=conv, x=x, w=w) -> None:
                 with torch.no_grad():
                     conv(x, w)
@@ -310,7 +338,11 @@ def winograd_layers(threads: int) -> None:
 
     shapes = ((64, 64, 64), (64, 64, 256), (128, 64, 256), (128, 128, 64), (128, 128, 128), (256, 256, 32),
               (256, 256, 64), (256, 256, 128), (256, 128, 128))  # fmt: skip
-    layer_table(threads, [(cin, cout, size, size + 2, F.conv2d) for cin, cout, size in shapes], winograd_conv3x3)
+    layer_table(
+        threads,
+        [(cin, cout, size, size + 2, F.conv2d) for cin, cout, size in shapes],
+        winograd_conv3x3,
+    )
 
 
 def upsample_layers(threads: int) -> None:
@@ -324,7 +356,11 @@ def upsample_layers(threads: int) -> None:
     def resize_conv(x, w):
         return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)
 
-    layer_table(threads, [(256, 128, 64, 64, resize_conv), (128, 64, 128, 128, resize_conv)], upsample_conv3x3)
+    layer_table(
+        threads,
+        [(256, 128, 64, 64, resize_conv), (128, 64, 128, 128, resize_conv)],
+        upsample_conv3x3,
+    )
 
 
 def conv_throughput(threads: int, repeats: int = 5) -> float:
@@ -354,21 +390,37 @@ def gemm_throughput(threads: int, n: int = 1536, repeats: int = 5) -> float:
 
 
 def roofline(threads: int) -> None:
-    winograd_step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True})["step_gflop"]
-    step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True, "winograd": False})["step_gflop"]
+    winograd_step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True})[
+        "step_gflop"
+    ]
+    step = worker({"steps": 1, "warmup": 0, "threads": threads, "flops": True, "winograd": False})[
+        "step_gflop"
+    ]
     parts = component_flops()
     gflops, ceiling = conv_throughput(threads), gemm_throughput(threads)
     print("| quantity | value |\n|---|---|")
     print(f"| FLOPs per training step (G + D update), direct convolution | {step:.0f} GFLOP |")
-    print(f"| the same with the Winograd layers (matrix products and transforms as executed) | {winograd_step:.0f} GFLOP |")
-    print(f"| FLOPs of one generator forward (up-sampling by 2x2 phase kernels) | {parts['generator']:.1f} GFLOP |")
-    print(f"| the same with up-sampling as resize + 3x3 conv | {parts['generator_resize_conv']:.1f} GFLOP |")
-    print(f"| the same with transposed-conv up-sampling | {parts['generator_transposed']:.1f} GFLOP |")
+    print(
+        f"| the same with the Winograd layers (matrix products and transforms as executed) | {winograd_step:.0f} GFLOP |"
+    )
+    print(
+        f"| FLOPs of one generator forward (up-sampling by 2x2 phase kernels) | {parts['generator']:.1f} GFLOP |"
+    )
+    print(
+        f"| the same with up-sampling as resize + 3x3 conv | {parts['generator_resize_conv']:.1f} GFLOP |"
+    )
+    print(
+        f"| the same with transposed-conv up-sampling | {parts['generator_transposed']:.1f} GFLOP |"
+    )
     print(f"| one discriminator forward + backward | {parts['discriminator_fwd_bwd']:.1f} GFLOP |")
-    print(f"| best measured direct conv throughput (3x3, 256 ch, 64x64, fwd + bwd), {threads} threads | {gflops:.0f} GFLOP/s |")
+    print(
+        f"| best measured direct conv throughput (3x3, 256 ch, 64x64, fwd + bwd), {threads} threads | {gflops:.0f} GFLOP/s |"
+    )
     print(f"| best measured 1536^3 matrix product, {threads} threads | {ceiling:.0f} GFLOP/s |")
     print(f"| lower bound on the step time, direct convolution | {step / gflops:.1f} s |")
-    print(f"| lower bound with the Winograd layers at the matrix-product ceiling | {winograd_step / ceiling:.1f} s |")
+    print(
+        f"| lower bound with the Winograd layers at the matrix-product ceiling | {winograd_step / ceiling:.1f} s |"
+    )
     print(f"| throughput a 5.8 s step needs, direct convolution | {step / 5.8:.0f} GFLOP/s |")
 
 
@@ -378,13 +430,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="steps not measured")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--only", nargs="*", default=None, help="configurations to run")
-    parser.add_argument("--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput")
-    parser.add_argument("--generator", action="store_true", help="time one generator: batch 1/2/4, Winograd on/off")
-    parser.add_argument("--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions")
-    parser.add_argument("--upsample-layers", action="store_true", help="resize + conv vs the phase-kernel form")
-    parser.add_argument("--upstream", type=Path, help="also time PyTorch-GAN's cyclegan.py from this checkout")
+    parser.add_argument(
+        "--roofline", action="store_true", help="FLOPs per step and the CPU's conv throughput"
+    )
+    parser.add_argument(
+        "--generator", action="store_true", help="time one generator: batch 1/2/4, Winograd on/off"
+    )
+    parser.add_argument(
+        "--winograd-layers", action="store_true", help="direct vs Winograd 3x3 convolutions"
+    )
+    parser.add_argument(
+        "--upsample-layers", action="store_true", help="resize + conv vs the phase-kernel form"
+    )
+    parser.add_argument(
+        "--upstream", type=Path, help="also time PyTorch-GAN's cyclegan.py from this checkout"
+    )
     parser.add_argument("--batch", type=int, default=1, help="images per domain per step")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the configurations, alternating them")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the configurations, alternating them"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
@@ -408,9 +472,18 @@ def main() -> None:
         for name, extra in CONFIGS.items():
             if args.only and name not in args.only:
                 continue
-            spec = {"steps": args.steps, "warmup": args.warmup, "threads": args.threads, "batch": args.batch, **extra}
+            spec = {
+                "steps": args.steps,
+                "warmup": args.warmup,
+                "threads": args.threads,
+                "batch": args.batch,
+                **extra,
+            }
             done = subprocess.run(
-                [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0:
                 print(done.stderr[-2000:], file=sys.stderr)
@@ -422,11 +495,15 @@ def main() -> None:
             result = upstream(script, args.steps, args.warmup, args.threads, args.batch)
             rows.append(("upstream cyclegan.py", args.threads, result))
             print(f"upstream: {result}", file=sys.stderr, flush=True)
-    print("| configuration | batch | threads | median s/step (wall) | min s/step | median CPU s/step | peak RSS (GiB) |")
+    print(
+        "| configuration | batch | threads | median s/step (wall) | min s/step | median CPU s/step | peak RSS (GiB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, threads, r in rows:
         cpu = "–" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
-        print(f"| {name} | {args.batch} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {cpu} | {r['peak_rss_gib']:.2f} |")
+        print(
+            f"| {name} | {args.batch} | {threads} | {r['median_s']:.2f} | {r['min_s']:.2f} | {cpu} | {r['peak_rss_gib']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

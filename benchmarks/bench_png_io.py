@@ -35,7 +35,14 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
 def test_image(size: int) -> np.ndarray:
     """A ``size x size`` uint16 RGB image: gradients with 12-bit noise (compresses like a real photograph)."""
     ramp = np.linspace(0, 50000, size, dtype=np.float64)
-    base = np.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :], (ramp[None, :] + ramp[:, None]) / 2], -1)
+    base = np.stack(
+        [
+            ramp[None, :] + 0 * ramp[:, None],
+            ramp[:, None] + 0 * ramp[None, :],
+            (ramp[None, :] + ramp[:, None]) / 2,
+        ],
+        -1,
+    )
     noise = np.random.default_rng(0).integers(0, 4096, base.shape)
     return (base + noise).clip(0, 65535).astype(np.uint16)
 
@@ -60,7 +67,9 @@ def main() -> None:
     print("|---|---|")
     print(f"| read_image (libpng file) | {read_s:.3f} |")
     print(f"| write_image | {write_s:.3f} |")
-    print(f"\nexact read: {exact}; exact round trip: {round_trip}; eid's file / libpng's: {ratio:.2f}x")
+    print(
+        f"\nexact read: {exact}; exact round trip: {round_trip}; eid's file / libpng's: {ratio:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def microscopy_data(root: Path) -> None:
 def natural_data(root: Path) -> None:
     clear, depth = motorcycle_depth()
     for density, beta in (("light", 0.2), ("dense", 0.5)):
-        hazy = ASMHaze(transmission=transmission_from_depth(depth[None], beta), airlight=0.85).A(clear[None])[0]
+        hazy = ASMHaze(transmission=transmission_from_depth(depth[None], beta), airlight=0.85).A(
+            clear[None]
+        )[0]
         write_image(root / "train" / f"motorcycle_{density}.png", hazy[:, :, :480])
         h, w = clear.shape[-2:]
         for i in range(0, h - TEST + 1, TEST):
@@ -90,7 +92,17 @@ def eid(*args: str) -> float:
 
 
 def scores(pred: Path, ref: Path, out: Path) -> dict[str, float]:
-    eid("evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr,ssim", "--json", str(out))
+    eid(
+        "evaluate",
+        "--pred",
+        str(pred),
+        "--ref",
+        str(ref),
+        "--metrics",
+        "psnr,ssim",
+        "--json",
+        str(out),
+    )
     return json.loads(out.read_text())["metrics"]
 
 
@@ -98,10 +110,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("microscopy", "natural"), required=True)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--stage1-steps", type=int, default=None, help="stage-1 budget (default: the preset's epochs)")
-    parser.add_argument("--steps", type=int, default=None, help="stage-2 budget (default: the preset's epochs)")
-    parser.add_argument("--stage1-args", default="", help="extra eid train-operator flags, for ablations (e.g. '--operator-model cyclegan')")
-    parser.add_argument("--stage2-args", default="", help="extra eid train flags, for ablations (e.g. '--no-prior')")
+    parser.add_argument(
+        "--stage1-steps",
+        type=int,
+        default=None,
+        help="stage-1 budget (default: the preset's epochs)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="stage-2 budget (default: the preset's epochs)"
+    )
+    parser.add_argument(
+        "--stage1-args",
+        default="",
+        help="extra eid train-operator flags, for ablations (e.g. '--operator-model cyclegan')",
+    )
+    parser.add_argument(
+        "--stage2-args", default="", help="extra eid train flags, for ablations (e.g. '--no-prior')"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -111,24 +136,70 @@ def main() -> None:
     threads = ["--threads", str(args.threads)]
     results: dict[str, list[dict[str, float]]] = {}
     times: dict[str, list[float]] = {"stage 1": [], "stage 2": []}
-    results["hazy input"] = [scores(root / "test-hazy", root / "test-clear", args.out / "hazy.json")]
-    eid("dehaze", "--method", "dcp", str(root / "test-hazy"), "--out", str(args.out / "dcp"), *threads)
+    results["hazy input"] = [
+        scores(root / "test-hazy", root / "test-clear", args.out / "hazy.json")
+    ]
+    eid(
+        "dehaze",
+        "--method",
+        "dcp",
+        str(root / "test-hazy"),
+        "--out",
+        str(args.out / "dcp"),
+        *threads,
+    )
     results["DCP"] = [scores(args.out / "dcp", root / "test-clear", args.out / "dcp.json")]
     for seed in args.seeds.split(","):
         run = args.out / f"seed{seed}"
         budget1 = ["--max-steps", str(args.stage1_steps)] if args.stage1_steps else []
         budget2 = ["--max-steps", str(args.steps)] if args.steps else []
-        times["stage 1"].append(eid("train-operator", "--clear", str(root / "clear"), "--hazy", str(root / "train"),
-                                    "--out", str(run / "op"), "--preset", args.task, "--seed", seed, *budget1, *threads,
-                                    *args.stage1_args.split()))
-        times["stage 2"].append(eid("train", "--hazy", str(root / "train"), "--operator", str(run / "op"), "--out",
-                                    str(run / "eid"), "--preset", args.task, "--seed", seed, *budget2, *threads,
-                                    *args.stage2_args.split()))
-        for name, method in (("H^dagger only", ["--method", "cyclegan", "--operator", str(run / "op")]),
-                             ("EID", ["--model", str(run / "eid")])):
+        times["stage 1"].append(
+            eid(
+                "train-operator",
+                "--clear",
+                str(root / "clear"),
+                "--hazy",
+                str(root / "train"),
+                "--out",
+                str(run / "op"),
+                "--preset",
+                args.task,
+                "--seed",
+                seed,
+                *budget1,
+                *threads,
+                *args.stage1_args.split(),
+            )
+        )
+        times["stage 2"].append(
+            eid(
+                "train",
+                "--hazy",
+                str(root / "train"),
+                "--operator",
+                str(run / "op"),
+                "--out",
+                str(run / "eid"),
+                "--preset",
+                args.task,
+                "--seed",
+                seed,
+                *budget2,
+                *threads,
+                *args.stage2_args.split(),
+            )
+        )
+        for name, method in (
+            ("H^dagger only", ["--method", "cyclegan", "--operator", str(run / "op")]),
+            ("EID", ["--model", str(run / "eid")]),
+        ):
             eid("dehaze", *method, str(root / "test-hazy"), "--out", str(run / name), *threads)
-            results.setdefault(name, []).append(scores(run / name, root / "test-clear", run / f"{name}.json"))
-    (args.out / "results.json").write_text(json.dumps({"results": results, "times": times}, indent=2))
+            results.setdefault(name, []).append(
+                scores(run / name, root / "test-clear", run / f"{name}.json")
+            )
+    (args.out / "results.json").write_text(
+        json.dumps({"results": results, "times": times}, indent=2)
+    )
     print("| method | PSNR (dB), mean (min-max) | SSIM, mean (min-max) |\n|---|---|---|")
     for name, rows in results.items():
         cells = []
@@ -137,7 +208,9 @@ def main() -> None:
             spread = f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.{2 if metric == 'psnr' else 4}f}{spread}")
         print(f"| {name} | {cells[0]} | {cells[1]} |")
-    print(f"\nwall time per seed: stage 1 {[round(t) for t in times['stage 1']]} s, stage 2 {[round(t) for t in times['stage 2']]} s")
+    print(
+        f"\nwall time per seed: stage 1 {[round(t) for t in times['stage 1']]} s, stage 2 {[round(t) for t in times['stage 2']]} s"
+    )
 
 
 if __name__ == "__main__":

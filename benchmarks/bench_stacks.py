@@ -25,7 +25,19 @@ EID = Path(sys.executable).parent / "eid"
 
 def timed_dehaze(src: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of one ``eid dehaze --method dcp`` process."""
-    cmd = ["/usr/bin/time", "-v", str(EID), "dehaze", "--method", "dcp", str(src), "--out", str(out), "--white", "4095"]
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        str(EID),
+        "dehaze",
+        "--method",
+        "dcp",
+        str(src),
+        "--out",
+        str(out),
+        "--white",
+        "4095",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", done.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
@@ -50,7 +62,9 @@ def run(planes: int, size: int, rounds: int, work: Path) -> None:
     samples = np.random.default_rng(0).integers(0, 4096, (planes, size, size), dtype=np.uint16)
     (work / "stack").mkdir()
     (work / "files").mkdir()
-    tifffile.imwrite(work / "stack" / "z.tif", samples, photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        work / "stack" / "z.tif", samples, photometric="minisblack", metadata={"axes": "ZYX"}
+    )
     for index, plane in enumerate(samples):
         tifffile.imwrite(work / "files" / f"{index:04d}.tif", plane)
     rows = []
@@ -60,9 +74,14 @@ def run(planes: int, size: int, rounds: int, work: Path) -> None:
             rows.append(f"| {round_} | {kind} | {wall:.1f} | {rss:.2f} |")
             print(rows[-1], file=sys.stderr, flush=True)
     stacked = tifffile.imread(work / "out-stack-1" / "z.tif")
-    same = all(np.array_equal(stacked[i], tifffile.imread(work / "out-files-1" / f"{i:04d}.tif")) for i in range(planes))
-    print(f"{planes} x {size} x {size} uint16, `eid dehaze --method dcp --white 4095`; outputs "
-          f"identical plane for plane: {same}\n")
+    same = all(
+        np.array_equal(stacked[i], tifffile.imread(work / "out-files-1" / f"{i:04d}.tif"))
+        for i in range(planes)
+    )
+    print(
+        f"{planes} x {size} x {size} uint16, `eid dehaze --method dcp --white 4095`; outputs "
+        f"identical plane for plane: {same}\n"
+    )
     print("| round | input | wall time (s) | peak RSS (GiB) |\n|---|---|---|---|")
     print("\n".join(rows))
 

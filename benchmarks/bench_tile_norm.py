@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("images", nargs="*", type=Path, default=[SHARED])
     parser.add_argument("--operator", type=Path, help="stage-1 run: score CycleGAN-only (G_BA)")
     parser.add_argument("--model", type=Path, help="stage-2 run: score the EID dehazer")
-    parser.add_argument("--sizes", default="960,1440", help="comma-separated image sides (above 2 tiles: tiled)")
+    parser.add_argument(
+        "--sizes", default="960,1440", help="comma-separated image sides (above 2 tiles: tiled)"
+    )
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -51,19 +53,28 @@ def main() -> None:
     if args.model:
         methods["eid"] = build_method("eid", model=args.model, device="cpu")
     paths = list_images(args.images)
-    print("| method | image side | images | PSNR tiled vs whole, per-tile statistics (dB) | global statistics (dB) |")
+    print(
+        "| method | image side | images | PSNR tiled vs whole, per-tile statistics (dB) | global statistics (dB) |"
+    )
     print("|---|---|---|---|---|")
     for name, method in methods.items():
         for side in (int(s) for s in args.sizes.split(",")):
             scores: dict[str, list[float]] = {"tile": [], "global": []}
             for path in paths:
-                x = F.interpolate(read_image(path)[0][None], size=(side, side), mode="bilinear", antialias=True)
+                x = F.interpolate(
+                    read_image(path)[0][None], size=(side, side), mode="bilinear", antialias=True
+                )
                 whole = Dehazer(method, device="cpu", tile=None).run(x)
                 for mode, values in scores.items():
-                    runner = Dehazer(method, device="cpu", tile=args.tile, overlap=args.overlap, tile_norm=mode)
+                    runner = Dehazer(
+                        method, device="cpu", tile=args.tile, overlap=args.overlap, tile_norm=mode
+                    )
                     values.append(psnr(runner.run(x), whole))
             medians = {mode: statistics.median(v) for mode, v in scores.items()}
-            print(f"| {name} | {side} | {len(paths)} | {medians['tile']:.1f} | {medians['global']:.1f} |", flush=True)
+            print(
+                f"| {name} | {side} | {len(paths)} | {medians['tile']:.1f} | {medians['global']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

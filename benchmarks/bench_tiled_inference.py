@@ -56,8 +56,13 @@ def worker(cfg: dict) -> dict:
     net = build_net(cfg)
     x = torch.rand(1, 3, cfg["size"], cfg["size"], generator=torch.Generator().manual_seed(0))
     runner = Runner.from_module(
-        net, device="cpu", tile=cfg["tile"] or None, overlap=cfg["overlap"], batch_size=cfg["batch"],
-        tta=cfg["tta"], channels_last=cfg["channels_last"],
+        net,
+        device="cpu",
+        tile=cfg["tile"] or None,
+        overlap=cfg["overlap"],
+        batch_size=cfg["batch"],
+        tta=cfg["tta"],
+        channels_last=cfg["channels_last"],
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     times = []
@@ -79,19 +84,31 @@ def compare(cfg: dict) -> dict:
     torch.set_num_threads(cfg["threads"])
     net = build_net(cfg)
     g = torch.Generator().manual_seed(0)
-    x = F.interpolate(torch.rand(1, 3, cfg["size"] // 16, cfg["size"] // 16, generator=g), size=cfg["size"], mode="bicubic").clamp(0, 1)
+    x = F.interpolate(
+        torch.rand(1, 3, cfg["size"] // 16, cfg["size"] // 16, generator=g),
+        size=cfg["size"],
+        mode="bicubic",
+    ).clamp(0, 1)
     out = {}
     for name, tile in (("tiled", cfg["tile"]), ("untiled", None)):
         runner = Runner.from_module(net, device="cpu", tile=tile, overlap=cfg["overlap"])
         out[name] = runner.run(x)
     diff = (out["tiled"] - out["untiled"]).abs()
     mse = float((diff**2).mean())
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": 10 * math.log10(1 / max(mse, 1e-20))}
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "psnr_db": 10 * math.log10(1 / max(mse, 1e-20)),
+    }
 
 
 def spawn(mode: str, cfg: dict) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, f"--{mode}", json.dumps(cfg)], check=False, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, __file__, f"--{mode}", json.dumps(cfg)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -99,35 +116,62 @@ def spawn(mode: str, cfg: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--compare", help=argparse.SUPPRESS)
-    parser.add_argument("--no-compare", action="store_true", help="skip the tiled-vs-untiled accuracy table")
-    parser.add_argument("--quick", action="store_true", help="1024^2 instead of --size, untiled up to 1024^2")
+    parser.add_argument(
+        "--no-compare", action="store_true", help="skip the tiled-vs-untiled accuracy table"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1024^2 instead of --size, untiled up to 1024^2"
+    )
     parser.add_argument("--presets", default="fast,paper", help="comma-separated dehazer presets")
     parser.add_argument("--size", type=int, default=4096, help="image side for the main table")
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=None, help="default: the runner's (64, or 2R if local)")
+    parser.add_argument(
+        "--overlap", type=int, default=None, help="default: the runner's (64, or 2R if local)"
+    )
     parser.add_argument("--config", help="YAML of config fields applied on top of each preset")
     parser.add_argument("--run", help="a trained stage-2 run folder (replaces the presets)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--untiled-max", type=int, default=2048, help="largest side run untiled (memory)")
+    parser.add_argument(
+        "--untiled-max", type=int, default=2048, help="largest side run untiled (memory)"
+    )
     args = parser.parse_args()
     if args.worker or args.compare:
-        print(json.dumps(worker(json.loads(args.worker)) if args.worker else compare(json.loads(args.compare))))
+        print(
+            json.dumps(
+                worker(json.loads(args.worker))
+                if args.worker
+                else compare(json.loads(args.compare))
+            )
+        )
         return
     size = 1024 if args.quick else args.size
     overlap = "auto" if args.overlap is None else args.overlap
     args.untiled_max = min(args.untiled_max, size)
-    base = {"threads": args.threads, "overlap": args.overlap, "batch": 1, "tta": False, "channels_last": False, "repeats": 1,
-            "config": args.config, "run": args.run}
+    base = {
+        "threads": args.threads,
+        "overlap": args.overlap,
+        "batch": 1,
+        "tta": False,
+        "channels_last": False,
+        "repeats": 1,
+        "config": args.config,
+        "run": args.run,
+    }
     if args.run:
         args.presets = Path(args.run).name
     rows = []
     for preset in args.presets.split(","):
         configs = [dict(base, preset=preset, size=size, tile=args.tile)]
         side = min(size, args.untiled_max)
-        configs += [dict(base, preset=preset, size=side, tile=args.tile), dict(base, preset=preset, size=side, tile=0)]
+        configs += [
+            dict(base, preset=preset, size=side, tile=args.tile),
+            dict(base, preset=preset, size=side, tile=0),
+        ]
         one_tile = dict(base, preset=preset, size=args.tile, tile=args.tile)
         configs += [one_tile, dict(one_tile, channels_last=True), dict(one_tile, tta=True)]
         seen = set()
@@ -138,13 +182,19 @@ def main() -> None:
             seen.add(key)
             print(f"running {cfg}", file=sys.stderr, flush=True)
             rows.append((cfg, spawn("worker", cfg)))
-    print(f"\n{args.threads} CPU threads; tile {args.tile}, overlap {overlap}, batch 1; {'trained run' if args.run else 'random weights'}, fp32\n")
-    print("| preset | image | tiling | TTA | channels_last | time (s) | s / MP | peak RSS (GiB) | RSS before run (GiB) |")
+    print(
+        f"\n{args.threads} CPU threads; tile {args.tile}, overlap {overlap}, batch 1; {'trained run' if args.run else 'random weights'}, fp32\n"
+    )
+    print(
+        "| preset | image | tiling | TTA | channels_last | time (s) | s / MP | peak RSS (GiB) | RSS before run (GiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for cfg, res in rows:
         tiling = f"{cfg['tile']}/{overlap}" if cfg["tile"] and cfg["size"] > cfg["tile"] else "none"
         if "error" in res:
-            print(f"| {cfg['preset']} | {cfg['size']}² | {tiling} | {cfg['tta']} | {cfg['channels_last']} | error: {res['error']} | | | |")
+            print(
+                f"| {cfg['preset']} | {cfg['size']}² | {tiling} | {cfg['tta']} | {cfg['channels_last']} | error: {res['error']} | | | |"
+            )
             continue
         mp = cfg["size"] ** 2 / 1e6
         print(
@@ -152,7 +202,9 @@ def main() -> None:
             f"{cfg['channels_last']} | {res['seconds']:.2f} | {res['seconds'] / mp:.2f} | {res['peak_rss_gib']:.2f} | "
             f"{res['rss_before_gib']:.2f} |"
         )
-    print("\n| preset | image | tile/overlap | max abs diff | mean abs diff | PSNR tiled vs untiled (dB) |")
+    print(
+        "\n| preset | image | tile/overlap | max abs diff | mean abs diff | PSNR tiled vs untiled (dB) |"
+    )
     print("|---|---|---|---|---|---|")
     for preset in [] if args.no_compare else args.presets.split(","):
         cfg = dict(base, preset=preset, size=1024, tile=args.tile)
@@ -160,7 +212,9 @@ def main() -> None:
         if "error" in res:
             print(f"| {preset} | 1024² | {args.tile}/{overlap} | error: {res['error']} | | |")
         else:
-            print(f"| {preset} | 1024² | {args.tile}/{overlap} | {res['max_abs']:.4f} | {res['mean_abs']:.5f} | {res['psnr_db']:.1f} |")
+            print(
+                f"| {preset} | 1024² | {args.tile}/{overlap} | {res['max_abs']:.4f} | {res['mean_abs']:.5f} | {res['psnr_db']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

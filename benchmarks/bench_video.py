@@ -66,9 +66,13 @@ def preset_model(name: str, **overrides: object) -> Dehazer:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=12, help="frames for the fast preset and the flicker clip")
+    parser.add_argument(
+        "--frames", type=int, default=12, help="frames for the fast preset and the flicker clip"
+    )
     parser.add_argument("--paper-frames", type=int, default=4, help="frames for the paper preset")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per preset (median reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per preset (median reported)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-paper", action="store_true", help="skip the (slow) paper preset")
     args = parser.parse_args()
@@ -77,15 +81,22 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_video_"))
 
     nets = {"fast (default)": (preset_model("fast"), args.frames)}
-    nets.update({name: (preset_model("fast", **kw), args.frames) for name, kw in CANDIDATES.items()})
+    nets.update(
+        {name: (preset_model("fast", **kw), args.frames) for name, kw in CANDIDATES.items()}
+    )
     if not args.no_paper:
         nets["paper"] = (preset_model("paper"), args.paper_frames)
-    clips = {frames: write(work / f"clip{frames}.mp4", hazy_clip(frames)) for frames in {f for _, f in nets.values()}}
+    clips = {
+        frames: write(work / f"clip{frames}.mp4", hazy_clip(frames))
+        for frames in {f for _, f in nets.values()}
+    }
     rates: dict[str, list[float]] = {name: [] for name in nets}
     for r in range(args.repeats):
         for name, (net, frames) in nets.items():
             runner = Runner.from_module(net, device="cpu", tile=None, batch_size=2)
-            report = dehaze_video(clips[frames], work / f"out{r}.mp4", runner.run, batch_size=2, progress=False)
+            report = dehaze_video(
+                clips[frames], work / f"out{r}.mp4", runner.run, batch_size=2, progress=False
+            )
             rates[name].append(report.frames_per_second)
     print(f"CPU {cpu_model()}, {args.threads} threads, 480x480, batch 2\n")
     print("| variant | params | frames | frames/s (median) | s/frame | runs |")
@@ -98,12 +109,23 @@ def main() -> None:
     src = write(work / "flicker.mp4", hazy_clip(args.frames * 2))
     dcp = DarkChannelPrior()
     print()
-    print("| method | smoothing s | flicker input | flicker output raw | flicker output smoothed | frames/s |")
+    print(
+        "| method | smoothing s | flicker input | flicker output raw | flicker output smoothed | frames/s |"
+    )
     print("|---|---|---|---|---|---|")
     for strength in (0.0, 0.5, 0.8):
         start = time.perf_counter()
-        report = dehaze_video(src, work / f"dcp_{strength}.mp4", dcp, batch_size=2, temporal_smoothing=strength, progress=False)
-        smoothed = "-" if report.flicker_smoothed is None else f"{255 * report.flicker_smoothed:.3f}"
+        report = dehaze_video(
+            src,
+            work / f"dcp_{strength}.mp4",
+            dcp,
+            batch_size=2,
+            temporal_smoothing=strength,
+            progress=False,
+        )
+        smoothed = (
+            "-" if report.flicker_smoothed is None else f"{255 * report.flicker_smoothed:.3f}"
+        )
         print(f"| DCP | {strength} | {255 * report.flicker_input:.3f} | {255 * report.flicker_raw:.3f} | "
               f"{smoothed} | {report.frames / (time.perf_counter() - start):.2f} |")  # fmt: skip
 

@@ -36,10 +36,14 @@ def write_clip(path: Path, seconds: int, size: int = 480, fps: int = 25, rate: i
             frame = (0.6 * texture[:, i % size : i % size + size] + 0.4 * 200).astype(np.uint8)
             out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(video.encode())
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(seconds * rate) / rate)).astype(np.float32)[None]
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(seconds * rate) / rate)).astype(
+            np.float32
+        )[None]
         chunk = 1024
         for start in range(0, tone.shape[1], chunk):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + chunk]), format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(tone[:, start : start + chunk]), format="fltp", layout="mono"
+            )
             frame.sample_rate, frame.pts = rate, start
             out.mux(audio.encode(frame))
         out.mux(audio.encode())
@@ -54,9 +58,20 @@ def child(src: Path, model: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     image_fn = (lambda x: x) if model == "identity" else DarkChannelPrior()
-    report = dehaze_video(src, src.with_name(f"out-{src.name}"), image_fn, batch_size=4, progress=False)
+    report = dehaze_video(
+        src, src.with_name(f"out-{src.name}"), image_fn, batch_size=4, progress=False
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(json.dumps({"frames": report.frames, "fps": report.frames_per_second, "rss_gib": rss, "notes": report.notes}))
+    print(
+        json.dumps(
+            {
+                "frames": report.frames,
+                "fps": report.frames_per_second,
+                "rss_gib": rss,
+                "notes": report.notes,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -84,7 +99,9 @@ def main() -> None:
                                    "--threads", str(args.threads)], check=True, capture_output=True, text=True)  # fmt: skip
             result = json.loads(done.stdout.strip().splitlines()[-1])
             audio = "copied" if not result["notes"] else "; ".join(result["notes"])
-            print(f"| {seconds} s, 480x480, 25 frames/s | {result['frames']} | {result['fps']:.1f} | {result['rss_gib']:.2f} | {audio} |")
+            print(
+                f"| {seconds} s, 480x480, 25 frames/s | {result['frames']} | {result['fps']:.1f} | {result['rss_gib']:.2f} | {audio} |"
+            )
 
 
 if __name__ == "__main__":

@@ -71,10 +71,16 @@ def tiles(image: torch.Tensor, rows: slice, cols: slice, side: int = 128) -> lis
     """Non-overlapping ``side`` x ``side`` tiles of ``image[:, rows, cols]``, row by row."""
     part = image[:, rows, cols]
     h, w = part.shape[-2:]
-    return [part[:, i : i + side, j : j + side] for i in range(0, h - side + 1, side) for j in range(0, w - side + 1, side)]
+    return [
+        part[:, i : i + side, j : j + side]
+        for i in range(0, h - side + 1, side)
+        for j in range(0, w - side + 1, side)
+    ]
 
 
-def random_tiles(region: torch.Tensor, rng: torch.Generator, n: int = 128, side: int = 64) -> list[torch.Tensor]:
+def random_tiles(
+    region: torch.Tensor, rng: torch.Generator, n: int = 128, side: int = 64
+) -> list[torch.Tensor]:
     """``n`` seeded random ``side`` x ``side`` crops of ``region`` (as ``benchmarks/bench_microscopy_quality.py``)."""
     h, w = region.shape[-2:]
     tops = torch.randint(h - side + 1, (n,), generator=rng).tolist()
@@ -103,12 +109,23 @@ def build_data(name: str, root: Path) -> None:
     """Write ``root/{clear,train-clear,test-clear}`` and haze the last two with ``eid synth``."""
     for role, images in clear_sets(name).items():
         for i, image in enumerate(images):
-            write_image(root / ("clear" if role == "clear" else f"{role}-clear") / f"{name}_{i:03d}.png", image)
+            write_image(
+                root / ("clear" if role == "clear" else f"{role}-clear") / f"{name}_{i:03d}.png",
+                image,
+            )
     for role, seed in (("train", SEED), ("test", SEED + 1)):
         if name == "microscopy":
             haze_crops(root / f"{role}-clear", root / f"{role}-synth", seed)
         else:
-            eid("synth", str(root / f"{role}-clear"), "--out", str(root / f"{role}-synth"), *HAZE[name], "--seed", str(seed))
+            eid(
+                "synth",
+                str(root / f"{role}-clear"),
+                "--out",
+                str(root / f"{role}-synth"),
+                *HAZE[name],
+                "--seed",
+                str(seed),
+            )
 
 
 def haze_crops(clear: Path, out: Path, seed: int) -> None:
@@ -121,12 +138,16 @@ def haze_crops(clear: Path, out: Path, seed: int) -> None:
         write_image(out / "hazy" / path.name, hazy, meta)
         write_image(out / "clear" / path.name, x, meta)
         records.append({"name": path.name, **record})
-    (out / "params.json").write_text(json.dumps({"white": "dtype", "images": records}, indent=2) + "\n")
+    (out / "params.json").write_text(
+        json.dumps({"white": "dtype", "images": records}, indent=2) + "\n"
+    )
 
 
 def build(name: str, work: Path, threads: str, models: Path) -> None:
     """Train ``name`` in ``work/name`` and copy it with its card to ``models/name``."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], check=True, cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
     build_data(name, root / "data")
@@ -144,31 +165,64 @@ def package(name: str, root: Path, threads: str, commit: str, target: Path) -> N
     from eid.zoo import ZOO_FILES
 
     data, scores = root / "data", {}
-    for method, args in (("hazy input", None), ("DCP", ["--method", "dcp"]), ("EID", ["--model", str(root / "eid")])):
+    for method, args in (
+        ("hazy input", None),
+        ("DCP", ["--method", "dcp"]),
+        ("EID", ["--model", str(root / "eid")]),
+    ):
         pred = data / "test-synth" / "hazy" if args is None else root / method
         if args is not None:
-            eid("dehaze", *args, str(data / "test-synth" / "hazy"), "--out", str(pred), "--threads", threads)
-        eid("evaluate", "--pred", str(pred), "--ref", str(data / "test-synth" / "clear"), "--json", str(root / f"{method}.json"))
+            eid(
+                "dehaze",
+                *args,
+                str(data / "test-synth" / "hazy"),
+                "--out",
+                str(pred),
+                "--threads",
+                threads,
+            )
+        eid(
+            "evaluate",
+            "--pred",
+            str(pred),
+            "--ref",
+            str(data / "test-synth" / "clear"),
+            "--json",
+            str(root / f"{method}.json"),
+        )
         scores[method] = json.loads((root / f"{method}.json").read_text())["metrics"]
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for file in ZOO_FILES:
         shutil.copy2(root / "eid" / file, target / file)
-    held_out = {f"{method} {metric.upper()}": value for method, row in scores.items() for metric, value in row.items()}
+    held_out = {
+        f"{method} {metric.upper()}": value
+        for method, row in scores.items()
+        for metric, value in row.items()
+    }
     facts = json.loads(FACTS.read_text())[name]
     write_model_card(target, source=root / "eid", held_out=held_out, commit=commit, **facts)
     for file in target.iterdir():
         if file.suffix in (".yaml", ".md"):
             file.write_text(file.read_text().replace(str(root.parent.resolve()), WORK_MARK))
-    print(f"{name}: {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.2f} MB) {held_out}")
+    print(
+        f"{name}: {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.2f} MB) {held_out}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=MODELS, help="build one model (default: all)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/eid-build-models"), help="data and runs")
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/eid-build-models"), help="data and runs"
+    )
     parser.add_argument("--threads", default="1", help="torch threads of each command")
-    parser.add_argument("--models", type=Path, default=MODELS_DIR, help="where the model folders go (default: the package's)")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=MODELS_DIR,
+        help="where the model folders go (default: the package's)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", args.threads)
     for name in [args.only] if args.only else MODELS:

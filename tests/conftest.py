@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 import torch
 
-SHARED_DATA = Path(os.environ.get("EID_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get(
+        "EID_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    )
+)
 
 
 @pytest.fixture
@@ -54,7 +58,9 @@ class CliRun:
 
 
 @pytest.fixture
-def eid_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
+def eid_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliRun]:
     """Run ``eid ARGS`` through its real entry point (``eid.cli.main``: errors as one line, exit codes) in this
     process, which is ~8 s faster per call than a subprocess. An escaping exception is returned as a traceback."""
     from eid.cli import main

@@ -21,7 +21,9 @@ def test_forward_matches_formula(rng: torch.Generator) -> None:
 def test_exact_inversion_with_known_t_and_a(rng: torch.Generator) -> None:
     x = torch.rand(3, 3, 16, 16, generator=rng)
     physics = ASMHaze(t_min=0.1)
-    physics.update(transmission=0.2 + 0.8 * torch.rand(3, 1, 16, 16, generator=rng), airlight=[0.9, 0.8, 0.7])
+    physics.update(
+        transmission=0.2 + 0.8 * torch.rand(3, 1, 16, 16, generator=rng), airlight=[0.9, 0.8, 0.7]
+    )
     torch.testing.assert_close(physics.A_dagger(physics.A(x)), x, atol=1e-6, rtol=0)
 
 
@@ -34,7 +36,12 @@ def test_a_dagger_clamps_below_t_min() -> None:
 def test_update_converts_floats_and_keeps_buffers() -> None:
     physics = ASMHaze()
     physics.update(transmission=0.3, airlight=0.7)
-    assert physics.transmission.shape == (1, 1, 1, 1) and physics.transmission.item() == pytest.approx(0.3)
+    assert physics.transmission.shape == (
+        1,
+        1,
+        1,
+        1,
+    ) and physics.transmission.item() == pytest.approx(0.3)
     assert physics.airlight.item() == pytest.approx(0.7)
     assert set(physics.state_dict()) == {"transmission", "airlight"}
     physics.update(transmission=None)  # None keeps the current value
@@ -45,7 +52,9 @@ def test_update_converts_floats_and_keeps_buffers() -> None:
 
 def test_parameters_as_keyword_arguments_of_a() -> None:
     x = torch.zeros(1, 1, 2, 2)
-    assert ASMHaze().A(x, transmission=0.25, airlight=0.8).flatten().tolist() == pytest.approx([0.6] * 4)
+    assert ASMHaze().A(x, transmission=0.25, airlight=0.8).flatten().tolist() == pytest.approx(
+        [0.6] * 4
+    )
 
 
 @pytest.mark.parametrize(

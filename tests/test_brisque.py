@@ -21,7 +21,9 @@ def _check(shared: Path, quick: bool) -> None:
     for row in reference_rows(shared, quick):
         x = load_reference(shared, row["image"])
         assert float(brisque(x)) == pytest.approx(float(row["brisque_live"]), abs=0.1), row["image"]
-        assert float(brisque(x, model="brisque-pkg")) == pytest.approx(float(row["brisque_pypi"]), abs=0.1), row["image"]
+        assert float(brisque(x, model="brisque-pkg")) == pytest.approx(
+            float(row["brisque_pypi"]), abs=0.1
+        ), row["image"]
 
 
 def test_reference_subset(shared_data: Path) -> None:
@@ -59,14 +61,18 @@ def test_flat_regions_follow_the_2d_filter(rng: torch.Generator) -> None:
     x = _flat_bordered(rng)
     window = BRISQUE().window
     for img, c in ((torch.floor(x[:, :1] * 255 + 0.5), 1.0), (x[:, :1].double(), 1 / 255)):
-        img = torch.cat([img, imresize(img)[..., :48, :64].repeat(1, 1, 2, 2)])  # non-integer flat values too
+        img = torch.cat(
+            [img, imresize(img)[..., :48, :64].repeat(1, 1, 2, 2)]
+        )  # non-integer flat values too
         ours, ref = _mscn(img, window, c)[:, 1:-1, 1:], _mscn_2d(img, window, c)[:, 1:-1, 1:]
         assert ((ref != 0) & (np.abs(ref) < 1e-12)).sum() > 1000  # the flat residues are there
         assert np.array_equal(np.sign(ours), np.sign(ref))
         assert np.allclose(ours, ref, rtol=0, atol=1e-11)
 
 
-def test_flat_bordered_scores_match_the_2d_filter(rng: torch.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flat_bordered_scores_match_the_2d_filter(
+    rng: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x = _flat_bordered(rng)
     scores = {name: brisque(x, model=name) for name in ("brisque-live", "brisque-pkg")}
     monkeypatch.setattr(brisque_features, "_mscn", _mscn_2d)
@@ -80,7 +86,9 @@ def test_batch_equals_single_and_names(rng: torch.Generator) -> None:
     for name in ("brisque-live", "brisque-pkg"):
         batch = brisque(x, model=name)
         assert batch.shape == (2,)
-        assert torch.allclose(batch, torch.stack([brisque(x[0], model=name), brisque(x[1], model=name)]))
+        assert torch.allclose(
+            batch, torch.stack([brisque(x[0], model=name), brisque(x[1], model=name)])
+        )
     assert torch.equal(METRICS["brisque"].fn(x), brisque(x))
     assert torch.equal(METRICS["brisque-pkg"].fn(x), brisque(x, model="brisque-pkg"))
 
@@ -92,12 +100,18 @@ def test_mask_ignores_outside(rng: torch.Generator) -> None:
     changed = x.clone()
     changed[..., 48:] = 0.2
     for name in ("brisque-live", "brisque-pkg"):
-        assert float(brisque(changed, mask, name)) == pytest.approx(float(brisque(x, mask, name)), abs=1e-9)
-        assert float(brisque(changed, model=name)) != pytest.approx(float(brisque(x, model=name)), abs=1e-3)
+        assert float(brisque(changed, mask, name)) == pytest.approx(
+            float(brisque(x, mask, name)), abs=1e-9
+        )
+        assert float(brisque(changed, model=name)) != pytest.approx(
+            float(brisque(x, model=name)), abs=1e-3
+        )
 
 
 def test_libsvm_reader_dense_with_missing_indices() -> None:
-    text = "svm_type epsilon_svr\nkernel_type rbf\ngamma 0.05\nrho -1.5\nSV\n2 1:0.5 3:-1\n-2 2:0.25\n"
+    text = (
+        "svm_type epsilon_svr\nkernel_type rbf\ngamma 0.05\nrho -1.5\nSV\n2 1:0.5 3:-1\n-2 2:0.25\n"
+    )
     model = _read_libsvm(text)
     assert model["sv"].shape == (2, 36)
     assert model["sv"][0, :3].tolist() == [0.5, 0.0, -1.0] and model["sv"][1, 1] == 0.25

@@ -11,7 +11,16 @@ from typer.testing import CliRunner
 from eid import __version__
 from eid.cli import app
 
-EXPECTED_COMMANDS = {"synth", "dehaze", "evaluate", "train-operator", "train", "demo", "data", "models"}
+EXPECTED_COMMANDS = {
+    "synth",
+    "dehaze",
+    "evaluate",
+    "train-operator",
+    "train",
+    "demo",
+    "data",
+    "models",
+}
 
 
 def _commands(group, prefix=""):
@@ -33,15 +42,30 @@ def test_every_command_and_option_is_documented():
     for name, command in names.items():
         assert (command.help or "").strip(), f"`eid {name}` has no help text"
         for param in command.params:
-            assert (getattr(param, "help", None) or "").strip(), f"`eid {name}` option {param.name} has no help"
+            assert (getattr(param, "help", None) or "").strip(), (
+                f"`eid {name}` option {param.name} has no help"
+            )
         result = CliRunner().invoke(app, [*name.split(), "--help"])
         assert result.exit_code == 0, result.output
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-c", "from eid.cli import main; main()", "evaluate", "--pred", str(tmp_path / "missing"), "--ref", str(tmp_path), "--metrics", "psnr"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-c",
+            "from eid.cli import main; main()",
+            "evaluate",
+            "--pred",
+            str(tmp_path / "missing"),
+            "--ref",
+            str(tmp_path),
+            "--metrics",
+            "psnr",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -57,5 +81,7 @@ def test_shell_completion_script_is_offered(eid_cli, monkeypatch):
 
 def test_error_lines_keep_square_brackets(eid_cli, tmp_path):
     """Rich markup must not eat ``[...]`` in an error line (a folder name, an extra like ``eid-dehaze[export]``)."""
-    run = eid_cli("dehaze", "--model", tmp_path / "run[export]", tmp_path, "--out", tmp_path / "out")
+    run = eid_cli(
+        "dehaze", "--model", tmp_path / "run[export]", tmp_path, "--out", tmp_path / "out"
+    )
     assert run.code == 2 and "run[export]" in run.err and "Traceback" not in run.err

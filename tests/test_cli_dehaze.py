@@ -49,17 +49,29 @@ def test_corrupt_file_is_skipped_with_nonzero_exit(hazy_dir, tmp_path):
 
 def test_dim_16_bit_images_get_a_hint_that_white_removes(tmp_path):
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "n.tif", np.random.default_rng(0).integers(0, 236, (32, 32), dtype=np.uint16))
+    tifffile.imwrite(
+        tmp_path / "in" / "n.tif",
+        np.random.default_rng(0).integers(0, 236, (32, 32), dtype=np.uint16),
+    )
     result = invoke("--method", "dcp", str(tmp_path / "in"), "--out", str(tmp_path / "a"))
-    assert result.exit_code == 0 and "reach only 235 of 65535; pass --white 255 (or max)" in result.output
-    result = invoke("--method", "dcp", str(tmp_path / "in"), "--out", str(tmp_path / "b"), "--white", "255")
+    assert (
+        result.exit_code == 0
+        and "reach only 235 of 65535; pass --white 255 (or max)" in result.output
+    )
+    result = invoke(
+        "--method", "dcp", str(tmp_path / "in"), "--out", str(tmp_path / "b"), "--white", "255"
+    )
     assert result.exit_code == 0 and "warning" not in result.output
-    assert tifffile.imread(tmp_path / "b" / "n.tif").max() <= 255  # written back on the scale it was read
+    assert (
+        tifffile.imread(tmp_path / "b" / "n.tif").max() <= 255
+    )  # written back on the scale it was read
 
 
 def test_glob_input(hazy_dir, tmp_path):
     out = tmp_path / "out"
-    result = invoke("--method", "dcp", str(hazy_dir / "*.png"), "--out", str(out), "--device", "cpu")
+    result = invoke(
+        "--method", "dcp", str(hazy_dir / "*.png"), "--out", str(out), "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.iterdir()] == ["rgb.png"]
 
@@ -78,16 +90,32 @@ def test_eid_without_model_is_a_clear_error(hazy_dir, tmp_path):
 def test_help_documents_every_option():
     result = CliRunner().invoke(app, ["dehaze", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for option in ("--method", "--model", "--operator", "--tile", "--overlap", "--batch-size", "--device",
-                   "--precision", "--tta", "--max-pixels", "--skip-existing", "--side-by-side", "--temporal-smoothing",
-                   "--white", "--threads"):
+    for option in (
+        "--method",
+        "--model",
+        "--operator",
+        "--tile",
+        "--overlap",
+        "--batch-size",
+        "--device",
+        "--precision",
+        "--tta",
+        "--max-pixels",
+        "--skip-existing",
+        "--side-by-side",
+        "--temporal-smoothing",
+        "--white",
+        "--threads",
+    ):
         assert option in result.output
 
 
 def test_threads_option_sets_torchs_thread_count(hazy_dir, tmp_path):
     import torch
 
-    result = invoke("--method", "dcp", str(hazy_dir), "--out", str(tmp_path / "out"), "--threads", "2")
+    result = invoke(
+        "--method", "dcp", str(hazy_dir), "--out", str(tmp_path / "out"), "--threads", "2"
+    )
     assert result.exit_code == 0 and torch.get_num_threads() == 2
 
 
@@ -103,7 +131,9 @@ def test_video_through_the_cli_keeps_fps_size_and_frames(tmp_path):
     out = tmp_path / "out" / "clip.mp4"
     result = invoke("--method", "dcp", str(src), "--out", str(out), "--side-by-side")
     assert result.exit_code == 0, result.output
-    assert "flicker n/a (no static region in the input)" in result.output  # every pixel changes by 0.1 per frame
+    assert (
+        "flicker n/a (no static region in the input)" in result.output
+    )  # every pixel changes by 0.1 per frame
     with VideoReader(out) as reader:
         frames = [f.image for f in reader]
         assert (reader.info.width, reader.info.height, float(reader.info.fps)) == (80, 24, 12.0)

@@ -64,7 +64,12 @@ def test_box_filter_matches_loop(rng: torch.Generator, r: int) -> None:
 def test_guided_filter_matches_loop(rng: torch.Generator, r: int, eps: float) -> None:
     guide = torch.rand(1, 1, 12, 15, generator=rng)
     src = torch.rand(1, 1, 12, 15, generator=rng)
-    torch.testing.assert_close(guided_filter(guide, src, r, eps), _loop_guided_filter(guide, src, r, eps), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        guided_filter(guide, src, r, eps),
+        _loop_guided_filter(guide, src, r, eps),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_airlight_within_image_range_and_t_bounds(rng: torch.Generator) -> None:
@@ -86,7 +91,9 @@ def test_haze_free_image_is_nearly_unchanged(rng: torch.Generator) -> None:
     torch.testing.assert_close(j, x, atol=1e-4, rtol=0)
 
 
-def _asm_scene(rng: torch.Generator, t_true: float, a_true: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _asm_scene(
+    rng: torch.Generator, t_true: float, a_true: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Haze-free scene with an airlight-coloured "sky" band (rows 0-7), hazed with constant t."""
     clear = _haze_free(rng, h=48, w=48)
     clear[..., :8, :] = a_true
@@ -98,7 +105,9 @@ def test_recovery_is_exact_on_constant_t_asm_without_refinement(rng: torch.Gener
     clear, hazy = _asm_scene(rng, t_true=0.6, a_true=0.8)
     j, t, a = DarkChannelPrior(omega=1.0, gf_radius=0).estimate(hazy)
     torch.testing.assert_close(a, torch.full((1, 3, 1, 1), 0.8), atol=1e-6, rtol=0)
-    torch.testing.assert_close(t[..., 16:, :], torch.full_like(t[..., 16:, :], 0.6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        t[..., 16:, :], torch.full_like(t[..., 16:, :], 0.6), atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(j[..., 16:, :], clear[..., 16:, :], atol=1e-5, rtol=0)
 
 
@@ -125,7 +134,9 @@ def test_single_channel(rng: torch.Generator) -> None:
     y = 0.3 + 0.5 * torch.rand(2, 1, 20, 20, generator=rng)
     j, t, a = DarkChannelPrior().estimate(y)
     assert j.shape == y.shape and t.shape == (2, 1, 20, 20) and a.shape == (2, 1, 1, 1)
-    assert torch.all((a[:, 0, 0, 0] >= y.flatten(1).amin(1)) & (a[:, 0, 0, 0] <= y.flatten(1).amax(1)))
+    assert torch.all(
+        (a[:, 0, 0, 0] >= y.flatten(1).amin(1)) & (a[:, 0, 0, 0] <= y.flatten(1).amax(1))
+    )
 
 
 def test_forward_is_dehazed_image_and_bad_shape_raises(rng: torch.Generator) -> None:
@@ -139,4 +150,6 @@ def test_forward_is_dehazed_image_and_bad_shape_raises(rng: torch.Generator) -> 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_gpu(rng: torch.Generator) -> None:
     y = torch.rand(2, 3, 32, 32, generator=rng)
-    torch.testing.assert_close(DarkChannelPrior()(y.cuda()).cpu(), DarkChannelPrior()(y), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        DarkChannelPrior()(y.cuda()).cpu(), DarkChannelPrior()(y), atol=1e-4, rtol=0
+    )

@@ -28,10 +28,16 @@ def tiny(**kw) -> DehazerNet:
 
 
 def test_paper_size_matches_the_authors() -> None:
-    assert count_parameters(DehazerNet(DehazerConfig(scales=5, width=64, norm="instance"))) == 34_527_171
+    assert (
+        count_parameters(DehazerNet(DehazerConfig(scales=5, width=64, norm="instance")))
+        == 34_527_171
+    )
 
 
-@pytest.mark.parametrize("norm,layer", [("group", nn.GroupNorm), ("instance", nn.InstanceNorm2d), ("batch", nn.BatchNorm2d)])
+@pytest.mark.parametrize(
+    "norm,layer",
+    [("group", nn.GroupNorm), ("instance", nn.InstanceNorm2d), ("batch", nn.BatchNorm2d)],
+)
 def test_norm_layers(norm: str, layer: type) -> None:
     kinds = {type(m) for m in tiny(norm=norm).modules()}
     assert layer in kinds
@@ -77,7 +83,9 @@ def test_a_dehazer_from_dcp_starts_at_dcp_and_learns(rng: torch.Generator) -> No
     f(y).sum().backward()
     assert f.unet.Conv_1x1.weight.grad.abs().sum() > 0
     assert not torch.allclose(tiny(input="hazy")(y), y, atol=1e-3)
-    assert not torch.allclose(tiny(input="pinv")(y, physics), physics.A_dagger(y).clamp(0, 1), atol=1e-3)
+    assert not torch.allclose(
+        tiny(input="pinv")(y, physics), physics.A_dagger(y).clamp(0, 1), atol=1e-3
+    )
 
 
 def test_bad_config_values() -> None:
@@ -90,19 +98,29 @@ def test_bad_config_values() -> None:
 
 
 @pytest.mark.parametrize("unshuffle", [2, 4])
-def test_space_to_depth_runs_the_unet_at_low_resolution(unshuffle: int, rng: torch.Generator) -> None:
+def test_space_to_depth_runs_the_unet_at_low_resolution(
+    unshuffle: int, rng: torch.Generator
+) -> None:
     """``S_r^{-1} UNet S_r``: any size in and out, a UNet on ``C r^2`` channels, multiple ``r 2^(S-1)``."""
     f = tiny(unshuffle=unshuffle, norm="none")
-    assert f.unet.in_channels == 3 * unshuffle**2 and f.multiple == unshuffle * 2 and f.channels == 3
+    assert (
+        f.unet.in_channels == 3 * unshuffle**2 and f.multiple == unshuffle * 2 and f.channels == 3
+    )
     y = torch.rand(1, 3, 37, 50, generator=rng)
     assert f(y).shape == y.shape
-    with torch.no_grad():  # at a size multiple, the same as the UNet applied to the space-to-depth image
+    with (
+        torch.no_grad()
+    ):  # at a size multiple, the same as the UNet applied to the space-to-depth image
         z = y[..., :32, :48]
-        inner = nn.functional.pixel_shuffle(f.unet(nn.functional.pixel_unshuffle(z, unshuffle)), unshuffle)
+        inner = nn.functional.pixel_shuffle(
+            f.unet(nn.functional.pixel_unshuffle(z, unshuffle)), unshuffle
+        )
         assert torch.equal(f(z), inner.clamp(0, 1))
 
 
-def test_load_round_trip_and_test_path_equals_training_path(tmp_path: Path, rng: torch.Generator) -> None:
+def test_load_round_trip_and_test_path_equals_training_path(
+    tmp_path: Path, rng: torch.Generator
+) -> None:
     f = tiny(channels=1, norm="group", unshuffle=2)
     save_weights(tmp_path / "dehazer", f, {"model": config_to_dict(f.config), "group": "rot90"})
     g, physics, config = load_dehazer(tmp_path)
@@ -110,7 +128,9 @@ def test_load_round_trip_and_test_path_equals_training_path(tmp_path: Path, rng:
     y = torch.rand(2, 1, 24, 24, generator=rng)
     f.train()
     with torch.no_grad():
-        assert torch.equal(f(y), g(y))  # same function in training mode and after loading in eval mode
+        assert torch.equal(
+            f(y), g(y)
+        )  # same function in training mode and after loading in eval mode
 
 
 def test_load_missing_run(tmp_path: Path) -> None:

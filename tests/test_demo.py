@@ -19,14 +19,20 @@ from eid.errors import EIDError
 
 
 def test_demo_sets_are_disjoint():
-    assert not (set(CLEAR_SET) & set(TRAIN_SET) or set(CLEAR_SET) & set(TEST_SET) or set(TRAIN_SET) & set(TEST_SET))
+    assert not (
+        set(CLEAR_SET) & set(TRAIN_SET)
+        or set(CLEAR_SET) & set(TEST_SET)
+        or set(TRAIN_SET) & set(TEST_SET)
+    )
 
 
 def test_demo_data_is_deterministic(tmp_path):
     a = build_demo_data(tmp_path / "a", short_side=64)
     b = build_demo_data(tmp_path / "b", short_side=64)
     for name in TEST_SET:
-        assert (a.test_hazy / f"{name}.png").read_bytes() == (b.test_hazy / f"{name}.png").read_bytes()
+        assert (a.test_hazy / f"{name}.png").read_bytes() == (
+            b.test_hazy / f"{name}.png"
+        ).read_bytes()
     params = json.loads((tmp_path / "a" / "params.json").read_text())
     assert params["stereo_motorcycle"]["depth_source"].startswith("middlebury")
 
@@ -45,9 +51,13 @@ def test_pipeline_end_to_end_with_few_steps(tmp_path):
     assert all({"psnr", "ssim"} <= set(means) for means in report["metrics"].values())
     assert json.loads((out / "metrics.json").read_text())["metrics"] == report["metrics"]
     for method in ("dcp", "cyclegan", "eid"):
-        assert sorted(p.name for p in (out / "dehazed" / method).iterdir()) == sorted(f"{n}.png" for n in TEST_SET)
+        assert sorted(p.name for p in (out / "dehazed" / method).iterdir()) == sorted(
+            f"{n}.png" for n in TEST_SET
+        )
     assert (out / "comparison.png").is_file() and (out / DEMO_MARKER).is_file()
     assert (out / "runs" / "eid" / "dehazer.safetensors").is_file()
     page = (out / "report" / "index.html").read_text()
     assert all(label in page for label in ("DCP", "EID")), "the demo's report shows every method"
-    run_demo(out, operator_steps=1, dehazer_steps=1, short_side=64)  # a second run replaces the first
+    run_demo(
+        out, operator_steps=1, dehazer_steps=1, short_side=64
+    )  # a second run replaces the first

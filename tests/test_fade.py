@@ -14,7 +14,10 @@ from eid.metrics.fade import FADE, _log_kernel, fade, fade_features
 
 
 def test_fog_free_scores_lower_than_foggy(shared_data: Path) -> None:
-    scores = {n: float(fade(load_reference(shared_data, f"fade/{n}"))) for n in ("test_image1.png", "test_image2.JPG", "test_image3.jpg")}
+    scores = {
+        n: float(fade(load_reference(shared_data, f"fade/{n}")))
+        for n in ("test_image1.png", "test_image2.JPG", "test_image3.jpg")
+    }
     assert scores["test_image1.png"] < 1.5 < scores["test_image2.JPG"] < scores["test_image3.jpg"]
 
 

@@ -19,7 +19,9 @@ from eid.data.io import read_image
 
 def _png(path: Path, seed: int, size: tuple[int, int] = (24, 32)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+        path
+    )
     return path
 
 
@@ -31,14 +33,21 @@ def _params(out: Path) -> dict:
 
 
 def test_synth_inputs_sharing_a_name_get_distinct_outputs(eid_cli, tmp_path):
-    _png(tmp_path / "a" / "x.png", 1), _png(tmp_path / "a" / "y.png", 2), _png(tmp_path / "b" / "x.png", 3)
+    (
+        _png(tmp_path / "a" / "x.png", 1),
+        _png(tmp_path / "a" / "y.png", 2),
+        _png(tmp_path / "b" / "x.png", 3),
+    )
     run = eid_cli("synth", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "out", "--seed", "0")
     assert run.code == 0 and "Traceback" not in run.err
     assert "written as x-2.png" in run.err and "3 hazed" in run.err
     names = sorted(p.name for p in (tmp_path / "out" / "clear").iterdir())
     assert names == ["x-2.png", "x.png", "y.png"]
     for folder, name in (("a", "x.png"), ("b", "x-2.png")):  # each clear copy is its own input
-        assert np.array_equal(np.asarray(Image.open(tmp_path / folder / "x.png")), np.asarray(Image.open(tmp_path / "out" / "clear" / name)))
+        assert np.array_equal(
+            np.asarray(Image.open(tmp_path / folder / "x.png")),
+            np.asarray(Image.open(tmp_path / "out" / "clear" / name)),
+        )
     records = _params(tmp_path / "out")["images"]
     assert [r["name"] for r in records] == ["x-2.png", "x.png", "y.png"]
     assert records[0]["source"] == str(tmp_path / "b" / "x.png")
@@ -46,7 +55,17 @@ def test_synth_inputs_sharing_a_name_get_distinct_outputs(eid_cli, tmp_path):
 
 def test_dehaze_inputs_sharing_a_name_get_distinct_outputs(eid_cli, tmp_path):
     _png(tmp_path / "a" / "x.png", 1), _png(tmp_path / "b" / "x.png", 3)
-    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze",
+        "--method",
+        "dcp",
+        tmp_path / "a",
+        tmp_path / "b",
+        "--out",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+    )
     assert run.code == 0, run.err
     assert "written as x-2.png" in run.err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2.png", "x.png"]
@@ -55,11 +74,15 @@ def test_dehaze_inputs_sharing_a_name_get_distinct_outputs(eid_cli, tmp_path):
 def test_synth_save_depth_gives_each_image_its_own_depth_map(eid_cli, tmp_path):
     for suffix, seed in ((".png", 1), (".jpg", 2), (".tif", 3)):
         _png(tmp_path / "in" / f"x{suffix}", seed)  # Pillow picks the format from the suffix
-    run = eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out", "--save-depth", "--depth", "random")
+    run = eid_cli(
+        "synth", tmp_path / "in", "--out", tmp_path / "out", "--save-depth", "--depth", "random"
+    )
     assert run.code == 0, run.err
     records = {r["name"]: r for r in _params(tmp_path / "out")["images"]}
     files = {name: r["depth_file"] for name, r in records.items()}
-    assert len(set(files.values())) == 3 and all((tmp_path / "out" / f).is_file() for f in files.values())
+    assert len(set(files.values())) == 3 and all(
+        (tmp_path / "out" / f).is_file() for f in files.values()
+    )
     for record in records.values():  # each map is the depth that image was hazed with
         depth = tifffile.imread(tmp_path / "out" / record["depth_file"])
         assert depth.min() == pytest.approx(record["depth_min"], abs=1e-5)
@@ -87,7 +110,17 @@ def test_synth_refuses_out_of_range_options(eid_cli, tmp_path, option, cause):
 
 def test_cell97_refuses_zero_veil_sigma(eid_cli, tmp_path):
     _png(tmp_path / "src" / "n.png", 1)
-    run = eid_cli("data", "cell97", "--src", tmp_path / "src", "--out", tmp_path / "out", "--veil-sigma", "0", "--no-progress")
+    run = eid_cli(
+        "data",
+        "cell97",
+        "--src",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "out",
+        "--veil-sigma",
+        "0",
+        "--no-progress",
+    )
     assert run.code == 2 and "--veil-sigma 0" in run.error_line()
 
 
@@ -96,7 +129,15 @@ def test_failing_synth_rerun_keeps_params_json(eid_cli, tmp_path):
     assert eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out").code == 0
     before = (tmp_path / "out" / "params.json").read_text()
     (tmp_path / "maps").mkdir()  # a depth folder without a map for x.png: every image is skipped
-    run = eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out", "--depth", tmp_path / "maps", "--overwrite")
+    run = eid_cli(
+        "synth",
+        tmp_path / "in",
+        "--out",
+        tmp_path / "out",
+        "--depth",
+        tmp_path / "maps",
+        "--overwrite",
+    )
     assert run.code == 1 and "no depth map" in run.err and "Traceback" not in run.err
     assert (tmp_path / "out" / "params.json").read_text() == before
     assert (tmp_path / "out" / "hazy" / "x.png").is_file()
@@ -130,7 +171,9 @@ def test_temp_files_of_a_killed_run_are_removed_at_the_next_start(eid_cli, tmp_p
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"partial")
     assert eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out").code == 0
-    assert not any(p.exists() for p in orphans) and live.exists()  # a concurrent writer's file is kept
+    assert (
+        not any(p.exists() for p in orphans) and live.exists()
+    )  # a concurrent writer's file is kept
 
 
 def test_an_ome_tiffs_temp_name_keeps_both_suffixes_and_is_cleaned(tmp_path):
@@ -143,7 +186,10 @@ def test_an_ome_tiffs_temp_name_keeps_both_suffixes_and_is_cleaned(tmp_path):
         tmp.write_bytes(b"x")
     orphan = tmp_path / f".cells.eid-{_host_tag()}-{2**22 + 7}-abcd1234.tmp.ome.tif"
     orphan.write_bytes(b"partial")
-    assert remove_stale_temps(tmp_path) == [orphan] and (tmp_path / "cells.ome.tif").read_bytes() == b"x"
+    assert (
+        remove_stale_temps(tmp_path) == [orphan]
+        and (tmp_path / "cells.ome.tif").read_bytes() == b"x"
+    )
 
 
 # --- 11: file names that are not UTF-8 ---------------------------------------------------------------------
@@ -155,9 +201,21 @@ def test_non_utf8_file_names_in_synth_and_evaluate_csv(eid_cli, tmp_path):
     assert eid_cli("synth", tmp_path / "in", "--out", tmp_path / "out").code == 0
     assert (tmp_path / "out" / "hazy" / name).is_file()
     out = tmp_path / "out"
-    run = eid_cli("evaluate", "--pred", out / "hazy", "--ref", out / "clear", "--csv", tmp_path / "m.csv", "--device", "cpu")
+    run = eid_cli(
+        "evaluate",
+        "--pred",
+        out / "hazy",
+        "--ref",
+        out / "clear",
+        "--csv",
+        tmp_path / "m.csv",
+        "--device",
+        "cpu",
+    )
     assert run.code == 0 and "Traceback" not in run.err
-    assert os.fsencode(name) in (tmp_path / "m.csv").read_bytes()  # the name's own bytes, as on disk
+    assert (
+        os.fsencode(name) in (tmp_path / "m.csv").read_bytes()
+    )  # the name's own bytes, as on disk
     assert read_image(out / "hazy" / name)[0].shape == (3, 24, 32)
 
 
@@ -165,11 +223,15 @@ def test_non_utf8_file_names_in_synth_and_evaluate_csv(eid_cli, tmp_path):
 
 
 def test_pages_appended_one_by_one_are_all_dehazed(eid_cli, tmp_path):
-    pages = np.random.default_rng(0).integers(100, 256, (3, 24, 32), dtype=np.uint8)  # hazy: DCP changes it
+    pages = np.random.default_rng(0).integers(
+        100, 256, (3, 24, 32), dtype=np.uint8
+    )  # hazy: DCP changes it
     (tmp_path / "in").mkdir()
     for page in pages:  # three separate writes: three TIFF series of one page each
         tifffile.imwrite(tmp_path / "in" / "p.tif", page, append=True)
-    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert run.code == 0, run.err
     out = tifffile.imread(tmp_path / "out" / "p.tif")
     assert out.shape == (3, 24, 32) and all(not np.array_equal(o, p) for o, p in zip(out, pages))
@@ -180,9 +242,13 @@ def test_series_of_different_shapes_are_refused_not_truncated(eid_cli, tmp_path)
     tifffile.imwrite(tmp_path / "in" / "p.tif", np.zeros((24, 32), np.uint8), append=True)
     tifffile.imwrite(tmp_path / "in" / "p.tif", np.zeros((16, 16), np.uint8), append=True)
     _png(tmp_path / "in" / "ok.png", 1)
-    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert run.code == 1 and "Traceback" not in run.err
-    assert "holds 2 images of different shapes" in run.err and (tmp_path / "out" / "ok.png").is_file()
+    assert (
+        "holds 2 images of different shapes" in run.err and (tmp_path / "out" / "ok.png").is_file()
+    )
     assert not (tmp_path / "out" / "p.tif").exists()
 
 
@@ -196,7 +262,12 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -204,7 +275,9 @@ def test_max_pixels_governs_not_pillows_bomb_limit(eid_cli, tmp_path, monkeypatc
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 24x32 = 768 pixels: a "bomb" to Pillow
     _png(tmp_path / "in" / "ok.png", 1)
     _png_header_only(tmp_path / "in" / "bomb.png", 30_000, 30_000)
-    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert run.code == 1 and "Traceback" not in run.err
     assert "bomb.png: image too large (30000x30000" in run.err and "--max-pixels" in run.err
     assert (tmp_path / "out" / "ok.png").is_file() and Image.MAX_IMAGE_PIXELS == 300
@@ -215,9 +288,14 @@ def test_max_pixels_governs_not_pillows_bomb_limit(eid_cli, tmp_path, monkeypatc
 def test_unreadable_file_is_skipped_and_the_batch_goes_on(eid_cli, tmp_path, make_unreadable):
     _png(tmp_path / "in" / "a.png", 1), _png(tmp_path / "in" / "b.png", 2)
     make_unreadable(tmp_path / "in" / "a.png")
-    run = eid_cli("dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze", "--method", "dcp", tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert run.code == 1 and "Traceback" not in run.err
-    assert "a.png: cannot read (Permission denied)" in run.err and (tmp_path / "out" / "b.png").is_file()
+    assert (
+        "a.png: cannot read (Permission denied)" in run.err
+        and (tmp_path / "out" / "b.png").is_file()
+    )
 
 
 # --- 5: corrupted weights and NaN ---------------------------------------------------------------------------
@@ -234,10 +312,17 @@ def _dehazer_run(folder: Path, nan: bool = False, checksum: bool = True) -> Path
 
     torch.manual_seed(0)
     net = DehazerNet(DehazerConfig(channels=3, scales=2, width=4))
-    state = {k: v.clone().fill_(float("nan")) if nan and v.is_floating_point() else v for k, v in net.state_dict().items()}
+    state = {
+        k: v.clone().fill_(float("nan")) if nan and v.is_floating_point() else v
+        for k, v in net.state_dict().items()
+    }
     save_weights(folder / "dehazer", state, {"model": config_to_dict(net.config)})
     if not checksum:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "dehazer.safetensors"), metadata={"format": "pt"})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(folder / "dehazer.safetensors"),
+            metadata={"format": "pt"},
+        )
     return folder
 
 
@@ -245,20 +330,30 @@ def test_corrupted_weights_are_refused_with_one_line(eid_cli, tmp_path):
     run_dir = _dehazer_run(tmp_path / "run")
     weights = run_dir / "dehazer.safetensors"
     blob = bytearray(weights.read_bytes())
-    blob[-40:-20] = bytes(b ^ 0xFF for b in blob[-40:-20])  # flip tensor bytes, keep the header valid
+    blob[-40:-20] = bytes(
+        b ^ 0xFF for b in blob[-40:-20]
+    )  # flip tensor bytes, keep the header valid
     weights.write_bytes(bytes(blob))
     _png(tmp_path / "in" / "x.png", 1)
-    run = eid_cli("dehaze", "--model", run_dir, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze", "--model", run_dir, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert run.code == 2 and "dehazer.safetensors: checksum mismatch" in run.error_line()
     assert not (tmp_path / "out").exists()
 
 
 def test_nan_outputs_are_reported_per_image_never_written_black(eid_cli, tmp_path):
-    run_dir = _dehazer_run(tmp_path / "run", nan=True, checksum=False)  # an old export: loads unchecked
+    run_dir = _dehazer_run(
+        tmp_path / "run", nan=True, checksum=False
+    )  # an old export: loads unchecked
     _png(tmp_path / "in" / "x.png", 1), _png(tmp_path / "in" / "y.png", 2)
-    run = eid_cli("dehaze", "--model", run_dir, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu")
+    run = eid_cli(
+        "dehaze", "--model", run_dir, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert run.code == 1 and "Traceback" not in run.err
-    assert run.err.count("gave NaN or infinite values") >= 2 and not list((tmp_path / "out").glob("*.png"))
+    assert run.err.count("gave NaN or infinite values") >= 2 and not list(
+        (tmp_path / "out").glob("*.png")
+    )
 
 
 def test_one_nan_input_pixel_does_not_spread(tmp_path):
@@ -268,7 +363,9 @@ def test_one_nan_input_pixel_does_not_spread(tmp_path):
     from eid.models import DehazerConfig, DehazerNet
 
     torch.manual_seed(0)
-    runner = Dehazer.from_module(DehazerNet(DehazerConfig(channels=3, scales=2, width=4)).eval(), device="cpu")
+    runner = Dehazer.from_module(
+        DehazerNet(DehazerConfig(channels=3, scales=2, width=4)).eval(), device="cpu"
+    )
     image = np.random.default_rng(0).random((24, 32, 3)).astype(np.float32)
     image[5, 7, 1] = np.nan
     with pytest.warns(UserWarning, match="1 NaN or infinite input values replaced by 0"):
@@ -281,8 +378,20 @@ def test_one_nan_input_pixel_does_not_spread(tmp_path):
 
 def test_undefined_metrics_are_null_in_json(eid_cli, tmp_path):
     (tmp_path / "a").mkdir()
-    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a" / "black.png")  # BRISQUE is undefined (NaN)
-    run = eid_cli("evaluate", "--pred", tmp_path / "a", "--metrics", "brisque", "--json", tmp_path / "m.json", "--device", "cpu")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(
+        tmp_path / "a" / "black.png"
+    )  # BRISQUE is undefined (NaN)
+    run = eid_cli(
+        "evaluate",
+        "--pred",
+        tmp_path / "a",
+        "--metrics",
+        "brisque",
+        "--json",
+        tmp_path / "m.json",
+        "--device",
+        "cpu",
+    )
     assert run.code == 0, run.err
 
     def refuse(constant: str) -> None:
@@ -297,12 +406,16 @@ def test_float_tiff_outside_0_1_is_warned_once(tmp_path):
 
     scale._FLOAT_WARNED.clear()
     for name in ("a.tif", "b.tif"):
-        tifffile.imwrite(tmp_path / name, np.linspace(-0.5, 3.0, 24 * 32, dtype=np.float32).reshape(24, 32))
+        tifffile.imwrite(
+            tmp_path / name, np.linspace(-0.5, 3.0, 24 * 32, dtype=np.float32).reshape(24, 32)
+        )
     with pytest.warns(UserWarning) as caught:
         read_image(tmp_path / "a.tif"), read_image(tmp_path / "b.tif")
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2 and all("a.tif" in m for m in messages)
-    assert any("below 0 are clipped" in m for m in messages) and any("read with 3 as white" in m for m in messages)
+    assert any("below 0 are clipped" in m for m in messages) and any(
+        "read with 3 as white" in m for m in messages
+    )
 
 
 # --- 14: nothing to do is not a success --------------------------------------------------------------------
@@ -343,7 +456,10 @@ def test_os_errors_name_the_real_cause_not_the_tile(tmp_path, monkeypatch):
     failures = dehaze_paths([tmp_path / "in"], tmp_path / "out", Dehazer.from_module(lambda y: y, device="cpu"),
                             console=Console(file=log, width=400))  # fmt: skip
     assert failures == 1 and not target.exists()
-    assert "No space left on device; free space on that disk" in log.getvalue() and "--tile" not in log.getvalue()
+    assert (
+        "No space left on device; free space on that disk" in log.getvalue()
+        and "--tile" not in log.getvalue()
+    )
 
 
 def test_messages_of_tiling_and_black_images(tmp_path):
@@ -353,14 +469,30 @@ def test_messages_of_tiling_and_black_images(tmp_path):
 
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "in" / "black.png")
-    assert dim_scale_hint([tmp_path / "in"], "dtype") is None  # an all-black image is no reason for --white 1
-    with pytest.raises(EIDError, match="--tile 1, --overlap 0; this model needs sides in multiples of 4"):
+    assert (
+        dim_scale_hint([tmp_path / "in"], "dtype") is None
+    )  # an all-black image is no reason for --white 1
+    with pytest.raises(
+        EIDError, match="--tile 1, --overlap 0; this model needs sides in multiples of 4"
+    ):
         Dehazer(Method(lambda y: y, multiple=4), device="cpu", tile=1, overlap=0)
 
 
 # --- 8, 9, 12, 13, 16, 17: training runs ---------------------------------------------------------------------
 
-_ASM = ("--operator", "asm", "--asm-t", "0.6", "--asm-a", "0.9", "--batch-size", "2", "--crop", "16", "--no-prior")
+_ASM = (
+    "--operator",
+    "asm",
+    "--asm-t",
+    "0.6",
+    "--asm-a",
+    "0.9",
+    "--batch-size",
+    "2",
+    "--crop",
+    "16",
+    "--no-prior",
+)
 
 
 def _train(eid_cli, hazy: Path, out: Path, *extra: object):
@@ -383,7 +515,9 @@ def hazy_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_start_failing_before_the_first_checkpoint_leaves_no_stub(eid_cli, tmp_path, hazy_set):
     bad = np.zeros((24, 32), np.float32)
     bad[3, 4] = np.nan
-    tifffile.imwrite(hazy_set / "z.tif", bad)  # read last: the failure comes once the run folder exists
+    tifffile.imwrite(
+        hazy_set / "z.tif", bad
+    )  # read last: the failure comes once the run folder exists
     run = _train(eid_cli, hazy_set, tmp_path / "run")
     assert run.code == 2 and "z.tif" in run.err.splitlines()[-1] and "Traceback" not in run.err
     assert not (tmp_path / "run").exists()
@@ -391,12 +525,16 @@ def test_a_start_failing_before_the_first_checkpoint_leaves_no_stub(eid_cli, tmp
     assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0  # the rerun is not blocked
 
 
-def test_a_full_disk_at_the_first_checkpoint_leaves_no_stub(eid_cli, tmp_path, hazy_set, monkeypatch):
+def test_a_full_disk_at_the_first_checkpoint_leaves_no_stub(
+    eid_cli, tmp_path, hazy_set, monkeypatch
+):
     import errno
 
     from eid.training.checkpoints import AtomicCheckpointIO
 
-    def full_disk(self: object, checkpoint: object, path: object, storage_options: object = None) -> None:
+    def full_disk(
+        self: object, checkpoint: object, path: object, storage_options: object = None
+    ) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", full_disk)
@@ -413,7 +551,10 @@ def test_a_killed_start_is_named_as_such_not_sent_to_resume(eid_cli, tmp_path, h
     (tmp_path / "run" / "config.yaml").write_text("{}\n")  # kill -9 before the first checkpoint
     line = _train(eid_cli, hazy_set, tmp_path / "run").error_line()
     assert "holds no checkpoint to resume; remove it or choose another --out" in line
-    assert "nothing to resume; start a new run without --resume" in _train(eid_cli, hazy_set, tmp_path / "run", "--resume").error_line()
+    assert (
+        "nothing to resume; start a new run without --resume"
+        in _train(eid_cli, hazy_set, tmp_path / "run", "--resume").error_line()
+    )
 
 
 @pytest.mark.parametrize(
@@ -425,9 +566,21 @@ def test_a_killed_start_is_named_as_such_not_sent_to_resume(eid_cli, tmp_path, h
         ("model:\n  width: 100000\n", "model.width 100000 is out of range; use 1..256"),
     ],
 )
-def test_bad_config_values_are_one_line_before_any_folder(eid_cli, tmp_path, hazy_set, yaml_text, cause):
+def test_bad_config_values_are_one_line_before_any_folder(
+    eid_cli, tmp_path, hazy_set, yaml_text, cause
+):
     (tmp_path / "bad.yaml").write_text(yaml_text)
-    run = eid_cli("train", "--hazy", hazy_set, "--operator", "asm", "--config", tmp_path / "bad.yaml", "--out", tmp_path / "run")
+    run = eid_cli(
+        "train",
+        "--hazy",
+        hazy_set,
+        "--operator",
+        "asm",
+        "--config",
+        tmp_path / "bad.yaml",
+        "--out",
+        tmp_path / "run",
+    )
     assert run.code == 2 and cause in run.error_line()
     assert not (tmp_path / "run").exists()
 
@@ -465,9 +618,14 @@ def test_bad_numeric_options_are_one_line(eid_cli, tmp_path, hazy_set, command, 
 def test_train_operator_out_file_and_input_folder(eid_cli, tmp_path, hazy_set):
     (tmp_path / "file").write_text("x")
     args = ("train-operator", "--clear", hazy_set, "--hazy", hazy_set, "--max-steps", "1")
-    assert "--out " + str(tmp_path / "file") + " is a file" in eid_cli(*args, "--out", tmp_path / "file").error_line()
+    assert (
+        "--out " + str(tmp_path / "file") + " is a file"
+        in eid_cli(*args, "--out", tmp_path / "file").error_line()
+    )
     line = eid_cli(*args, "--out", hazy_set).error_line()
-    assert "is also an input folder (--clear); choose a new folder" in line and "--resume" not in line
+    assert (
+        "is also an input folder (--clear); choose a new folder" in line and "--resume" not in line
+    )
 
 
 def test_resume_checks_its_inputs_and_takes_a_new_lr(eid_cli, tmp_path, hazy_set):
@@ -478,11 +636,26 @@ def test_resume_checks_its_inputs_and_takes_a_new_lr(eid_cli, tmp_path, hazy_set
     _png(other / "a.png", 9)
     line = _train(eid_cli, other, tmp_path / "run", "--resume").error_line()
     assert f"--hazy {other} differs from the run's {hazy_set}" in line
-    run = eid_cli("train", "--hazy", hazy_set, "--out", tmp_path / "run", "--resume", "--max-steps", "2", "--lr", "1e-5")
+    run = eid_cli(
+        "train",
+        "--hazy",
+        hazy_set,
+        "--out",
+        tmp_path / "run",
+        "--resume",
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-5",
+    )
     assert run.code == 0, run.err
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert ckpt["hyper_parameters"]["config"]["lr"] == 1e-5 and ckpt["lr_schedulers"][0]["base_lrs"] == [1e-5]
-    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] <= 1e-5  # the cosine factor of the new base rate
+    assert ckpt["hyper_parameters"]["config"]["lr"] == 1e-5 and ckpt["lr_schedulers"][0][
+        "base_lrs"
+    ] == [1e-5]
+    assert (
+        ckpt["optimizer_states"][0]["param_groups"][0]["lr"] <= 1e-5
+    )  # the cosine factor of the new base rate
 
 
 def test_the_non_finite_loss_advice_names_what_works():
@@ -490,7 +663,10 @@ def test_the_non_finite_loss_advice_names_what_works():
 
     from eid.training.callbacks import NonFiniteLossError, ensure_finite
 
-    with pytest.raises(NonFiniteLossError, match="rerun with a lower --lr \\(with --resume once a checkpoint exists"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match="rerun with a lower --lr \\(with --resume once a checkpoint exists",
+    ):
         ensure_finite({"loss": torch.tensor(float("nan"))})
 
 
@@ -501,7 +677,9 @@ def test_temp_files_of_a_killed_training_run_are_removed(eid_cli, tmp_path, hazy
     orphan = tmp_path / "run" / "checkpoints" / f".last.eid-{_host_tag()}-{dead}-abcd1234.tmp.ckpt"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"partial")
-    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0  # a folder holding only orphans is free
+    assert (
+        _train(eid_cli, hazy_set, tmp_path / "run").code == 0
+    )  # a folder holding only orphans is free
     orphan.write_bytes(b"partial")
     assert _train(eid_cli, hazy_set, tmp_path / "run", "--resume", "--max-steps", "2").code == 0
     assert not orphan.exists()
@@ -509,10 +687,30 @@ def test_temp_files_of_a_killed_training_run_are_removed(eid_cli, tmp_path, hazy
 
 def test_training_messages_name_the_option_given(eid_cli, tmp_path, hazy_set):
     (tmp_path / "empty").mkdir()
-    line = eid_cli("train", "--hazy", hazy_set, "--operator", "asm", "--clear", tmp_path / "empty", "--out", tmp_path / "run").error_line()
-    assert "no images found in" in line and "check --clear" in line and "hazy" not in line.split(";")[-1]
-    line = eid_cli("train", "--hazy", hazy_set, "--operator", tmp_path / "x", "--out", tmp_path / "run").error_line()
-    assert f"{tmp_path / 'x'}: no such folder" in line and ".safetensors" not in line and ".yaml" not in line
+    line = eid_cli(
+        "train",
+        "--hazy",
+        hazy_set,
+        "--operator",
+        "asm",
+        "--clear",
+        tmp_path / "empty",
+        "--out",
+        tmp_path / "run",
+    ).error_line()
+    assert (
+        "no images found in" in line
+        and "check --clear" in line
+        and "hazy" not in line.split(";")[-1]
+    )
+    line = eid_cli(
+        "train", "--hazy", hazy_set, "--operator", tmp_path / "x", "--out", tmp_path / "run"
+    ).error_line()
+    assert (
+        f"{tmp_path / 'x'}: no such folder" in line
+        and ".safetensors" not in line
+        and ".yaml" not in line
+    )
     line = _train(eid_cli, hazy_set, hazy_set).error_line()
     assert "is also an input folder (--hazy)" in line and "--resume" not in line
 
@@ -530,7 +728,9 @@ def test_training_messages_name_the_option_given(eid_cli, tmp_path, hazy_set):
 def test_resume_refuses_options_it_cannot_apply(eid_cli, tmp_path, hazy_set, option, cause):
     assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
     before = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
-    line = _train(eid_cli, hazy_set, tmp_path / "run", "--resume", "--max-steps", "2", *option).error_line()
+    line = _train(
+        eid_cli, hazy_set, tmp_path / "run", "--resume", "--max-steps", "2", *option
+    ).error_line()
     assert cause in line
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before  # nothing ran
 
@@ -538,7 +738,9 @@ def test_resume_refuses_options_it_cannot_apply(eid_cli, tmp_path, hazy_set, opt
 def test_resume_refuses_a_config_file_that_changes_the_run(eid_cli, tmp_path, hazy_set):
     assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
     (tmp_path / "c.yaml").write_text("model:\n  width: 8\n")
-    line = _train(eid_cli, hazy_set, tmp_path / "run", "--resume", "--config", tmp_path / "c.yaml").error_line()
+    line = _train(
+        eid_cli, hazy_set, tmp_path / "run", "--resume", "--config", tmp_path / "c.yaml"
+    ).error_line()
     assert f"--config {tmp_path / 'c.yaml'} would change the run's model.width" in line
 
 
@@ -546,8 +748,13 @@ def test_train_operator_resume_refuses_a_new_crop(eid_cli, tmp_path, hazy_set):
     args = ("train-operator", "--clear", hazy_set, "--hazy", hazy_set, "--out", tmp_path / "run", "--crop", "16",
             "--batch-size", "2", "--max-steps", "1")  # fmt: skip
     assert eid_cli(*args).code == 0
-    assert "--crop 24 would change the run's data.crop from 16 to 24" in eid_cli(*args, "--resume", "--crop", "24").error_line()
-    assert eid_cli(*args[:-1], "2", "--resume").code == 0  # the start's own options repeated are accepted
+    assert (
+        "--crop 24 would change the run's data.crop from 16 to 24"
+        in eid_cli(*args, "--resume", "--crop", "24").error_line()
+    )
+    assert (
+        eid_cli(*args[:-1], "2", "--resume").code == 0
+    )  # the start's own options repeated are accepted
 
 
 # --- 14: eid data skips a bad file with one line and says so in its exit code ------------------------------
@@ -556,11 +763,15 @@ def test_train_operator_resume_refuses_a_new_crop(eid_cli, tmp_path, hazy_set):
 def test_data_cell97_skips_a_bad_file_with_one_line_and_exit_1(eid_cli, tmp_path):
     _png(tmp_path / "src" / "a.png", 1)
     (tmp_path / "src" / "bad.png").write_bytes(b"")
-    run = eid_cli("data", "cell97", "--src", tmp_path / "src", "--out", tmp_path / "out", "--no-progress")
+    run = eid_cli(
+        "data", "cell97", "--src", tmp_path / "src", "--out", tmp_path / "out", "--no-progress"
+    )
     assert run.code == 1 and "Traceback" not in run.err and "Warning" not in run.err
     lines = [line for line in run.err.splitlines() if "bad.png" in line]
     assert len(lines) == 1 and lines[0].startswith("skipped:") and "empty file" in lines[0]
-    assert "1 input file(s) skipped" in run.err and len(list((tmp_path / "out").rglob("a.png"))) == 2
+    assert (
+        "1 input file(s) skipped" in run.err and len(list((tmp_path / "out").rglob("a.png"))) == 2
+    )
 
 
 def test_data_reside_skips_a_bad_file_and_never_writes_half_a_pair(eid_cli, tmp_path):
@@ -570,13 +781,28 @@ def test_data_reside_skips_a_bad_file_and_never_writes_half_a_pair(eid_cli, tmp_
         for k in (1, 2):
             _png(root / "hazy" / f"{scene}_{k}.png", seed * 10 + k)
     blob = (root / "gt" / "1400.png").read_bytes()
-    (root / "gt" / "1400.png").write_bytes(blob[: len(blob) // 2])  # truncated: its header is still valid
-    run = eid_cli("data", "reside", "--root", root, "--subset", "sots-indoor", "--out", tmp_path / "out", "--no-progress")
+    (root / "gt" / "1400.png").write_bytes(
+        blob[: len(blob) // 2]
+    )  # truncated: its header is still valid
+    run = eid_cli(
+        "data",
+        "reside",
+        "--root",
+        root,
+        "--subset",
+        "sots-indoor",
+        "--out",
+        tmp_path / "out",
+        "--no-progress",
+    )
     assert run.code == 1 and "Traceback" not in run.err
     lines = [line for line in run.err.splitlines() if "1400.png" in line]
     assert len(lines) == 1 and lines[0].startswith("skipped:")  # one line, though two pairs need it
     for kind in ("hazy", "clear"):  # the pairs of 1401 only: no hazy image without its clear one
-        assert sorted(p.name for p in (tmp_path / "out" / "test" / kind).iterdir()) == ["1401_1.png", "1401_2.png"]
+        assert sorted(p.name for p in (tmp_path / "out" / "test" / kind).iterdir()) == [
+            "1401_1.png",
+            "1401_2.png",
+        ]
 
 
 def test_data_cholec80_skips_a_bad_video_and_goes_on(eid_cli, tmp_path):
@@ -588,7 +814,17 @@ def test_data_cholec80_skips_a_bad_video_and_goes_on(eid_cli, tmp_path):
     with VideoWriter(tmp_path / "videos" / "video01.mp4", fps=4, width=48, height=32) as writer:
         writer.write(torch.rand(4, 3, 32, 48))
     (tmp_path / "videos" / "video02.mp4").write_bytes(b"\x00" * 1000)
-    run = eid_cli("data", "cholec80", "--videos", tmp_path / "videos", "--out", tmp_path / "out", "--size", "32", "--no-progress")
+    run = eid_cli(
+        "data",
+        "cholec80",
+        "--videos",
+        tmp_path / "videos",
+        "--out",
+        tmp_path / "out",
+        "--size",
+        "32",
+        "--no-progress",
+    )
     assert run.code == 1 and "Traceback" not in run.err
     line = next(line for line in run.err.splitlines() if "video02.mp4" in line)
     assert line.startswith("skipped:") and "cannot read video" in line
@@ -599,18 +835,36 @@ def test_data_cholec80_skips_a_bad_video_and_goes_on(eid_cli, tmp_path):
 def test_symbolic_link_loops_are_one_line_each_and_count_as_skipped(eid_cli, tmp_path):
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "a.png").symlink_to("b.png")
-    (tmp_path / "only" / "b.png").symlink_to("a.png")  # a loop with image names: nothing else to process
+    (tmp_path / "only" / "b.png").symlink_to(
+        "a.png"
+    )  # a loop with image names: nothing else to process
     (tmp_path / "mixed" / "sub").mkdir(parents=True)
     _png(tmp_path / "mixed" / "ok.png", 1)
     (tmp_path / "mixed" / "sub" / "x.png").symlink_to("x.png")  # a link to itself
     (tmp_path / "mixed" / "up").symlink_to(tmp_path / "mixed")  # a link to a folder above
     for command, extra in (("dehaze", ("--method", "dcp", "--device", "cpu")), ("synth", ())):
-        line = eid_cli(command, *extra, tmp_path / "only", "--out", tmp_path / f"{command}-only").error_line()
-        assert "no image to process" in line and "a.png: skipped, a symbolic link loop (and 1 more)" in line
-    run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "mixed", "--out", tmp_path / "out")
+        line = eid_cli(
+            command, *extra, tmp_path / "only", "--out", tmp_path / f"{command}-only"
+        ).error_line()
+        assert (
+            "no image to process" in line
+            and "a.png: skipped, a symbolic link loop (and 1 more)" in line
+        )
+    run = eid_cli(
+        "dehaze",
+        "--method",
+        "dcp",
+        "--device",
+        "cpu",
+        tmp_path / "mixed",
+        "--out",
+        tmp_path / "out",
+    )
     assert run.code == 1 and "Traceback" not in run.err and "UserWarning" not in run.err
     lines = [line for line in run.err.splitlines() if "symbolic link loop" in line]
-    assert len(lines) == 2 and all(line.startswith("warning:") for line in lines)  # once each, one line each
+    assert len(lines) == 2 and all(
+        line.startswith("warning:") for line in lines
+    )  # once each, one line each
     assert [p.name for p in (tmp_path / "out").rglob("*.png")] == ["ok.png"]
 
 
@@ -619,20 +873,42 @@ def test_symbolic_link_loops_are_one_line_each_and_count_as_skipped(eid_cli, tmp
 
 def test_existing_outputs_are_kept_unless_overwrite_is_given(eid_cli, tmp_path):
     _png(tmp_path / "in" / "x.png", 1), _png(tmp_path / "in" / "y.png", 2)
-    args = ("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "in", "--out", tmp_path / "out")
+    args = (
+        "dehaze",
+        "--method",
+        "dcp",
+        "--device",
+        "cpu",
+        tmp_path / "in",
+        "--out",
+        tmp_path / "out",
+    )
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x.png").write_bytes(b"mine")
     line = eid_cli(*args).error_line()
-    assert f"{tmp_path / 'out' / 'x.png'} already exists; pass --overwrite to replace, --skip-existing to keep" in line
-    assert (tmp_path / "out" / "x.png").read_bytes() == b"mine" and not (tmp_path / "out" / "y.png").exists()
-    assert eid_cli(*args, "--skip-existing").code == 0 and (tmp_path / "out" / "x.png").read_bytes() == b"mine"
-    assert eid_cli(*args, "--overwrite").code == 0 and read_image(tmp_path / "out" / "x.png")[0].shape == (3, 24, 32)
+    assert (
+        f"{tmp_path / 'out' / 'x.png'} already exists; pass --overwrite to replace, --skip-existing to keep"
+        in line
+    )
+    assert (tmp_path / "out" / "x.png").read_bytes() == b"mine" and not (
+        tmp_path / "out" / "y.png"
+    ).exists()
+    assert (
+        eid_cli(*args, "--skip-existing").code == 0
+        and (tmp_path / "out" / "x.png").read_bytes() == b"mine"
+    )
+    assert eid_cli(*args, "--overwrite").code == 0 and read_image(tmp_path / "out" / "x.png")[
+        0
+    ].shape == (3, 24, 32)
     assert "contradict" in eid_cli(*args, "--overwrite", "--skip-existing").error_line()
     synth = ("synth", tmp_path / "in", "--out", tmp_path / "synth")
     assert eid_cli(*synth).code == 0
     before = (tmp_path / "synth" / "hazy" / "x.png").read_bytes()
     line = eid_cli(*synth, "--seed", "3").error_line()
-    assert "hazy/x.png already exists (and 3 more); pass --overwrite to replace or choose another --out" in line
+    assert (
+        "hazy/x.png already exists (and 3 more); pass --overwrite to replace or choose another --out"
+        in line
+    )
     assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() == before
     assert eid_cli(*synth, "--seed", "3", "--overwrite").code == 0
     assert (tmp_path / "synth" / "hazy" / "x.png").read_bytes() != before
@@ -651,9 +927,13 @@ def _clip_with_audio(path: Path, width: int, height: int) -> Path:
         audio = container.add_stream("aac", rate=8000)
         rng = np.random.default_rng(0)
         for _ in range(4):
-            frame = av.VideoFrame.from_ndarray(rng.integers(80, 256, (height, width, 3), dtype=np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                rng.integers(80, 256, (height, width, 3), dtype=np.uint8), format="rgb24"
+            )
             container.mux(video.encode(frame))
-        samples = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
+        samples = av.AudioFrame.from_ndarray(
+            np.zeros((1, 8000), np.float32), format="fltp", layout="mono"
+        )
         samples.sample_rate = 8000
         container.mux(audio.encode(samples))
         container.mux(video.encode())
@@ -665,10 +945,14 @@ def test_video_keeps_an_odd_size_and_its_audio(eid_cli, tmp_path):
     from eid.data.video import VideoReader
 
     src = _clip_with_audio(tmp_path / "clip.mp4", 33, 17)
-    run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", src, "--out", tmp_path / "out.mp4")
+    run = eid_cli(
+        "dehaze", "--method", "dcp", "--device", "cpu", src, "--out", tmp_path / "out.mp4"
+    )
     assert run.code == 0 and "Traceback" not in run.err
     notes = [line for line in run.err.splitlines() if line.startswith("note:")]
-    assert notes == ["note: out.mp4: the odd size 33x17 is kept in H.264 4:4:4, which some players (browsers) do not play"]
+    assert notes == [
+        "note: out.mp4: the odd size 33x17 is kept in H.264 4:4:4, which some players (browsers) do not play"
+    ]
     with VideoReader(tmp_path / "out.mp4") as reader:
         assert (reader.info.width, reader.info.height, reader.info.audio_streams) == (33, 17, 1)
         assert len(list(reader)) == 4
@@ -683,7 +967,9 @@ def _tiff_with_a_lost_page(path: Path) -> Path:
     import struct
 
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, np.zeros((3, 24, 32), np.uint8), photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        buffer, np.zeros((3, 24, 32), np.uint8), photometric="minisblack", metadata={"axes": "ZYX"}
+    )
     blob = bytearray(buffer.getvalue())
     first = struct.unpack("<I", blob[4:8])[0]
     after_tags = first + 2 + 12 * struct.unpack("<H", blob[first : first + 2])[0]
@@ -700,13 +986,19 @@ def test_stack_reads_drop_tifffiles_log_lines(tmp_path, caplog):
     path = _tiff_with_a_lost_page(tmp_path / "s.tif")
     with caplog.at_level(logging.DEBUG, logger="tifffile"):
         assert stack_planes(path) == 3 and len(Stack.read(path)) == 3
-    assert not caplog.records  # "invalid page offset" is tifffile's, said on top of eid's own handling
+    assert (
+        not caplog.records
+    )  # "invalid page offset" is tifffile's, said on top of eid's own handling
 
 
 def test_a_tiff_without_pages_is_one_line_without_tifffiles_log(eid_cli, tmp_path):
     _png(tmp_path / "in" / "ok.png", 1)
-    (tmp_path / "in" / "empty.tif").write_bytes(b"II*\x00" + b"\x00" * 40)  # a header pointing to no page
-    run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "in", "--out", tmp_path / "out")
+    (tmp_path / "in" / "empty.tif").write_bytes(
+        b"II*\x00" + b"\x00" * 40
+    )  # a header pointing to no page
+    run = eid_cli(
+        "dehaze", "--method", "dcp", "--device", "cpu", tmp_path / "in", "--out", tmp_path / "out"
+    )
     assert run.code == 1 and "Traceback" not in run.err and "contains no pages" not in run.err
     assert f"warning: skipped {tmp_path / 'in' / 'empty.tif'}: no image in the file" in run.err
 

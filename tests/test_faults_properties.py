@@ -20,10 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 #: Few examples without deadline: each runs the real CLI; function-scoped fixtures are reset by hand per example.
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 #: Sample types with the formats that store them (float only in TIFF), and their channel counts.
-KINDS = {"uint8": (".png", ".tif", ".jpg", ".bmp", ".webp"), "uint16": (".png", ".tif"), "float32": (".tif",)}
+KINDS = {
+    "uint8": (".png", ".tif", ".jpg", ".bmp", ".webp"),
+    "uint16": (".png", ".tif"),
+    "float32": (".tif",),
+}
 
 
 @st.composite
@@ -58,7 +64,11 @@ def _write(path: Path, array: np.ndarray) -> Path:
 def _read(path: Path) -> np.ndarray:
     if path.suffix == ".tif":
         return tifffile.imread(path)
-    return imagecodecs.png_decode(path.read_bytes()) if path.suffix == ".png" else np.asarray(Image.open(path))
+    return (
+        imagecodecs.png_decode(path.read_bytes())
+        if path.suffix == ".png"
+        else np.asarray(Image.open(path))
+    )
 
 
 def _check_outcome(run, name: str) -> None:
@@ -77,7 +87,9 @@ def test_dcp_keeps_size_channels_and_sample_type(eid_cli, image):
     array, suffix = image
     with tempfile.TemporaryDirectory() as tmp:
         src = _write(Path(tmp) / "in" / f"x{suffix}", array)
-        run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", src.parent, "--out", Path(tmp) / "out")
+        run = eid_cli(
+            "dehaze", "--method", "dcp", "--device", "cpu", src.parent, "--out", Path(tmp) / "out"
+        )
         _check_outcome(run, src.name)
         if run.code == 0:
             out = _read(Path(tmp) / "out" / src.name)
@@ -90,7 +102,10 @@ OPTIONS = st.one_of(
     st.tuples(st.just("--overlap"), st.integers(-3, 40).map(str)),
     st.tuples(st.just("--batch-size"), st.integers(-2, 5).map(str)),
     st.tuples(st.just("--max-pixels"), st.integers(-5, 2000).map(str)),
-    st.tuples(st.just("--white"), st.sampled_from(["dtype", "max", "0", "-1", "nan", "inf", "4095", "1", "x"])),
+    st.tuples(
+        st.just("--white"),
+        st.sampled_from(["dtype", "max", "0", "-1", "nan", "inf", "4095", "1", "x"]),
+    ),
     st.tuples(st.just("--threads"), st.integers(-2, 2).map(str)),
 )
 
@@ -101,7 +116,17 @@ def test_dcp_options_give_a_documented_outcome(eid_cli, options, side):
     with tempfile.TemporaryDirectory() as tmp:
         src = _write(Path(tmp) / "in" / "x.png", np.full((side, side + 3, 3), 140, np.uint8))
         flags = [value for option in options for value in option]
-        run = eid_cli("dehaze", "--method", "dcp", "--device", "cpu", src.parent, "--out", Path(tmp) / "out", *flags)
+        run = eid_cli(
+            "dehaze",
+            "--method",
+            "dcp",
+            "--device",
+            "cpu",
+            src.parent,
+            "--out",
+            Path(tmp) / "out",
+            *flags,
+        )
         _check_outcome(run, src.name)
         if run.code == 0:
             assert _read(Path(tmp) / "out" / "x.png").shape == (side, side + 3, 3)
@@ -122,7 +147,9 @@ EVALUATE_OPTIONS = st.one_of(
        options=st.lists(EVALUATE_OPTIONS, max_size=2))  # fmt: skip
 def test_evaluate_gives_valid_json_or_one_line(eid_cli, data, metrics, options):
     pred = data.draw(images(), label="pred")
-    ref = data.draw(st.one_of(st.just(pred), images(like=pred)), label="ref")  # the same image, or another of its kind
+    ref = data.draw(
+        st.one_of(st.just(pred), images(like=pred)), label="ref"
+    )  # the same image, or another of its kind
     with tempfile.TemporaryDirectory() as tmp:
         name = "x" + pred[1]
         _write(Path(tmp) / "pred" / name, pred[0])

@@ -36,7 +36,12 @@ def pointwise(y: torch.Tensor) -> torch.Tensor:
 def small_cnn(channels: int = 3) -> nn.Module:
     """Two 3x3 convs (receptive-field radius 2), zero padding, fixed random weights."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, channels, 3, padding=1), nn.Sigmoid())
+    net = nn.Sequential(
+        nn.Conv2d(channels, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, channels, 3, padding=1),
+        nn.Sigmoid(),
+    )
     return net.eval()
 
 
@@ -50,7 +55,9 @@ class SymmetricConv(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         c = y.shape[1]
-        return torch.sigmoid(4 * nn.functional.conv2d(y, self.kernel.expand(c, 1, 3, 3), padding=1, groups=c) - 2)
+        return torch.sigmoid(
+            4 * nn.functional.conv2d(y, self.kernel.expand(c, 1, 3, 3), padding=1, groups=c) - 2
+        )
 
 
 # -- padding ---------------------------------------------------------------------------------------
@@ -74,7 +81,10 @@ def test_pad_reflects_when_possible(rng):
 # -- tiling ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length,tile,overlap,multiple", [(100, 48, 16, 4), (256, 64, 32, 16), (300, 64, 0, 1), (50, 64, 16, 1)])
+@pytest.mark.parametrize(
+    "length,tile,overlap,multiple",
+    [(100, 48, 16, 4), (256, 64, 32, 16), (300, 64, 0, 1), (50, 64, 16, 1)],
+)
 def test_tile_windows_partition_of_unity(length, tile, overlap, multiple):
     total = torch.zeros(length, dtype=torch.float64)
     for start, w in tile_windows(length, tile, overlap, multiple):
@@ -100,7 +110,9 @@ def test_tiled_cnn_matches_untiled(rng):
 
 def hazy_scene(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
     """Texture under a haze veil that thickens from left to right: tiles differ in mean and contrast."""
-    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, height, width, generator=rng), 5, 1, 2)
+    texture = torch.nn.functional.avg_pool2d(
+        torch.rand(1, 3, height, width, generator=rng), 5, 1, 2
+    )
     veil = torch.linspace(0.0, 0.8, width).expand(1, 1, height, width)
     return texture * (1 - veil) + 0.9 * veil
 
@@ -121,7 +133,9 @@ def test_tiles_use_whole_image_norm_statistics(rng):
     whole = Dehazer.from_module(net, device="cpu", tile=None).run(x)
     errors = {}
     for mode in ("tile", "global"):
-        tiled = Dehazer.from_module(net, device="cpu", tile=64, overlap=32, batch_size=2, tile_norm=mode).run(x)
+        tiled = Dehazer.from_module(
+            net, device="cpu", tile=64, overlap=32, batch_size=2, tile_norm=mode
+        ).run(x)
         errors[mode] = (tiled - whole).abs().mean().item()
     assert errors["tile"] > 5e-3
     assert errors["global"] < 0.5 * errors["tile"]
@@ -145,13 +159,21 @@ def test_image_within_the_reference_budget_runs_once(rng):
     x = hazy_scene(rng, 96, 128)
     out = Dehazer.from_module(net, device="cpu", tile=64, overlap=16).run(x)
     assert net.calls == [(96, 128)]
-    torch.testing.assert_close(out, Dehazer.from_module(net.net, device="cpu", tile=None).run(x), rtol=0, atol=0)
+    torch.testing.assert_close(
+        out, Dehazer.from_module(net.net, device="cpu", tile=None).run(x), rtol=0, atol=0
+    )
 
 
 def small_group_norm_cnn() -> nn.Module:
     """Conv3x3 -> GroupNorm -> ReLU -> Conv1x1: receptive-field radius 1, whole-input statistics."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Sigmoid())
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.GroupNorm(2, 8),
+        nn.ReLU(),
+        nn.Conv2d(8, 3, 1),
+        nn.Sigmoid(),
+    )
     return net.eval()
 
 
@@ -182,14 +204,22 @@ def test_reference_image_fits_the_budget(rng):
     x = torch.rand(1, 3, 300, 500, generator=rng)
     assert reference_image(x, 512, 16) is x
     small = reference_image(x, 200, 16)
-    assert small.shape[-2:] == (112, 192)  # 300 x 500 scaled by 0.4, rounded down to multiples of 16
+    assert small.shape[-2:] == (
+        112,
+        192,
+    )  # 300 x 500 scaled by 0.4, rounded down to multiples of 16
     assert abs(small.mean().item() - x.mean().item()) < 1e-3
 
 
 def test_image_normalising_layers_skip_pointwise_norms():
     from eid.models.global_norm import image_normalising_layers
 
-    gn, inorm, tracked, bn = nn.GroupNorm(2, 4), nn.InstanceNorm2d(4), nn.InstanceNorm2d(4, track_running_stats=True), nn.BatchNorm2d(4)
+    gn, inorm, tracked, bn = (
+        nn.GroupNorm(2, 4),
+        nn.InstanceNorm2d(4),
+        nn.InstanceNorm2d(4, track_running_stats=True),
+        nn.BatchNorm2d(4),
+    )
     net = nn.Sequential(gn, inorm, tracked, bn).eval()
     assert image_normalising_layers([net]) == [gn, inorm]
     assert image_normalising_layers([net.train()]) == [gn, inorm, tracked]
@@ -243,6 +273,7 @@ def test_tta_output_is_equivariant(rng):
         ref = avg(x)
         for k in range(4):
             for flip in (False, True):
+
                 def t(z: torch.Tensor, k: int = k, flip: bool = flip) -> torch.Tensor:
                     return torch.rot90(z.flip(-1) if flip else z, k, dims=(-2, -1))
 
@@ -269,12 +300,23 @@ def test_runner_tta_uses_the_exact_part_of_the_training_group():
         lambda g: torch.rand(3, 37, 50, generator=g, dtype=torch.float64),
         lambda g: torch.randint(0, 256, (2, 2, 37, 50), generator=g, dtype=torch.uint8),
     ],
-    ids=["np-HW-u8", "np-HWC-u16", "np-BHWC-f32-rgba", "t-HW-f32", "t-CHW-f64", "t-BCHW-u8-grey-alpha"],
+    ids=[
+        "np-HW-u8",
+        "np-HWC-u16",
+        "np-BHWC-f32-rgba",
+        "t-HW-f32",
+        "t-CHW-f64",
+        "t-BCHW-u8-grey-alpha",
+    ],
 )
 def test_same_kind_shape_dtype_back(make, rng):
     image = make(rng)
     out = Dehazer.from_module(small_cnn(), device="cpu", tile=32, overlap=8)(image)
-    assert type(out) is type(image) and tuple(out.shape) == tuple(image.shape) and out.dtype == image.dtype
+    assert (
+        type(out) is type(image)
+        and tuple(out.shape) == tuple(image.shape)
+        and out.dtype == image.dtype
+    )
 
 
 def test_alpha_passes_through_untouched():
@@ -302,7 +344,9 @@ def test_rgb_input_with_grey_model_is_processed_per_channel(rng):
         return pointwise(y)
 
     x = torch.rand(2, 3, 17, 19, generator=rng)
-    torch.testing.assert_close(Dehazer.from_module(Method(grey_only, channels=1), device="cpu").run(x), pointwise(x))
+    torch.testing.assert_close(
+        Dehazer.from_module(Method(grey_only, channels=1), device="cpu").run(x), pointwise(x)
+    )
 
 
 def test_batching_equals_one_by_one(rng):
@@ -361,17 +405,27 @@ def test_integer_images_are_read_on_the_scale_the_model_was_trained_on(tmp_path)
     assert int(Dehazer(half, device="cpu", white="max")(twelve_bit).max()) == 2000
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "c.tif", twelve_bit)
-    assert dehaze_paths([tmp_path / "in"], tmp_path / "out", Dehazer(half, device="cpu"), console=Console(file=io.StringIO())) == 0
+    assert (
+        dehaze_paths(
+            [tmp_path / "in"],
+            tmp_path / "out",
+            Dehazer(half, device="cpu"),
+            console=Console(file=io.StringIO()),
+        )
+        == 0
+    )
     assert tifffile.imread(tmp_path / "out" / "c.tif").max() == 2048
     with pytest.raises(EIDError, match="white='12bit' is not valid"):
         Dehazer(half, device="cpu", white="12bit")
 
 
-
 def test_a_stack_passed_as_one_array_gets_the_layout_to_use():
     runner = Dehazer(Method(lambda y: 1 - y), device="cpu")
     stack = np.zeros((5, 32, 32), np.uint16)
-    with pytest.raises(EIDError, match=r"shape \(5, 32, 32\) read as HWC/BHWC has 32 channels.*pass array\[\.\.\., None\]"):
+    with pytest.raises(
+        EIDError,
+        match=r"shape \(5, 32, 32\) read as HWC/BHWC has 32 channels.*pass array\[\.\.\., None\]",
+    ):
         runner(stack)
     assert int(runner(stack[..., None]).min()) == 65535
     with pytest.raises(EIDError, match=r"read as CHW/BCHW has 5 channels.*pass tensor\[:, None\]"):
@@ -381,10 +435,14 @@ def test_a_stack_passed_as_one_array_gets_the_layout_to_use():
 def test_folder_keeps_size_format_and_mirrors_tree(image_tree, tmp_path):
     out = tmp_path / "out"
     log = Console(file=io.StringIO(), width=200)  # not a terminal: progress comes as plain lines
-    failures = dehaze_paths([image_tree], out, Dehazer.from_module(small_cnn(), device="cpu", batch_size=2), console=log)
+    failures = dehaze_paths(
+        [image_tree], out, Dehazer.from_module(small_cnn(), device="cpu", batch_size=2), console=log
+    )
     assert failures == 1
     lines = log.file.getvalue().splitlines()
-    assert lines[0] == "dehazing 0/4 (0%) | a.png" and any(line.startswith("dehazing 4/4 (100%)") for line in lines)
+    assert lines[0] == "dehazing 0/4 (0%) | a.png" and any(
+        line.startswith("dehazing 4/4 (100%)") for line in lines
+    )
     assert "━" not in log.file.getvalue()
     b, meta = read_image(out / "sub" / "b.tif")
     assert tuple(b.shape) == (1, 37, 50) and meta.dtype == "uint16" and meta.format == "TIFF"
@@ -403,7 +461,11 @@ def test_folder_gives_colliding_outputs_distinct_names(image_tree, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.png").write_bytes((image_tree / "a.png").read_bytes())
-    dehaze_paths([image_tree / "a.png", other / "a.png"], tmp_path / "out", Dehazer.from_module(pointwise, device="cpu"))
+    dehaze_paths(
+        [image_tree / "a.png", other / "a.png"],
+        tmp_path / "out",
+        Dehazer.from_module(pointwise, device="cpu"),
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a-2.png", "a.png"]
 
 
@@ -411,5 +473,10 @@ def test_skip_existing_resumes(image_tree, tmp_path):
     out = tmp_path / "out"
     (out).mkdir()
     (out / "a.png").write_bytes(b"sentinel")
-    dehaze_paths([image_tree / "a.png", image_tree / "c.png"], out, Dehazer.from_module(pointwise, device="cpu"), skip_existing=True)
+    dehaze_paths(
+        [image_tree / "a.png", image_tree / "c.png"],
+        out,
+        Dehazer.from_module(pointwise, device="cpu"),
+        skip_existing=True,
+    )
     assert (out / "a.png").read_bytes() == b"sentinel" and (out / "c.png").is_file()

@@ -79,7 +79,9 @@ def test_rgb16_tiff_and_png_round_trip(tmp_path):
     for name in ("o.tif", "o.png"):
         y, meta_y = read_image(write_image(tmp_path / name, x, meta))
         assert meta_y.dtype == "uint16"
-        np.testing.assert_array_equal(np.rint(y.permute(1, 2, 0).numpy() * 65535).astype(np.uint16), rgb)
+        np.testing.assert_array_equal(
+            np.rint(y.permute(1, 2, 0).numpy() * 65535).astype(np.uint16), rgb
+        )
 
 
 def _png_with_filters(path, array: np.ndarray, colour_type: int) -> None:
@@ -113,7 +115,12 @@ def _png_with_filters(path, array: np.ndarray, colour_type: int) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     ihdr = struct.pack(">IIBBBBB", array.shape[1], height, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_rgba16_png_with_all_filters_is_decoded_exactly(tmp_path):
@@ -121,7 +128,9 @@ def test_rgba16_png_with_all_filters_is_decoded_exactly(tmp_path):
     _png_with_filters(tmp_path / "f.png", rgba, colour_type=6)
     x, meta = read_image(tmp_path / "f.png")
     assert meta.dtype == "uint16" and meta.has_alpha and x.shape == (3, 10, 7)
-    np.testing.assert_array_equal(np.rint(x.permute(1, 2, 0).numpy() * 65535).astype(np.uint16), rgba[..., :3])
+    np.testing.assert_array_equal(
+        np.rint(x.permute(1, 2, 0).numpy() * 65535).astype(np.uint16), rgba[..., :3]
+    )
     np.testing.assert_array_equal(meta.alpha, rgba[..., 3])
 
 
@@ -131,7 +140,11 @@ def test_libpng_16_bit_png_round_trip_is_exact(tmp_path, channels):
     pixels = np.random.default_rng(4).integers(0, 65536, (11, 9, channels), dtype=np.uint16)
     (tmp_path / "in.png").write_bytes(imagecodecs.png_encode(pixels))
     x, meta = read_image(tmp_path / "in.png")
-    assert meta.dtype == "uint16" and meta.has_alpha == (channels != 3) and x.shape[0] == (1 if channels == 2 else 3)
+    assert (
+        meta.dtype == "uint16"
+        and meta.has_alpha == (channels != 3)
+        and x.shape[0] == (1 if channels == 2 else 3)
+    )
     out = write_image(tmp_path / "out.png", x, meta)
     np.testing.assert_array_equal(imagecodecs.png_decode(out.read_bytes()), pixels)
 
@@ -165,7 +178,12 @@ def test_microscopy_white_max(tmp_path):
 
 
 def test_white_values_and_a_scale_above_the_file_range_saturates(tmp_path):
-    assert (parse_white("dtype"), parse_white("max"), parse_white("4095"), parse_white(4095)) == ("dtype", "max", 4095.0, 4095.0)
+    assert (parse_white("dtype"), parse_white("max"), parse_white("4095"), parse_white(4095)) == (
+        "dtype",
+        "max",
+        4095.0,
+        4095.0,
+    )
     for bad in ("x", 0, "-1", float("inf")):
         with pytest.raises(EIDError, match="is not valid; use dtype, max or a positive number"):
             parse_white(bad)
@@ -177,7 +195,10 @@ def test_white_values_and_a_scale_above_the_file_range_saturates(tmp_path):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"), twelve_bit)
     eight_bit = dataclasses.replace(image_meta_for(x), white=1000.0)  # 1000 does not fit 8 bits
     write_image(tmp_path / "s.png", x, eight_bit)
-    assert np.asarray(Image.open(tmp_path / "s.png")).tolist() == [[0, 244], [255, 255]]  # 1000 x [0, 0.244; 1, 0.5]
+    assert np.asarray(Image.open(tmp_path / "s.png")).tolist() == [
+        [0, 244],
+        [255, 255],
+    ]  # 1000 x [0, 0.244; 1, 0.5]
 
 
 def test_a_dim_16_bit_set_gets_a_scale_hint(tmp_path):
@@ -187,7 +208,9 @@ def test_a_dim_16_bit_set_gets_a_scale_hint(tmp_path):
         "images at their full contrast"
     )
     assert dim_scale_hint([tmp_path], 4095) is None
-    tifffile.imwrite(tmp_path / "a.tif", np.array([[0, 4096]], np.uint16))  # 1/16 of the range: not dim
+    tifffile.imwrite(
+        tmp_path / "a.tif", np.array([[0, 4096]], np.uint16)
+    )  # 1/16 of the range: not dim
     assert dim_scale_hint([tmp_path], "dtype") is None
 
 
@@ -330,11 +353,16 @@ def test_symlink_loops_are_skipped_with_a_note(tmp_path):
     (folder / "self.png").symlink_to("self.png")
     (folder / "sub" / "up").symlink_to("..")
     (folder / "sub" / "again").symlink_to("..")  # two loops: exponential for glob
-    (folder / "sub" / "out").symlink_to(tmp_path)  # above the input: would list the folders around it
+    (folder / "sub" / "out").symlink_to(
+        tmp_path
+    )  # above the input: would list the folders around it
     with pytest.warns(UserWarning, match="symbolic link loop") as notes:
         rel = [str(r) for _, r in iter_inputs([folder], recursive=True)]
     assert rel == ["a.png"]
-    loops = {str(folder / "self.png"), *(str(folder / "sub" / name) for name in ("up", "again", "out"))}
+    loops = {
+        str(folder / "self.png"),
+        *(str(folder / "sub" / name) for name in ("up", "again", "out")),
+    }
     assert {str(n.message).split(":")[0] for n in notes} == loops
     assert all("\n" not in str(n.message) for n in notes)
 

@@ -23,7 +23,15 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("eid.errors", "eid.utils", "eid.config", "eid.weights", "eid.progress", "eid.run_layout", "eid.zoo"),
+    (
+        "eid.errors",
+        "eid.utils",
+        "eid.config",
+        "eid.weights",
+        "eid.progress",
+        "eid.run_layout",
+        "eid.zoo",
+    ),
     ("eid.data",),
     ("eid.physics", "eid.models", "eid.losses", "eid.transforms", "eid.baselines"),
     ("eid.training", "eid.inference", "eid.metrics", "eid.synth", "eid.video"),
@@ -59,9 +67,16 @@ def imports_of(path: Path, module: str) -> dict[str, int]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])])
+                base = ".".join(
+                    [
+                        *package.split(".")[: len(package.split(".")) - node.level + 1],
+                        *filter(None, [base]),
+                    ]
+                )
             # `from eid.x import y` may name a submodule y: count it when it is one
-            names = [base] + [f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}")]
+            names = [base] + [
+                f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}")
+            ]
         else:
             continue
         for name in names:
@@ -97,7 +112,8 @@ def test_modules_import_no_circle() -> None:
     """No module reaches itself through explicit imports (a package's own ``__init__`` importing its
     submodules is the usual flat API and is not followed from the submodules)."""
     edges = {
-        m: {n for n in deps if n in MODULES and n != m and not m.startswith(n + ".")} for m, deps in GRAPH.items()
+        m: {n for n in deps if n in MODULES and n != m and not m.startswith(n + ".")}
+        for m, deps in GRAPH.items()
     }
     state: dict[str, int] = {}
     stack: list[str] = []

@@ -40,14 +40,18 @@ def _events(run: Path) -> tuple[set[str], set[str]]:
     return set(tags["scalars"]), set(tags["images"])
 
 
-def test_stage_1_tensorboard_log_holds_losses_and_sample_grids(toy: tuple[Path, Path], tmp_path: Path) -> None:
+def test_stage_1_tensorboard_log_holds_losses_and_sample_grids(
+    toy: tuple[Path, Path], tmp_path: Path
+) -> None:
     pytest.importorskip("tensorboard")
     cfg = OperatorConfig(
         model=OperatorModelConfig(kind="cyclegan", width=4, blocks=1, residual=False, disc_width=4, disc_norm="instance"),
         data=OperatorDataConfig(crop=32, load_size=None, batch_size=2),
         buffer_size=2, epochs=None, max_steps=2, checkpoint_every_n_batches=0, checkpoint_every_n_epochs=0, log_every=1,
     )  # fmt: skip
-    fit_operator(cfg, *toy, tmp_path, accelerator="cpu", devices=1, progress=False, logger="tensorboard")
+    fit_operator(
+        cfg, *toy, tmp_path, accelerator="cpu", devices=1, progress=False, logger="tensorboard"
+    )
     scalars, images = _events(tmp_path)
     assert {"g_step", "d_step", "cyc_step", "lr"} <= scalars and "samples" in images
     assert not (tmp_path / "logs" / "metrics.csv").exists()
@@ -59,16 +63,30 @@ def test_stage_2_tensorboard_log(toy: tuple[Path, Path], tmp_path: Path) -> None
         operator="asm", asm_transmission=0.6, asm_airlight=0.9, model=DehazerConfig(scales=2, width=4), epochs=None,
         max_steps=2, batch_size=2, crop=16, winograd=False, checkpoint_every_n_batches=0, adversarial_weight=0.0,
     )  # fmt: skip
-    fit_eid(cfg, [toy[1]], tmp_path, accelerator="cpu", devices=1, progress=False, logger="tensorboard", log_every=1)
+    fit_eid(
+        cfg,
+        [toy[1]],
+        tmp_path,
+        accelerator="cpu",
+        devices=1,
+        progress=False,
+        logger="tensorboard",
+        log_every=1,
+    )
     scalars, images = _events(tmp_path)
     assert {"train/loss", "train/mc", "train/eq"} <= scalars and "samples" in images
 
 
 def test_csv_is_the_default(tmp_path: Path) -> None:
-    assert type(trainer.build_trainer(tmp_path, max_steps=1, progress=False).logger).__name__ == "CSVLogger"
+    assert (
+        type(trainer.build_trainer(tmp_path, max_steps=1, progress=False).logger).__name__
+        == "CSVLogger"
+    )
 
 
-def test_missing_tensorboard_and_unknown_logger_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tensorboard_and_unknown_logger_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(trainer.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EIDError, match=r"pip install 'eid-dehaze\[tensorboard\]'"):
         trainer.build_logger(tmp_path, "tensorboard")

@@ -27,7 +27,9 @@ def clear(rng: torch.Generator) -> torch.Tensor:
 
 
 def test_haze_consistency_zero_for_exact_inverse(clear: torch.Tensor) -> None:
-    physics = ASMHaze(transmission=torch.tensor([0.4, 0.7]).view(2, 1, 1, 1), airlight=[0.9, 0.85, 0.8])
+    physics = ASMHaze(
+        transmission=torch.tensor([0.4, 0.7]).view(2, 1, 1, 1), airlight=[0.9, 0.85, 0.8]
+    )
     y = physics.A(clear)
     loss = HazeConsistencyLoss()
     assert loss(y=y, x_net=exact_inverse(y, physics), physics=physics) < 1e-12
@@ -35,13 +37,18 @@ def test_haze_consistency_zero_for_exact_inverse(clear: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("norm", ["l2", "l1"])
-def test_equivariance_zero_for_equivariant_f_and_constant_asm(clear: torch.Tensor, rng: torch.Generator, norm: str) -> None:
+def test_equivariance_zero_for_equivariant_f_and_constant_asm(
+    clear: torch.Tensor, rng: torch.Generator, norm: str
+) -> None:
     physics = ASMHaze(transmission=0.5, airlight=0.9)
     loss = EquivarianceLoss(build_group("rot90*flip", rng=rng), norm=norm)
     x_net = exact_inverse(physics.A(clear), physics)
     assert loss(x_net=x_net, physics=physics, model=exact_inverse) < 1e-6
     # not equivariant: the ramp does not rotate with the image
-    assert loss(x_net=ramp_biased(physics.A(clear), physics), physics=physics, model=ramp_biased) > 1e-3
+    assert (
+        loss(x_net=ramp_biased(physics.A(clear), physics), physics=physics, model=ramp_biased)
+        > 1e-3
+    )
 
 
 def test_equivariance_nonzero_for_wrong_inverse(clear: torch.Tensor, rng: torch.Generator) -> None:
@@ -54,7 +61,9 @@ def test_equivariance_nonzero_for_wrong_inverse(clear: torch.Tensor, rng: torch.
 def test_per_image_transmission_maps_follow_the_image(clear: torch.Tensor, n_trans: int) -> None:
     t = 0.3 + 0.6 * torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     physics = ASMHaze(transmission=t, airlight=torch.tensor([[0.9], [0.7]]).view(2, 1, 1, 1))
-    loss = EquivarianceLoss(build_group("rot90", n_trans=n_trans, rng=torch.Generator().manual_seed(2)))
+    loss = EquivarianceLoss(
+        build_group("rot90", n_trans=n_trans, rng=torch.Generator().manual_seed(2))
+    )
     x_net = exact_inverse(physics.A(clear), physics)
     assert loss(x_net=x_net, physics=physics, model=exact_inverse) < 1e-10
     params = loss.T.get_params(clear)
@@ -77,10 +86,14 @@ def test_sensor_frame_transmission_is_repeated_not_transformed(clear: torch.Tens
 def test_detach_stops_gradient_through_target(clear: torch.Tensor) -> None:
     physics = ASMHaze(transmission=0.5, airlight=0.9)
     x_net = clear.clone().requires_grad_(True)
-    attached = EquivarianceLoss(build_group("rot90"))(x_net=x_net, physics=physics, model=lambda y, p: y)
+    attached = EquivarianceLoss(build_group("rot90"))(
+        x_net=x_net, physics=physics, model=lambda y, p: y
+    )
     attached.backward()
     assert x_net.grad.abs().sum() > 0
-    detached = EquivarianceLoss(build_group("rot90"), detach=True)(x_net=x_net, physics=physics, model=lambda y, p: y)
+    detached = EquivarianceLoss(build_group("rot90"), detach=True)(
+        x_net=x_net, physics=physics, model=lambda y, p: y
+    )
     assert not detached.requires_grad
 
 
@@ -89,7 +102,10 @@ def test_alpha_scales_and_names_differ(clear: torch.Tensor) -> None:
     one = EquivarianceLoss(build_group("hflip", rng=torch.Generator().manual_seed(0)))
     ten = EquivarianceLoss(build_group("hflip", rng=torch.Generator().manual_seed(0)), alpha=10.0)
     model = lambda y, p: y
-    assert torch.isclose(10 * one(x_net=clear, physics=physics, model=model), ten(x_net=clear, physics=physics, model=model))
+    assert torch.isclose(
+        10 * one(x_net=clear, physics=physics, model=model),
+        ten(x_net=clear, physics=physics, model=model),
+    )
     assert type(one).__name__ != type(HazeConsistencyLoss()).__name__
 
 

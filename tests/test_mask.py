@@ -66,10 +66,16 @@ def test_mask_from_uses_the_input_of_the_same_name(tmp_path: Path) -> None:
     from eid.cli.evaluate import _mask_fn
     from eid.data.io import write_image
 
-    hazy, output = _endoscope(radius=20.0), _endoscope(radius=30.0)  # e.g. a method that lit the border up
+    hazy, output = (
+        _endoscope(radius=20.0),
+        _endoscope(radius=30.0),
+    )  # e.g. a method that lit the border up
     write_image(tmp_path / "hazy" / "frame1.png", hazy[0])
     path = tmp_path / "out" / "frame1.png"
-    own, from_input = _mask_fn("auto", None)(output, path), _mask_fn("auto", tmp_path / "hazy")(output, path)
+    own, from_input = (
+        _mask_fn("auto", None)(output, path),
+        _mask_fn("auto", tmp_path / "hazy")(output, path),
+    )
     assert torch.equal(from_input, fov_mask(hazy, "auto"))
     assert own.sum() > from_input.sum() * 1.5
     with pytest.raises(EIDError, match="no image named frame2"):

@@ -45,7 +45,9 @@ def _ome_summary(path) -> tuple:
 def test_ome_z_stack_keeps_its_metadata_through_dehaze(tmp_path):
     stack = np.random.default_rng(0).integers(0, 4096, (3, 4, 24, 32), dtype=np.uint16)
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "cells.ome.tif", stack, ome=True, photometric="minisblack", metadata=OME)
+    tifffile.imwrite(
+        tmp_path / "in" / "cells.ome.tif", stack, ome=True, photometric="minisblack", metadata=OME
+    )
     assert dehaze_paths([tmp_path / "in"], tmp_path / "out", _invert()) == 0
     out = tmp_path / "out" / "cells.ome.tif"
     assert _ome_summary(out) == _ome_summary(tmp_path / "in" / "cells.ome.tif")
@@ -75,22 +77,41 @@ def test_geotiff_keys_are_copied(tmp_path):
 
 def test_six_band_image_is_processed_band_by_band(tmp_path):
     bands = np.random.default_rng(3).integers(0, 4096, (20, 28, 6), dtype=np.uint16)
-    bands[..., 5] = 0  # the read scale is the whole image's, as for a stack: band 5 stays black, not stretched
+    bands[..., 5] = (
+        0  # the read scale is the whole image's, as for a stack: band 5 stays black, not stretched
+    )
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "scene.tif", bands, photometric="minisblack", planarconfig="contig", extratags=GEOTAGS)
+    tifffile.imwrite(
+        tmp_path / "in" / "scene.tif",
+        bands,
+        photometric="minisblack",
+        planarconfig="contig",
+        extratags=GEOTAGS,
+    )
     stack = Stack.read(tmp_path / "in" / "scene.tif", white=4095)
-    assert len(stack) == 6 and torch.equal(stack.plane(2)[0], torch.from_numpy(bands[..., 2] / np.float32(4095)))
+    assert len(stack) == 6 and torch.equal(
+        stack.plane(2)[0], torch.from_numpy(bands[..., 2] / np.float32(4095))
+    )
     assert read_plane(tmp_path / "in" / "scene.tif", 4, white=4095).shape == (1, 20, 28)
     halve = Dehazer.from_module(lambda y: y * 0.5, device="cpu", white=4095)
     assert dehaze_paths([tmp_path / "in"], tmp_path / "out", halve) == 0
     out = Stack.read(tmp_path / "out" / "scene.tif")
     for band in range(6):
-        np.testing.assert_array_equal(out.samples[band], np.rint(bands[..., band] * 0.5).astype(np.uint16))
+        np.testing.assert_array_equal(
+            out.samples[band], np.rint(bands[..., band] * 0.5).astype(np.uint16)
+        )
 
 
 def test_six_band_result_is_interleaved_with_its_geotags(tmp_path):
     bands = np.random.default_rng(4).integers(0, 4096, (2, 20, 28, 6), dtype=np.uint16)
-    tifffile.imwrite(tmp_path / "scene.tif", bands, photometric="minisblack", planarconfig="contig", extratags=GEOTAGS, metadata={"axes": "ZYXS"})
+    tifffile.imwrite(
+        tmp_path / "scene.tif",
+        bands,
+        photometric="minisblack",
+        planarconfig="contig",
+        extratags=GEOTAGS,
+        metadata={"axes": "ZYXS"},
+    )
     Stack.read(tmp_path / "scene.tif").write(tmp_path / "copy.tif")
     with tifffile.TiffFile(tmp_path / "copy.tif") as tif:
         assert len(tif.pages) == 2 and tif.series[0].axes == "ZYXS" and tif.is_geotiff

@@ -50,8 +50,12 @@ def test_ssim_matches_skimage_gaussian_convention():
     x = torch.rand(1, 1, 48, 40, generator=g)
     y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     ref = structural_similarity(
-        x[0, 0].double().numpy(), y[0, 0].double().numpy(), gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False, data_range=1.0,
+        x[0, 0].double().numpy(),
+        y[0, 0].double().numpy(),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
     )
     assert float(ssim(y, x)) == pytest.approx(ref, abs=2e-3)
 
@@ -84,7 +88,11 @@ def test_pairing_by_name_and_reside_names(tmp_path):
     with pytest.raises(EIDError, match="--reside-names"):
         pair_files([pred], [ref])
     pairs = pair_files([pred], [ref], reside_names=True)
-    assert [(p.name, r.name) for p, r, _ in pairs] == [("1_1.png", "1.png"), ("1_2.png", "1.png"), ("2_1.png", "2.png")]
+    assert [(p.name, r.name) for p, r, _ in pairs] == [
+        ("1_1.png", "1.png"),
+        ("1_2.png", "1.png"),
+        ("2_1.png", "2.png"),
+    ]
 
 
 def test_evaluate_on_a_12_bit_scale(tmp_path):
@@ -93,12 +101,30 @@ def test_evaluate_on_a_12_bit_scale(tmp_path):
         tifffile.imwrite(tmp_path / side / "a.tif", np.full((16, 16), value, np.uint16))
     scores = {}
     for white in ("dtype", "4095"):
-        out = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
-                                       "--metrics", "psnr", "--white", white, "--json", str(tmp_path / f"{white}.json")])
+        out = CliRunner().invoke(
+            app,
+            [
+                "evaluate",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--ref",
+                str(tmp_path / "ref"),
+                "--metrics",
+                "psnr",
+                "--white",
+                white,
+                "--json",
+                str(tmp_path / f"{white}.json"),
+            ],
+        )
         assert out.exit_code == 0, out.output
         scores[white] = json.loads((tmp_path / f"{white}.json").read_text())["metrics"]["psnr"]
-    assert scores["4095"] == pytest.approx(20 * np.log10(4095 / 100), abs=1e-3)  # the error is 100 of 4095
-    assert scores["dtype"] - scores["4095"] == pytest.approx(20 * np.log10(65535 / 4095), abs=0.03)  # PSNR's epsilon
+    assert scores["4095"] == pytest.approx(
+        20 * np.log10(4095 / 100), abs=1e-3
+    )  # the error is 100 of 4095
+    assert scores["dtype"] - scores["4095"] == pytest.approx(
+        20 * np.log10(65535 / 4095), abs=0.03
+    )  # PSNR's epsilon
     with pytest.raises(EIDError, match="white=max rescales every image"):
         evaluate(get_metrics("psnr"), [tmp_path / "pred"], [tmp_path / "ref"], white="max")
 
@@ -113,10 +139,26 @@ def test_size_mismatch_is_an_error_naming_files(tmp_path):
 def test_evaluate_cli_json_csv_and_skip(tmp_path):
     pred = _folder(tmp_path / "pred", ["a.png", "b.png"], 0.5)
     ref = _folder(tmp_path / "ref", ["a.png", "b.png"], 0.6)
-    out = CliRunner().invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--json", str(tmp_path / "m.json"), "--csv", str(tmp_path / "m.csv")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--pred",
+            str(pred),
+            "--ref",
+            str(ref),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--csv",
+            str(tmp_path / "m.csv"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "m.json").read_text())
-    assert set(data) == {"metrics", "images"} and [r["name"] for r in data["images"]] == ["a.png", "b.png"]
+    assert set(data) == {"metrics", "images"} and [r["name"] for r in data["images"]] == [
+        "a.png",
+        "b.png",
+    ]
     expected = np.mean([20.0, 20.0])  # both differ by exactly 0.1 everywhere (8-bit rounding aside)
     assert data["metrics"]["psnr"] == pytest.approx(expected, abs=0.2)
     rows = list(csv.DictReader((tmp_path / "m.csv").read_text().splitlines()))
@@ -129,6 +171,8 @@ def test_evaluate_cli_json_csv_and_skip(tmp_path):
 
 def test_sots_sample_evaluation(shared_data):
     root = shared_data / "sots-indoor-sample"
-    result = evaluate(get_metrics("psnr,ssim"), [root / "hazy"], [root / "clear"], reside_names=True)
+    result = evaluate(
+        get_metrics("psnr,ssim"), [root / "hazy"], [root / "clear"], reside_names=True
+    )
     assert len(result.rows) == 4
     assert 8 < result.means["psnr"] < 16 and 0.4 < result.means["ssim"] < 0.9

@@ -26,7 +26,9 @@ def test_discriminator_receptive_field_and_patch_map() -> None:
     assert d70.receptive_field == 70
     assert PatchGANDiscriminator(3, width=4, strides=(2, 2, 2, 2)).receptive_field == 94
     assert d70(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 7, 7)
-    assert PatchGANDiscriminator(3, width=4, strides=(2, 2, 2, 2))(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 4, 4)
+    assert PatchGANDiscriminator(3, width=4, strides=(2, 2, 2, 2))(
+        torch.zeros(1, 3, 64, 64)
+    ).shape == (1, 1, 4, 4)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -37,7 +39,11 @@ def test_generator_shape_range_and_layers(channels: int, rng: torch.Generator) -
     assert y.shape == x.shape and y.abs().max() <= 1
     assert g.multiple == 4
     kinds = {type(m) for m in g.modules()}
-    assert nn.ConvTranspose2d not in kinds and NearestUpsampleConv2d in kinds and nn.ReflectionPad2d in kinds
+    assert (
+        nn.ConvTranspose2d not in kinds
+        and NearestUpsampleConv2d in kinds
+        and nn.ReflectionPad2d in kinds
+    )
     assert all(not m.affine for m in g.modules() if isinstance(m, nn.InstanceNorm2d))
 
 
@@ -50,7 +56,9 @@ def test_initialisation_is_normal_002() -> None:
     assert biases.abs().max() == 0
 
 
-def test_plain_generator_is_blind_to_input_affine_changes_residual_is_not(rng: torch.Generator) -> None:
+def test_plain_generator_is_blind_to_input_affine_changes_residual_is_not(
+    rng: torch.Generator,
+) -> None:
     """``Conv7 -> InstanceNorm`` removes ``a x + b`` (a > 0): ``G(a x + b) ~ G(x)``; the residual one keeps it."""
     x = torch.rand(2, 1, 32, 32, generator=rng) * 2 - 1
     darker = 0.4 * x - 0.5
@@ -65,7 +73,9 @@ def test_plain_generator_is_blind_to_input_affine_changes_residual_is_not(rng: t
         assert residual(white).mean() - residual(black).mean() > 1.0
 
 
-def test_residual_generator_has_the_same_parameters_and_passes_gradients_through_the_clamp() -> None:
+def test_residual_generator_has_the_same_parameters_and_passes_gradients_through_the_clamp() -> (
+    None
+):
     assert parameter_count(ResnetGenerator(3, 3, width=64, blocks=9, residual=True)) == 11_378_179
     g = ResnetGenerator(1, 1, width=4, blocks=1, residual=True)
     x = torch.full((1, 1, 16, 16), 0.99, requires_grad=True)
@@ -80,7 +90,9 @@ def test_residual_generator_needs_matching_channels() -> None:
         ResnetGenerator(1, 3, width=4, blocks=1, residual=True)
 
 
-def test_residual_operator_round_trips_through_the_exported_files(tmp_path: Path, rng: torch.Generator) -> None:
+def test_residual_operator_round_trips_through_the_exported_files(
+    tmp_path: Path, rng: torch.Generator
+) -> None:
     config = {"model": {"channels": 1, "width": 4, "blocks": 1, "n_down": 2, "residual": True}}
     gens = [ResnetGenerator(1, 1, width=4, blocks=1, residual=True) for _ in range(2)]
     LearnedHaze(*gens, config=config).save(tmp_path)
@@ -97,7 +109,9 @@ def test_upsample_conv_equals_resize_then_conv(bias: bool, rng: torch.Generator)
     w = torch.randn(4, 3, 3, 3, generator=rng, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, generator=rng, dtype=torch.float64, requires_grad=True) if bias else None
     fused = upsample_conv3x3(x, w, b)
-    direct = nn.functional.conv2d(nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
+    direct = nn.functional.conv2d(
+        nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1
+    )
     assert fused.shape == (2, 4, 10, 14)
     assert (fused - direct).abs().max() < 1e-12
     probe = torch.randn(fused.shape, generator=rng, dtype=torch.float64)
@@ -121,7 +135,9 @@ def _legacy_layers(generator: ResnetGenerator) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def test_generator_reads_weights_saved_with_a_separate_upsampling_layer(rng: torch.Generator) -> None:
+def test_generator_reads_weights_saved_with_a_separate_upsampling_layer(
+    rng: torch.Generator,
+) -> None:
     torch.manual_seed(0)
     trained = ResnetGenerator(3, 3, width=8, blocks=2, residual=True)
     legacy = _legacy_layers(trained)
@@ -129,7 +145,9 @@ def test_generator_reads_weights_saved_with_a_separate_upsampling_layer(rng: tor
     with torch.no_grad():
         assert (legacy(x) - trained.model(x)).abs().max() < 1e-5
         saved = {f"g_ab.model.{k}": v for k, v in legacy.state_dict().items()}
-        assert "g_ab.model.13.weight" in saved and "g_ab.model.12.weight" not in saved  # the old layout
+        assert (
+            "g_ab.model.13.weight" in saved and "g_ab.model.12.weight" not in saved
+        )  # the old layout
         holder = nn.Module()
         holder.g_ab = ResnetGenerator(3, 3, width=8, blocks=2, residual=True)
         holder.load_state_dict(saved)  # strict: every key placed, none left over
@@ -146,4 +164,6 @@ def test_dcp_input_starts_from_the_dark_channel_estimate_and_passes_gradients() 
     y.requires_grad_(True)  # the equivariance branch: the gradient must reach T_g f(y)
     f(y).sum().backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
-    assert set(f.state_dict()) == set(DehazerNet(DehazerConfig(channels=3, scales=2, width=4)).state_dict())
+    assert set(f.state_dict()) == set(
+        DehazerNet(DehazerConfig(channels=3, scales=2, width=4)).state_dict()
+    )

@@ -33,7 +33,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     clear, hazy = _images(root / "clear", 3, 0), _images(root / "hazy", 3, 1)
     stage1 = ["train-operator", "--clear", clear, "--hazy", hazy, "--out", root / "op", *TINY]
     assert CliRunner().invoke(app, list(map(str, stage1))).exit_code == 0
-    stage2 = ["train", "--hazy", hazy, "--operator", root / "op", "--out", root / "eid", "--no-prior", *TINY]
+    stage2 = [
+        "train",
+        "--hazy",
+        hazy,
+        "--operator",
+        root / "op",
+        "--out",
+        root / "eid",
+        "--no-prior",
+        *TINY,
+    ]
     result = CliRunner().invoke(app, list(map(str, stage2)))
     assert result.exit_code == 0, result.output
     return {"root": root, "clear": clear, "hazy": hazy, "op": root / "op", "eid": root / "eid"}
@@ -47,17 +57,30 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-def test_a_user_runs_cards_state_its_data_recipe_steps_and_unknown_licences(runs: dict[str, Path]) -> None:
+def test_a_user_runs_cards_state_its_data_recipe_steps_and_unknown_licences(
+    runs: dict[str, Path],
+) -> None:
     op_card = (runs["op"] / "MODEL.md").read_text()
     assert "haze operator (stage 1)" in op_card and "preset: `fast`" in op_card
     assert f"{runs['clear'].resolve()} (3 images; C x H x W: 3x40x48)" in op_card
     assert "read scale (`white`): dtype" in op_card and "1 training batches" in op_card
     assert "model.kind=scattering" in op_card and "training data: Unknown" in op_card
     card = (runs["eid"] / "MODEL.md").read_text()
-    assert "EID dehazer (stage 2)" in card and f"stage 1 --hazy`: {runs['hazy'].resolve()} (3 images" in card
-    assert "stage 1 training: 1 training batches" in card and "- training: 1 training batches" in card
-    assert "dehazer: model.channels=3, model.input=hazy" in card and "No validation figures" in card and "weights: Unknown" in card
-    assert model_summary(runs["eid"]).startswith("EID dehazer (stage 2), preset fast, trained on 3 images")
+    assert (
+        "EID dehazer (stage 2)" in card
+        and f"stage 1 --hazy`: {runs['hazy'].resolve()} (3 images" in card
+    )
+    assert (
+        "stage 1 training: 1 training batches" in card and "- training: 1 training batches" in card
+    )
+    assert (
+        "dehazer: model.channels=3, model.input=hazy" in card
+        and "No validation figures" in card
+        and "weights: Unknown" in card
+    )
+    assert model_summary(runs["eid"]).startswith(
+        "EID dehazer (stage 2), preset fast, trained on 3 images"
+    )
 
 
 def test_eid_models_lists_the_shipped_models_with_their_summaries(eid_cli) -> None:
@@ -93,9 +116,17 @@ def _held_out(name: str, shared: Path | None) -> torch.Tensor:
     if name == "microscopy":
         import tifffile
 
-        image = torch.from_numpy(tifffile.imread(shared / "nuclei" / "img2d.tif").astype("float32"))[None]
+        image = torch.from_numpy(
+            tifffile.imread(shared / "nuclei" / "img2d.tif").astype("float32")
+        )[None]
         image = image / image.max()
-        return torch.stack([image[:, i : i + 64, j : j + 64] for i in range(0, 512, 64) for j in range(384, 512, 64)])
+        return torch.stack(
+            [
+                image[:, i : i + 64, j : j + 64]
+                for i in range(0, 512, 64)
+                for j in range(384, 512, 64)
+            ]
+        )
     from eid.demo import bundled_image
 
     photo = bundled_image("coffee", 192)
@@ -103,15 +134,23 @@ def _held_out(name: str, shared: Path | None) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_models_raise_psnr_on_held_out_synthetic_hazy_crops(name: str, request: pytest.FixtureRequest) -> None:
+def test_shipped_models_raise_psnr_on_held_out_synthetic_hazy_crops(
+    name: str, request: pytest.FixtureRequest
+) -> None:
     """Hazed in memory as the build hazes them (microscopy: the veil on the image's one scale), with another seed."""
     from eid.baselines.dcp import DarkChannelPrior
     from eid.inference import Dehazer
     from eid.metrics.paired import psnr
     from eid.synth import SynthConfig, synthesize
 
-    clear = _held_out(name, request.getfixturevalue("shared_data") if name == "microscopy" else None)
-    haze = SynthConfig(model="veil", veil_sigma=VEIL_SIGMA) if name == "microscopy" else SynthConfig(depth_range=(0.3, 1.5), beta=(0.4, 0.9), airlight=(0.7, 0.9))
+    clear = _held_out(
+        name, request.getfixturevalue("shared_data") if name == "microscopy" else None
+    )
+    haze = (
+        SynthConfig(model="veil", veil_sigma=VEIL_SIGMA)
+        if name == "microscopy"
+        else SynthConfig(depth_range=(0.3, 1.5), beta=(0.4, 0.9), airlight=(0.7, 0.9))
+    )
     hazy = torch.stack([synthesize(x, haze, seed=7 + i)[0] for i, x in enumerate(clear)])
     dehazer = Dehazer.load(resolve_model(name), device="cpu")
     scores = {
@@ -127,7 +166,10 @@ def test_shipped_models_raise_psnr_on_held_out_synthetic_hazy_crops(name: str, r
 def _card_scores(name: str) -> dict[str, float]:
     """The held-out PSNR figures of a shipped model's card (its Validation section, measured by the build)."""
     card = (MODELS_DIR / name / "MODEL.md").read_text()
-    return {method: float(value) for method, value in re.findall(r"^- held-out (.+) PSNR: ([0-9.]+)$", card, re.MULTILINE)}
+    return {
+        method: float(value)
+        for method, value in re.findall(r"^- held-out (.+) PSNR: ([0-9.]+)$", card, re.MULTILINE)
+    }
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -162,13 +204,30 @@ def test_shipped_models_name_no_folder_of_the_build_machine(name: str) -> None:
     assert "<build_models.py --work>/" in card and "/tmp/" not in card
 
 
-def test_a_shipped_operator_needs_the_users_clear_images_for_the_prior(tmp_path: Path, eid_cli) -> None:
+def test_a_shipped_operator_needs_the_users_clear_images_for_the_prior(
+    tmp_path: Path, eid_cli
+) -> None:
     """``eid train --operator microscopy`` never looks for the build's clear crops: without ``--clear`` it is one line
     naming the remedies; with ``--clear`` (and ``--init-from``) it trains from the package's files alone."""
     grey = _images(tmp_path / "grey", 1, 4)
-    refused = eid_cli("train", "--hazy", grey, "--operator", "microscopy", "--out", tmp_path / "no", "--preset", "microscopy", *TINY)
+    refused = eid_cli(
+        "train",
+        "--hazy",
+        grey,
+        "--operator",
+        "microscopy",
+        "--out",
+        tmp_path / "no",
+        "--preset",
+        "microscopy",
+        *TINY,
+    )
     line = refused.error_line()
-    assert "<build_models.py --work>/microscopy/data/clear" in line and "--clear DIR" in line and "--no-prior" in line
+    assert (
+        "<build_models.py --work>/microscopy/data/clear" in line
+        and "--clear DIR" in line
+        and "--no-prior" in line
+    )
     assert not (tmp_path / "no").exists()
     run = eid_cli("train", "--hazy", grey, "--operator", "microscopy", "--clear", grey, "--out", tmp_path / "ft",
                   "--preset", "microscopy", "--crop", "32", "--max-steps", "1", "--batch-size", "2",
@@ -177,14 +236,23 @@ def test_a_shipped_operator_needs_the_users_clear_images_for_the_prior(tmp_path:
     import yaml
 
     config = yaml.safe_load((tmp_path / "ft" / "dehazer.yaml").read_text())
-    assert config["clear"] == [str(grey.resolve())] and config["operator"] == str(MODELS_DIR / "microscopy")
+    assert config["clear"] == [str(grey.resolve())] and config["operator"] == str(
+        MODELS_DIR / "microscopy"
+    )
 
 
-def test_resolve_model_prefers_an_existing_folder_and_names_the_shipped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_model_prefers_an_existing_folder_and_names_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "microscopy").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert resolve_model("microscopy") == Path("microscopy") and set(SHIPPED) <= set(shipped_models())
-    with pytest.raises(EIDError, match="no such folder or shipped model; give a run folder or one of: microscopy, natural"):
+    assert resolve_model("microscopy") == Path("microscopy") and set(SHIPPED) <= set(
+        shipped_models()
+    )
+    with pytest.raises(
+        EIDError,
+        match="no such folder or shipped model; give a run folder or one of: microscopy, natural",
+    ):
         resolve_model("nope")
 
 
@@ -197,7 +265,9 @@ def test_init_from_starts_from_the_sources_weights(runs: dict[str, Path], tmp_pa
 
     cfg = load_config(OperatorConfig, "operator", preset="fast")
     module = operator_module(cfg)
-    load_initial_weights(operator_networks(module), runs["op"], OPERATOR, config_to_dict(cfg)["model"], "operator")
+    load_initial_weights(
+        operator_networks(module), runs["op"], OPERATOR, config_to_dict(cfg)["model"], "operator"
+    )
     saved, _ = load_weights(runs["op"] / OPERATOR)
     assert all(torch.equal(v, saved[k]) for k, v in operator_networks(module).state_dict().items())
 
@@ -207,25 +277,37 @@ def test_init_from_fine_tunes_both_stages_on_the_users_data(runs: dict[str, Path
     stage1 = eid_cli("train-operator", "--clear", runs["clear"], "--hazy", runs["hazy"], "--out", root / "op2", *TINY,
                      "--init-from", runs["op"])  # fmt: skip
     assert stage1.code == 0, stage1.err
-    assert f"started from (`--init-from`): {runs['op'].resolve()}" in (root / "op2" / "MODEL.md").read_text()
+    assert (
+        f"started from (`--init-from`): {runs['op'].resolve()}"
+        in (root / "op2" / "MODEL.md").read_text()
+    )
     stage2 = eid_cli("train", "--hazy", runs["hazy"], "--operator", root / "op2", "--out", root / "eid2", "--no-prior",
                      *TINY, "--init-from", runs["eid"])  # fmt: skip
     assert stage2.code == 0, stage2.err
 
 
-def test_init_from_an_incompatible_model_is_one_line_naming_both(runs: dict[str, Path], eid_cli) -> None:
+def test_init_from_an_incompatible_model_is_one_line_naming_both(
+    runs: dict[str, Path], eid_cli
+) -> None:
     root = runs["root"]
     stage1 = eid_cli("train-operator", "--clear", runs["clear"], "--hazy", runs["hazy"], "--out", root / "bad1", *TINY,
                      "--init-from", "microscopy")  # fmt: skip
     line = stage1.error_line()
-    assert stage1.code == 2 and "microscopy" in line and "channels=1" in line and "channels=3" in line
+    assert (
+        stage1.code == 2 and "microscopy" in line and "channels=1" in line and "channels=3" in line
+    )
     assert not (root / "bad1").exists()
     grey = _images(root / "grey", 1, 2)
     stage2 = eid_cli("train", "--hazy", grey, "--operator", "asm", "--asm-t", "0.5", "--asm-a", "0.8", "--out",
                      root / "bad2", *TINY, "--init-from", runs["eid"])  # fmt: skip
     line = stage2.error_line()
     assert str(runs["eid"].resolve()) in line and "channels=3" in line and "channels=1" in line
-    assert "--resume" in eid_cli("train", "--hazy", grey, "--out", runs["eid"], "--resume", "--init-from", "natural").error_line()
+    assert (
+        "--resume"
+        in eid_cli(
+            "train", "--hazy", grey, "--out", runs["eid"], "--resume", "--init-from", "natural"
+        ).error_line()
+    )
 
 
 def test_dehaze_by_name_in_the_cli_and_the_api(tmp_path: Path, eid_cli) -> None:

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # headless widgets: before anything creates the Qt app
+os.environ.setdefault(
+    "QT_QPA_PLATFORM", "offscreen"
+)  # headless widgets: before anything creates the Qt app
 napari = pytest.importorskip("napari")
 pytest.importorskip("magicgui")
 npe2 = pytest.importorskip("npe2")
@@ -41,12 +43,23 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("napari")
     for i in range(2):
-        write_image(root / "hazy" / f"h{i}.png", torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(i)))
+        write_image(
+            root / "hazy" / f"h{i}.png",
+            torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(i)),
+        )
     cfg = EIDConfig(
         operator="asm", asm_transmission=0.6, asm_airlight=0.9, model=DehazerConfig(channels=1, scales=2, width=4),
         epochs=None, max_steps=1, batch_size=2, crop=16, winograd=False, checkpoint_every_n_batches=0, adversarial_weight=0.0,
     )  # fmt: skip
-    fit_eid(cfg, [root / "hazy"], root / "run", accelerator="cpu", devices=1, progress=False, samples=False)
+    fit_eid(
+        cfg,
+        [root / "hazy"],
+        root / "run",
+        accelerator="cpu",
+        devices=1,
+        progress=False,
+        samples=False,
+    )
     return root / "run"
 
 
@@ -72,7 +85,9 @@ def test_dehaze_widget_adds_the_result_over_its_input(run_folder: Path) -> None:
     assert widget.progress.value == 3 and widget.button.enabled
 
 
-def test_dehaze_widget_reports_a_wrong_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dehaze_widget_reports_a_wrong_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shown: list[str] = []
     monkeypatch.setattr(dehaze_widget, "show_error", shown.append)
     viewer = ViewerModel()
@@ -85,8 +100,12 @@ def test_dehaze_widget_reports_a_wrong_folder(tmp_path: Path, monkeypatch: pytes
 
 def test_compare_side_by_side_and_swipe(monkeypatch: pytest.MonkeyPatch) -> None:
     viewer = ViewerModel()
-    before = viewer.add_image(np.zeros((10, 40, 3), np.uint8), name="in", rgb=True, translate=(5, 5))
-    after = viewer.add_image(np.full((10, 40, 3), 200, np.uint8), name="out", rgb=True, translate=(5, 5))
+    before = viewer.add_image(
+        np.zeros((10, 40, 3), np.uint8), name="in", rgb=True, translate=(5, 5)
+    )
+    after = viewer.add_image(
+        np.full((10, 40, 3), 200, np.uint8), name="out", rgb=True, translate=(5, 5)
+    )
     viewer.add_image(np.ones((4, 4)), name="other")
     widget = compare_widget.CompareWidget(viewer)
     widget.before.value, widget.after.value = before, after
@@ -126,16 +145,28 @@ def test_napari_opens_with_the_widget_under_xvfb(tmp_path: Path) -> None:
     if xvfb is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     display = f":{90 + os.getpid() % 50}"
-    server = subprocess.Popen([xvfb, display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [xvfb, display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.0)
         if server.poll() is not None:
             pytest.skip(f"Xvfb could not start on display {display}")
         env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
         shot = tmp_path / "napari_dehaze_widget.png"
-        done = subprocess.run([sys.executable, "-c", _SCREENSHOT, str(shot)], check=False, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", _SCREENSHOT, str(shot)],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0 and "Qt platform plugin" in done.stderr:
-            pytest.skip(f"Qt cannot open a window under Xvfb: {done.stderr.strip().splitlines()[-1]}")
+            pytest.skip(
+                f"Qt cannot open a window under Xvfb: {done.stderr.strip().splitlines()[-1]}"
+            )
         assert done.returncode == 0, done.stderr[-2000:]
         from PIL import Image
 

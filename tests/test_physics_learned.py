@@ -15,11 +15,12 @@ from eid.physics import LearnedHaze, from_gan_range, to_gan_range
 CONFIG = {"model": {"channels": 3, "width": 4, "blocks": 1, "n_down": 2}, "seed": 0}
 
 
-
 @pytest.fixture
 def physics() -> LearnedHaze:
     torch.manual_seed(0)
-    return LearnedHaze(ResnetGenerator(width=4, blocks=1), ResnetGenerator(width=4, blocks=1), config=CONFIG)
+    return LearnedHaze(
+        ResnetGenerator(width=4, blocks=1), ResnetGenerator(width=4, blocks=1), config=CONFIG
+    )
 
 
 def test_range_conversion_is_an_exact_inverse(rng: torch.Generator) -> None:
@@ -52,7 +53,9 @@ def test_save_load_round_trip(physics: LearnedHaze, tmp_path: Path, rng: torch.G
     x = torch.rand(1, 3, 20, 20, generator=rng)
     for where in (tmp_path, tmp_path / "operator", weights):
         loaded = LearnedHaze.load(where)
-        assert torch.equal(loaded.A(x), physics.A(x)) and torch.equal(loaded.A_dagger(x), physics.A_dagger(x))
+        assert torch.equal(loaded.A(x), physics.A(x)) and torch.equal(
+            loaded.A_dagger(x), physics.A_dagger(x)
+        )
         assert loaded.config == CONFIG and not loaded.training
         assert all(not p.requires_grad for p in loaded.parameters())
 

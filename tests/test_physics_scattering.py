@@ -26,7 +26,9 @@ def operator(**model) -> ScatteringHaze:
 
 @pytest.mark.parametrize("airlight", ["global", "grey", "veil"])
 @pytest.mark.parametrize("transmission", ["shared", "per_channel"])
-def test_maps_stay_in_range_for_any_input(rng: torch.Generator, airlight: str, transmission: str) -> None:
+def test_maps_stay_in_range_for_any_input(
+    rng: torch.Generator, airlight: str, transmission: str
+) -> None:
     physics = operator(airlight=airlight, transmission=transmission)
     with torch.no_grad():  # push the networks to their extremes: huge weights, extreme inputs
         for p in physics.parameters():
@@ -39,8 +41,13 @@ def test_maps_stay_in_range_for_any_input(rng: torch.Generator, airlight: str, t
             assert torch.isfinite(t).all() and torch.isfinite(a).all()
             assert t.min() >= physics.t_min - 1e-6 and t.max() <= 1
             assert a.min() >= 0 and a.max() <= 1
-            assert t.shape[1] == (1 if transmission == "shared" else 3) and t.shape[-2:] == x.shape[-2:]
-            assert a.shape[-2:] == ((1, 1) if airlight != "veil" else x.shape[-2:]) and a.shape[1] == 3
+            assert (
+                t.shape[1] == (1 if transmission == "shared" else 3)
+                and t.shape[-2:] == x.shape[-2:]
+            )
+            assert (
+                a.shape[-2:] == ((1, 1) if airlight != "veil" else x.shape[-2:]) and a.shape[1] == 3
+            )
             if airlight == "grey":
                 assert torch.equal(a[:, :1].expand_as(a), a)
         y = physics.A(x.clamp(0, 1))
@@ -62,7 +69,9 @@ def test_known_maps_give_the_asm_exactly(rng: torch.Generator) -> None:
     x = torch.rand(2, 3, 16, 16, generator=rng)
     t = 0.2 + 0.8 * torch.rand(2, 1, 16, 16, generator=rng)
     a = torch.rand(2, 3, 1, 1, generator=rng)
-    assert torch.equal(operator().A(x, transmission=t, airlight=a), ASMHaze(transmission=t, airlight=a).A(x))
+    assert torch.equal(
+        operator().A(x, transmission=t, airlight=a), ASMHaze(transmission=t, airlight=a).A(x)
+    )
 
 
 def test_pseudo_inverse_is_exact_with_exact_estimates(rng: torch.Generator) -> None:
@@ -95,9 +104,13 @@ def test_export_round_trip_through_the_loader(tmp_path: Path, rng: torch.Generat
     physics = operator(airlight="veil")
     physics.save(tmp_path / "op")
     loaded = load_operator(tmp_path / "op")
-    assert isinstance(loaded, ScatteringHaze) and not any(p.requires_grad for p in loaded.parameters())
+    assert isinstance(loaded, ScatteringHaze) and not any(
+        p.requires_grad for p in loaded.parameters()
+    )
     x = torch.rand(1, 3, 20, 20, generator=rng)
-    assert torch.equal(loaded.A(x), physics.A(x)) and torch.equal(loaded.A_dagger(x), physics.A_dagger(x))
+    assert torch.equal(loaded.A(x), physics.A(x)) and torch.equal(
+        loaded.A_dagger(x), physics.A_dagger(x)
+    )
 
 
 def test_weights_of_another_shape_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -109,10 +122,17 @@ def test_weights_of_another_shape_are_refused_in_one_line(tmp_path: Path) -> Non
         load_operator(tmp_path / "op")
 
 
-def test_a_cyclegan_run_from_before_the_operator_kinds_still_loads(tmp_path: Path, rng: torch.Generator) -> None:
-    old = {"model": {"channels": 3, "width": 4, "blocks": 1, "n_down": 2}, "seed": 0}  # no model.kind
+def test_a_cyclegan_run_from_before_the_operator_kinds_still_loads(
+    tmp_path: Path, rng: torch.Generator
+) -> None:
+    old = {
+        "model": {"channels": 3, "width": 4, "blocks": 1, "n_down": 2},
+        "seed": 0,
+    }  # no model.kind
     torch.manual_seed(0)
-    LearnedHaze(ResnetGenerator(width=4, blocks=1), ResnetGenerator(width=4, blocks=1), config=old).save(tmp_path / "op")
+    LearnedHaze(
+        ResnetGenerator(width=4, blocks=1), ResnetGenerator(width=4, blocks=1), config=old
+    ).save(tmp_path / "op")
     loaded = load_operator(tmp_path / "op")
     assert isinstance(loaded, LearnedHaze)
     assert loaded.A_dagger(torch.rand(1, 3, 16, 16, generator=rng)).shape == (1, 3, 16, 16)
@@ -120,7 +140,11 @@ def test_a_cyclegan_run_from_before_the_operator_kinds_still_loads(tmp_path: Pat
 
 def test_unknown_kind_names_the_file(tmp_path: Path) -> None:
     operator(kind="scattering").save(tmp_path / "op")
-    text = (tmp_path / "op" / "operator.yaml").read_text().replace("kind: scattering", "kind: wormhole")
+    text = (
+        (tmp_path / "op" / "operator.yaml")
+        .read_text()
+        .replace("kind: scattering", "kind: wormhole")
+    )
     (tmp_path / "op" / "operator.yaml").write_text(text)
     with pytest.raises(EIDError, match="unknown operator kind 'wormhole'"):
         load_operator(tmp_path / "op")

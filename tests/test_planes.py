@@ -19,7 +19,9 @@ def zstack(tmp_path):
     """A 12-bit z-stack of 4 grey planes of 6x7 in a 16-bit TIFF, with a pixel size."""
     samples = np.random.default_rng(0).integers(0, 4096, (4, 6, 7), dtype=np.uint16)
     path = tmp_path / "z.tif"
-    tifffile.imwrite(path, samples, photometric="minisblack", metadata={"axes": "ZYX"}, resolution=(2.0, 2.0))
+    tifffile.imwrite(
+        path, samples, photometric="minisblack", metadata={"axes": "ZYX"}, resolution=(2.0, 2.0)
+    )
     return path, samples
 
 
@@ -43,7 +45,9 @@ def test_a_stack_gives_its_planes_in_order_on_one_scale(zstack):
     for index, plane in source:
         torch.testing.assert_close(plane, reference.plane(index), rtol=0, atol=0)
     assert [source.name("z.tif", i) for i in range(2)] == ["z.tif[0]", "z.tif[1]"]
-    assert float(max(plane.max() for _, plane in source)) == 1.0  # the stack's maximum, not each plane's
+    assert (
+        float(max(plane.max() for _, plane in source)) == 1.0
+    )  # the stack's maximum, not each plane's
 
 
 def test_the_writer_keeps_the_stack_layout_and_leaves_the_input_alone(zstack, tmp_path):
@@ -57,7 +61,9 @@ def test_the_writer_keeps_the_stack_layout_and_leaves_the_input_alone(zstack, tm
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         np.testing.assert_array_equal(tif.asarray(), 4095 - samples)
         assert tif.pages[0].get_resolution() == (2.0, 2.0)
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "copy.tif"), samples)  # the source is unchanged
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "copy.tif"), samples
+    )  # the source is unchanged
     assert not list(tmp_path.glob("*.tmp*"))
 
 

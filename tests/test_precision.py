@@ -69,7 +69,9 @@ def test_explicit_precisions_override_detection(cpu_with):
 
 def test_cpu_flags_and_model_are_read_from_cpuinfo(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n"
+    )
     monkeypatch.setattr(prec, "_CPUINFO", info)
     prec.cpu_flags.cache_clear()
     prec.cpu_model.cache_clear()
@@ -92,7 +94,9 @@ def test_missing_cpuinfo_means_no_flags(tmp_path, monkeypatch):
 
 def test_runner_autocasts_to_bf16_where_native(cpu_with):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1), nn.Sigmoid())
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1), nn.Sigmoid()
+    )
     y = torch.rand(1, 3, 24, 24)
     cpu_with()
     fp32 = Dehazer.from_module(net, device="cpu", precision="auto")

@@ -36,7 +36,9 @@ H, W, FPS = 64, 96, 4
 def endoscope_frame(t: int, smoky: bool, seed: int) -> torch.Tensor:
     """A red textured disc (radius 36, clipped at top and bottom) on black; smoke = a grey veil."""
     g = torch.Generator().manual_seed(seed * 100 + t)
-    yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij"
+    )
     disc = ((yy - 31.5) ** 2 + (xx - 47.5) ** 2) <= 36**2
     texture = 0.1 * torch.rand(1, H, W, generator=g)
     tissue = torch.tensor([0.75, 0.12, 0.08]).view(3, 1, 1) + texture
@@ -73,13 +75,20 @@ def test_detect_fov_finds_the_clipped_disc() -> None:
     assert fov is not None
     assert (fov.cx, fov.cy) == pytest.approx((48.0, 32.0), abs=1.0)
     assert fov.radius == pytest.approx(36.5, abs=1.0)
-    assert fov.square(W, H) == (0, 16, 64)  # diameter limited by the frame height, centred on the disc
+    assert fov.square(W, H) == (
+        0,
+        16,
+        64,
+    )  # diameter limited by the frame height, centred on the disc
     assert detect_fov(torch.zeros(3, H, W)) is None
 
 
 def test_cholec80_split_by_video() -> None:
     assert cholec80_split("video01") == "train" and cholec80_split("video41") == "test"
-    assert cholec80_split("video01", ["1"]) == "test" and cholec80_split("video41", ["video02"]) == "train"
+    assert (
+        cholec80_split("video01", ["1"]) == "test"
+        and cholec80_split("video41", ["video02"]) == "train"
+    )
     assert cholec80_split("case") == cholec80_split("case")
 
 
@@ -93,13 +102,18 @@ def test_prepare_cholec80_sorts_frames_by_smoke(videos: Path, tmp_path: Path) ->
         ("video45", 0, "clear", "test"), ("video45", 2, "clear", "test"),
         ("video45", 4, "hazy", "test"), ("video45", 6, "hazy", "test"),
     ]  # fmt: skip
-    assert float(rows[0]["time"]) == pytest.approx(0.0) and float(rows[1]["time"]) == pytest.approx(0.5)
+    assert float(rows[0]["time"]) == pytest.approx(0.0) and float(rows[1]["time"]) == pytest.approx(
+        0.5
+    )
     assert summary.written == {"train/clear": 2, "train/hazy": 2, "test/clear": 2, "test/hazy": 2}
     for row in rows:
         image, _ = read_image(out / row["path"])
         assert image.shape == (3, 32, 32)
         assert float(row["score"]) < 0.15 if row["label"] == "clear" else float(row["score"]) > 0.3
-    assert sorted(p.name for p in (out / "test" / "hazy").iterdir()) == ["video45_000004.png", "video45_000006.png"]
+    assert sorted(p.name for p in (out / "test" / "hazy").iterdir()) == [
+        "video45_000004.png",
+        "video45_000006.png",
+    ]
     corner, centre = image[:, 0, 0], image[:, 16, 16]
     assert corner.max() < 0.05 < centre.min()  # black outside the field of view is kept
 
@@ -196,18 +210,24 @@ def test_reside_its_unpaired_train_scenes_are_disjoint(its: Path, tmp_path: Path
     assert len(hazy_scenes | clear_scenes | test_scenes) == 10
     # paired test set: the clear file carries the hazy file's name and the scene's pixels
     for hazy in (out / "test" / "hazy").iterdir():
-        assert (out / "test" / "clear" / hazy.name).read_bytes() == (its / "clear" / f"{scene(hazy)}.png").read_bytes()
+        assert (out / "test" / "clear" / hazy.name).read_bytes() == (
+            its / "clear" / f"{scene(hazy)}.png"
+        ).read_bytes()
     # same seed, same split; a rerun writes nothing
     again = prepare_reside(its, "its", out, seed=3, test_fraction=0.2, progress=False)
     assert again.written == {} and again.skipped == 20
-    other = prepare_reside(its, "its", tmp_path / "other", seed=4, test_fraction=0.2, progress=False)
+    other = prepare_reside(
+        its, "its", tmp_path / "other", seed=4, test_fraction=0.2, progress=False
+    )
     assert other.written == summary.written
     rows = read_manifest(out / "manifest.csv")
     assert {r["airlight"] for r in rows if r["kind"] == "hazy"} == {"0.90179", "0.8"}
 
 
 def test_reside_max_hazy_per_scene(its: Path, tmp_path: Path) -> None:
-    summary = prepare_reside(its, "its", tmp_path / "out", test_fraction=0.0, max_hazy_per_scene=1, progress=False)
+    summary = prepare_reside(
+        its, "its", tmp_path / "out", test_fraction=0.0, max_hazy_per_scene=1, progress=False
+    )
     assert summary.written == {"train/hazy": 5, "train/clear": 5}
 
 
@@ -223,7 +243,10 @@ def test_reside_sots_indoor_crops_the_gt_border(tmp_path: Path) -> None:
     assert len(pairs) == 2 and pairs[1]["name"] == "1400_2"
     assert torch.equal(pairs[0]["clear"], torch.from_numpy(inner).permute(2, 0, 1).float() / 255)
     out = tmp_path / "out"
-    assert prepare_reside(root, "sots-indoor", out, progress=False).written == {"test/hazy": 2, "test/clear": 2}
+    assert prepare_reside(root, "sots-indoor", out, progress=False).written == {
+        "test/hazy": 2,
+        "test/clear": 2,
+    }
     clear, _ = read_image(out / "test" / "clear" / "1400_1.png")
     assert clear.shape == (3, 20, 24) and torch.equal(clear, pairs[0]["clear"])
 
@@ -234,7 +257,10 @@ def test_reside_sots_outdoor_and_rtts(tmp_path: Path) -> None:
     save(outdoor / "hazy" / "0001_0.8_0.2.jpg", rgb(8, 8, 1))
     save(outdoor / "hazy" / "0001_1_0.16.jpg", rgb(8, 8, 2))
     items = scan_reside(outdoor, "sots-outdoor")
-    assert [(i.name.airlight, i.name.beta, i.clear.name) for i in items] == [(0.8, 0.2, "0001.png"), (1.0, 0.16, "0001.png")]
+    assert [(i.name.airlight, i.name.beta, i.clear.name) for i in items] == [
+        (0.8, 0.2, "0001.png"),
+        (1.0, 0.16, "0001.png"),
+    ]
     rtts = tmp_path / "RTTS"
     save(rtts / "JPEGImages" / "AM_Bing_211.png", rgb(8, 8, 3))
     (rtts / "Annotations").mkdir()
@@ -245,7 +271,9 @@ def test_reside_sots_outdoor_and_rtts(tmp_path: Path) -> None:
 
 def test_reside_broken_inputs(its: Path, tmp_path: Path) -> None:
     (its / "clear" / "3.png").unlink()
-    with pytest.raises(EIDError, match=r"2 hazy image\(s\) .* no clear image .*3_1_0.90179.png needs 3.png"):
+    with pytest.raises(
+        EIDError, match=r"2 hazy image\(s\) .* no clear image .*3_1_0.90179.png needs 3.png"
+    ):
         scan_reside(its, "its")
     assert len(scan_reside(its, "its", allow_missing=True)) == 18
     save(its / "hazy" / "oops.png", rgb(4, 4, 0))
@@ -263,7 +291,12 @@ def test_reside_broken_inputs(its: Path, tmp_path: Path) -> None:
 def test_reside_real_sots_sample(shared_data: Path) -> None:
     sample = shared_data / "sots-indoor-sample"
     items = {i.hazy.stem: i.clear.name for i in scan_reside(sample, "sots-indoor")}
-    assert items == {"1400_10": "1400_10.png", "1400_3": "1400_10.png", "1401_10": "1401_10.png", "1402_10": "1402_10.png"}
+    assert items == {
+        "1400_10": "1400_10.png",
+        "1400_3": "1400_10.png",
+        "1401_10": "1401_10.png",
+        "1402_10": "1402_10.png",
+    }
     clear, _ = read_image(sample / "clear" / "1400_10.png")
     uncropped, _ = read_image(sample / "clear-640x480" / "1400.png")
     assert torch.equal(crop_to(uncropped, 460, 620), clear)
@@ -272,7 +305,20 @@ def test_reside_real_sots_sample(shared_data: Path) -> None:
 def test_cli_reside(its: Path, tmp_path: Path) -> None:
     from eid.cli import app
 
-    result = CliRunner().invoke(app, ["data", "reside", "--root", str(its), "--subset", "its", "--out", str(tmp_path / "o"), "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "reside",
+            "--root",
+            str(its),
+            "--subset",
+            "its",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "o" / "train" / "hazy").iterdir())) == 8
 
@@ -286,10 +332,16 @@ def murphy(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     (root / "gnf").mkdir(parents=True)
     for i in range(3):
-        tifffile.imwrite(root / "gnf" / f"dna-{i}.tif", (rng.random((24, 32)) * 3000).astype(np.uint16))
+        tifffile.imwrite(
+            root / "gnf" / f"dna-{i}.tif", (rng.random((24, 32)) * 3000).astype(np.uint16)
+        )
         save(root / "ic100" / f"dna-{i}.png", (rng.random((24, 32)) * 255).astype(np.uint8))
-    save(root / "gnf" / "segmented" / "dna-0.png", np.zeros((24, 32), np.uint8))  # hand segmentation, not an image to haze
-    tifffile.imwrite(root / "ic100" / "stack.tif", np.zeros((3, 5, 24, 32), np.uint16))  # multi-page stack: skipped
+    save(
+        root / "gnf" / "segmented" / "dna-0.png", np.zeros((24, 32), np.uint8)
+    )  # hand segmentation, not an image to haze
+    tifffile.imwrite(
+        root / "ic100" / "stack.tif", np.zeros((3, 5, 24, 32), np.uint16)
+    )  # multi-page stack: skipped
     (root / "README").write_text("Murphy lab")
     return root
 
@@ -298,23 +350,38 @@ def test_prepare_cell97_pairs_keep_bit_depth_and_are_seeded(murphy: Path, tmp_pa
     with pytest.warns(UserWarning, match="stack.tif"):
         summary = prepare_cell97(murphy, tmp_path / "a", seed=1, test_fraction=0.34, progress=False)
     written = summary.written
-    assert written["unreadable"] == 1 and written["train/pairs"] + written["test/pairs"] == 6 and written["test/pairs"] >= 1
+    assert (
+        written["unreadable"] == 1
+        and written["train/pairs"] + written["test/pairs"] == 6
+        and written["test/pairs"] >= 1
+    )
     rows = read_manifest(tmp_path / "a" / "manifest.csv")
-    assert {r["name"] for r in rows} == {f"{c}_dna-{i}.{e}" for c, e in (("gnf", "tif"), ("ic100", "png")) for i in range(3)}
+    assert {r["name"] for r in rows} == {
+        f"{c}_dna-{i}.{e}" for c, e in (("gnf", "tif"), ("ic100", "png")) for i in range(3)
+    }
     for row in rows:
         clear, meta = read_image(tmp_path / "a" / row["split"] / "clear" / row["name"], white="max")
-        hazy, hmeta = read_image(tmp_path / "a" / row["split"] / "hazy" / row["name"], white=meta.white)
+        hazy, hmeta = read_image(
+            tmp_path / "a" / row["split"] / "hazy" / row["name"], white=meta.white
+        )
         assert meta.dtype == hmeta.dtype == ("uint16" if row["name"].endswith(".tif") else "uint8")
         assert 0.55 <= float(row["contrast"]) <= 0.75 and 0.1 <= float(row["veil"]) <= 0.2
         assert (hazy - clear).abs().mean() > 0.02  # hazed
         source, _ = read_image(murphy / row["source"])
-        assert torch.allclose(clear * meta.white, source * (65535 if meta.dtype == "uint16" else 255), atol=0.51)
+        assert torch.allclose(
+            clear * meta.white, source * (65535 if meta.dtype == "uint16" else 255), atol=0.51
+        )
     with pytest.warns(UserWarning):
         prepare_cell97(murphy, tmp_path / "b", seed=1, test_fraction=0.34, progress=False)
     for path in (tmp_path / "a").rglob("*dna*"):
         assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
     with pytest.warns(UserWarning):
-        assert prepare_cell97(murphy, tmp_path / "a", seed=1, test_fraction=0.34, progress=False).skipped == 6
+        assert (
+            prepare_cell97(
+                murphy, tmp_path / "a", seed=1, test_fraction=0.34, progress=False
+            ).skipped
+            == 6
+        )
 
 
 def test_prepare_cell97_bad_inputs(tmp_path: Path) -> None:

@@ -21,11 +21,34 @@ def test_the_defaults_are_the_fast_preset(kind: str, cls: type) -> None:
 def test_paper_presets_spell_out_the_authors_recipe() -> None:
     operator = load_config(OperatorConfig, "operator", preset="paper")
     m, d = operator.model, operator.data
-    assert (m.kind, m.width, m.blocks, m.residual, m.disc_width, m.disc_norm) == ("cyclegan", 64, 9, False, 64, "instance")
-    assert (d.crop, d.load_size, d.batch_size, operator.epochs, operator.max_steps) == (256, 286, 1, 200, None)
-    assert (operator.loss.lambda_cyc, operator.loss.lambda_id, operator.optim.lr, operator.buffer_size) == (10.0, 5.0, 2e-4, 50)
+    assert (m.kind, m.width, m.blocks, m.residual, m.disc_width, m.disc_norm) == (
+        "cyclegan",
+        64,
+        9,
+        False,
+        64,
+        "instance",
+    )
+    assert (d.crop, d.load_size, d.batch_size, operator.epochs, operator.max_steps) == (
+        256,
+        286,
+        1,
+        200,
+        None,
+    )
+    assert (
+        operator.loss.lambda_cyc,
+        operator.loss.lambda_id,
+        operator.optim.lr,
+        operator.buffer_size,
+    ) == (10.0, 5.0, 2e-4, 50)
     dehazer = load_config(EIDConfig, "dehazer", preset="paper")
-    assert (dehazer.adversarial_weight, dehazer.max_steps, dehazer.epochs, dehazer.lr) == (0.0, None, 10, 1e-5)
+    assert (dehazer.adversarial_weight, dehazer.max_steps, dehazer.epochs, dehazer.lr) == (
+        0.0,
+        None,
+        10,
+        1e-5,
+    )
 
 
 @pytest.mark.parametrize(("kind", "cls"), KINDS)
@@ -42,7 +65,23 @@ def test_a_run_saved_before_a_field_existed_keeps_the_value_it_was_made_with() -
     saved = config_to_dict(paper)
     del saved["model"]["kind"], saved["model"]["disc_norm"], saved["model"]["residual"]
     old = saved_config(OperatorConfig, saved)
-    assert (old.model.kind, old.model.disc_norm, old.model.residual) == ("cyclegan", "instance", False)
-    stage_2 = {k: v for k, v in config_to_dict(EIDConfig()).items() if k not in ("adversarial_weight", "disc_norm")}
-    assert dataclasses.replace(saved_config(EIDConfig, stage_2), adversarial_weight=0.05, disc_norm="none") == EIDConfig()
-    assert (saved_config(EIDConfig, stage_2).adversarial_weight, saved_config(EIDConfig, stage_2).disc_norm) == (0.0, "instance")
+    assert (old.model.kind, old.model.disc_norm, old.model.residual) == (
+        "cyclegan",
+        "instance",
+        False,
+    )
+    stage_2 = {
+        k: v
+        for k, v in config_to_dict(EIDConfig()).items()
+        if k not in ("adversarial_weight", "disc_norm")
+    }
+    assert (
+        dataclasses.replace(
+            saved_config(EIDConfig, stage_2), adversarial_weight=0.05, disc_norm="none"
+        )
+        == EIDConfig()
+    )
+    assert (
+        saved_config(EIDConfig, stage_2).adversarial_weight,
+        saved_config(EIDConfig, stage_2).disc_norm,
+    ) == (0.0, "instance")

@@ -31,7 +31,10 @@ def test_a_narrow_terminal_wraps_names_instead_of_cutting_them():
 
 
 def test_markdown_table_rows():
-    assert markdown_table(ROWS[:1], ["niqe"]) == "| name | niqe |\n|---|---|\n| video07_003210.png | 1.5000 |\n"
+    assert (
+        markdown_table(ROWS[:1], ["niqe"])
+        == "| name | niqe |\n|---|---|\n| video07_003210.png | 1.5000 |\n"
+    )
 
 
 def test_comparison_figure_is_labelled_and_marks_missing_tiles(tmp_path) -> None:
@@ -43,7 +46,10 @@ def test_comparison_figure_is_labelled_and_marks_missing_tiles(tmp_path) -> None
 
     g = torch.Generator().manual_seed(0)
     rows = {
-        "a.png": {"hazy": Tile(torch.rand(3, 20, 30, generator=g)), "EID": Tile(torch.rand(3, 20, 30, generator=g), {"PSNR": 21.5})},
+        "a.png": {
+            "hazy": Tile(torch.rand(3, 20, 30, generator=g)),
+            "EID": Tile(torch.rand(3, 20, 30, generator=g), {"PSNR": 21.5}),
+        },
         "b.png": {"hazy": Tile(torch.rand(1, 20, 30, generator=g))},  # grey, and EID missing
     }
     path = comparison_figure(rows, tmp_path / "grid.png")

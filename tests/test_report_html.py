@@ -47,7 +47,10 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +75,15 @@ def _fabricate_run(run: Path) -> None:
     from eid.physics import ScatteringHaze
 
     torch.manual_seed(0)
-    config = {"model": {"kind": "scattering", "channels": 3, "width": 4, "scales": 2, "t_min": 0.05}}
+    config = {
+        "model": {"kind": "scattering", "channels": 3, "width": 4, "scales": 2, "t_min": 0.05}
+    }
     ScatteringHaze(ScatteringNet(3, 4, 2), ScatteringNet(3, 4, 2), config=config).save(run)
     (run / "logs").mkdir(parents=True)
-    lines = ["epoch,step,train/loss,train/mc,val/psnr"] + [f"{s // 5},{s},{1 / (s + 1)},{0.5 / (s + 1)},{'' if s % 5 else 20 + s / 10}" for s in range(20)]
+    lines = ["epoch,step,train/loss,train/mc,val/psnr"] + [
+        f"{s // 5},{s},{1 / (s + 1)},{0.5 / (s + 1)},{'' if s % 5 else 20 + s / 10}"
+        for s in range(20)
+    ]
     (run / "logs" / "metrics.csv").write_text("\n".join(lines) + "\n")
     (run / "config.yaml").write_text("lr: 0.0002\nname: <fabricated & run>\n")
     for epoch, value in ((1, 0.2), (2, 0.8)):
@@ -87,7 +95,11 @@ def report(folders: dict[str, Path]) -> tuple[Path, Page, dict[str, dict[str, tu
     inputs = {k: _tree(v) for k, v in folders.items() if k != "root"}
     out = folders["root"] / "out"
     build_report(
-        out, {"A": folders["A"], "B": folders["B"]}, input=folders["hazy"], ref=folders["clear"], runs=[folders["run"]],
+        out,
+        {"A": folders["A"], "B": folders["B"]},
+        input=folders["hazy"],
+        ref=folders["clear"],
+        runs=[folders["run"]],
         metrics=METRICS,
     )
     return out, Page((out / "index.html").read_text(encoding="utf-8")), inputs
@@ -115,7 +127,14 @@ def test_columns_labels_and_missing_cells(report) -> None:
     missing = [a["data-column"] for t, a in page.tags if t == "td" and a.get("class") == "missing"]
     assert missing == ["B", "B"]  # im0 absent, im2 of another size
     alts = [a["alt"] for t, a in page.tags if t == "img" and "alt" in a]
-    for label in ("input: im1", "A: im1", "B: im1", "reference: im1", "A: im0, FADE density", "input: im0, crop"):
+    for label in (
+        "input: im1",
+        "A: im1",
+        "B: im1",
+        "reference: im1",
+        "A: im0, FADE density",
+        "input: im0, crop",
+    ):
         assert label in alts
     assert "B: im0" not in alts and "B: im2" not in alts
 
@@ -134,13 +153,17 @@ def test_summary_equals_eid_evaluate(report, folders, eid_cli) -> None:
 
 def test_masked_scores_equal_eid_evaluate_with_mask_from(folders, eid_cli, tmp_path) -> None:
     """The field of view is found on the input image and applies to every method, as --mask-from does."""
-    build_report(tmp_path / "out", {"A": folders["A"]}, input=folders["hazy"], metrics="fade", mask="circle")
+    build_report(
+        tmp_path / "out", {"A": folders["A"]}, input=folders["hazy"], metrics="fade", mask="circle"
+    )
     html = (tmp_path / "out" / "index.html").read_text()
     assert eid_cli("evaluate", "--pred", folders["A"], "--metrics", "fade", "--mask", "circle", "--mask-from", folders["hazy"],
                    "--json", tmp_path / "e.json", "--quiet").code == 0  # fmt: skip
     means = json.loads((tmp_path / "e.json").read_text())["metrics"]
     row = re.search(r'<tr data-row="A">(.*?)</tr>', html).group(1)
-    assert dict(re.findall(r'<td data-metric="([\w@]+)"[^>]*>([^<]*)</td>', row)) == {m: fmt(v) for m, v in means.items()}
+    assert dict(re.findall(r'<td data-metric="([\w@]+)"[^>]*>([^<]*)</td>', row)) == {
+        m: fmt(v) for m, v in means.items()
+    }
     assert "fade@mask ↓" in html
 
 
@@ -148,13 +171,24 @@ def test_best_value_per_column(report) -> None:
     out, _, _ = report
     html = (out / "index.html").read_text()
     table = {row: body for row, body in re.findall(r'<tr data-row="(\w+)">(.*?)</tr>', html)}
-    values = {row: {m: float(v) for m, v in re.findall(r'data-metric="(\w+)"[^>]*>([^<]*)<', body)} for row, body in table.items()}
-    marked = {(row, m) for row, body in table.items() for m in re.findall(r'data-metric="(\w+)" class="best"', body)}
+    values = {
+        row: {m: float(v) for m, v in re.findall(r'data-metric="(\w+)"[^>]*>([^<]*)<', body)}
+        for row, body in table.items()
+    }
+    marked = {
+        (row, m)
+        for row, body in table.items()
+        for m in re.findall(r'data-metric="(\w+)" class="best"', body)
+    }
     expected = {(max(values, key=lambda r: values[r][m]), m) for m in ("psnr", "ssim")}
     expected.add((min(values, key=lambda r: values[r]["fade"]), "fade"))
     assert marked == expected and ("A", "psnr") in marked
     assert "↑" in html and "↓" in html  # PSNR higher, FADE lower is better
-    means = {"x": {"fade": 1.0, "psnr": float("nan")}, "y": {"fade": 0.5, "psnr": 20.0}, "z": {"fade": 0.5, "psnr": 19.0}}
+    means = {
+        "x": {"fade": 1.0, "psnr": float("nan")},
+        "y": {"fade": 0.5, "psnr": 20.0},
+        "z": {"fade": 0.5, "psnr": 19.0},
+    }
     assert best_rows(means, "fade", lower_better=True) == {"y", "z"}
     assert best_rows(means, "psnr", lower_better=False) == {"y"}
     assert best_rows({"x": {"psnr": float("nan")}}, "psnr", lower_better=False) == set()
@@ -167,7 +201,9 @@ def test_images_are_never_upscaled(tmp_path, folders) -> None:
     _save(big / "x.png", np.random.default_rng(1).random((200, 700, 3)))
     out = tmp_path / "out"
     build_report(out, {}, input=big, metrics="fade")
-    thumb, crop, full = (Image.open(out / "images" / "0000" / f"c0-{k}.png").size for k in ("thumb", "crop", "full"))
+    thumb, crop, full = (
+        Image.open(out / "images" / "0000" / f"c0-{k}.png").size for k in ("thumb", "crop", "full")
+    )
     assert thumb == (256, 73) and full == (700, 200) and crop == (50, 50)
     small = Image.open(folders["root"] / "out" / "images" / "0000" / "c0-thumb.png").size
     assert small == SIZE[::-1]  # smaller than a thumbnail: kept as is
@@ -188,19 +224,25 @@ def test_run_section(report, folders) -> None:
 
 def test_first_n_with_a_note(tmp_path, folders) -> None:
     out = tmp_path / "out"
-    report = build_report(out, {"A": folders["A"]}, input=folders["hazy"], metrics="fade", max_images=2)
+    report = build_report(
+        out, {"A": folders["A"]}, input=folders["hazy"], metrics="fade", max_images=2
+    )
     html = (out / "index.html").read_text()
     assert (report.shown, report.total) == (2, 3)
     assert html.count('<section class="image"') == 2 and "Showing the first 2 of 3 images" in html
 
 
-def test_cli_warns_once_per_method_and_refuses_output_in_an_input(eid_cli, folders, tmp_path) -> None:
+def test_cli_warns_once_per_method_and_refuses_output_in_an_input(
+    eid_cli, folders, tmp_path
+) -> None:
     args = ["report", "--input", folders["hazy"], "--method", f"A={folders['A']}", "--method", f"B={folders['B']}",
             "--metrics", "fade"]  # fmt: skip
     run = eid_cli(*args, "--out", tmp_path / "out")
     assert run.code == 0, run.err
     warnings = [line for line in run.err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: B (") and "missing" in warnings[0]
+    assert (
+        len(warnings) == 1 and warnings[0].startswith("warning: B (") and "missing" in warnings[0]
+    )
     assert "error:" in eid_cli(*args, "--out", folders["hazy"] / "report").error_line()
     assert not (folders["hazy"] / "report").exists()
     (tmp_path / "foreign").mkdir()
@@ -211,27 +253,54 @@ def test_cli_warns_once_per_method_and_refuses_output_in_an_input(eid_cli, folde
 
 def test_bad_options_are_one_line_and_write_nothing(eid_cli, folders, tmp_path) -> None:
     out = tmp_path / "out"
-    assert "is not a folder" in eid_cli("report", "--input", tmp_path / "nope", "--out", out).error_line()
+    assert (
+        "is not a folder"
+        in eid_cli("report", "--input", tmp_path / "nope", "--out", out).error_line()
+    )
     assert not out.exists()
     run = ["report", "--input", folders["hazy"], "--run", folders["run"], "--metrics", "fade"]
     assert "overlaps" in eid_cli(*run, "--out", folders["run"] / "report").error_line()
     assert "X,Y,SIZE" in eid_cli(*run, "--crop", "1,2", "--out", out).error_line()
     assert "NAME=DIR" in eid_cli(*run, "--method", f"={folders['A']}", "--out", out).error_line()
-    assert "may not be called input" in eid_cli(*run, "--method", f"input={folders['A']}", "--out", out).error_line()
+    assert (
+        "may not be called input"
+        in eid_cli(*run, "--method", f"input={folders['A']}", "--out", out).error_line()
+    )
     assert not out.exists() and not (folders["run"] / "report").exists()
 
 
 def test_evaluate_writes_the_same_report(eid_cli, folders, tmp_path) -> None:
-    run = eid_cli("evaluate", "--pred", folders["A"], "--ref", folders["clear"], "--report", tmp_path / "rep", "--quiet")
+    run = eid_cli(
+        "evaluate",
+        "--pred",
+        folders["A"],
+        "--ref",
+        folders["clear"],
+        "--report",
+        tmp_path / "rep",
+        "--quiet",
+    )
     assert run.code == 0, run.err
     page = Page((tmp_path / "rep" / "index.html").read_text())
     columns = [a["data-column"] for t, a in page.tags if t == "td" and "data-column" in a]
     assert columns == ["A", "reference"] * 3
-    assert "--report needs folders" in eid_cli("evaluate", "--pred", folders["A"] / "im0.png", "--report", tmp_path / "x").error_line()
+    assert (
+        "--report needs folders"
+        in eid_cli(
+            "evaluate", "--pred", folders["A"] / "im0.png", "--report", tmp_path / "x"
+        ).error_line()
+    )
 
 
 def _chromium() -> str | None:
-    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    return next(
+        (
+            shutil.which(n)
+            for n in ("chromium", "chromium-browser", "google-chrome")
+            if shutil.which(n)
+        ),
+        None,
+    )
 
 
 def _load(browser: str, page: Path, shot: Path) -> str:
@@ -248,20 +317,30 @@ def _load(browser: str, page: Path, shot: Path) -> str:
 def test_the_page_renders_in_a_headless_browser(report, tmp_path) -> None:
     browser = _chromium()
     if browser is None:
-        pytest.skip("no headless browser: install Debian's chromium package (apt-get install -y chromium)")
+        pytest.skip(
+            "no headless browser: install Debian's chromium package (apt-get install -y chromium)"
+        )
     out, _, _ = report
     broken = tmp_path / "broken.html"
-    broken.write_text("<!DOCTYPE html><html><body>x<script>undefinedFunction();</script></body></html>")
-    assert "CONSOLE" in _load(browser, broken, tmp_path / "broken.png")  # the check can see a script error
+    broken.write_text(
+        "<!DOCTYPE html><html><body>x<script>undefinedFunction();</script></body></html>"
+    )
+    assert "CONSOLE" in _load(
+        browser, broken, tmp_path / "broken.png"
+    )  # the check can see a script error
     log = _load(browser, out / "index.html", tmp_path / "page.png")
     assert not [line for line in log.splitlines() if "CONSOLE" in line]
     pixels = np.asarray(Image.open(tmp_path / "page.png").convert("L"), dtype=float)
     assert pixels.std() > 10  # not blank
     # the slider's script: moving the first slider to 20 moves the before/after split to 20 %
-    drag = "var s = document.querySelector('.ba input'); s.value = 20; s.dispatchEvent(new Event('input')); " \
-           "document.title = 'pos=' + s.parentElement.style.getPropertyValue('--pos');"
+    drag = (
+        "var s = document.querySelector('.ba input'); s.value = 20; s.dispatchEvent(new Event('input')); "
+        "document.title = 'pos=' + s.parentElement.style.getPropertyValue('--pos');"
+    )
     harness = out / "slider-check.html"
-    harness.write_text((out / "index.html").read_text().replace("</body>", f"<script>{drag}</script></body>"))
+    harness.write_text(
+        (out / "index.html").read_text().replace("</body>", f"<script>{drag}</script></body>")
+    )
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", harness.resolve().as_uri()],
                          capture_output=True, text=True, timeout=120, check=False).stdout  # fmt: skip
     harness.unlink()
@@ -284,7 +363,9 @@ def test_a_field_of_view_is_found_and_scored_by_default(tmp_path: Path) -> None:
     methods = {"A": tmp_path / "hazy"}
     build_report(tmp_path / "fov", methods, input=tmp_path / "hazy", metrics="fade")
     build_report(tmp_path / "off", methods, input=tmp_path / "hazy", metrics="fade", mask="none")
-    build_report(tmp_path / "flat-out", {"A": tmp_path / "flat"}, input=tmp_path / "flat", metrics="fade")
+    build_report(
+        tmp_path / "flat-out", {"A": tmp_path / "flat"}, input=tmp_path / "flat", metrics="fade"
+    )
     assert "fade@mask" in (tmp_path / "fov" / "index.html").read_text()
     assert "fade@mask" not in (tmp_path / "off" / "index.html").read_text()
     assert "fade@mask" not in (tmp_path / "flat-out" / "index.html").read_text()

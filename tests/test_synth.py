@@ -51,8 +51,12 @@ def test_disparity_conversion_and_inf_filled(tmp_path: Path) -> None:
     np.save(tmp_path / "d.npy", disp)
     depth = read_depth(tmp_path / "d.npy", MOTORCYCLE_CALIBRATION)[0]
     z = 193.001 * 994.978 / (np.array([59.91, 7.19]) + 31.086) / 1000
-    assert depth[0, 0].item() == pytest.approx(z[0], rel=1e-6) and depth[1, 0].item() == pytest.approx(z[1], rel=1e-6)
-    assert depth[0, 1].item() == pytest.approx(z[0], rel=1e-6)  # the inf pixel takes its nearest valid neighbour (0,0)
+    assert depth[0, 0].item() == pytest.approx(z[0], rel=1e-6) and depth[
+        1, 0
+    ].item() == pytest.approx(z[1], rel=1e-6)
+    assert depth[0, 1].item() == pytest.approx(
+        z[0], rel=1e-6
+    )  # the inf pixel takes its nearest valid neighbour (0,0)
 
 
 def test_fill_invalid_nearest_and_all_invalid() -> None:
@@ -99,7 +103,9 @@ def test_synthetic_depths(rng: torch.Generator) -> None:
 
 
 def test_haze_generator_ranges_and_determinism() -> None:
-    gen = HazeParamGenerator(beta=(0.6, 1.8), airlight=(0.7, 1.0), per_channel=True, img_size=(16, 16))
+    gen = HazeParamGenerator(
+        beta=(0.6, 1.8), airlight=(0.7, 1.0), per_channel=True, img_size=(16, 16)
+    )
     p = gen.step(batch_size=64, seed=3)
     assert p["airlight"].shape == (64, 3, 1, 1) and p["beta"].shape == (64,)
     assert 0.6 <= p["beta"].min() and p["beta"].max() <= 1.8
@@ -142,7 +148,9 @@ def test_image_seed_is_stable_and_distinct() -> None:
 @pytest.mark.parametrize("depth", ["ramp", "random"])
 def test_exact_inversion_from_recorded_parameters(rng: torch.Generator, depth: str) -> None:
     x = torch.rand(3, 20, 24, generator=rng)
-    config = SynthConfig(depth=depth, beta=(0.6, 1.0), airlight=(0.7, 1.0), per_channel_airlight=True)
+    config = SynthConfig(
+        depth=depth, beta=(0.6, 1.0), airlight=(0.7, 1.0), per_channel_airlight=True
+    )
     hazy, record, used_depth = synthesize(x, config, seed=5)
     t = transmission_from_depth(used_depth[None], record["beta"])
     assert t.min() >= 0.1  # A_dagger is exact where t >= t_min
@@ -169,9 +177,13 @@ def test_folder_is_deterministic_and_order_independent(tmp_path: Path, clear_fol
     kw = {"beta": (0.6, 1.8), "airlight": (0.7, 1.0), "per_channel_airlight": True, "seed": 7}
     synthesize_folder([clear_folder], tmp_path / "o1", **kw)
     synthesize_folder([clear_folder], tmp_path / "o2", **kw)
-    synthesize_folder([clear_folder / "b.png"], tmp_path / "o3", **kw)  # alone: same result for b.png
+    synthesize_folder(
+        [clear_folder / "b.png"], tmp_path / "o3", **kw
+    )  # alone: same result for b.png
     for name in ("a.png", "b.png", "c.png"):
-        assert (tmp_path / "o1/hazy" / name).read_bytes() == (tmp_path / "o2/hazy" / name).read_bytes()
+        assert (tmp_path / "o1/hazy" / name).read_bytes() == (
+            tmp_path / "o2/hazy" / name
+        ).read_bytes()
     assert (tmp_path / "o1/hazy/b.png").read_bytes() == (tmp_path / "o3/hazy/b.png").read_bytes()
     assert (tmp_path / "o1/params.json").read_text() == (tmp_path / "o2/params.json").read_text()
     synthesize_folder([clear_folder], tmp_path / "o4", **{**kw, "seed": 8})
@@ -190,11 +202,18 @@ def test_params_json_and_skipped_files(tmp_path: Path, clear_folder: Path) -> No
     assert doc["config"]["model"] == "asm" and doc["config"]["seed"] == 0
     assert [r["name"] for r in doc["images"]] == ["a.png", "b.png", "c.png"]
     first = doc["images"][0]
-    assert first["model"] == "asm" and first["beta"] == 1.5 and first["A"] == 0.85 and first["depth_source"] == "ramp"
+    assert (
+        first["model"] == "asm"
+        and first["beta"] == 1.5
+        and first["A"] == 0.85
+        and first["depth_source"] == "ramp"
+    )
     assert first["seed"] == image_seed(0, "a.png")
     assert doc["skipped"][0]["name"].endswith("broken.png")
     depth = tifffile.imread(tmp_path / "out/depth/a.tiff")
-    assert depth.dtype == np.float32 and depth.shape == (24, 32) and depth.max() == pytest.approx(2.0)
+    assert (
+        depth.dtype == np.float32 and depth.shape == (24, 32) and depth.max() == pytest.approx(2.0)
+    )
     clear, _ = read_image(tmp_path / "out/clear/a.png")
     torch.testing.assert_close(clear, read_image(clear_folder / "a.png")[0])
 
@@ -205,7 +224,9 @@ def test_depth_folder_by_stem_and_size_mismatch(tmp_path: Path, clear_folder: Pa
     np.save(depths / "a.npy", np.full((24, 32), 1.0))
     np.save(depths / "b.npy", np.full((5, 5), 1.0))  # wrong size; c has none
     with pytest.warns(UserWarning, match="skipped"):
-        report = synthesize_folder([clear_folder], tmp_path / "out", depth=str(depths), beta=1.0, airlight=1.0)
+        report = synthesize_folder(
+            [clear_folder], tmp_path / "out", depth=str(depths), beta=1.0, airlight=1.0
+        )
     assert [r["name"] for r in report.images] == ["a.png"]
     assert report.images[0]["depth_source"].endswith("a.npy")
     reasons = " ".join(m for _, m in report.skipped)
@@ -223,7 +244,13 @@ def test_veil_on_16bit_single_channel(tmp_path: Path, rng: torch.Generator) -> N
     assert np.array_equal(tifffile.imread(tmp_path / "out/clear/cells.tif"), raw)
     assert hazy.max() <= 235 and hazy.mean() > raw.mean()  # veil adds background, no clipping
     record = report.images[0]
-    assert record["model"] == "veil" and {"contrast", "veil", "background", "sigma_px", "seed"} <= set(record)
+    assert record["model"] == "veil" and {
+        "contrast",
+        "veil",
+        "background",
+        "sigma_px",
+        "seed",
+    } <= set(record)
     x = raw.astype(np.float64) / 235
     y = hazy.astype(np.float64) / 235
     assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.9  # contrast reduced, structure kept
@@ -259,12 +286,35 @@ def test_unknown_model_and_missing_depth() -> None:
 
 def test_cli_synth(tmp_path: Path, clear_folder: Path) -> None:
     runner = CliRunner()
-    args = ["synth", str(clear_folder), "--out", str(tmp_path / "out"), "--beta-range", "0.6,1.8", "--per-channel-airlight", "--save-depth"]
+    args = [
+        "synth",
+        str(clear_folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--beta-range",
+        "0.6,1.8",
+        "--per-channel-airlight",
+        "--save-depth",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out/hazy").iterdir()) == ["a.png", "b.png", "c.png"]
     assert len(list((tmp_path / "out/depth").iterdir())) == 3
     (clear_folder / "zero.png").write_bytes(b"")
-    assert runner.invoke(app, [*args[:3], str(tmp_path / "out2")]).exit_code == 1  # a file was skipped
-    bad = runner.invoke(app, ["synth", str(clear_folder), "--out", str(tmp_path / "o3"), "--beta", "1", "--beta-range", "1,2"])
+    assert (
+        runner.invoke(app, [*args[:3], str(tmp_path / "out2")]).exit_code == 1
+    )  # a file was skipped
+    bad = runner.invoke(
+        app,
+        [
+            "synth",
+            str(clear_folder),
+            "--out",
+            str(tmp_path / "o3"),
+            "--beta",
+            "1",
+            "--beta-range",
+            "1,2",
+        ],
+    )
     assert isinstance(bad.exception, EIDError)

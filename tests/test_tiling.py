@@ -20,7 +20,14 @@ def local_dehazer(**kw) -> DehazerNet:
     """A norm-free, zero-padded dehazer with He-initialised weights: unit gain per layer, so distant
     pixels matter and an inexact tiling shows (PyTorch's default init makes the residual tiny)."""
     torch.manual_seed(0)
-    config = {"channels": 3, "scales": 3, "width": 8, "norm": "none", "circular_padding": False, **kw}
+    config = {
+        "channels": 3,
+        "scales": 3,
+        "width": 8,
+        "norm": "none",
+        "circular_padding": False,
+        **kw,
+    }
     f = DehazerNet(DehazerConfig(**config)).eval()
     for conv in (m for m in f.modules() if isinstance(m, nn.Conv2d)):
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
@@ -65,7 +72,9 @@ def test_too_small_an_overlap_is_not_exact(rng):
     assert (runner.run(y) - whole).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("kw", [{"norm": "group"}, {"norm": "instance"}, {"circular_padding": True}, {"input": "dcp"}])
+@pytest.mark.parametrize(
+    "kw", [{"norm": "group"}, {"norm": "instance"}, {"circular_padding": True}, {"input": "dcp"}]
+)
 def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
     """Group/instance norms keep today's tiling (whole-image statistics from a down-scaled reference)."""
     f = local_dehazer(**kw)

@@ -25,8 +25,14 @@ class ToyHaze(torch.utils.data.Dataset):
     def __init__(self, n: int = 8, size: int = 16, maps: bool = False) -> None:
         g = torch.Generator().manual_seed(0)
         low = torch.rand(n, 1, size // 4, size // 4, generator=g)
-        self.clear = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
-        self.t = 0.4 + 0.4 * torch.rand(n, 1, size, size, generator=g) if maps else torch.full((n, 1, 1, 1), 0.6)
+        self.clear = torch.nn.functional.interpolate(
+            low, size=size, mode="bilinear", align_corners=False
+        )
+        self.t = (
+            0.4 + 0.4 * torch.rand(n, 1, size, size, generator=g)
+            if maps
+            else torch.full((n, 1, 1, 1), 0.6)
+        )
         self.a = 0.7 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
 
     def __len__(self) -> int:
@@ -35,7 +41,12 @@ class ToyHaze(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         i = key[0]
         hazy = self.clear[i] * self.t[i] + self.a[i] * (1 - self.t[i])
-        return {"hazy": hazy, "clear": self.clear[i], "transmission": self.t[i], "airlight": self.a[i]}
+        return {
+            "hazy": hazy,
+            "clear": self.clear[i],
+            "transmission": self.t[i],
+            "airlight": self.a[i],
+        }
 
 
 def config(**kw) -> EIDConfig:
@@ -44,7 +55,13 @@ def config(**kw) -> EIDConfig:
     return EIDConfig(**{**base, **kw})
 
 
-def run(run_dir: Path, cfg: EIDConfig, data: torch.utils.data.Dataset, stop_after: int | None = None, resume: bool = False) -> EIDModule:
+def run(
+    run_dir: Path,
+    cfg: EIDConfig,
+    data: torch.utils.data.Dataset,
+    stop_after: int | None = None,
+    resume: bool = False,
+) -> EIDModule:
     ckpt = prepare_run_dir(run_dir, resume)
     L.seed_everything(0, verbose=False)
     module = EIDModule(cfg, run_dir=run_dir)
@@ -57,7 +74,11 @@ def run(run_dir: Path, cfg: EIDConfig, data: torch.utils.data.Dataset, stop_afte
                 raise Killed
 
     trainer = build_trainer(
-        run_dir, max_steps=cfg.max_steps, progress=False, samples=False, callbacks=[Kill()],
+        run_dir,
+        max_steps=cfg.max_steps,
+        progress=False,
+        samples=False,
+        callbacks=[Kill()],
         checkpoint_every_n_batches=1,
     )
     try:
@@ -75,7 +96,10 @@ def test_tiny_model_loss_decreases(tmp_path: Path) -> None:
     data = ToyHaze(maps=True)
     cfg = config(max_steps=40, n_trans=2, group="rot90*flip")
     module = EIDModule(cfg)
-    batch = {k: torch.stack([data[(i, 0)][k] for i in range(4)]) for k in ("hazy", "transmission", "airlight")}
+    batch = {
+        k: torch.stack([data[(i, 0)][k] for i in range(4)])
+        for k in ("hazy", "transmission", "airlight")
+    }
     with torch.no_grad():
         before = module.losses(batch["hazy"], module.physics_for(batch))[1]["loss"].item()
     module = run(tmp_path / "run", cfg, data)
@@ -92,7 +116,9 @@ def test_resume_is_bit_exact(tmp_path: Path) -> None:
     full = run(tmp_path / "full", cfg, data)
     run(tmp_path / "split", cfg, data, stop_after=3)
     resumed = run(tmp_path / "split", cfg, data, resume=True)
-    for (name, a), b in zip(full.dehazer.state_dict().items(), resumed.dehazer.state_dict().values()):
+    for (name, a), b in zip(
+        full.dehazer.state_dict().items(), resumed.dehazer.state_dict().values()
+    ):
         assert torch.equal(a, b), name
 
 
@@ -118,7 +144,13 @@ def test_presets_resolve() -> None:
 
     assert {"fast", "paper", "microscopy", "endoscopy", "natural"} <= set(preset_names("dehazer"))
     paper = load_config(EIDConfig, "dehazer", preset="paper")
-    assert (paper.model.scales, paper.model.width, paper.model.input, paper.group, paper.batch_size) == (5, 64, "pinv", "rotate", 1)
+    assert (
+        paper.model.scales,
+        paper.model.width,
+        paper.model.input,
+        paper.group,
+        paper.batch_size,
+    ) == (5, 64, "pinv", "rotate", 1)
     assert load_config(EIDConfig, "dehazer", preset="microscopy").group == "rot90*flip"
 
 
@@ -129,8 +161,25 @@ def test_cli_trains_with_asm_oracle(tmp_path: Path) -> None:
     data = ToyHaze(n=4, size=32)
     for i in range(4):
         write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
-    args = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", "asm", "--asm-t", "0.6", "--asm-a", "0.9",
-            "--out", str(tmp_path / "run"), "--max-steps", "2", "--batch-size", "2", "--crop", "16"]
+    args = [
+        "train",
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--operator",
+        "asm",
+        "--asm-t",
+        "0.6",
+        "--asm-a",
+        "0.9",
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     dehazer, _, saved = load_dehazer(tmp_path / "run")
@@ -148,12 +197,17 @@ def test_asm_oracle_reads_per_image_parameters_from_synth(tmp_path: Path) -> Non
     g = torch.Generator().manual_seed(0)
     for i in range(2):
         write_image(tmp_path / "in" / f"{i}.png", torch.rand(3, 24, 20, generator=g))
-    synthesize_folder([tmp_path / "in"], tmp_path / "synth", model="asm", depth="random", save_depth=True, seed=1)
+    synthesize_folder(
+        [tmp_path / "in"], tmp_path / "synth", model="asm", depth="random", save_depth=True, seed=1
+    )
     data = SynthASMFolder(tmp_path / "synth", crop=16, channels=3, seed=0)
     item = data[(1, 7)]
     assert item["hazy"].shape == (3, 16, 16) and item["transmission"].shape == (1, 16, 16)
     # the oracle re-hazes the matching clear crop (same crop/flip drawn from the item seed 7)
-    clear = data.crops.augment([data.crops.load(ImageSource(tmp_path / "synth" / "clear" / "1.png"))], torch.Generator().manual_seed(7))[0]
+    clear = data.crops.augment(
+        [data.crops.load(ImageSource(tmp_path / "synth" / "clear" / "1.png"))],
+        torch.Generator().manual_seed(7),
+    )[0]
     physics = ASMHaze(transmission=item["transmission"][None], airlight=item["airlight"][None])
     assert torch.allclose(physics.A(clear[None])[0], item["hazy"], atol=2 / 255)
 
@@ -165,14 +219,32 @@ def test_cli_learned_operator_run_is_self_contained(tmp_path: Path) -> None:
     from eid.physics import LearnedHaze
 
     torch.manual_seed(0)
-    LearnedHaze(ResnetGenerator(1, 1, width=4, blocks=1), ResnetGenerator(1, 1, width=4, blocks=1), config={
-        "model": {"channels": 1, "width": 4, "blocks": 1}}).save(tmp_path / "stage1")
+    LearnedHaze(
+        ResnetGenerator(1, 1, width=4, blocks=1),
+        ResnetGenerator(1, 1, width=4, blocks=1),
+        config={"model": {"channels": 1, "width": 4, "blocks": 1}},
+    ).save(tmp_path / "stage1")
     data = ToyHaze(n=2, size=32)
     for i in range(2):
         write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
     (tmp_path / "pinv.yaml").write_text("model:\n  input: pinv\n  scales: 2\n  width: 4\n")
-    args = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "stage1"), "--config",
-            str(tmp_path / "pinv.yaml"), "--out", str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "2", "--crop", "16"]
+    args = [
+        "train",
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--operator",
+        str(tmp_path / "stage1"),
+        "--config",
+        str(tmp_path / "pinv.yaml"),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     dehazer, physics, _ = load_dehazer(tmp_path / "run")
@@ -186,7 +258,9 @@ def test_checkpointed_operator_gives_the_same_gradients() -> None:
     from eid.training.eid_operator import CheckpointedOperator
 
     torch.manual_seed(0)
-    physics = LearnedHaze(ResnetGenerator(1, 1, width=4, blocks=1), ResnetGenerator(1, 1, width=4, blocks=1))
+    physics = LearnedHaze(
+        ResnetGenerator(1, 1, width=4, blocks=1), ResnetGenerator(1, 1, width=4, blocks=1)
+    )
     cfg = config(model=DehazerConfig(channels=1, scales=2, width=4, input="pinv"))
     y = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     grads = []
@@ -205,9 +279,13 @@ def test_adversarial_prior_trains_both_sides(tmp_path: Path) -> None:
     module = EIDModule(cfg, clear=data, run_dir=tmp_path / "run")
     d_before = [p.detach().clone() for p in module.discriminator.parameters()]
     f_before = [p.detach().clone() for p in module.dehazer.parameters()]
-    trainer = build_trainer(tmp_path / "run", max_steps=cfg.max_steps, progress=False, samples=False, steps_per_batch=2)
+    trainer = build_trainer(
+        tmp_path / "run", max_steps=cfg.max_steps, progress=False, samples=False, steps_per_batch=2
+    )
     fit(trainer, module, ImageDataModule(data, cfg.batch_size, cfg.seed), None)
-    assert all(p.requires_grad for p in module.discriminator.parameters())  # untoggled after the dehazer step
+    assert all(
+        p.requires_grad for p in module.discriminator.parameters()
+    )  # untoggled after the dehazer step
     assert any(not torch.equal(a, b) for a, b in zip(d_before, module.discriminator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(f_before, module.dehazer.parameters()))
     assert {"train/adv", "train/disc"} <= set(trainer.callback_metrics)
@@ -227,22 +305,61 @@ def test_the_read_scale_of_stage_1_carries_to_stage_2_and_to_dehazing(tmp_path: 
     for folder in ("clear", "hazy"):
         (tmp_path / folder).mkdir()
         for i in range(2):  # 12-bit microscopy in 16-bit files
-            tifffile.imwrite(tmp_path / folder / f"{i}.tif", gen.integers(0, 4096, (40, 40), dtype=np.uint16))
-    assert float(HazyFolder(str(tmp_path / "hazy"), crop=None, channels=1, white=4095)[0]["hazy"].max()) > 0.99
-    stage1 = ["train-operator", "--clear", str(tmp_path / "clear"), "--hazy", str(tmp_path / "hazy"), "--out",
-              str(tmp_path / "op"), "--preset", "fast", "--crop", "32", "--max-steps", "1", "--white", "4095"]
+            tifffile.imwrite(
+                tmp_path / folder / f"{i}.tif", gen.integers(0, 4096, (40, 40), dtype=np.uint16)
+            )
+    assert (
+        float(
+            HazyFolder(str(tmp_path / "hazy"), crop=None, channels=1, white=4095)[0]["hazy"].max()
+        )
+        > 0.99
+    )
+    stage1 = [
+        "train-operator",
+        "--clear",
+        str(tmp_path / "clear"),
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--out",
+        str(tmp_path / "op"),
+        "--preset",
+        "fast",
+        "--crop",
+        "32",
+        "--max-steps",
+        "1",
+        "--white",
+        "4095",
+    ]
     assert CliRunner().invoke(app, stage1).exit_code == 0
     exported = yaml.safe_load((tmp_path / "op" / "operator.yaml").read_text())
-    assert exported["data"]["white"] == 4095.0 and exported["model"]["channels"] == 1  # grey data, grey generators
-    stage2 = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "op"), "--max-steps", "1",
-              "--batch-size", "2", "--crop", "16"]
+    assert (
+        exported["data"]["white"] == 4095.0 and exported["model"]["channels"] == 1
+    )  # grey data, grey generators
+    stage2 = [
+        "train",
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--operator",
+        str(tmp_path / "op"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+    ]
     result = CliRunner().invoke(app, [*stage2, "--out", str(tmp_path / "eid")])
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((tmp_path / "eid" / "dehazer.yaml").read_text())["white"] == 4095.0
     assert build_method("eid", model=tmp_path / "eid", device="cpu").white == 4095.0
     assert build_method("cyclegan", operator=tmp_path / "op", device="cpu").white == 4095.0
-    result = CliRunner().invoke(app, [*stage2, "--out", str(tmp_path / "other"), "--white", "65535"])
-    assert isinstance(result.exception, EIDError) and "differs from the operator's (4095.0)" in str(result.exception)
+    result = CliRunner().invoke(
+        app, [*stage2, "--out", str(tmp_path / "other"), "--white", "65535"]
+    )
+    assert isinstance(result.exception, EIDError) and "differs from the operator's (4095.0)" in str(
+        result.exception
+    )
 
 
 def test_stage_2_follows_the_operators_channels(tmp_path: Path) -> None:
@@ -253,12 +370,31 @@ def test_stage_2_follows_the_operators_channels(tmp_path: Path) -> None:
     from eid.models import ResnetGenerator
     from eid.physics import LearnedHaze
 
-    rgb = {"model": {"channels": 3, "width": 4, "blocks": 1}}  # exported before data.white existed: dtype
-    LearnedHaze(ResnetGenerator(3, 3, width=4, blocks=1), ResnetGenerator(3, 3, width=4, blocks=1), config=rgb).save(tmp_path / "op")
+    rgb = {
+        "model": {"channels": 3, "width": 4, "blocks": 1}
+    }  # exported before data.white existed: dtype
+    LearnedHaze(
+        ResnetGenerator(3, 3, width=4, blocks=1),
+        ResnetGenerator(3, 3, width=4, blocks=1),
+        config=rgb,
+    ).save(tmp_path / "op")
     for i in range(2):
         write_image(tmp_path / "hazy" / f"{i}.png", ToyHaze(n=2, size=32)[(i, 0)]["hazy"])  # grey
-    args = ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "op"), "--out", str(tmp_path / "run"),
-            "--max-steps", "1", "--batch-size", "2", "--crop", "16"]
+    args = [
+        "train",
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--operator",
+        str(tmp_path / "op"),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "dehazer.yaml").read_text())
@@ -276,18 +412,44 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     data = ToyHaze(n=8, size=32)
     for i in range(8):
         write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
-    eid = Path(sys.executable).parent / "eid"  # Lightning's DDP launcher re-runs this command per rank
-    cmd = [str(eid), "train", "--hazy", str(tmp_path / "hazy"), "--operator", "asm", "--asm-t", "0.6", "--asm-a", "0.9",
-           "--out", str(tmp_path / "run"), "--max-steps", "2", "--batch-size", "2", "--crop", "16", "--devices", "2",
-           "--accelerator", "cpu", "--threads", "1"]
+    eid = (
+        Path(sys.executable).parent / "eid"
+    )  # Lightning's DDP launcher re-runs this command per rank
+    cmd = [
+        str(eid),
+        "train",
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--operator",
+        "asm",
+        "--asm-t",
+        "0.6",
+        "--asm-a",
+        "0.9",
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2
     assert load_dehazer(tmp_path / "run")[0](data[(0, 0)]["hazy"][None]).shape == (1, 1, 32, 32)
-    assert "find_unused_parameters=True" not in done.stderr  # one optimizer: DDP need not search for unused parameters
+    assert (
+        "find_unused_parameters=True" not in done.stderr
+    )  # one optimizer: DDP need not search for unused parameters
     assert done.stderr.count("batch 2/2 (100%)") == 1  # progress from rank 0 only
-
 
 
 def _stage_1(tmp_path: Path) -> list[str]:
@@ -299,15 +461,41 @@ def _stage_1(tmp_path: Path) -> list[str]:
     for i in range(2):
         write_image(tmp_path / "clear" / f"{i}.png", data[(i, 0)]["clear"])
         write_image(tmp_path / "hazy" / f"{i}.png", data[(i, 0)]["hazy"])
-    stage1 = ["train-operator", "--clear", str(tmp_path / "clear"), "--hazy", str(tmp_path / "hazy"), "--out",
-              str(tmp_path / "op"), "--crop", "32", "--max-steps", "1"]
+    stage1 = [
+        "train-operator",
+        "--clear",
+        str(tmp_path / "clear"),
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--out",
+        str(tmp_path / "op"),
+        "--crop",
+        "32",
+        "--max-steps",
+        "1",
+    ]
     assert CliRunner().invoke(app, stage1).exit_code == 0
-    return ["train", "--hazy", str(tmp_path / "hazy"), "--operator", str(tmp_path / "op"), "--out", str(tmp_path / "run"),
-            "--max-steps", "1", "--batch-size", "2", "--crop", "32"]
+    return [
+        "train",
+        "--hazy",
+        str(tmp_path / "hazy"),
+        "--operator",
+        str(tmp_path / "op"),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+    ]
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-prior"]])
-def test_the_prior_is_on_by_default_with_the_clear_folder_stage_1_recorded(tmp_path: Path, flags: list[str]) -> None:
+def test_the_prior_is_on_by_default_with_the_clear_folder_stage_1_recorded(
+    tmp_path: Path, flags: list[str]
+) -> None:
     import yaml
 
     from eid.cli import app
@@ -316,9 +504,15 @@ def test_the_prior_is_on_by_default_with_the_clear_folder_stage_1_recorded(tmp_p
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "dehazer.yaml").read_text())
     if flags:
-        assert saved["adversarial_weight"] == 0 and saved["clear"] == [] and "no prior" in result.output
+        assert (
+            saved["adversarial_weight"] == 0
+            and saved["clear"] == []
+            and "no prior" in result.output
+        )
     else:
-        assert saved["adversarial_weight"] > 0 and saved["clear"] == [str((tmp_path / "clear").resolve())]
+        assert saved["adversarial_weight"] > 0 and saved["clear"] == [
+            str((tmp_path / "clear").resolve())
+        ]
         assert "adversarial prior" in result.output
 
 
@@ -332,7 +526,11 @@ def test_a_moved_clear_folder_is_one_clean_error_naming_both_remedies(tmp_path: 
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, EIDError)
     message = str(result.exception)
-    assert str((tmp_path / "clear").resolve()) in message and "--clear DIR" in message and "--no-prior" in message
+    assert (
+        str((tmp_path / "clear").resolve()) in message
+        and "--clear DIR" in message
+        and "--no-prior" in message
+    )
     assert "\n" not in message
     result = CliRunner().invoke(app, [*args, "--clear", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0, result.output
@@ -344,7 +542,9 @@ def test_a_scattering_operator_shows_its_transmission_in_the_stage_2_grid() -> N
 
     nets = scattering_nets({"channels": 1, "width": 4, "scales": 2})
     physics = ScatteringHaze(nets["hazer"], nets["estimator"])
-    module = EIDModule(config(model=DehazerConfig(channels=1, scales=2, width=4, input="pinv")), physics=physics)
+    module = EIDModule(
+        config(model=DehazerConfig(channels=1, scales=2, width=4, input="pinv")), physics=physics
+    )
     y = ToyHaze(n=2, size=16)[(0, 0)]["hazy"][None]
     columns = module.sample_columns({"hazy": y})
     assert len(columns) == 5  # hazy, H^dagger(y), f(y), H(f(y)), t(f(y))

@@ -34,7 +34,6 @@ from eid.training.run_folder import prepare_run_dir
 T, A = 0.6, 0.9  # the toy set's haze: y = x * t + A * (1 - t)
 
 
-
 def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
     """``n`` smooth random colour images (bicubic up-sampled 4x4 noise), values in [0, 1]."""
     g = torch.Generator().manual_seed(seed)
@@ -55,7 +54,9 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def model_config(**fields) -> OperatorModelConfig:
     """A model section of the authors' recipe (a CycleGAN, D with instance norm: the ``paper`` preset's) with ``fields``."""
-    return OperatorModelConfig(**{"kind": "cyclegan", "residual": False, "disc_norm": "instance", **fields})
+    return OperatorModelConfig(
+        **{"kind": "cyclegan", "residual": False, "disc_norm": "instance", **fields}
+    )
 
 
 def tiny_config(**overrides) -> OperatorConfig:
@@ -82,7 +83,11 @@ def run(cfg: OperatorConfig, toy: tuple[Path, Path], out: Path, **kwargs):
 def test_datasets_mixed_formats_crops_and_seeds(tmp_path: Path) -> None:
     img = smooth_images(1, 50, seed=3)[0]
     write_image(tmp_path / "clear" / "a.png", img)
-    write_image(tmp_path / "clear" / "b.tif", img[:1, :40, :45], image_meta_for(img[:1], dtype="uint16", format="TIFF"))
+    write_image(
+        tmp_path / "clear" / "b.tif",
+        img[:1, :40, :45],
+        image_meta_for(img[:1], dtype="uint16", format="TIFF"),
+    )
     write_image(tmp_path / "hazy" / "a.jpg", img[:, :20, :30])  # smaller than the crop: resized up
     ds = UnpairedFolders(tmp_path / "clear", tmp_path / "hazy", crop=24, seed=5)
     assert len(ds) == 2
@@ -105,7 +110,9 @@ def test_paired_folder_matches_names_and_sizes(tmp_path: Path) -> None:
     img = smooth_images(2, 48, seed=4)
     write_image(tmp_path / "clear" / "1400.png", img[0])
     write_image(tmp_path / "clear" / "7.png", img[1])
-    write_image(tmp_path / "hazy" / "1400_1.png", img[0, :, 4:44, 4:44] * 0.5)  # SOTS-like: reference is larger
+    write_image(
+        tmp_path / "hazy" / "1400_1.png", img[0, :, 4:44, 4:44] * 0.5
+    )  # SOTS-like: reference is larger
     write_image(tmp_path / "hazy" / "7.png", img[1] * 0.5)
     ds = PairedFolder(tmp_path / "hazy", tmp_path / "clear", crop=32, seed=0)
     names = sorted(ds[i]["name"] for i in range(len(ds)))
@@ -166,7 +173,9 @@ def test_linear_decay_schedule() -> None:
     assert f(0) == f(49) == 1.0 and f(75) == 0.5 and f(100) == 0.0
 
 
-def test_losses_decrease_and_operator_learns_the_haze(toy: tuple[Path, Path], tmp_path: Path) -> None:
+def test_losses_decrease_and_operator_learns_the_haze(
+    toy: tuple[Path, Path], tmp_path: Path
+) -> None:
     cfg = tiny_config(max_steps=60, checkpoint_every_n_batches=0)
     cfg.model = model_config(width=8, blocks=2, disc_width=8)
     cfg.optim.lr = 1e-3
@@ -190,15 +199,23 @@ def test_losses_decrease_and_operator_learns_the_haze(toy: tuple[Path, Path], tm
     assert max(p.name for p in (tmp_path / "samples").iterdir()) == "epoch0030.png"
 
 
-def test_one_batch_epochs_write_grids_and_snapshots_at_most_every_50_batches(toy: tuple[Path, Path], tmp_path: Path) -> None:
+def test_one_batch_epochs_write_grids_and_snapshots_at_most_every_50_batches(
+    toy: tuple[Path, Path], tmp_path: Path
+) -> None:
     """Eight images in one batch: 60 epochs of one batch must not leave 60 grids and 60 checkpoints."""
     cfg = tiny_config(max_steps=60, checkpoint_every_n_batches=0, checkpoint_every_n_epochs=1)
     cfg.data.batch_size = 8
     run(cfg, toy, tmp_path)
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["epoch0001.png", "epoch0051.png", "epoch0060.png"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "epoch0001.png",
+        "epoch0051.png",
+        "epoch0060.png",
+    ]
     snapshots = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert snapshots == ["epoch0001.ckpt", "epoch0051.ckpt", "epoch0060.ckpt", "last.ckpt"]
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 120  # the end is always saved
+    assert (
+        load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 120
+    )  # the end is always saved
 
 
 class Crash(L.Callback):
@@ -213,24 +230,40 @@ class Crash(L.Callback):
 
 
 def test_resume_is_bit_exact(toy: tuple[Path, Path], tmp_path: Path) -> None:
-    cfg = tiny_config()  # 12 batches = 6 epochs of 2; buffer of 6 fills up, LR decays over the second half
+    cfg = (
+        tiny_config()
+    )  # 12 batches = 6 epochs of 2; buffer of 6 fills up, LR decays over the second half
     reference, _ = run(cfg, toy, tmp_path / "straight")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(cfg, toy, tmp_path / "crashed", callbacks=[Crash(5)])  # mid-epoch (epoch 3, batch 1 of 2)
+        run(
+            cfg, toy, tmp_path / "crashed", callbacks=[Crash(5)]
+        )  # mid-epoch (epoch 3, batch 1 of 2)
     ckpt = prepare_run_dir(tmp_path / "crashed", resume=True)
     assert load_checkpoint(ckpt)["global_step"] == 10
     resumed, trainer = run(cfg, toy, tmp_path / "crashed", ckpt=ckpt)
     assert trainer.global_step == 24
     for (name, p), q in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), name
-    assert all(torch.equal(p, q) for p, q in zip(reference.buffer_a.images, resumed.buffer_a.images))
-    a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("straight", "crashed"))
-    assert a["hyper_parameters"] == b["hyper_parameters"] and a["hyper_parameters"]["model"]["width"] == 4
+    assert all(
+        torch.equal(p, q) for p, q in zip(reference.buffer_a.images, resumed.buffer_a.images)
+    )
+    a, b = (
+        load_checkpoint(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("straight", "crashed")
+    )
+    assert (
+        a["hyper_parameters"] == b["hyper_parameters"]
+        and a["hyper_parameters"]["model"]["width"] == 4
+    )
     for sa, sb in zip(a["optimizer_states"], b["optimizer_states"]):
-        assert all(torch.equal(x["exp_avg"], y["exp_avg"]) for x, y in zip(sa["state"].values(), sb["state"].values()))
+        assert all(
+            torch.equal(x["exp_avg"], y["exp_avg"])
+            for x, y in zip(sa["state"].values(), sb["state"].values())
+        )
 
 
-def test_non_finite_loss_stops_without_checkpoint(toy: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+def test_non_finite_loss_stops_without_checkpoint(
+    toy: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
     from eid.models import ResnetGenerator
 
     monkeypatch.setattr(ResnetGenerator, "forward", lambda self, x: x * float("nan"))
@@ -249,7 +282,9 @@ def test_checkpoint_needing_pickle_is_refused(tmp_path: Path) -> None:
 # --- command line ----------------------------------------------------------------------------------------------
 
 
-def test_cli_refuses_to_overwrite_and_needs_a_run_to_resume(toy: tuple[Path, Path], tmp_path: Path) -> None:
+def test_cli_refuses_to_overwrite_and_needs_a_run_to_resume(
+    toy: tuple[Path, Path], tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from eid.cli import app
@@ -258,7 +293,9 @@ def test_cli_refuses_to_overwrite_and_needs_a_run_to_resume(toy: tuple[Path, Pat
     (tmp_path / "run" / "config.yaml").write_text("{}")
     args = ["train-operator", "--clear", str(toy[0]), "--hazy", str(toy[1]), "--max-steps", "1"]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
-    assert isinstance(result.exception, EIDError) and "holds no checkpoint to resume; remove it" in str(result.exception)
+    assert isinstance(
+        result.exception, EIDError
+    ) and "holds no checkpoint to resume; remove it" in str(result.exception)
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "other"), "--resume"])
     assert isinstance(result.exception, EIDError) and "nothing to resume" in str(result.exception)
 
@@ -267,7 +304,9 @@ def test_ddp_two_cpu_processes(toy: tuple[Path, Path], tmp_path: Path) -> None:
     tiny = tmp_path / "tiny.yaml"
     save_config(tiny_config(max_steps=2, checkpoint_every_n_batches=0), tiny)
     out = tmp_path / "ddp"
-    eid = Path(sys.executable).parent / "eid"  # Lightning's DDP launcher re-runs this command per rank
+    eid = (
+        Path(sys.executable).parent / "eid"
+    )  # Lightning's DDP launcher re-runs this command per rank
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     cmd = [
         str(eid), "train-operator", "--clear", str(toy[0]), "--hazy", str(toy[1]), "--out", str(out), "--config", str(tiny),
@@ -277,7 +316,10 @@ def test_ddp_two_cpu_processes(toy: tuple[Path, Path], tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 4  # 2 batches x (G step + D step)
-    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0] == {"epoch": 1, "batches": 1}  # 8 / 2 ranks / 4
+    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0] == {
+        "epoch": 1,
+        "batches": 1,
+    }  # 8 / 2 ranks / 4
     physics = LearnedHaze.load(out)
     assert physics.A(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
@@ -291,13 +333,20 @@ def textured_toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("textured")
     for folder, seed in (("clear", 1), ("hazy", 2)):
         g = torch.Generator().manual_seed(seed)
-        images = F.interpolate(torch.rand(8, 3, 20, 20, generator=g), size=(40, 40), mode="bicubic").clamp(0, 1)
+        images = F.interpolate(
+            torch.rand(8, 3, 20, 20, generator=g), size=(40, 40), mode="bicubic"
+        ).clamp(0, 1)
         for i, x in enumerate(images):
-            write_image(root / folder / f"{folder[0]}{i}.png", x if folder == "clear" else x * T + A * (1 - T))
+            write_image(
+                root / folder / f"{folder[0]}{i}.png",
+                x if folder == "clear" else x * T + A * (1 - T),
+            )
     return root / "clear", root / "hazy"
 
 
-def test_scattering_stage_1_recovers_the_toy_haze(textured_toy: tuple[Path, Path], tmp_path: Path) -> None:
+def test_scattering_stage_1_recovers_the_toy_haze(
+    textured_toy: tuple[Path, Path], tmp_path: Path
+) -> None:
     """300 steps of tiny networks: H's mean t within 0.15 of 0.6 and its added light (1-t)a within 0.06 of 0.36."""
     from eid.physics import ScatteringHaze, load_operator
 
@@ -308,14 +357,18 @@ def test_scattering_stage_1_recovers_the_toy_haze(textured_toy: tuple[Path, Path
     operator = load_operator(tmp_path / "run")
     assert isinstance(operator, ScatteringHaze)
     g = torch.Generator().manual_seed(3)
-    x = F.interpolate(torch.rand(8, 3, 20, 20, generator=g), size=(40, 40), mode="bicubic").clamp(0, 1)
+    x = F.interpolate(torch.rand(8, 3, 20, 20, generator=g), size=(40, 40), mode="bicubic").clamp(
+        0, 1
+    )
     maps = operator.maps(x)
     t, added = maps["transmission"].mean(), ((1 - maps["transmission"]) * maps["airlight"]).mean()
     assert abs(float(t) - T) < 0.15, float(t)
     assert abs(float(added) - (1 - T) * A) < 0.06, float(added)
 
 
-def test_scattering_runs_resume_and_export_their_maps(toy: tuple[Path, Path], tmp_path: Path) -> None:
+def test_scattering_runs_resume_and_export_their_maps(
+    toy: tuple[Path, Path], tmp_path: Path
+) -> None:
     from eid.physics import load_operator
 
     cfg = tiny_config(max_steps=4)
@@ -323,7 +376,9 @@ def test_scattering_runs_resume_and_export_their_maps(toy: tuple[Path, Path], tm
     run(cfg, toy, tmp_path / "run")
     cfg.max_steps = 6
     run(cfg, toy, tmp_path / "run", ckpt=tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 12  # G and D steps
+    assert (
+        load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 12
+    )  # G and D steps
     maps = load_operator(tmp_path / "run").maps(torch.rand(1, 3, 24, 24))
     assert maps["airlight"].shape == (1, 3, 24, 24)
     grids = sorted((tmp_path / "run" / "samples").glob("*.png"))
@@ -332,9 +387,14 @@ def test_scattering_runs_resume_and_export_their_maps(toy: tuple[Path, Path], tm
 
 @pytest.mark.parametrize(
     ("weight", "term", "trained", "untouched"),
-    [("lambda_dcp", "dcp", "estimator", "hazer"), ("lambda_dcp_pair", "dcp_pair", "hazer", "estimator")],
+    [
+        ("lambda_dcp", "dcp", "estimator", "hazer"),
+        ("lambda_dcp_pair", "dcp_pair", "hazer", "estimator"),
+    ],
 )
-def test_each_dark_channel_prior_term_trains_only_its_network(weight: str, term: str, trained: str, untouched: str) -> None:
+def test_each_dark_channel_prior_term_trains_only_its_network(
+    weight: str, term: str, trained: str, untouched: str
+) -> None:
     """``lambda_dcp`` pulls the estimator towards DCP's maps; ``lambda_dcp_pair`` (``|H(J_DCP(b)) - b|``) makes the
     hazer re-create the real haze from DCP's estimate. Each leaves the other network alone."""
     from eid.training.operator import operator_module
@@ -349,4 +409,7 @@ def test_each_dark_channel_prior_term_trains_only_its_network(weight: str, term:
     assert torch.isfinite(terms[term]) and terms[term] > 0
     terms[term].backward()
     assert all(p.grad is None for p in getattr(module.operator, untouched).parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(module.operator, trained).parameters())
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for p in getattr(module.operator, trained).parameters()
+    )

@@ -9,7 +9,9 @@ from eid.errors import EIDError
 from eid.transforms import FACTORS, MODALITIES, build_group, full_group, parse_group
 
 
-@pytest.mark.parametrize("name", [*FACTORS, *MODALITIES, "rot90*flip", "hflip*shift", "rot90 * hflip"])
+@pytest.mark.parametrize(
+    "name", [*FACTORS, *MODALITIES, "rot90*flip", "hflip*shift", "rot90 * hflip"]
+)
 def test_every_name_builds_and_keeps_shape(name: str, rng: torch.Generator) -> None:
     x = torch.rand(2, 3, 16, 16, generator=rng)
     assert build_group(name, rng=rng)(x).shape == x.shape
@@ -34,7 +36,9 @@ def test_rot90_is_exact(size: tuple[int, int], rng: torch.Generator) -> None:
     params = T.get_params(x)
     out = T.transform(x, **params)
     for i, theta in enumerate(params["theta"].tolist()):
-        assert torch.equal(out[2 * i : 2 * i + 2], torch.rot90(x, k=int(theta) // 90, dims=(-2, -1)))
+        assert torch.equal(
+            out[2 * i : 2 * i + 2], torch.rot90(x, k=int(theta) // 90, dims=(-2, -1))
+        )
 
 
 def test_inverse_undoes_exactly_for_finite_groups(rng: torch.Generator) -> None:

@@ -16,16 +16,24 @@ from eid.video import FlickerMeter, TemporalSmoother, dehaze_video, flicker
 def moving_clip(frames: int = 12, height: int = 32, width: int = 48, seed: int = 0) -> torch.Tensor:
     """A smooth static background with a bright square sliding to the right: ``(T,3,H,W)``."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
-    base = torch.stack([0.3 + 0.4 * xx, 0.2 + 0.5 * yy, 0.5 + 0.2 * xx * yy]) + 0.02 * torch.rand(3, 1, 1, generator=g)
+    yy, xx = torch.meshgrid(
+        torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij"
+    )
+    base = torch.stack([0.3 + 0.4 * xx, 0.2 + 0.5 * yy, 0.5 + 0.2 * xx * yy]) + 0.02 * torch.rand(
+        3, 1, 1, generator=g
+    )
     clip = base.expand(frames, 3, height, width).clone()
     for t in range(frames):
         clip[t, :, 8:16, 2 + 2 * t : 10 + 2 * t] = torch.tensor([0.9, 0.9, 0.2]).view(3, 1, 1)
     return clip
 
 
-def write_clip(path: Path, clip: torch.Tensor, fps: float | Fraction = 25, codec: str = "auto") -> Path:
-    with VideoWriter(path, fps=fps, width=clip.shape[-1], height=clip.shape[-2], codec=codec) as writer:
+def write_clip(
+    path: Path, clip: torch.Tensor, fps: float | Fraction = 25, codec: str = "auto"
+) -> Path:
+    with VideoWriter(
+        path, fps=fps, width=clip.shape[-1], height=clip.shape[-2], codec=codec
+    ) as writer:
         writer.write(clip)
     return path
 
@@ -59,8 +67,13 @@ def test_sampling_rate_and_start(tmp_path: Path) -> None:
         assert len(list(reader)) == 20  # iterating again restarts from the beginning
 
 
-@pytest.mark.parametrize(("codec", "size", "pixel_format"), [("libx264", (47, 31), "yuv444p"), ("mpeg4", (48, 32), "yuv420p")])
-def test_odd_size_is_kept_in_4_4_4_and_padded_only_without_it(tmp_path: Path, codec: str, size: tuple, pixel_format: str) -> None:
+@pytest.mark.parametrize(
+    ("codec", "size", "pixel_format"),
+    [("libx264", (47, 31), "yuv444p"), ("mpeg4", (48, 32), "yuv420p")],
+)
+def test_odd_size_is_kept_in_4_4_4_and_padded_only_without_it(
+    tmp_path: Path, codec: str, size: tuple, pixel_format: str
+) -> None:
     clip = moving_clip(frames=3, height=31, width=47)
     path = write_clip(tmp_path / "odd.mp4", clip, codec=codec)
     with VideoReader(path) as reader:
@@ -71,9 +84,15 @@ def test_odd_size_is_kept_in_4_4_4_and_padded_only_without_it(tmp_path: Path, co
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [(None, "not found"), (b"", "cannot read video"), (b"not a video at all" * 100, "cannot read video")],
+    [
+        (None, "not found"),
+        (b"", "cannot read video"),
+        (b"not a video at all" * 100, "cannot read video"),
+    ],
 )
-def test_unreadable_video_gives_clear_error(tmp_path: Path, content: bytes | None, match: str) -> None:
+def test_unreadable_video_gives_clear_error(
+    tmp_path: Path, content: bytes | None, match: str
+) -> None:
     path = tmp_path / "broken.mp4"
     if content is not None:
         path.write_bytes(content)
@@ -83,7 +102,10 @@ def test_unreadable_video_gives_clear_error(tmp_path: Path, content: bytes | Non
 
 def test_writer_rejects_wrong_frames_and_leaves_no_file_on_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.mp4"
-    with pytest.raises(EIDError, match="does not fit"), VideoWriter(path, fps=10, width=16, height=16) as writer:
+    with (
+        pytest.raises(EIDError, match="does not fit"),
+        VideoWriter(path, fps=10, width=16, height=16) as writer,
+    ):
         writer.write(torch.rand(3, 8, 8))
     assert not path.exists() and not list(tmp_path.iterdir())
     with pytest.raises(EIDError, match="suffix"):
@@ -118,7 +140,9 @@ class Flickering:
         self.seen = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        offsets = torch.tensor([0.06, -0.06, 0.03, -0.03])[(torch.arange(x.shape[0]) + self.seen) % 4]
+        offsets = torch.tensor([0.06, -0.06, 0.03, -0.03])[
+            (torch.arange(x.shape[0]) + self.seen) % 4
+        ]
         self.seen += x.shape[0]
         return (x + offsets.view(-1, 1, 1, 1)).clamp(0, 1)
 
@@ -138,7 +162,9 @@ def test_flicker_meter_streams_share_the_input_mask() -> None:
     meter = FlickerMeter(streams=("same", "noisy"))
     meter.update(clip[:5], clip[:5], noisy[:5])  # in two parts: the state carries over
     meter.update(clip[5:], clip[5:], noisy[5:])
-    assert meter.values == pytest.approx({"same": flicker(clip, clip), "noisy": flicker(clip, noisy)})
+    assert meter.values == pytest.approx(
+        {"same": flicker(clip, clip), "noisy": flicker(clip, noisy)}
+    )
     with pytest.raises(ValueError, match="expects 2"):
         meter.update(clip, clip)
 
@@ -147,7 +173,14 @@ def test_temporal_smoothing_reduces_flicker_without_smearing_motion(tmp_path: Pa
     clip = moving_clip(frames=24)
     src = write_clip(tmp_path / "in.mp4", clip, fps=24)
     raw = dehaze_video(src, tmp_path / "raw.mp4", Flickering(), batch_size=3, progress=False)
-    smooth = dehaze_video(src, tmp_path / "smooth.mp4", Flickering(), batch_size=3, temporal_smoothing=0.8, progress=False)
+    smooth = dehaze_video(
+        src,
+        tmp_path / "smooth.mp4",
+        Flickering(),
+        batch_size=3,
+        temporal_smoothing=0.8,
+        progress=False,
+    )
     assert smooth.flicker_raw == pytest.approx(raw.flicker_raw)
     assert smooth.flicker_smoothed < 0.4 * smooth.flicker_raw
     # the moving square is not smeared: at its current position the output keeps its colour

@@ -15,7 +15,9 @@ from eid.utils import prefetched
 from eid.video import dehaze_video
 
 
-def clip_with_audio(path: Path, audio_codec: str, frames: int = 20, fps: int = 10, rate: int = 16000) -> Path:
+def clip_with_audio(
+    path: Path, audio_codec: str, frames: int = 20, fps: int = 10, rate: int = 16000
+) -> Path:
     """A 2 s clip of moving noise with a 440 Hz tone in ``audio_codec``."""
     g = np.random.default_rng(0)
     with av.open(str(path), mode="w") as out:
@@ -28,7 +30,11 @@ def clip_with_audio(path: Path, audio_codec: str, frames: int = 20, fps: int = 1
             out.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         out.mux(video.encode())
         tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(frames * rate // fps) / rate)[None]
-        fmt, data = ("u8", (128 + 127 * tone).astype(np.uint8)) if audio_codec == "pcm_u8" else ("fltp", tone.astype(np.float32))
+        fmt, data = (
+            ("u8", (128 + 127 * tone).astype(np.uint8))
+            if audio_codec == "pcm_u8"
+            else ("fltp", tone.astype(np.float32))
+        )
         frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
         frame.sample_rate, frame.pts = rate, 0
         out.mux(audio.encode(frame))
@@ -57,8 +63,12 @@ def test_audio_the_container_cannot_hold_is_reported(tmp_path: Path) -> None:
     src = clip_with_audio(tmp_path / "in.avi", "pcm_u8")  # 8-bit PCM does not go into .mp4
     report = dehaze_video(src, tmp_path / "out.mp4", lambda x: x, progress=False)
     assert report.frames == 20 and audio_packets(tmp_path / "out.mp4") == []
-    assert len(report.notes) == 1 and "pcm_u8" in report.notes[0] and "not copied" in report.notes[0]
-    report = dehaze_video(src, tmp_path / "out.avi", lambda x: x, progress=False)  # but into .avi it does
+    assert (
+        len(report.notes) == 1 and "pcm_u8" in report.notes[0] and "not copied" in report.notes[0]
+    )
+    report = dehaze_video(
+        src, tmp_path / "out.avi", lambda x: x, progress=False
+    )  # but into .avi it does
     assert report.notes == () and audio_packets(tmp_path / "out.avi") == audio_packets(src)
 
 

@@ -37,8 +37,8 @@ def test_gradients_are_exact(rng: torch.Generator) -> None:
     assert torch.autograd.gradcheck(winograd_conv3x3, (x, w, b))
     assert torch.autograd.gradcheck(lambda *a: winograd_conv3x3(*a, padding=(1, 1)), (x, w, b))
     frozen = w.detach()  # a frozen operator's weights: gradient to the input only
-    grad_x, = torch.autograd.grad(winograd_conv3x3(x, frozen).square().sum(), x)
-    ref_x, = torch.autograd.grad(F.conv2d(x, frozen).square().sum(), x)
+    (grad_x,) = torch.autograd.grad(winograd_conv3x3(x, frozen).square().sum(), x)
+    (ref_x,) = torch.autograd.grad(F.conv2d(x, frozen).square().sum(), x)
     assert torch.allclose(grad_x, ref_x, atol=1e-10)
 
 
@@ -99,8 +99,8 @@ def test_paper_generator_agrees_with_direct_convolution(rng: torch.Generator) ->
     assert sum(min(m.in_channels, m.out_channels) >= 128 for m in eligible) == 4  # the 2 blocks
     x = (torch.rand(1, 3, 40, 56, generator=rng) * 2 - 1).requires_grad_()
     out, ref = g(x), direct(x)
-    grad, = torch.autograd.grad(out.square().sum(), x)
-    ref_grad, = torch.autograd.grad(ref.square().sum(), x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    (ref_grad,) = torch.autograd.grad(ref.square().sum(), x)
     assert not torch.equal(out, ref)  # another algorithm ran: its rounding differs
     assert (out - ref).abs().max() < 1e-4
     assert (grad - ref_grad).abs().max() / ref_grad.abs().max() < 1e-4
@@ -113,19 +113,27 @@ def test_stage_one_builds_winograd_generators_when_configured(winograd: bool, ba
     module = HazeOperatorModule(cfg)
     for generator in (module.g_ab, module.g_ba):
         assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is winograd
-    assert not any(isinstance(m, WinogradConv2d) for m in ResnetGenerator(width=4, blocks=1).modules())
+    assert not any(
+        isinstance(m, WinogradConv2d) for m in ResnetGenerator(width=4, blocks=1).modules()
+    )
 
 
 @pytest.mark.parametrize(("winograd", "batch"), [(True, 1), (True, 4), (False, 1)])
-def test_stage_two_builds_a_winograd_operator_when_configured(winograd: bool, batch: int, tmp_path: Path) -> None:
+def test_stage_two_builds_a_winograd_operator_when_configured(
+    winograd: bool, batch: int, tmp_path: Path
+) -> None:
     config = {"model": {"channels": 1, "width": 4, "blocks": 1, "n_down": 2}}
-    LearnedHaze(*[ResnetGenerator(1, 1, width=4, blocks=1) for _ in range(2)], config=config).save(tmp_path)
+    LearnedHaze(*[ResnetGenerator(1, 1, width=4, blocks=1) for _ in range(2)], config=config).save(
+        tmp_path
+    )
     physics = build_operator(EIDConfig(operator=str(tmp_path), winograd=winograd, batch_size=batch))
     for generator in (physics.g_ab, physics.g_ba):
         assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is winograd
 
 
-def test_frozen_winograd_operator_under_checkpointing_and_inference_mode(rng: torch.Generator) -> None:
+def test_frozen_winograd_operator_under_checkpointing_and_inference_mode(
+    rng: torch.Generator,
+) -> None:
     """Stage 2's uses of a Winograd operator: input gradients through the frozen operator, the same when
     recomputed by activation checkpointing (``checkpoint_operator``), and inference mode."""
     torch.manual_seed(0)

@@ -51,7 +51,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def preset_dict(kind: str, name: str) -> dict[str, Any]:
     """The overrides stored in preset ``name`` of ``kind``; ``extends: OTHER`` starts from preset ``OTHER``."""
     if name not in preset_names(kind):
-        raise EIDError(f"unknown {kind} preset {name!r}; choose one of: {', '.join(preset_names(kind))}")
+        raise EIDError(
+            f"unknown {kind} preset {name!r}; choose one of: {', '.join(preset_names(kind))}"
+        )
     with resources.as_file(resources.files("eid") / "configs" / kind / f"{name}.yaml") as path:
         data = read_yaml(path)
     base = data.pop("extends", None)
@@ -133,7 +135,9 @@ def _typed(value: Any, tp: Any, where: str) -> Any:
     ``None`` is always accepted: presets use it to drop a default (``epochs: null`` with a step budget)."""
     if value is None:
         return None
-    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    options = (
+        typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    )
     for option in options:
         ok, converted = _convert(value, option)
         if ok:
@@ -165,7 +169,9 @@ def _convert(value: Any, tp: Any) -> tuple[bool, Any]:
         except ValueError:
             return False, value
     if tp in (int, float):
-        return isinstance(value, (int, float) if tp is float else int) and not isinstance(value, bool), value
+        return isinstance(value, (int, float) if tp is float else int) and not isinstance(
+            value, bool
+        ), value
     if tp in (bool, str):
         return isinstance(value, tp), value
     if typing.get_origin(tp) is tuple:

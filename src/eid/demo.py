@@ -76,18 +76,28 @@ def bundled_image(name: str, short_side: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     scale = short_side / min(h, w)
     size = (max(short_side, round(h * scale)), max(short_side, round(w * scale)))
-    return F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[
+        0
+    ].clamp(0, 1)
 
 
 #: Haze of the images with a random depth field, and of the motorcycle with its real depth in metres.
 #: Hazy inputs score 11.9 dB PSNR to their clear versions (RESIDE's SOTS hazy images: about 12-16 dB).
-HAZE = SynthConfig(model="asm", depth="random", beta=(0.4, 0.9), airlight=(0.7, 0.9), depth_range=(0.3, 1.5))
+HAZE = SynthConfig(
+    model="asm", depth="random", beta=(0.4, 0.9), airlight=(0.7, 0.9), depth_range=(0.3, 1.5)
+)
 HAZE_METRIC_DEPTH = SynthConfig(model="asm", depth="random", beta=(0.15, 0.3), airlight=(0.75, 0.9))
 
 
 def build_demo_data(root: Path, short_side: int = 192, seed: int = 0) -> DemoData:
     """Write the demo's clear, hazy-train and hazy/clear-test folders under ``root``; return them."""
-    data = DemoData(root, root / "clear", root / "train" / "hazy", root / "test" / "hazy", root / "test" / "clear")
+    data = DemoData(
+        root,
+        root / "clear",
+        root / "train" / "hazy",
+        root / "test" / "hazy",
+        root / "test" / "clear",
+    )
     records = {}
     for name in CLEAR_SET:
         write_image(data.clear / f"{name}.png", bundled_image(name, short_side))
@@ -96,9 +106,15 @@ def build_demo_data(root: Path, short_side: int = 192, seed: int = 0) -> DemoDat
         depth = None
         if name == "stereo_motorcycle":
             _, metres = motorcycle_depth()
-            depth = F.interpolate(metres[None], size=clear.shape[-2:], mode="bilinear", align_corners=False)[0]
-        hazy, record, _ = synthesize(clear, HAZE if depth is None else HAZE_METRIC_DEPTH, seed=seed + index, depth=depth)
-        record["depth_source"] = "middlebury disparity (metres)" if depth is not None else "random smooth field"
+            depth = F.interpolate(
+                metres[None], size=clear.shape[-2:], mode="bilinear", align_corners=False
+            )[0]
+        hazy, record, _ = synthesize(
+            clear, HAZE if depth is None else HAZE_METRIC_DEPTH, seed=seed + index, depth=depth
+        )
+        record["depth_source"] = (
+            "middlebury disparity (metres)" if depth is not None else "random smooth field"
+        )
         records[name] = record
         folder = data.test_hazy if name in TEST_SET else data.train_hazy
         write_image(folder / f"{name}.png", hazy)
@@ -128,13 +144,16 @@ def prepare_output(out: Path) -> None:
     (out / DEMO_MARKER).write_text("made by eid demo\n")
 
 
-def comparison_grid(data: DemoData, out: Path, scores: dict[str, dict[str, dict[str, float]]]) -> Path:
+def comparison_grid(
+    data: DemoData, out: Path, scores: dict[str, dict[str, dict[str, float]]]
+) -> Path:
     """``comparison.png``: one row per test image, hazy | DCP | H^dagger only | EID | clear, labelled with
     the method names and each tile's PSNR/SSIM (``scores[method][image]``)."""
     from eid.report.figures import Tile, comparison_figure
 
     rows = {}
     for path in sorted(data.test_hazy.iterdir()):
+
         def tile(image: torch.Tensor, method: str, path: Path = path) -> Tile:
             found = scores.get(method, {}).get(path.name, {})
             return Tile(image, {k.upper(): found[k] for k in ("psnr", "ssim") if k in found})
@@ -152,8 +171,14 @@ def _budget(steps: int | None) -> dict:
 
 
 def run_demo(
-    out: Path, *, operator_steps: int | None = None, dehazer_steps: int | None = None, seed: int = 0, short_side: int = 192,
-    prior: bool = True, console: Console | None = None,
+    out: Path,
+    *,
+    operator_steps: int | None = None,
+    dehazer_steps: int | None = None,
+    seed: int = 0,
+    short_side: int = 192,
+    prior: bool = True,
+    console: Console | None = None,
 ) -> dict:
     """Run the whole demo into ``out``; print the comparison table; return the ``metrics.json`` content.
 
@@ -179,7 +204,9 @@ def run_demo(
         OperatorConfig, "operator", preset="natural",
         overrides={"seed": seed, "data": {"clear": [str(data.clear.resolve())]}, **_budget(operator_steps)},
     )  # fmt: skip
-    console.rule(f"2/4 stage 1: haze physics (scattering operator, natural preset, {op_cfg.max_steps} steps)")
+    console.rule(
+        f"2/4 stage 1: haze physics (scattering operator, natural preset, {op_cfg.max_steps} steps)"
+    )
     fit_operator(op_cfg, data.clear, data.train_hazy, operator_run, devices=1, accelerator="cpu")
     eid_run = out / "runs" / "eid"
     eid_cfg = load_config(
@@ -187,19 +214,25 @@ def run_demo(
         overrides={"operator": str(operator_run), "seed": seed, **_budget(dehazer_steps)},
     )  # fmt: skip
     console.rule(f"3/4 stage 2: equivariant dehazer (natural preset, {eid_cfg.max_steps} steps)")
-    fit_eid(with_prior(eid_cfg, prior=prior), [data.train_hazy], eid_run, devices=1, accelerator="cpu")
+    fit_eid(
+        with_prior(eid_cfg, prior=prior), [data.train_hazy], eid_run, devices=1, accelerator="cpu"
+    )
     console.rule("4/4 comparison on held-out images")
     sources = {"dcp": {}, "cyclegan": {"operator": operator_run}, "eid": {"model": eid_run}}
     for method in METHODS:
         runner = Dehazer(build_method(method, device="cpu", **sources[method]), device="cpu")
         dehaze_paths([data.test_hazy], out / "dehazed" / method, runner, console=console)
     no_reference_ok = short_side >= 192  # NIQE needs two 96x96 blocks per image
-    specs = get_metrics([m for m in METRICS if m in _registered() and (m in ("psnr", "ssim") or no_reference_ok)])
+    specs = get_metrics(
+        [m for m in METRICS if m in _registered() and (m in ("psnr", "ssim") or no_reference_ok)]
+    )
     results = {"hazy input": evaluate(specs, [data.test_hazy], [data.test_clear])}
     results.update({m: evaluate(specs, [out / "dehazed" / m], [data.test_clear]) for m in METHODS})
     names = [s.name for s in specs]
     rows = [{"method": LABELS.get(name, name), **r.means} for name, r in results.items()]
-    print_table(console, metrics_table(rows, names, title="held-out test images (mean)", first="method"))
+    print_table(
+        console, metrics_table(rows, names, title="held-out test images (mean)", first="method")
+    )
     report = {
         "metrics": {name: r.means for name, r in results.items()},
         "images": {name: r.rows for name, r in results.items()},
@@ -216,7 +249,9 @@ def run_demo(
         out / "report", {LABELS[m]: out / "dehazed" / m for m in METHODS}, input=data.test_hazy, ref=data.test_clear,
         runs=[operator_run, eid_run], metrics=",".join(names), title="eid demo: held-out test images",
     )  # fmt: skip
-    console.print(f"images in {out / 'dehazed'}, comparison grid {grid}, metrics {out / 'metrics.json'}, report {page.index}")
+    console.print(
+        f"images in {out / 'dehazed'}, comparison grid {grid}, metrics {out / 'metrics.json'}, report {page.index}"
+    )
     return report
 
 

@@ -35,9 +35,20 @@ def stderr_console() -> Console:
     return Console(stderr=True, soft_wrap=True)
 
 
-def progress_line(label: str, done: float, total: float | None, rate: float | None, unit: str, extra: Iterable[str] = ()) -> str:
+def progress_line(
+    label: str,
+    done: float,
+    total: float | None,
+    rate: float | None,
+    unit: str,
+    extra: Iterable[str] = (),
+) -> str:
     """``label done/total (p%) | rate unit/s | h:mm:ss left | extra...`` (parts that are unknown are left out)."""
-    parts = [f"{label} {done:g}/{total:g} ({int(100 * done // max(1, total))}%)" if total else f"{label} {done:g}"]
+    parts = [
+        f"{label} {done:g}/{total:g} ({int(100 * done // max(1, total))}%)"
+        if total
+        else f"{label} {done:g}"
+    ]
     if rate:
         parts.append(f"{rate:.3g} {unit}/s")
         if total:
@@ -52,14 +63,22 @@ class LoggedProgress(Progress):
     :param interval: seconds between two lines of a task; its first update and its completion always print.
     """
 
-    def __init__(self, *columns: str | ProgressColumn, unit: str = "items", interval: float = 30.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *columns: str | ProgressColumn,
+        unit: str = "items",
+        interval: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*columns, **kwargs)
         self.unit = unit
         self.interval = interval
         self._logged: dict[TaskID, float] = {}
         self._reported_done: set[TaskID] = set()
         if not self.console.is_terminal:
-            self.live.transient = True  # the lines replace the final bar, which rich would print at the end
+            self.live.transient = (
+                True  # the lines replace the final bar, which rich would print at the end
+            )
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
         super().update(task_id, **kwargs)
@@ -87,7 +106,9 @@ class LoggedProgress(Progress):
         """The plain progress line of ``task``."""
         name = task.fields.get("name", "")
         rate = task.finished_speed or task.speed
-        return progress_line(task.description, task.completed, task.total, rate, self.unit, [str(name)])
+        return progress_line(
+            task.description, task.completed, task.total, rate, self.unit, [str(name)]
+        )
 
 
 class RateColumn(ProgressColumn):
@@ -99,7 +120,10 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
+        return Text(
+            f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s",
+            style="progress.data.speed",
+        )
 
 
 def progress_bar(unit: str = "frames", enabled: bool = True) -> LoggedProgress:

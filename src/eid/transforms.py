@@ -36,7 +36,15 @@ from deepinv.transform import Reflect, Rotate, Scale, Shift, Transform
 from eid.config import preset_dict
 from eid.errors import EIDError
 
-__all__ = ["FACTORS", "MODALITIES", "build_group", "full_group", "group_names", "modality_groups", "parse_group"]
+__all__ = [
+    "FACTORS",
+    "MODALITIES",
+    "build_group",
+    "full_group",
+    "group_names",
+    "modality_groups",
+    "parse_group",
+]
 
 
 def _rot90(n_trans: int, rng: torch.Generator) -> Transform:
@@ -44,7 +52,9 @@ def _rot90(n_trans: int, rng: torch.Generator) -> Transform:
 
 
 def _rotate(n_trans: int, rng: torch.Generator) -> Transform:
-    return Rotate(n_trans=n_trans, multiples=1.0, positive=True, interpolation_mode="bilinear", rng=rng)
+    return Rotate(
+        n_trans=n_trans, multiples=1.0, positive=True, interpolation_mode="bilinear", rng=rng
+    )
 
 
 def _hflip(n_trans: int, rng: torch.Generator) -> Transform:
@@ -113,7 +123,9 @@ def parse_group(name: str) -> list[str]:
                 "or a product such as rot90*flip"
             )
     if len(set(factors)) != len(factors):
-        raise EIDError(f"group {name!r} repeats a factor; list each of {', '.join(FACTORS)} at most once")
+        raise EIDError(
+            f"group {name!r} repeats a factor; list each of {', '.join(FACTORS)} at most once"
+        )
     return factors
 
 
@@ -148,7 +160,9 @@ def build_group(name: str, n_trans: int = 1, rng: torch.Generator | None = None)
             "or put an infinite factor first"
         )
     if "scale" in factors and len(factors) > 1 and n_trans > 1:
-        raise EIDError("scale draws one factor per image and cannot be combined with n_trans > 1 in a product")
+        raise EIDError(
+            "scale draws one factor per image and cannot be combined with n_trans > 1 in a product"
+        )
     rng = torch.Generator().manual_seed(0) if rng is None else rng
     return _product([FACTORS[f][0](n_trans if i == 0 else 1, rng) for i, f in enumerate(factors)])
 

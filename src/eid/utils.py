@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 #: Temp files of :func:`atomic_write`: ``.<stem>.[eid-<host>-<pid>-]<random>.tmp<suffix>`` (the owner part is absent
 #: in files written before it was added).
-_TEMP_NAME = re.compile(r"^\..+?\.(?:eid-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.ome)?(?:\.[^.]+)?$")
+_TEMP_NAME = re.compile(
+    r"^\..+?\.(?:eid-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.ome)?(?:\.[^.]+)?$"
+)
 STALE_TEMP_SECONDS = 3600
 """A temp file of another machine (or of unknown owner) untouched for this long is an orphan: writes are short."""
 
@@ -70,9 +72,13 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))  # tifffile writes OME-XML by this double suffix
+    ome = path.name.lower().endswith(
+        (".ome.tif", ".ome.tiff")
+    )  # tifffile writes OME-XML by this double suffix
     suffix = "".join(path.suffixes[-2:]) if ome else path.suffix
-    prefix = f".{path.name[: -len(suffix)] if suffix else path.name}.eid-{_host_tag()}-{os.getpid()}-"
+    prefix = (
+        f".{path.name[: -len(suffix)] if suffix else path.name}.eid-{_host_tag()}-{os.getpid()}-"
+    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=f".tmp{suffix}")
     os.close(fd)
     tmp_path = Path(tmp)
@@ -117,7 +123,9 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return removed
 
 
-def recording_warnings(function: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, list[str]]:
+def recording_warnings(
+    function: Callable[..., T], *args: Any, **kwargs: Any
+) -> tuple[T, list[str]]:
     """Call ``function`` and return its result with the text of every warning it raised (not shown), for a command
     to report them as its own lines (e.g. the files a folder listing skipped)."""
     with warnings.catch_warnings(record=True) as caught:

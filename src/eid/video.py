@@ -63,11 +63,15 @@ class FlickerMeter:
     def update(self, x: Tensor, *ys: Tensor) -> None:
         """Add input ``x`` and one output per stream, each ``(C,H,W)`` or ``(T,C,H,W)`` in time order."""
         if len(ys) != len(self.streams):
-            raise ValueError(f"FlickerMeter expects {len(self.streams)} output(s) {self.streams}, got {len(ys)}")
+            raise ValueError(
+                f"FlickerMeter expects {len(self.streams)} output(s) {self.streams}, got {len(ys)}"
+            )
         frames = (x, *ys) if x.dim() == 4 else (x.unsqueeze(0), *(y.unsqueeze(0) for y in ys))
         for now in zip(*frames, strict=True):
             if self._prev is not None:
-                motion = F.max_pool2d(_grey((now[0] - self._prev[0]).abs()).unsqueeze(0), 3, stride=1, padding=1)[0]
+                motion = F.max_pool2d(
+                    _grey((now[0] - self._prev[0]).abs()).unsqueeze(0), 3, stride=1, padding=1
+                )[0]
                 static = motion < self.delta
                 self.count += int(static.sum())
                 for name, y, py in zip(self.streams, now[1:], self._prev[1:], strict=True):
@@ -77,7 +81,10 @@ class FlickerMeter:
     @property
     def values(self) -> dict[str, float]:
         """Flicker of each stream (``nan`` when no pixel was static)."""
-        return {name: total / self.count if self.count else float("nan") for name, total in self.totals.items()}
+        return {
+            name: total / self.count if self.count else float("nan")
+            for name, total in self.totals.items()
+        }
 
     @property
     def value(self) -> float:
@@ -85,7 +92,9 @@ class FlickerMeter:
         return self.values[self.streams[0]]
 
 
-def flicker(frames_in: Iterable[Tensor] | Tensor, frames_out: Iterable[Tensor] | Tensor, delta: float = 0.02) -> float:
+def flicker(
+    frames_in: Iterable[Tensor] | Tensor, frames_out: Iterable[Tensor] | Tensor, delta: float = 0.02
+) -> float:
     """Mean absolute frame-to-frame change of ``frames_out`` where ``frames_in`` is static (:class:`FlickerMeter`).
 
     >>> x = torch.zeros(4, 3, 8, 8)                      # a static input scene
@@ -197,7 +206,14 @@ def dehaze_video(
         width = info.width * (2 if side_by_side else 1)
         task = bar.add_task(f"dehazing {src.name}", total=info.frames or None)
         with VideoWriter(
-            dst, info.fps, width, info.height, codec=codec, crf=crf, audio_from=src, video_start=info.start
+            dst,
+            info.fps,
+            width,
+            info.height,
+            codec=codec,
+            crf=crf,
+            audio_from=src,
+            video_start=info.start,
         ) as writer:
 
             def flush(batch: list[Tensor]) -> None:
@@ -206,7 +222,9 @@ def dehaze_video(
                     y = image_fn(x)
                 if not isinstance(y, Tensor) or y.shape != x.shape:
                     got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-                    raise EIDError(f"the dehazer returned {got} for frames of shape {tuple(x.shape)}; it must keep the shape")
+                    raise EIDError(
+                        f"the dehazer returned {got} for frames of shape {tuple(x.shape)}; it must keep the shape"
+                    )
                 y = y.detach().float().cpu().clamp(0, 1)
                 for xt, yt in zip(x, y, strict=True):
                     out = smoother(xt, yt)
@@ -234,10 +252,17 @@ def dehaze_video(
 
 def _notes(src: Path, dst: Path, info: VideoInfo, writer: VideoWriter) -> tuple[str, ...]:
     """What the output does not keep of the input, or keeps in an unusual way, one line each."""
-    notes = [f"{src.name}: {reason}; not copied to {dst.name}" for reason in (writer.audio.skipped if writer.audio else ())]
+    notes = [
+        f"{src.name}: {reason}; not copied to {dst.name}"
+        for reason in (writer.audio.skipped if writer.audio else ())
+    ]
     size = f"{writer.width}x{writer.height}"
     if writer.padded:
-        notes.append(f"{dst.name}: {size} padded to even sides by one replicated row/column ({writer.codec} needs them)")
+        notes.append(
+            f"{dst.name}: {size} padded to even sides by one replicated row/column ({writer.codec} needs them)"
+        )
     elif writer.pixel_format == "yuv444p":
-        notes.append(f"{dst.name}: the odd size {size} is kept in H.264 4:4:4, which some players (browsers) do not play")
+        notes.append(
+            f"{dst.name}: the odd size {size} is kept in H.264 4:4:4, which some players (browsers) do not play"
+        )
     return tuple(notes)

@@ -47,12 +47,18 @@ def save_weights(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     weights_path = stem.with_suffix(".safetensors")
     with atomic_write(weights_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "eid": "1", CHECKSUM_KEY: tensor_checksum(tensors)})
+        save_file(
+            tensors,
+            str(tmp),
+            metadata={"format": "pt", "eid": "1", CHECKSUM_KEY: tensor_checksum(tensors)},
+        )
     config_path = save_config(config, stem.with_suffix(".yaml"))
     return weights_path, config_path
 
 
-def load_weights(stem: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_weights(
+    stem: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read ``stem.safetensors`` (checking its checksum when it has one) and ``stem.yaml``; raise
     :class:`EIDError` if either is unusable."""
     stem = Path(stem)
@@ -69,5 +75,7 @@ def load_weights(stem: str | Path, device: str | torch.device = "cpu") -> tuple[
             f"{weights_path}: not a safetensors file ({exc}); eid never loads pickled weights, re-export the run"
         ) from exc
     if expected is not None and tensor_checksum(state) != expected:
-        raise EIDError(f"{weights_path}: checksum mismatch, the weights are corrupted; copy the run again or re-export it")
+        raise EIDError(
+            f"{weights_path}: checksum mismatch, the weights are corrupted; copy the run again or re-export it"
+        )
     return {k: v.to(device) for k, v in state.items()}, read_yaml(config_path)

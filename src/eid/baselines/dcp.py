@@ -79,7 +79,9 @@ def guided_filter(guide: Tensor, src: Tensor, r: int, eps: float) -> Tensor:
     ``r`` is the radius: window = ``2r+1`` (He-Zhang's ``image_dehaze`` passes 60 as the window
     *size*, i.e. radius about 30).
     """
-    mean_i, mean_p, mean_ip, mean_ii = box_filter(torch.cat([guide, src, guide * src, guide * guide], 1), r).split(1, 1)
+    mean_i, mean_p, mean_ip, mean_ii = box_filter(
+        torch.cat([guide, src, guide * src, guide * guide], 1), r
+    ).split(1, 1)
     a = (mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + eps)
     b = mean_p - a * mean_i
     mean_a, mean_b = box_filter(torch.cat([a, b], 1), r).split(1, 1)
@@ -163,7 +165,9 @@ class DarkChannelPrior(Reconstructor):
         Differentiable almost everywhere (the minima and the airlight's pixel choice pass the gradient of
         the values they pick), so a dehazer that starts from DCP can be trained through it."""
         if y.ndim != 4 or y.shape[1] not in (1, 3):
-            raise EIDError(f"DCP expects images of shape (B,1|3,H,W), got {tuple(y.shape)}; drop alpha or add a batch dimension")
+            raise EIDError(
+                f"DCP expects images of shape (B,1|3,H,W), got {tuple(y.shape)}; drop alpha or add a batch dimension"
+            )
         a = self.airlight(y, self.dark_channel(y))
         t = self.transmission(y, a)
         j = ((y - a) / t + a).clamp(0, 1)

@@ -27,21 +27,27 @@ app = typer.Typer(
 )
 console = stderr_console()
 
-THREADS_HELP = "CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."
+THREADS_HELP = (
+    "CPU threads per process for torch (default: torch's choice; 1 is fastest on a busy machine)."
+)
 WHITE_HELP = (
     "Stored value read as 1.0: dtype (255 for 8-bit, 65535 for 16-bit files), max (each image's own maximum) or a "
     "number, e.g. 4095 for 12-bit microscopy in 16-bit files."
 )
 
 
-def in_range(low: float, high: float | None = None, open_low: bool = False) -> Callable[[typer.CallbackParam, Any], Any]:
+def in_range(
+    low: float, high: float | None = None, open_low: bool = False
+) -> Callable[[typer.CallbackParam, Any], Any]:
     """A typer callback refusing a numeric option outside ``low..high`` (and NaN) with one line naming the option,
     the value and the range (:mod:`eid.training.limits` checks the config fields the same way)."""
     from eid.training.limits import describe_range, out_of_range
 
     def check(param: typer.CallbackParam, value: Any) -> Any:
         if value is not None and out_of_range(value, low, high, open_low):
-            raise EIDError(f"{param.opts[0]} {value:g} is out of range; use {describe_range(low, high, open_low)}")
+            raise EIDError(
+                f"{param.opts[0]} {value:g} is out of range; use {describe_range(low, high, open_low)}"
+            )
         return value
 
     return check
@@ -84,7 +90,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Unsupervised image dehazing by equivariant learning (EID).
 

@@ -25,7 +25,9 @@ def _range(text: str, option: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise EIDError(f"{option} {text!r} is not a range; write it as LOW,HIGH, e.g. 0.1,0.2") from None
+        raise EIDError(
+            f"{option} {text!r} is not a range; write it as LOW,HIGH, e.g. 0.1,0.2"
+        ) from None
     if low > high:
         raise EIDError(f"{option} {text!r} has LOW > HIGH; write it as LOW,HIGH")
     return low, high
@@ -42,25 +44,56 @@ def _prepare(build: Callable[..., PrepareSummary], *args: Any, **kwargs: Any) ->
         summary = build(*args, on_skip=_skip, **kwargs)
     except OSError as exc:
         raise EIDError(describe_os_error(exc)) from exc
-    written = ", ".join(f"{k}: {v}" for k, v in sorted(summary.written.items()) if k != "unreadable") or "nothing new"
+    written = (
+        ", ".join(f"{k}: {v}" for k, v in sorted(summary.written.items()) if k != "unreadable")
+        or "nothing new"
+    )
     failed = f"; {len(summary.failed)} input file(s) skipped" if summary.failed else ""
-    console.print(f"{summary.out_dir}: {written}; {summary.skipped} already done{failed}", highlight=False)
+    console.print(
+        f"{summary.out_dir}: {written}; {summary.skipped} already done{failed}", highlight=False
+    )
     if summary.failed:
         raise typer.Exit(1)
 
 
 @data_app.command("cholec80")
 def cholec80(
-    videos: Path = typer.Option(..., "--videos", help="Folder of Cholec80 videos (video01.mp4 ... video80.mp4)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: {train,test}/{clear,hazy}/, manifest.csv, prepare.json."),
+    videos: Path = typer.Option(
+        ..., "--videos", help="Folder of Cholec80 videos (video01.mp4 ... video80.mp4)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: {train,test}/{clear,hazy}/, manifest.csv, prepare.json."
+    ),
     fps: float = typer.Option(1.0, "--fps", help="Frames sampled per second of video."),
-    size: int = typer.Option(256, "--size", help="Side of the saved square frames in pixels (480 = the released samples)."),
-    crop: int = typer.Option(0, "--crop", help="Side of the square crop around the field of view before resizing; 0 = the disc diameter within the frame."),
+    size: int = typer.Option(
+        256,
+        "--size",
+        help="Side of the saved square frames in pixels (480 = the released samples).",
+    ),
+    crop: int = typer.Option(
+        0,
+        "--crop",
+        help="Side of the square crop around the field of view before resizing; 0 = the disc diameter within the frame.",
+    ),
     score: str = typer.Option("dark-channel", "--score", help=f"Haze score: {', '.join(SCORERS)}."),
-    t_clear: float | None = typer.Option(None, "--t-clear", help="Frames scoring below this are clear (dark-channel default 0.15)."),
-    t_hazy: float | None = typer.Option(None, "--t-hazy", help="Frames scoring above this are hazy (dark-channel default 0.30); frames in between are discarded."),
-    test_videos: str = typer.Option("", "--test-videos", help="Comma-separated test video ids or numbers (default: Cholec80 split, videos 41-80)."),
-    fov_threshold: float = typer.Option(0.06, "--fov-threshold", help="Brightness in [0,1] above which a pixel belongs to the field of view."),
+    t_clear: float | None = typer.Option(
+        None, "--t-clear", help="Frames scoring below this are clear (dark-channel default 0.15)."
+    ),
+    t_hazy: float | None = typer.Option(
+        None,
+        "--t-hazy",
+        help="Frames scoring above this are hazy (dark-channel default 0.30); frames in between are discarded.",
+    ),
+    test_videos: str = typer.Option(
+        "",
+        "--test-videos",
+        help="Comma-separated test video ids or numbers (default: Cholec80 split, videos 41-80).",
+    ),
+    fov_threshold: float = typer.Option(
+        0.06,
+        "--fov-threshold",
+        help="Brightness in [0,1] above which a pixel belongs to the field of view.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Sample, crop and sort Cholec80 frames into clear and hazy (surgical smoke), split by video. Resumable.
@@ -76,15 +109,33 @@ def cholec80(
 
 @data_app.command("cell97")
 def cell97(
-    src: Path = typer.Option(..., "--src", help="Unpacked Murphy-lab 'hand-segmented 2D nuclear images' folder."),
-    out: Path = typer.Option(..., "--out", help="Output folder: {train,test}/{clear,hazy}/ and manifest.csv."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and of each image's veil parameters."),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of images in the test split."),
-    contrast: str = typer.Option("0.55,0.75", "--contrast", help="Range LOW,HIGH of the contrast factor c."),
+    src: Path = typer.Option(
+        ..., "--src", help="Unpacked Murphy-lab 'hand-segmented 2D nuclear images' folder."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: {train,test}/{clear,hazy}/ and manifest.csv."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the split and of each image's veil parameters."
+    ),
+    test_fraction: float = typer.Option(
+        0.2, "--test-fraction", help="Share of images in the test split."
+    ),
+    contrast: str = typer.Option(
+        "0.55,0.75", "--contrast", help="Range LOW,HIGH of the contrast factor c."
+    ),
     veil: str = typer.Option("0.1,0.2", "--veil", help="Range LOW,HIGH of the veil height v."),
-    background: str = typer.Option("0.02,0.05", "--background", help="Range LOW,HIGH of the smooth background b."),
-    veil_sigma: float = typer.Option(0.05, "--veil-sigma", help="Veil blur width as a fraction of min(H, W)."),
-    include: str | None = typer.Option(None, "--include", help="Glob (relative to --src) of the images to use; default: every image except masks/labels."),
+    background: str = typer.Option(
+        "0.02,0.05", "--background", help="Range LOW,HIGH of the smooth background b."
+    ),
+    veil_sigma: float = typer.Option(
+        0.05, "--veil-sigma", help="Veil blur width as a fraction of min(H, W)."
+    ),
+    include: str | None = typer.Option(
+        None,
+        "--include",
+        help="Glob (relative to --src) of the images to use; default: every image except masks/labels.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Haze the 97 nuclear images with the microscopy veil model into paired train/test sets.
@@ -100,13 +151,27 @@ def cell97(
 
 @data_app.command("reside")
 def reside(
-    root: Path = typer.Option(..., "--root", help="Folder of one RESIDE subset (holding hazy/ and clear/ or gt/)."),
+    root: Path = typer.Option(
+        ..., "--root", help="Folder of one RESIDE subset (holding hazy/ and clear/ or gt/)."
+    ),
     subset: str = typer.Option(..., "--subset", help=f"Which subset: {'|'.join(RESIDE_SUBSETS)}."),
-    out: Path = typer.Option(..., "--out", help="Output folder: {train,test}/{clear,hazy}/ and manifest.csv."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the scene split (its/ots) and of the hazy sampling."),
-    test_fraction: float = typer.Option(0.1, "--test-fraction", help="its/ots: share of scenes held out as a paired test set."),
-    max_hazy_per_scene: int = typer.Option(0, "--max-hazy-per-scene", help="Keep at most this many hazy variants per scene (0 = all)."),
-    allow_missing: bool = typer.Option(False, "--allow-missing", help="Leave out hazy images without a clear image instead of failing."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: {train,test}/{clear,hazy}/ and manifest.csv."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the scene split (its/ots) and of the hazy sampling."
+    ),
+    test_fraction: float = typer.Option(
+        0.1, "--test-fraction", help="its/ots: share of scenes held out as a paired test set."
+    ),
+    max_hazy_per_scene: int = typer.Option(
+        0, "--max-hazy-per-scene", help="Keep at most this many hazy variants per scene (0 = all)."
+    ),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Leave out hazy images without a clear image instead of failing.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Parse RESIDE's file naming and build unpaired train sets (its, ots) or paired/hazy-only test sets.

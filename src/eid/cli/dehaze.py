@@ -23,57 +23,113 @@ if TYPE_CHECKING:
 @app.command("dehaze")
 def dehaze(
     inputs: list[str] = typer.Argument(
-        ..., help="Image files, folders (searched recursively, nested folders mirrored), glob patterns or videos "
-        "(.mp4/.avi/.mov/.mkv...). TIFF stacks (z, time, channels) are dehazed plane by plane.", show_default=False,
+        ...,
+        help="Image files, folders (searched recursively, nested folders mirrored), glob patterns or videos "
+        "(.mp4/.avi/.mov/.mkv...). TIFF stacks (z, time, channels) are dehazed plane by plane.",
+        show_default=False,
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Output folder (outputs keep the input names, formats and bit depths); for a "
-        "single video input it may be the output video file.", show_default=False,
+        ...,
+        "--out",
+        "-o",
+        help="Output folder (outputs keep the input names, formats and bit depths); for a "
+        "single video input it may be the output video file.",
+        show_default=False,
     ),
-    method: str = typer.Option("eid", "--method", "-m", help="eid (needs --model), cyclegan (needs --operator) or dcp."),
-    model: Path | None = typer.Option(None, "--model", help="Stage-2 run folder (eid train --out) or a shipped model's name (eid models) for --method eid."),
+    method: str = typer.Option(
+        "eid", "--method", "-m", help="eid (needs --model), cyclegan (needs --operator) or dcp."
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="Stage-2 run folder (eid train --out) or a shipped model's name (eid models) for --method eid.",
+    ),
     operator: Path | None = typer.Option(
-        None, "--operator", help="Stage-1 run folder (eid train-operator --out): G_BA for --method cyclegan; "
+        None,
+        "--operator",
+        help="Stage-1 run folder (eid train-operator --out): G_BA for --method cyclegan; "
         "overrides the operator recorded in the --model run for --method eid.",
     ),
     tile: int = typer.Option(
-        512, "--tile", help="Images with a side above this are processed in tiles of this side, blended over "
+        512,
+        "--tile",
+        help="Images with a side above this are processed in tiles of this side, blended over "
         "--overlap pixels (memory independent of image size); 0 disables tiling. DCP is never tiled.",
     ),
     overlap: int | None = typer.Option(
-        None, "--overlap", help="Overlap between neighbouring tiles in pixels. Default: 64, or twice the receptive "
-        "radius of a norm-free model if larger, which makes its tiling exact.", show_default=False,
+        None,
+        "--overlap",
+        help="Overlap between neighbouring tiles in pixels. Default: 64, or twice the receptive "
+        "radius of a norm-free model if larger, which makes its tiling exact.",
+        show_default=False,
     ),
     tile_norm: str = typer.Option(
-        "global", "--tile-norm", help="Statistics of group/instance norms when tiling: global (recorded on the "
+        "global",
+        "--tile-norm",
+        help="Statistics of group/instance norms when tiling: global (recorded on the "
         "whole image, down-scaled to 2 tiles if larger; tiles approach the untiled result) or tile (each tile's "
         "own). A norm-free model with zero padding needs neither: its tiles equal the untiled result.",
     ),
-    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Same-size images (or tiles, or video frames) per forward pass."),
+    batch_size: int = typer.Option(
+        1,
+        "--batch-size",
+        "-b",
+        help="Same-size images (or tiles, or video frames) per forward pass.",
+    ),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch, or onnx: the dehazer exported to ONNX (eid export --onnx) run by ONNX Runtime "
+        "torch",
+        "--backend",
+        help="torch, or onnx: the dehazer exported to ONNX (eid export --onnx) run by ONNX Runtime "
         "(CPU; CUDA where onnxruntime has it), fp32; --model may then be an .onnx file. Needs the export extra: eid-dehaze\\[export].",
     ),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."
+    ),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 autocast where the CPU (avx512_bf16/amx_bf16) or GPU has native "
+        "auto",
+        "--precision",
+        help="auto (bf16 autocast where the CPU (avx512_bf16/amx_bf16) or GPU has native "
         "bf16, detected at run time; fp32 otherwise), fp32, bf16, or fp16 (CUDA only).",
     ),
     tta: bool = typer.Option(
-        False, "--tta", help="Test-time group averaging: mean of T^-1 f(T y) over an exact finite group (the "
+        False,
+        "--tta",
+        help="Test-time group averaging: mean of T^-1 f(T y) over an exact finite group (the "
         "model's training group reduced to rot90/flips, else rot90*flip); costs |G| forward passes.",
     ),
-    tta_group: str | None = typer.Option(None, "--tta-group", help="Group for test-time averaging (implies --tta), e.g. hflip or rot90*flip."),
-    max_pixels: int | None = typer.Option(
-        None, "--max-pixels", help="Refuse images with more pixels than this (default 150,000,000).",
+    tta_group: str | None = typer.Option(
+        None,
+        "--tta-group",
+        help="Group for test-time averaging (implies --tta), e.g. hflip or rot90*flip.",
     ),
-    white: str | None = typer.Option(None, "--white", help=WHITE_HELP + " Default: the scale the model was trained on (dtype for dcp)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (by default an existing output is an error)."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep outputs that already exist and dehaze the other inputs (resume)."),
-    side_by_side: bool = typer.Option(False, "--side-by-side", help="Videos: write input | output frames side by side."),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        help="Refuse images with more pixels than this (default 150,000,000).",
+    ),
+    white: str | None = typer.Option(
+        None,
+        "--white",
+        help=WHITE_HELP + " Default: the scale the model was trained on (dtype for dcp).",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace outputs that already exist (by default an existing output is an error).",
+    ),
+    skip_existing: bool = typer.Option(
+        False,
+        "--skip-existing",
+        help="Keep outputs that already exist and dehaze the other inputs (resume).",
+    ),
+    side_by_side: bool = typer.Option(
+        False, "--side-by-side", help="Videos: write input | output frames side by side."
+    ),
     temporal_smoothing: float = typer.Option(
-        0.0, "--temporal-smoothing", help="Videos: strength in [0,1) of the flicker-reducing temporal smoothing "
+        0.0,
+        "--temporal-smoothing",
+        help="Videos: strength in [0,1) of the flicker-reducing temporal smoothing "
         "of the output (0 = off; see eid.video.TemporalSmoother).",
     ),
 ) -> None:
@@ -92,19 +148,28 @@ def dehaze(
     videos = [Path(item) for item in inputs if is_video(item) and Path(item).is_file()]
     images = [item for item in inputs if not (is_video(item) and Path(item).is_file())]
     if videos and is_video(out) and (len(videos) > 1 or images):
-        raise EIDError(f"--out {out} is a video file but several inputs were given; use an output folder")
+        raise EIDError(
+            f"--out {out} is a video file but several inputs were given; use an output folder"
+        )
     video_targets = [out if is_video(out) else out / video.name for video in videos]
     skips = _check_outputs(images, videos, out, video_targets, overwrite, skip_existing)
     runner = Dehazer(
         _method(method, model, operator, device, backend, precision),
-        device=device, tile=tile or None, overlap=overlap, batch_size=batch_size,
+        device=device,
+        tile=tile or None,
+        overlap=overlap,
+        batch_size=batch_size,
         precision="fp32" if backend == "onnx" else precision,
-        tta=tta_group or tta, tile_norm=tile_norm, white=white,
+        tta=tta_group or tta,
+        tile_norm=tile_norm,
+        white=white,
     )
     with hiding_warnings(skips):
         warn_if_dim(images, runner.white)
     if runner.amp_dtype is not None:
-        console.print(f"precision: {str(runner.amp_dtype).removeprefix('torch.')} autocast on {runner.device.type}")
+        console.print(
+            f"precision: {str(runner.amp_dtype).removeprefix('torch.')} autocast on {runner.device.type}"
+        )
     if runner.tta_group:
         console.print(f"test-time averaging over {runner.tta_group}")
     for line in skips:
@@ -112,24 +177,42 @@ def dehaze(
     failures = len(skips)
     if images:
         with hiding_warnings(skips):
-            failures += dehaze_paths(images, out, runner, max_pixels=max_pixels, skip_existing=skip_existing, console=console)
+            failures += dehaze_paths(
+                images,
+                out,
+                runner,
+                max_pixels=max_pixels,
+                skip_existing=skip_existing,
+                console=console,
+            )
     for video, dst in zip(videos, video_targets):
         if skip_existing and dst.exists():
             continue
         try:
-            report = dehaze_video_file(video, dst, runner, side_by_side=side_by_side, temporal_smoothing=temporal_smoothing)
+            report = dehaze_video_file(
+                video, dst, runner, side_by_side=side_by_side, temporal_smoothing=temporal_smoothing
+            )
         except EIDError as exc:
             console.print(f"[yellow]warning:[/] skipped {escape(str(video))}: {escape(str(exc))}")
             failures += 1
             continue
-        console.print(f"{video.name}: {report.frames} frames at {report.frames_per_second:.2f} frames/s -> {dst}; {_flicker(report)}")
+        console.print(
+            f"{video.name}: {report.frames} frames at {report.frames_per_second:.2f} frames/s -> {dst}; {_flicker(report)}"
+        )
         for note in report.notes:
             console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if failures:
         raise typer.Exit(1)
 
 
-def _method(method: str, model: Path | None, operator: Path | None, device: str, backend: str, precision: str) -> Method:
+def _method(
+    method: str,
+    model: Path | None,
+    operator: Path | None,
+    device: str,
+    backend: str,
+    precision: str,
+) -> Method:
     """The method to run: built by torch, or an ONNX export (``--model`` an .onnx file, or exported here to a
     temporary file, ~1 s) run by ONNX Runtime (:func:`eid.inference.backends.onnx_method`)."""
     from eid.inference import BACKENDS, build_method, onnx_method
@@ -140,30 +223,47 @@ def _method(method: str, model: Path | None, operator: Path | None, device: str,
         raise EIDError(f"unknown --backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "torch":
         if is_onnx_file:
-            raise EIDError(f"--model {model} is an ONNX file; add --backend onnx to run it with ONNX Runtime")
+            raise EIDError(
+                f"--model {model} is an ONNX file; add --backend onnx to run it with ONNX Runtime"
+            )
         return build_method(method, operator=operator, model=model, device=device)
     if method != "eid" or model is None:
-        raise EIDError("--backend onnx runs an EID dehazer; give --method eid --model RUN, NAME or FILE.onnx")
+        raise EIDError(
+            "--backend onnx runs an EID dehazer; give --method eid --model RUN, NAME or FILE.onnx"
+        )
     if operator is not None:
-        raise EIDError("--operator does not combine with --backend onnx (the export holds the run's operator); use --backend torch")
+        raise EIDError(
+            "--operator does not combine with --backend onnx (the export holds the run's operator); use --backend torch"
+        )
     if precision not in ("auto", "fp32"):
-        raise EIDError(f"--precision {precision} needs --backend torch; ONNX Runtime runs the export in fp32")
+        raise EIDError(
+            f"--precision {precision} needs --backend torch; ONNX Runtime runs the export in fp32"
+        )
     dev = resolve_device(device)
     if is_onnx_file:
         return onnx_method(model, dev)
     from eid.export import export_onnx
 
-    with tempfile.TemporaryDirectory(prefix="eid-onnx-") as tmp:  # the session keeps the graph in memory
+    with tempfile.TemporaryDirectory(
+        prefix="eid-onnx-"
+    ) as tmp:  # the session keeps the graph in memory
         return onnx_method(export_onnx(model, Path(tmp) / "dehazer.onnx").path, dev)
 
 
 def _check_outputs(
-    images: list[str], videos: list[Path], out: Path, video_targets: list[Path], overwrite: bool, skip_existing: bool
+    images: list[str],
+    videos: list[Path],
+    out: Path,
+    video_targets: list[Path],
+    overwrite: bool,
+    skip_existing: bool,
 ) -> list[str]:
     """Refuse, before any work, existing outputs (without --overwrite or --skip-existing) and inputs that hold only
     what the folder listing skips (symbolic link loops...); return the listing's skip lines, which the run reports
     once as its own and counts as skipped files."""
-    (sources, targets), skips = recording_warnings(output_paths, images, out) if images else (([], []), [])
+    (sources, targets), skips = (
+        recording_warnings(output_paths, images, out) if images else (([], []), [])
+    )
     if skips and not sources and not videos:
         more = f" (and {len(skips) - 1} more)" if len(skips) > 1 else ""
         raise EIDError(f"{', '.join(images)}: no image to process: {skips[0]}{more}")
@@ -175,5 +275,7 @@ def _flicker(report: VideoReport) -> str:
     """The report's flicker figures; undefined (NaN) when no pixel of the input stays still between frames."""
     if math.isnan(report.flicker_input):
         return "flicker n/a (no static region in the input)"
-    smoothed = "" if report.flicker_smoothed is None else f", smoothed {report.flicker_smoothed:.4f}"
+    smoothed = (
+        "" if report.flicker_smoothed is None else f", smoothed {report.flicker_smoothed:.4f}"
+    )
     return f"flicker input {report.flicker_input:.4f}, output {report.flicker_raw:.4f}{smoothed}"

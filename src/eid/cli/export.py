@@ -16,13 +16,30 @@ SUFFIXES = {"onnx": ".onnx", "bioimageio": ".zip"}
 
 @app.command("export")
 def export(
-    run: str = typer.Argument(..., help="Stage-2 run folder (eid train --out) or a shipped model's name (eid models).", show_default=False),
-    out: Path = typer.Argument(..., help="Output file: .onnx with --onnx, .zip with --bioimageio.", show_default=False),
-    onnx: bool = typer.Option(False, "--onnx", help="Write one ONNX graph: hazy (N,C,H,W) float32 in [0,1] -> dehazed, input preparation included."),
-    bioimageio: bool = typer.Option(False, "--bioimageio", help="Write a bioimage.io model package (spec 0.5; ONNX and TorchScript weights, test tensors, model card)."),
+    run: str = typer.Argument(
+        ...,
+        help="Stage-2 run folder (eid train --out) or a shipped model's name (eid models).",
+        show_default=False,
+    ),
+    out: Path = typer.Argument(
+        ..., help="Output file: .onnx with --onnx, .zip with --bioimageio.", show_default=False
+    ),
+    onnx: bool = typer.Option(
+        False,
+        "--onnx",
+        help="Write one ONNX graph: hazy (N,C,H,W) float32 in [0,1] -> dehazed, input preparation included.",
+    ),
+    bioimageio: bool = typer.Option(
+        False,
+        "--bioimageio",
+        help="Write a bioimage.io model package (spec 0.5; ONNX and TorchScript weights, test tensors, model card).",
+    ),
     white: float | None = typer.Option(
-        None, "--white", help="--bioimageio: the stored value the package reads as 1.0. Default: the run's numeric "
-        "white, else 255 (8-bit data; use 65535 for 16-bit, 4095 for 12-bit).", show_default=False,
+        None,
+        "--white",
+        help="--bioimageio: the stored value the package reads as 1.0. Default: the run's numeric "
+        "white, else 255 (8-bit data; use 65535 for 16-bit, 4095 for 12-bit).",
+        show_default=False,
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
@@ -35,10 +52,14 @@ def export(
     """
     set_threads(threads)
     if onnx == bioimageio:
-        raise EIDError("give exactly one of --onnx (an .onnx file) or --bioimageio (a bioimage.io .zip)")
+        raise EIDError(
+            "give exactly one of --onnx (an .onnx file) or --bioimageio (a bioimage.io .zip)"
+        )
     kind = "onnx" if onnx else "bioimageio"
     if out.suffix.lower() != SUFFIXES[kind]:
-        raise EIDError(f"{out}: --{kind} writes a {SUFFIXES[kind]} file; name the output *{SUFFIXES[kind]}")
+        raise EIDError(
+            f"{out}: --{kind} writes a {SUFFIXES[kind]} file; name the output *{SUFFIXES[kind]}"
+        )
     if out.exists() and not overwrite:
         raise EIDError(f"{out} exists; add --overwrite to replace it or choose another name")
     if out.is_dir():
@@ -55,4 +76,6 @@ def export(
         )  # fmt: skip
     else:
         export_bioimageio(run, out, white=white)
-        console.print(f"wrote {escape(str(out))} (bioimage.io model package, spec 0.5)", highlight=False)
+        console.print(
+            f"wrote {escape(str(out))} (bioimage.io model package, spec 0.5)", highlight=False
+        )

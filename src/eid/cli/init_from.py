@@ -17,7 +17,9 @@ def init_weights_from(init_from: str | None, resume: bool) -> Path | None:
     if init_from is None:
         return None
     if resume:
-        raise EIDError("--init-from starts a new run; drop it with --resume (the run continues from its checkpoint)")
+        raise EIDError(
+            "--init-from starts a new run; drop it with --resume (the run continues from its checkpoint)"
+        )
     from eid.zoo import resolve_model
 
     return resolve_model(init_from).resolve()

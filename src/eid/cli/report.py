@@ -50,21 +50,72 @@ def write_report(out: Path, methods: dict[str, Path], **kwargs: object) -> None:
         raise EIDError(describe_os_error(exc)) from exc
     for line in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    shown = f" (first {report.shown} of {report.total} images shown)" if report.shown < report.total else ""
+    shown = (
+        f" (first {report.shown} of {report.total} images shown)"
+        if report.shown < report.total
+        else ""
+    )
     console.print(f"report {escape(str(report.index))}{shown}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
 def report_command(
-    out: Annotated[Path, typer.Option("--out", help="Report folder to write (index.html and its images); never an input folder.")],
-    input: Annotated[Path | None, typer.Option("--input", help="Folder of the hazy input images; names and sizes every row.")] = None,
-    method: Annotated[list[str], typer.Option("--method", help="NAME=DIR: a method's outputs, same names as --input. Repeat per method.")] = (),
-    ref: Annotated[Path | None, typer.Option("--ref", help="Folder of clear references: PSNR/SSIM and a reference column.")] = None,
-    run: Annotated[list[Path], typer.Option("--run", help="Training run folder to show (losses, samples, operator maps, config). Repeatable.")] = (),
-    metrics: Annotated[str | None, typer.Option("--metrics", help="Comma-separated metrics. Default: psnr,ssim with --ref, else niqe,brisque,fade.")] = None,
-    mask: Annotated[str | None, typer.Option("--mask", help="Also score the field of view only (circle, auto or a mask FILE), found on each input image. Default: auto when the inputs are a lit field of view in a dark frame and there is no --ref; none turns it off.")] = None,
-    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Images shown on the page (the summary covers all).")] = 20,
-    crop: Annotated[str | None, typer.Option("--crop", help="Zoom region X,Y,SIZE in pixels (default: the centre square, a quarter of the shorter side).")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Report folder to write (index.html and its images); never an input folder.",
+        ),
+    ],
+    input: Annotated[
+        Path | None,
+        typer.Option("--input", help="Folder of the hazy input images; names and sizes every row."),
+    ] = None,
+    method: Annotated[
+        list[str],
+        typer.Option(
+            "--method",
+            help="NAME=DIR: a method's outputs, same names as --input. Repeat per method.",
+        ),
+    ] = (),
+    ref: Annotated[
+        Path | None,
+        typer.Option("--ref", help="Folder of clear references: PSNR/SSIM and a reference column."),
+    ] = None,
+    run: Annotated[
+        list[Path],
+        typer.Option(
+            "--run",
+            help="Training run folder to show (losses, samples, operator maps, config). Repeatable.",
+        ),
+    ] = (),
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Comma-separated metrics. Default: psnr,ssim with --ref, else niqe,brisque,fade.",
+        ),
+    ] = None,
+    mask: Annotated[
+        str | None,
+        typer.Option(
+            "--mask",
+            help="Also score the field of view only (circle, auto or a mask FILE), found on each input image. Default: auto when the inputs are a lit field of view in a dark frame and there is no --ref; none turns it off.",
+        ),
+    ] = None,
+    max_images: Annotated[
+        int,
+        typer.Option(
+            "--max-images", min=1, help="Images shown on the page (the summary covers all)."
+        ),
+    ] = 20,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            "--crop",
+            help="Zoom region X,Y,SIZE in pixels (default: the centre square, a quarter of the shorter side).",
+        ),
+    ] = None,
     white: Annotated[str, typer.Option("--white", help=WHITE_HELP)] = "dtype",
     threads: Annotated[int | None, typer.Option("--threads", help=THREADS_HELP)] = None,
 ) -> None:
@@ -76,6 +127,14 @@ def report_command(
     if len(methods) < len(method):
         raise EIDError("two --method options share a name; give each NAME=DIR a distinct NAME")
     write_report(
-        out, methods, input=input, ref=ref, runs=run, metrics=metrics, mask=mask, white=parse_white(white),
-        max_images=max_images, crop=parse_crop(crop),
+        out,
+        methods,
+        input=input,
+        ref=ref,
+        runs=run,
+        metrics=metrics,
+        mask=mask,
+        white=parse_white(white),
+        max_images=max_images,
+        crop=parse_crop(crop),
     )

@@ -20,28 +20,68 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 @app.command("train")
 @opt.machine_options(devices_help="Processes per node (DDP when > 1).")
 def train(
-    hazy: list[Path] = typer.Option(..., "--hazy", help="Folder(s) or glob(s) of hazy training images (no clear images needed)."),
-    operator: str | None = typer.Option(None, "--operator", help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA), a shipped model's name (its operator; eid models) or 'asm' (analytic oracle). Required for a new run."),
+    hazy: list[Path] = typer.Option(
+        ..., "--hazy", help="Folder(s) or glob(s) of hazy training images (no clear images needed)."
+    ),
+    operator: str | None = typer.Option(
+        None,
+        "--operator",
+        help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA), a shipped model's name (its operator; eid models) or 'asm' (analytic oracle). Required for a new run.",
+    ),
     out: Path = opt.OUT,
-    preset: str | None = typer.Option(None, "--preset", help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural."),
-    config: Path | None = typer.Option(None, "--config", help="YAML file of config fields applied on top of the preset."),
-    group: str | None = typer.Option(None, "--group", help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy."),
-    alpha: float | None = typer.Option(None, "--alpha", callback=in_range(0), help="Weight of the equivariance loss."),
-    clear: list[Path] | None = typer.Option(None, "--clear", help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1)."),
-    no_prior: bool = typer.Option(False, "--no-prior", help="Train without the adversarial prior (haze consistency and equivariance only)."),
-    val_hazy: Path | None = typer.Option(None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."),
-    val_clear: Path | None = typer.Option(None, "--val-clear", help="Clear references of --val-hazy, matched by file name."),
-    asm_t: float | None = typer.Option(None, "--asm-t", help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth)."),
-    asm_a: float | None = typer.Option(None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="Recipe: fast (CPU-friendly default), paper (authors' settings), microscopy, endoscopy, natural.",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML file of config fields applied on top of the preset."
+    ),
+    group: str | None = typer.Option(
+        None,
+        "--group",
+        help="Transformation group, e.g. rot90, rotate, hflip, flip, shift, scale, rot90*flip, microscopy.",
+    ),
+    alpha: float | None = typer.Option(
+        None, "--alpha", callback=in_range(0), help="Weight of the equivariance loss."
+    ),
+    clear: list[Path] | None = typer.Option(
+        None,
+        "--clear",
+        help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1).",
+    ),
+    no_prior: bool = typer.Option(
+        False,
+        "--no-prior",
+        help="Train without the adversarial prior (haze consistency and equivariance only).",
+    ),
+    val_hazy: Path | None = typer.Option(
+        None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."
+    ),
+    val_clear: Path | None = typer.Option(
+        None, "--val-clear", help="Clear references of --val-hazy, matched by file name."
+    ),
+    asm_t: float | None = typer.Option(
+        None,
+        "--asm-t",
+        help="Constant transmission of the ASM oracle (--operator asm); without it the per-image t and A come from the `eid synth` folder of --hazy (params.json + depth/, made with --save-depth).",
+    ),
+    asm_a: float | None = typer.Option(
+        None, "--asm-a", help="Constant airlight of the ASM oracle (--operator asm)."
+    ),
     max_steps: int | None = opt.max_steps_option("Training batches to run (overrides epochs)."),
     epochs: int | None = opt.EPOCHS,
     batch_size: int | None = opt.batch_size_option("Images per batch."),
     crop: int | None = opt.CROP,
-    lr: float | None = opt.lr_option("Adam learning rate (with --resume: replaces the run's from then on)."),
+    lr: float | None = opt.lr_option(
+        "Adam learning rate (with --resume: replaces the run's from then on)."
+    ),
     white: str | None = opt.white_option("Default: the operator's; eid dehaze uses the same."),
     machine: opt.Machine = opt.MACHINE,
     init_from: str | None = opt.INIT_FROM,
-    resume: bool = opt.resume_option("Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."),
+    resume: bool = opt.resume_option(
+        "Continue the run in --out from its last checkpoint (its saved config is used; --max-steps/--epochs may extend it, --lr replaces its learning rate; other options, if given, must repeat the run's values)."
+    ),
     seed: int | None = opt.seed_option("Seed of data order, crops and transformations."),
 ) -> None:
     """Train the EID dehazer: haze consistency ||H(f(y)) - y||^2 + alpha * equivariance loss.
@@ -68,7 +108,10 @@ def train(
     folder = RunFolder(out)
     start_from = init_weights_from(init_from, resume)
     inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
-    changes = {**training_budget(max_steps, epochs), **_overrides(lr=lr)}  # what --resume may change
+    changes = {
+        **training_budget(max_steps, epochs),
+        **_overrides(lr=lr),
+    }  # what --resume may change
     if is_ddp_worker():  # rank 0 has set the run up and saved its config
         ckpt = folder.last if resume else None
         cfg = saved_config(EIDConfig, read_yaml(folder.config))
@@ -78,7 +121,11 @@ def train(
         fixed = {"--group": ("group", group), "--alpha": ("alpha", alpha), "--asm-t": ("asm_transmission", asm_t),
                  "--asm-a": ("asm_airlight", asm_a), "--batch-size": ("batch_size", batch_size), "--crop": ("crop", crop),
                  "--seed": ("seed", seed), "--white": ("white", white)}  # fmt: skip
-        given = {f"{option} {value}": {key: value} for option, (key, value) in fixed.items() if value is not None}
+        given = {
+            f"{option} {value}": {key: value}
+            for option, (key, value) in fixed.items()
+            if value is not None
+        }
         if no_prior:
             given["--no-prior"] = {"adversarial_weight": 0.0}
         if config:
@@ -88,7 +135,9 @@ def train(
     else:
         ckpt = None
         if operator is None:
-            raise EIDError("--operator is required for a new run; give a stage-1 run folder, a shipped model or 'asm'")
+            raise EIDError(
+                "--operator is required for a new run; give a stage-1 run folder, a shipped model or 'asm'"
+            )
         if operator != "asm":
             operator = str(resolve_model(operator))
             inputs["--operator"] = operator
@@ -107,14 +156,23 @@ def train(
         data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
         cfg = with_prior(cfg, clear, prior=not no_prior)
-        data_channels({"--hazy": hazy, **({"--clear": list(cfg.clear)} if cfg.clear else {})})  # no images: one line now
+        data_channels(
+            {"--hazy": hazy, **({"--clear": list(cfg.clear)} if cfg.clear else {})}
+        )  # no images: one line now
         warn_if_dim(hazy, cfg.white)
     check_limits(cfg, DEHAZER_LIMITS, "eid config")
     if start_from is not None:
         check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer")
     if not is_ddp_worker():
-        prior = f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}" if cfg.adversarial_weight else "no prior"
-        console.print(f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}", highlight=False)
+        prior = (
+            f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}"
+            if cfg.adversarial_weight
+            else "no prior"
+        )
+        console.print(
+            f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}",
+            highlight=False,
+        )
     with folder.starting(resume):
         if not is_ddp_worker() and ckpt is None:
             folder.path.mkdir(parents=True, exist_ok=True)

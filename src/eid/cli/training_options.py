@@ -24,9 +24,13 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 OUT = typer.Option(..., "--out", help="Run folder to create (or to continue with --resume).")
 EPOCHS = typer.Option(None, "--epochs", callback=in_range(1), help="Epochs to run.")
-CROP = typer.Option(None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels.")
+CROP = typer.Option(
+    None, "--crop", callback=in_range(1, MAX_SIDE), help="Random square crop side in pixels."
+)
 NUM_NODES = typer.Option(1, "--num-nodes", callback=in_range(1), help="Nodes (DDP).")
-PRECISION = typer.Option("32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU).")
+PRECISION = typer.Option(
+    "32-true", "--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed (GPU)."
+)
 ACCELERATOR = typer.Option("auto", "--accelerator", help="auto, cpu or gpu.")
 LOGGER = typer.Option(
     "csv", "--logger",
@@ -91,7 +95,10 @@ class Machine:
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The settings :func:`eid.training.trainer.build_trainer` takes (through ``fit_operator``/``fit_eid``)."""
-        return {k: getattr(self, k) for k in ("devices", "num_nodes", "precision", "accelerator", "logger")}
+        return {
+            k: getattr(self, k)
+            for k in ("devices", "num_nodes", "precision", "accelerator", "logger")
+        }
 
 
 def machine_options(devices_help: str) -> Callable[[Command], Command]:
@@ -109,7 +116,10 @@ def machine_options(devices_help: str) -> Callable[[Command], Command]:
         params = list(signature.parameters.values())
         at = [p.name for p in params].index("machine")
         kind = params[at].kind
-        flags = [inspect.Parameter(n, kind, default=option, annotation=types[n]) for n, option in options.items()]
+        flags = [
+            inspect.Parameter(n, kind, default=option, annotation=types[n])
+            for n, option in options.items()
+        ]
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:

@@ -33,7 +33,9 @@ def _check_size(path: Path, height: int, width: int, max_pixels: int | None, min
         )
     if min(height, width) < min_size:
         raise read_error(
-            path, f"image too small ({width}x{height}; at least {min_size}x{min_size} needed)", "use a larger image"
+            path,
+            f"image too small ({width}x{height}; at least {min_size}x{min_size} needed)",
+            "use a larger image",
         )
 
 
@@ -56,14 +58,23 @@ def _png16_header(path: Path) -> tuple[int, int, int] | None:
     return (width, height, colour_type) if depth == 16 and colour_type in (2, 4, 6) else None
 
 
-def _read_png16(path: Path, header: tuple[int, int, int], max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+def _read_png16(
+    path: Path, header: tuple[int, int, int], max_pixels: int | None, min_size: int
+) -> tuple[np.ndarray, np.ndarray | None, str, str]:
     """Decode a 16-bit colour (or grey+alpha) PNG without loss, with libpng (``imagecodecs``)."""
     width, height, colour_type = header
     _check_size(path, height, width, max_pixels, min_size)
     try:
         array = imagecodecs.png_decode(path.read_bytes())
-    except (imagecodecs.PngError, ValueError) as exc:  # libpng's message may not even decode as text
-        raise read_error(path, f"corrupt or truncated PNG data ({type(exc).__name__})", "re-export or re-download the file") from exc
+    except (
+        imagecodecs.PngError,
+        ValueError,
+    ) as exc:  # libpng's message may not even decode as text
+        raise read_error(
+            path,
+            f"corrupt or truncated PNG data ({type(exc).__name__})",
+            "re-export or re-download the file",
+        ) from exc
     colour, alpha = _split_alpha(array, alpha_last=colour_type in (4, 6))
     if colour.ndim == 3 and colour.shape[-1] == 1:
         colour = colour[..., 0]
@@ -88,7 +99,9 @@ def open_pillow(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+def read_pillow(
+    path: Path, max_pixels: int | None, min_size: int
+) -> tuple[np.ndarray, np.ndarray | None, str, str]:
     """Decode with Pillow; return colour samples, alpha, on-disk format and original mode."""
     header = _png16_header(path)
     if header is not None:
@@ -96,9 +109,13 @@ def read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.n
     try:
         image = open_pillow(path)
     except UnidentifiedImageError as exc:
-        raise read_error(path, "not an image or an unsupported format", "use PNG, JPEG, TIFF, BMP or WebP") from exc
+        raise read_error(
+            path, "not an image or an unsupported format", "use PNG, JPEG, TIFF, BMP or WebP"
+        ) from exc
     except OSError as exc:
-        raise read_error(path, f"cannot open ({exc})", "check that the file is a complete image") from exc
+        raise read_error(
+            path, f"cannot open ({exc})", "check that the file is a complete image"
+        ) from exc
     with image:
         width, height = image.size
         _check_size(path, height, width, max_pixels, min_size)
@@ -107,7 +124,11 @@ def read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.n
             image.load()
             image = ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError) as exc:
-            raise read_error(path, f"corrupt or truncated image data ({exc})", "re-export or re-download the file") from exc
+            raise read_error(
+                path,
+                f"corrupt or truncated image data ({exc})",
+                "re-export or re-download the file",
+            ) from exc
         if mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         elif mode == "PA":
@@ -123,7 +144,9 @@ def read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.n
         array = np.asarray(image)
     if array.dtype == np.int32:  # Pillow's "I" mode: 16-bit PNGs and some TIFF-like inputs
         if array.min() < 0 or array.max() > 65535:
-            raise read_error(path, "32-bit integer samples outside 0..65535", "convert the image to 16-bit")
+            raise read_error(
+                path, "32-bit integer samples outside 0..65535", "convert the image to 16-bit"
+            )
         array = array.astype(np.uint16)
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
@@ -131,7 +154,9 @@ def read_pillow(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.n
     return colour, alpha, fmt, mode
 
 
-def read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+def read_tiff(
+    path: Path, max_pixels: int | None, min_size: int
+) -> tuple[np.ndarray, np.ndarray | None, str, str]:
     """Decode a TIFF with tifffile (8/16-bit, float, planar or interleaved, extra alpha sample)."""
     try:
         with silenced_logger("tifffile"), tifffile.TiffFile(path) as tif:
@@ -156,12 +181,21 @@ def read_tiff(path: Path, max_pixels: int | None, min_size: int) -> tuple[np.nda
     if array.ndim == 3 and axes.replace("Q", "").startswith("S") and array.shape[0] in (1, 2, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar configuration
     if array.ndim not in (2, 3):
-        raise read_error(path, f"unsupported TIFF layout {array.shape}", "save a 2-D grey or RGB(A) image")
+        raise read_error(
+            path, f"unsupported TIFF layout {array.shape}", "save a 2-D grey or RGB(A) image"
+        )
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     array = tiff_samples(path, array)
-    has_alpha = array.ndim == 3 and (array.shape[-1] in (2, 4) or (array.shape[-1] > 3 and bool(extrasamples)))
-    if photometric is not None and int(photometric) == 5 and array.ndim == 3 and array.shape[-1] >= 4:  # CMYK
+    has_alpha = array.ndim == 3 and (
+        array.shape[-1] in (2, 4) or (array.shape[-1] > 3 and bool(extrasamples))
+    )
+    if (
+        photometric is not None
+        and int(photometric) == 5
+        and array.ndim == 3
+        and array.shape[-1] >= 4
+    ):  # CMYK
         array = _cmyk_to_rgb(array)
         has_alpha = False
     colour, alpha = _split_alpha(array, alpha_last=has_alpha)
@@ -173,7 +207,11 @@ def _cmyk_to_rgb(array: np.ndarray) -> np.ndarray:
     white = float(np.iinfo(array.dtype).max) if array.dtype.kind in "ui" else 1.0
     cmyk = array[..., :4].astype(np.float32) / white
     rgb = (1 - cmyk[..., :3]) * (1 - cmyk[..., 3:4])
-    return (rgb * white).round().astype(array.dtype) if array.dtype.kind in "ui" else rgb.astype(np.float32)
+    return (
+        (rgb * white).round().astype(array.dtype)
+        if array.dtype.kind in "ui"
+        else rgb.astype(np.float32)
+    )
 
 
 def dtype_name(array: np.ndarray) -> str:
@@ -184,4 +222,3 @@ def is_tiff(path: Path) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(4)
     return head[:2] in (b"II", b"MM") and head[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
-

@@ -57,7 +57,9 @@ def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
         return image
     scale = size / min(h, w)
     hw = (max(size, round(h * scale)), max(size, round(w * scale)))
-    out = F.interpolate(image[None], size=hw, mode="bicubic", antialias=True, align_corners=False)[0]
+    out = F.interpolate(image[None], size=hw, mode="bicubic", antialias=True, align_corners=False)[
+        0
+    ]
     return out.clamp(0, 1)
 
 
@@ -87,7 +89,12 @@ class CropDataset(Dataset):
         if channels not in (1, 3):
             raise EIDError(f"channels={channels} is not supported; use 1 or 3")
         self.crop, self.load_size, self.channels = crop, load_size, channels
-        self.flip, self.seed, self.max_pixels, self.white = flip, seed, max_pixels, parse_white(white)
+        self.flip, self.seed, self.max_pixels, self.white = (
+            flip,
+            seed,
+            max_pixels,
+            parse_white(white),
+        )
 
     def _generator(self, key: Key) -> tuple[int, torch.Generator]:
         index, seed = key if isinstance(key, tuple) else (key, item_seed(self.seed, 0, key))
@@ -123,9 +130,17 @@ class UnpairedFolders(CropDataset):
     the upstream "unaligned" CycleGAN dataset. Each image gets its own random crop and flip.
     """
 
-    def __init__(self, clear: str | Path | Sequence[str | Path], hazy: str | Path | Sequence[str | Path], **kwargs) -> None:
+    def __init__(
+        self,
+        clear: str | Path | Sequence[str | Path],
+        hazy: str | Path | Sequence[str | Path],
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self.clear_sources, self.hazy_sources = require_sources(clear, "clear"), require_sources(hazy, "hazy")
+        self.clear_sources, self.hazy_sources = (
+            require_sources(clear, "clear"),
+            require_sources(hazy, "hazy"),
+        )
 
     def __len__(self) -> int:
         return max(len(self.clear_sources), len(self.hazy_sources))
@@ -180,12 +195,20 @@ class PairedFolder(CropDataset):
     centre-cropped to the common size. Crop and flip are shared by the pair. Items ``{"hazy", "clear", "name"}``.
     """
 
-    def __init__(self, hazy: str | Path | Sequence[str | Path], clear: str | Path | Sequence[str | Path], crop: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        hazy: str | Path | Sequence[str | Path],
+        clear: str | Path | Sequence[str | Path],
+        crop: int | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(crop=crop, **kwargs)
         clear_sources, hazy_sources = require_sources(clear, "clear"), require_sources(hazy, "hazy")
         stacked = next((s.path for s in clear_sources + hazy_sources if s.plane is not None), None)
         if stacked is not None:
-            raise EIDError(f"{stacked}: a TIFF stack; paired sets are matched by file name, so save one plane per file")
+            raise EIDError(
+                f"{stacked}: a TIFF stack; paired sets are matched by file name, so save one plane per file"
+            )
         clear_by_stem = {s.path.stem: s for s in clear_sources}
         self.pairs: list[tuple[ImageSource, ImageSource]] = []
         missing = []

@@ -43,7 +43,9 @@ class DisparityCalibration:
 
 
 #: Calibration of scikit-image's 4x-downsampled Middlebury ``stereo_motorcycle`` (from its docstring).
-MOTORCYCLE_CALIBRATION = DisparityCalibration(baseline_mm=193.001, focal_px=994.978, doffs_px=31.086)
+MOTORCYCLE_CALIBRATION = DisparityCalibration(
+    baseline_mm=193.001, focal_px=994.978, doffs_px=31.086
+)
 
 
 def fill_invalid(depth: np.ndarray, name: str = "depth map") -> np.ndarray:
@@ -54,14 +56,18 @@ def fill_invalid(depth: np.ndarray, name: str = "depth map") -> np.ndarray:
     """
     valid = np.isfinite(depth) & (depth > 0)
     if not valid.any():
-        raise EIDError(f"{name} has no valid (finite, positive) depth; check the file or its --depth-scale/--disparity")
+        raise EIDError(
+            f"{name} has no valid (finite, positive) depth; check the file or its --depth-scale/--disparity"
+        )
     if valid.all():
         return depth
     _, (rows, cols) = ndimage.distance_transform_edt(~valid, return_indices=True)
     return depth[rows, cols]
 
 
-def read_depth(path: str | Path, calibration: DisparityCalibration | None = None, scale: float = 1.0) -> Tensor:
+def read_depth(
+    path: str | Path, calibration: DisparityCalibration | None = None, scale: float = 1.0
+) -> Tensor:
     """Read a depth (or, with ``calibration``, disparity) map as a ``(1,H,W)`` float32 tensor in metres.
 
     Files: ``.npy``; ``.npz`` (key ``depth``, ``disp``, ``arr_0`` or its only array); TIFF (float or
@@ -75,22 +81,32 @@ def read_depth(path: str | Path, calibration: DisparityCalibration | None = None
             array = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                keys = [k for k in ("depth", "disp", "arr_0") if k in archive] or list(archive.keys())
+                keys = [k for k in ("depth", "disp", "arr_0") if k in archive] or list(
+                    archive.keys()
+                )
                 if len(keys) != 1 and keys[0] not in ("depth", "disp", "arr_0"):
-                    raise EIDError(f"{path}: several arrays ({', '.join(keys)}); store the depth under key 'depth'")
+                    raise EIDError(
+                        f"{path}: several arrays ({', '.join(keys)}); store the depth under key 'depth'"
+                    )
                 array = archive[keys[0]]
         elif suffix in (".tif", ".tiff"):
             array = tifffile.imread(path)
         elif suffix == ".png":
-            with open_pillow(path) as image:  # large maps: --max-pixels governs, not Pillow's bomb limit
+            with open_pillow(
+                path
+            ) as image:  # large maps: --max-pixels governs, not Pillow's bomb limit
                 array = np.asarray(image)
         else:
-            raise EIDError(f"{path}: unsupported depth file; use one of {', '.join(DEPTH_SUFFIXES)}")
+            raise EIDError(
+                f"{path}: unsupported depth file; use one of {', '.join(DEPTH_SUFFIXES)}"
+            )
     except (OSError, ValueError) as exc:
         raise EIDError(f"{path}: cannot read depth map ({exc}); check the file") from exc
     array = np.squeeze(np.asarray(array, dtype=np.float64))
     if array.ndim != 2:
-        raise EIDError(f"{path}: depth map must be 2-D, got shape {array.shape}; save a single-channel map")
+        raise EIDError(
+            f"{path}: depth map must be 2-D, got shape {array.shape}; save a single-channel map"
+        )
     depth = calibration.depth(array) if calibration else array * scale
     return torch.from_numpy(fill_invalid(depth, str(path)).astype(np.float32)).unsqueeze(0)
 
@@ -106,4 +122,6 @@ def motorcycle_depth() -> tuple[Tensor, Tensor]:
     left, _, disparity = stereo_motorcycle()
     image = torch.from_numpy(left).permute(2, 0, 1).float() / 255.0
     depth = MOTORCYCLE_CALIBRATION.depth(disparity.astype(np.float64))
-    return image, torch.from_numpy(fill_invalid(depth, "motorcycle_disp").astype(np.float32)).unsqueeze(0)
+    return image, torch.from_numpy(
+        fill_invalid(depth, "motorcycle_disp").astype(np.float32)
+    ).unsqueeze(0)

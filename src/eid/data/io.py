@@ -102,12 +102,16 @@ def read_image(
     """
     path = Path(path)
     if not path.is_file():
-        raise read_error(path, "file not found" if not path.exists() else "not a file", "check the path")
+        raise read_error(
+            path, "file not found" if not path.exists() else "not a file", "check the path"
+        )
     try:
         empty = path.stat().st_size == 0
         reader = read_tiff if not empty and is_tiff(path) else read_pillow
     except OSError as exc:  # no read permission, a lost network mount...
-        raise read_error(path, f"cannot read ({exc.strerror or exc})", "check its permissions and the storage") from exc
+        raise read_error(
+            path, f"cannot read ({exc.strerror or exc})", "check its permissions and the storage"
+        ) from exc
     if empty:
         raise read_error(path, "empty file (0 bytes)", "re-export or re-download it")
     colour, alpha, fmt, mode = reader(path, max_pixels, min_size)
@@ -116,11 +120,14 @@ def read_image(
     tensor = torch.from_numpy(samples_to_unit(colour, scale))
     tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
     if tensor.shape[0] not in (1, 3):
-        raise read_error(path, f"unsupported number of channels ({tensor.shape[0]})", "save as grey or RGB(A), or the channels as planes of a TIFF stack")
+        raise read_error(
+            path,
+            f"unsupported number of channels ({tensor.shape[0]})",
+            "save as grey or RGB(A), or the channels as planes of a TIFF stack",
+        )
     tiff = tiff_metadata(path) if fmt == "TIFF" else None
     meta = ImageMeta(path, fmt, dtype, tensor.shape[0], float(scale), mode, alpha, tiff)
     return tensor.clamp_(0.0, 1.0), meta
-
 
 
 def image_meta_for(tensor: torch.Tensor, dtype: str = "uint8", format: str = "PNG") -> ImageMeta:
@@ -139,9 +146,13 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _FORMAT_BY_SUFFIX:
-        raise EIDError(f"{path}: cannot write '{suffix}' files; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise EIDError(
+            f"{path}: cannot write '{suffix}' files; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise EIDError(f"{path}: expected a (C,H,W) tensor with C = 1 or 3, got {tuple(image.shape)}")
+        raise EIDError(
+            f"{path}: expected a (C,H,W) tensor with C = 1 or 3, got {tuple(image.shape)}"
+        )
     meta = meta or image_meta_for(image)
     fmt = _FORMAT_BY_SUFFIX[suffix]
     dtype = meta.dtype
@@ -150,7 +161,9 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
     elif fmt == "PNG" and dtype == "float32":
         dtype = "uint16"
     white = meta.white if dtype == meta.dtype else DTYPE_WHITE[dtype]
-    array = unit_to_samples(image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy(), white, dtype)
+    array = unit_to_samples(
+        image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy(), white, dtype
+    )
     array = array[..., 0] if array.shape[-1] == 1 else array
     alpha = _matching_alpha(meta, array, dtype, fmt, path)
     if alpha is not None:
@@ -160,7 +173,14 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
             photometric = "rgb" if array.ndim == 3 and array.shape[-1] >= 3 else "minisblack"
             extras = ["unassalpha"] if alpha is not None else None
             options = tiff_write_options("YXS" if array.ndim == 3 else "YX", meta.tiff)
-            tifffile.imwrite(tmp, array, photometric=photometric, extrasamples=extras, compression="zlib", **options)
+            tifffile.imwrite(
+                tmp,
+                array,
+                photometric=photometric,
+                extrasamples=extras,
+                compression="zlib",
+                **options,
+            )
         elif fmt == "PNG" and dtype == "uint16" and array.ndim == 3:
             _write_png16(tmp, array)
         else:
@@ -168,12 +188,17 @@ def write_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = 
     return path
 
 
-def _matching_alpha(meta: ImageMeta, array: np.ndarray, dtype: str, fmt: str, path: Path) -> np.ndarray | None:
+def _matching_alpha(
+    meta: ImageMeta, array: np.ndarray, dtype: str, fmt: str, path: Path
+) -> np.ndarray | None:
     alpha = meta.alpha
     if alpha is None:
         return None
     if alpha.shape != array.shape[:2]:
-        warnings.warn(f"{path}: alpha plane of size {alpha.shape} does not match the image; alpha dropped", stacklevel=3)
+        warnings.warn(
+            f"{path}: alpha plane of size {alpha.shape} does not match the image; alpha dropped",
+            stacklevel=3,
+        )
         return None
     if fmt in ("JPEG", "BMP"):
         warnings.warn(f"{path}: {fmt} cannot store alpha; alpha dropped", stacklevel=3)

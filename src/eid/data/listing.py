@@ -27,7 +27,9 @@ def list_images(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
     return [path for path, _ in iter_inputs(inputs, recursive)]
 
 
-def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[tuple[Path, Path]]:
+def iter_inputs(
+    inputs: Sequence[str | Path] | str | Path, recursive: bool = False
+) -> list[tuple[Path, Path]]:
     """Like :func:`list_images`, with each file's path relative to the folder it was found in.
 
     The relative path is the name an output should get, so nested folders are mirrored.
@@ -56,10 +58,14 @@ def iter_inputs(inputs: Sequence[str | Path] | str | Path, recursive: bool = Fal
 def _identities(folder: Path) -> frozenset[tuple[int, int]]:
     """``folder`` and every folder above it, as (device, inode): a link to one of them is a loop."""
     real = folder.resolve()
-    return frozenset((info.st_dev, info.st_ino) for info in (p.stat() for p in (real, *real.parents)))
+    return frozenset(
+        (info.st_dev, info.st_ino) for info in (p.stat() for p in (real, *real.parents))
+    )
 
 
-def _folder_images(folder: Path, relative: Path, recursive: bool, above: frozenset[tuple[int, int]]) -> Iterator[tuple[Path, Path]]:
+def _folder_images(
+    folder: Path, relative: Path, recursive: bool, above: frozenset[tuple[int, int]]
+) -> Iterator[tuple[Path, Path]]:
     """Image files in ``folder`` with their path under the listed folder (``relative``), subfolders too when
     ``recursive``, linked ones included.
 
@@ -83,9 +89,13 @@ def _folder_images(folder: Path, relative: Path, recursive: bool, above: frozens
             continue
         if stat.S_ISDIR(info.st_mode) and recursive:
             if (info.st_dev, info.st_ino) in above:
-                warnings.warn(f"{path}: skipped, a symbolic link loop (to a folder above it)", stacklevel=2)
+                warnings.warn(
+                    f"{path}: skipped, a symbolic link loop (to a folder above it)", stacklevel=2
+                )
                 continue
-            yield from _folder_images(path, relative / name, True, above | {(info.st_dev, info.st_ino)})
+            yield from _folder_images(
+                path, relative / name, True, above | {(info.st_dev, info.st_ino)}
+            )
         elif stat.S_ISREG(info.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
             yield path, relative / name
 
@@ -94,12 +104,18 @@ def no_images_error(inputs: Sequence[str | Path]) -> EIDError:
     """The one-line error for inputs that hold no image eid reads, naming what the folders hold instead
     (an empty folder, only GIFs...): a run that would do nothing must not report success."""
     suffixes = Counter(
-        p.suffix.lower() or "no-suffix" for item in map(Path, inputs) if item.is_dir() for p in item.rglob("*") if p.is_file()
+        p.suffix.lower() or "no-suffix"
+        for item in map(Path, inputs)
+        if item.is_dir()
+        for p in item.rglob("*")
+        if p.is_file()
     )
     found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(3))
     held = f"only other files ({found})" if found else "no files"
     names = ", ".join(map(str, inputs))
-    return EIDError(f"{names}: {held}, no image to process; eid reads {', '.join(IMAGE_SUFFIXES)}: check the path or convert the files")
+    return EIDError(
+        f"{names}: {held}, no image to process; eid reads {', '.join(IMAGE_SUFFIXES)}: check the path or convert the files"
+    )
 
 
 def check_output_dir(out_dir: str | Path, inputs: Iterable[str | Path]) -> Path:
@@ -112,7 +128,9 @@ def check_output_dir(out_dir: str | Path, inputs: Iterable[str | Path]) -> Path:
         p = Path(item)
         folder = p.resolve() if p.is_dir() else p.resolve().parent
         if out == folder:
-            raise EIDError(f"output folder {out_dir} is an input folder; choose a different --out so inputs are kept")
+            raise EIDError(
+                f"output folder {out_dir} is an input folder; choose a different --out so inputs are kept"
+            )
     return Path(out_dir)
 
 
@@ -121,4 +139,6 @@ def check_not_input(out_path: str | Path, inputs: Iterable[str | Path]) -> None:
     target = Path(out_path).resolve()
     for item in inputs:
         if Path(item).resolve() == target:
-            raise EIDError(f"{out_path} would overwrite an input file; choose a different output path")
+            raise EIDError(
+                f"{out_path} would overwrite an input file; choose a different output path"
+            )

@@ -53,7 +53,11 @@ class TiffMetadata:
 def read_tiff_metadata(tif: tifffile.TiffFile) -> TiffMetadata:
     """The OME attributes and GeoTIFF tags of the open file ``tif``."""
     page = tif.pages.first
-    geotags = tuple((code, int(tag.dtype), tag.count, tag.value, True) for code in GEOTIFF_TAGS if (tag := page.tags.get(code)))
+    geotags = tuple(
+        (code, int(tag.dtype), tag.count, tag.value, True)
+        for code in GEOTIFF_TAGS
+        if (tag := page.tags.get(code))
+    )
     return TiffMetadata(_ome_attributes(tif.ome_metadata) if tif.is_ome else None, geotags)
 
 
@@ -80,14 +84,19 @@ def _ome_attributes(xml: str | None) -> dict[str, Any] | None:
     return kept
 
 
-def tiff_write_options(axes: str, metadata: TiffMetadata | None, bands: bool = False) -> dict[str, Any]:
+def tiff_write_options(
+    axes: str, metadata: TiffMetadata | None, bands: bool = False
+) -> dict[str, Any]:
     """Keyword arguments of ``tifffile.imwrite`` that write ``metadata`` with an array of ``axes``.
 
     :param bands: the samples axis ``S`` holds more than 4 bands (multispectral): written interleaved in one
         page, as GIS software expects, rather than as a page per row.
     """
     metadata = metadata or TiffMetadata()
-    options: dict[str, Any] = {"metadata": {**(metadata.ome or {}), "axes": axes}, "ome": metadata.ome is not None}
+    options: dict[str, Any] = {
+        "metadata": {**(metadata.ome or {}), "axes": axes},
+        "ome": metadata.ome is not None,
+    }
     if metadata.geotags:
         options["extratags"] = list(metadata.geotags)
     if bands:

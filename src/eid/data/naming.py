@@ -55,7 +55,10 @@ def _candidates(relative: Path, suffix: str | None) -> Iterable[Path]:
 
 
 def plan_outputs(
-    sources: Sequence[Path], relatives: Sequence[Path], suffix: str | None = None, reserved: Iterable[Path] = ()
+    sources: Sequence[Path],
+    relatives: Sequence[Path],
+    suffix: str | None = None,
+    reserved: Iterable[Path] = (),
 ) -> OutputPlan:
     """Distinct relative output names for inputs found at ``relatives`` (the same order as ``sources``).
 
@@ -73,7 +76,9 @@ def plan_outputs(
     taken = {_key(Path(p)) for p in reserved}
     wanted = [next(iter(_candidates(Path(r), suffix))) for r in relatives]
     first: dict[str, int] = {}
-    for index, name in enumerate(wanted):  # the first input to want a free name gets it, before any renaming
+    for index, name in enumerate(
+        wanted
+    ):  # the first input to want a free name gets it, before any renaming
         if _key(name) not in taken:
             first.setdefault(_key(name), index)
     taken |= set(first)
@@ -88,14 +93,20 @@ def plan_outputs(
     return plan
 
 
-def output_paths(inputs: Sequence[str | Path], out_dir: Path, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+def output_paths(
+    inputs: Sequence[str | Path], out_dir: Path, recursive: bool = True
+) -> tuple[list[Path], list[Path]]:
     """The image files of ``inputs`` and the output path each gets in ``out_dir`` (``eid dehaze``'s names)."""
     pairs = iter_inputs(list(inputs), recursive=recursive)
     sources = [path for path, _ in pairs]
-    return sources, [out_dir / name for name in plan_outputs(sources, [rel for _, rel in pairs]).names]
+    return sources, [
+        out_dir / name for name in plan_outputs(sources, [rel for _, rel in pairs]).names
+    ]
 
 
-def check_existing(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bool, skip_existing: bool | None) -> None:
+def check_existing(
+    targets: Iterable[Path], inputs: Iterable[Path], overwrite: bool, skip_existing: bool | None
+) -> None:
     """Refuse to replace existing outputs unless the user said so: ``overwrite`` replaces them, ``skip_existing``
     keeps them (``None``: the command has no such option). Targets that are inputs are left to the commands'
     own refusal (inputs are never overwritten, even with ``overwrite``).
@@ -111,4 +122,6 @@ def check_existing(targets: Iterable[Path], inputs: Iterable[Path], overwrite: b
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         keep = "" if skip_existing is None else ", --skip-existing to keep them and do the rest"
-        raise EIDError(f"{existing[0]} already exists{more}; pass --overwrite to replace{keep} or choose another --out")
+        raise EIDError(
+            f"{existing[0]} already exists{more}; pass --overwrite to replace{keep} or choose another --out"
+        )

@@ -119,7 +119,13 @@ class PlaneWriter:
         return write_image(path, self._image, self.source.meta)
 
 
-def read_planes(path: str | Path, *, white: White = "dtype", max_pixels: int | None = None, first_only: bool = False) -> ImageFile:
+def read_planes(
+    path: str | Path,
+    *,
+    white: White = "dtype",
+    max_pixels: int | None = None,
+    first_only: bool = False,
+) -> ImageFile:
     """Read the image file ``path`` as planes (:class:`ImageFile`); ``white`` and ``max_pixels`` as in
     :func:`eid.data.io.read_image` (``max_pixels`` bounds a stack's plane size, ``white="max"`` is a stack's
     maximum over all planes). ``first_only`` reads a stack's first plane only (``max``: that plane's).
@@ -134,7 +140,9 @@ def read_planes(path: str | Path, *, white: White = "dtype", max_pixels: int | N
     return ImageFile(path, image=image, meta=meta)
 
 
-def iter_planes(path: str | Path, *, white: White = "dtype", max_pixels: int | None = None) -> Iterator[tuple[int, Tensor]]:
+def iter_planes(
+    path: str | Path, *, white: White = "dtype", max_pixels: int | None = None
+) -> Iterator[tuple[int, Tensor]]:
     """``(index, plane)`` of every plane of the file ``path`` (:func:`read_planes`): one for an image."""
     return iter(read_planes(path, white=white, max_pixels=max_pixels))
 
@@ -160,4 +168,3 @@ def dim_scale_hint(inputs: Sequence[str | Path], white: White) -> str | None:
         f"{paths[0]}: its {dtype} samples reach only {peak:.0f} of {DTYPE_WHITE[dtype]:.0f}; pass --white {suggested} "
         "(or max) to read the images at their full contrast"
     )
-

@@ -36,7 +36,9 @@ def parse_white(value: str | float) -> White:
     except (TypeError, ValueError):
         number = math.nan
     if not 0 < number < math.inf:
-        raise EIDError(f"white={value!r} is not valid; use dtype, max or a positive number such as 4095 (12-bit data)")
+        raise EIDError(
+            f"white={value!r} is not valid; use dtype, max or a positive number such as 4095 (12-bit data)"
+        )
     return number
 
 
@@ -74,13 +76,21 @@ def _warn_float_range(path: Path, colour: np.ndarray, scale: float) -> None:
     """Say, once per process and kind, that float samples below 0 are clipped or that values above 1 were
     rescaled (``scale`` > 1, the default scale's maximum): both change the data silently otherwise."""
     notes = {
-        "negative": (bool(colour.size) and float(colour.min()) < 0, "float samples below 0 are clipped to 0"),
-        "above": (scale > 1, f"float samples above 1 are read with {scale:g} as white (white=dtype uses their maximum)"),
+        "negative": (
+            bool(colour.size) and float(colour.min()) < 0,
+            "float samples below 0 are clipped to 0",
+        ),
+        "above": (
+            scale > 1,
+            f"float samples above 1 are read with {scale:g} as white (white=dtype uses their maximum)",
+        ),
     }
     for kind, (found, text) in notes.items():
         if found and kind not in _FLOAT_WARNED:
             _FLOAT_WARNED.add(kind)
-            warnings.warn(f"{path}: {text}; pass --white to choose the scale (said once)", stacklevel=4)
+            warnings.warn(
+                f"{path}: {text}; pass --white to choose the scale (said once)", stacklevel=4
+            )
 
 
 def white_scale(white: White, dtype: str, peak: Callable[[], float]) -> float:

@@ -35,11 +35,15 @@ def image_sources(inputs: str | Path | Sequence[str | Path]) -> list[ImageSource
     sources = []
     for path in list_images(inputs if isinstance(inputs, (list, tuple)) else [inputs]):
         planes = stack_planes(path) if path.suffix.lower() in (".tif", ".tiff") else 0
-        sources += [ImageSource(path, plane) for plane in range(planes)] if planes else [ImageSource(path)]
+        sources += (
+            [ImageSource(path, plane) for plane in range(planes)] if planes else [ImageSource(path)]
+        )
     return sources
 
 
-def read_source(source: ImageSource, max_pixels: int | None = None, white: White = "dtype") -> torch.Tensor:
+def read_source(
+    source: ImageSource, max_pixels: int | None = None, white: White = "dtype"
+) -> torch.Tensor:
     """The image ``source`` as ``(C, H, W)`` in [0, 1] (:func:`eid.data.io.read_image`, :func:`read_plane`)."""
     if source.plane is None:
         return read_image(source.path, max_pixels=max_pixels, white=white)[0]

@@ -75,7 +75,9 @@ class Stack:
 
     def plane(self, index: int) -> torch.Tensor:
         """Plane ``index`` as ``(C, H, W)`` float32 in ``[0, 1]`` (C = 3 for RGB planes, else 1)."""
-        unit = torch.from_numpy(samples_to_unit(self.samples[index], self.meta.white)).clamp_(0.0, 1.0)
+        unit = torch.from_numpy(samples_to_unit(self.samples[index], self.meta.white)).clamp_(
+            0.0, 1.0
+        )
         return unit.permute(2, 0, 1) if self.meta.rgb else unit[None]
 
     def set_plane(self, index: int, image: torch.Tensor) -> None:
@@ -87,16 +89,31 @@ class Stack:
     def write(self, path: str | Path) -> Path:
         """Write the stack atomically as a TIFF with the original shape, axes, type and calibration."""
         meta, path = self.meta, Path(path)
-        samples, axes = interleaved(self.samples.reshape(meta.shape), meta.axes)  # bands: back to one page
+        samples, axes = interleaved(
+            self.samples.reshape(meta.shape), meta.axes
+        )  # bands: back to one page
         resolution = {k: meta.extra[k] for k in ("resolution", "resolutionunit") if k in meta.extra}
         with atomic_write(path) as tmp:
             if meta.imagej:
                 calibration = {k: meta.extra[k] for k in _IMAGEJ_KEYS if k in meta.extra}
-                tifffile.imwrite(tmp, samples, imagej=True, metadata={"axes": meta.axes, **calibration}, **resolution)
+                tifffile.imwrite(
+                    tmp,
+                    samples,
+                    imagej=True,
+                    metadata={"axes": meta.axes, **calibration},
+                    **resolution,
+                )
             else:
                 photometric = "rgb" if meta.rgb else "minisblack"
                 options = tiff_write_options(axes, meta.extra.get("tiff"), bands=axes != meta.axes)
-                tifffile.imwrite(tmp, samples, photometric=photometric, compression="zlib", **options, **resolution)
+                tifffile.imwrite(
+                    tmp,
+                    samples,
+                    photometric=photometric,
+                    compression="zlib",
+                    **options,
+                    **resolution,
+                )
         return path
 
 
@@ -125,14 +142,20 @@ def _decode(path: Path, white: White, key: int | None) -> Stack:
             shape, axes, read = tiff_series(tif, path)
             layout = tiff_stack_layout(shape, axes)
             if layout is None:
-                raise ImageReadError(f"{path}: not a stack of 2-D planes ({axes} {shape}); read it as an image")
+                raise ImageReadError(
+                    f"{path}: not a stack of 2-D planes ({axes} {shape}); read it as an image"
+                )
             if key is not None and not 0 <= key < layout[0]:
-                raise ImageReadError(f"{path}: no plane {key} in a stack of {layout[0]}; re-list the folder")
+                raise ImageReadError(
+                    f"{path}: no plane {key} in a stack of {layout[0]}; re-list the folder"
+                )
             samples = read(key)
             extra = _extra_tags(tif)
             imagej = tif.is_imagej
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
-        raise ImageReadError(f"{path}: corrupt or truncated TIFF ({exc}); re-export the file") from exc
+        raise ImageReadError(
+            f"{path}: corrupt or truncated TIFF ({exc}); re-export the file"
+        ) from exc
     samples = tiff_samples(path, samples)
     dtype, rgb = samples.dtype.name, layout[1]
     samples = samples.reshape(-1, *samples.shape[-3:] if rgb else samples.shape[-2:])

@@ -17,7 +17,9 @@ from eid.errors import read_error
 __all__ = ["tiff_samples", "tiff_series", "tiff_stack_layout"]
 
 
-def tiff_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
+def tiff_series(
+    tif: tifffile.TiffFile, path: Path
+) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
     """Shape, axes and reader (``read(plane)``, or ``read(None)`` for all) of the images in ``tif``.
 
     A TIFF usually holds one series. Pages written one call at a time (``tifffile.imwrite(..., append=True)``)
@@ -39,18 +41,28 @@ def tiff_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], st
     return (*bands_first(shape, axes), read_band)
 
 
-def _stored_series(tif: tifffile.TiffFile, path: Path) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
+def _stored_series(
+    tif: tifffile.TiffFile, path: Path
+) -> tuple[tuple[int, ...], str, Callable[[int | None], np.ndarray]]:
     """:func:`tiff_series` in the stored layout: ``read(k)`` reads the ``k``-th 2-D image (``YX`` or ``YXS``)."""
     series = tif.series
     if not series:
         raise read_error(path, "no image in the file (no TIFF pages)", "re-export the file")
     if len(series) == 1:
         only = series[0]
-        return tuple(only.shape), only.axes, lambda key: only.asarray() if key is None else only.asarray(key=key)
+        return (
+            tuple(only.shape),
+            only.axes,
+            lambda key: only.asarray() if key is None else only.asarray(key=key),
+        )
     kinds = {(tuple(s.shape), s.axes, s.dtype) for s in series}
     if len(kinds) > 1:
         shapes = ", ".join(sorted({"x".join(map(str, shape)) for shape, _, _ in kinds}))
-        raise read_error(path, f"holds {len(series)} images of different shapes ({shapes})", "save one image per file")
+        raise read_error(
+            path,
+            f"holds {len(series)} images of different shapes ({shapes})",
+            "save one image per file",
+        )
     shape, axes, _ = kinds.pop()
 
     def read(key: int | None) -> np.ndarray:
@@ -65,12 +77,16 @@ def tiff_samples(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
         if not np.isfinite(array).all():
-            raise read_error(path, "float TIFF contains NaN or Inf values", "replace them (e.g. with 0) first")
+            raise read_error(
+                path, "float TIFF contains NaN or Inf values", "replace them (e.g. with 0) first"
+            )
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif array.dtype not in (np.uint8, np.uint16):
         if array.min() < 0 or array.max() > 65535:
-            raise read_error(path, f"{array.dtype} samples outside 0..65535", "convert to 16-bit or float32")
+            raise read_error(
+                path, f"{array.dtype} samples outside 0..65535", "convert to 16-bit or float32"
+            )
         array = array.astype(np.uint16)
     return array
 

@@ -44,9 +44,16 @@ TEST_SIDE = 128
 def sample_image(channels: int, side: int = TEST_SIDE, seed: int = 0) -> torch.Tensor:
     """A hazy nuclei-like test image ``(1,C,side,side)`` in ``[0,1]``: Gaussian spots under a smooth veil."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(side, dtype=torch.float32),
+        torch.arange(side, dtype=torch.float32),
+        indexing="ij",
+    )
     centres, radii = torch.rand(24, 2, generator=g) * side, 2 + 4 * torch.rand(24, generator=g)
-    spots = sum(torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)) for (cy, cx), r in zip(centres, radii))
+    spots = sum(
+        torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+        for (cy, cx), r in zip(centres, radii)
+    )
     veil = 0.35 * torch.exp(-((yy - side / 3) ** 2 + (xx - side / 2) ** 2) / (2 * (side / 2) ** 2))
     clear = 0.9 * spots.clamp(max=1)
     return (clear * 0.7 + veil).clamp(0, 1).expand(1, channels, side, side).contiguous()
@@ -56,7 +63,9 @@ def _package_white(config_white: object, white: float | None, run: object) -> fl
     """The one scale the package reads as 1.0 (see the module doc)."""
     if white is not None:
         if not white > 0:
-            raise EIDError(f"--white {white:g} is out of range; use the stored value read as 1.0, e.g. 255 or 4095")
+            raise EIDError(
+                f"--white {white:g} is out of range; use the stored value read as 1.0, e.g. 255 or 4095"
+            )
         return float(white)
     if config_white == "max":
         raise EIDError(
@@ -66,12 +75,16 @@ def _package_white(config_white: object, white: float | None, run: object) -> fl
     return 255.0 if config_white in (None, "dtype") else float(config_white)  # type: ignore[arg-type]
 
 
-def export_bioimageio(run: str | Path, out: str | Path, *, white: float | None = None, name: str | None = None) -> Path:
+def export_bioimageio(
+    run: str | Path, out: str | Path, *, white: float | None = None, name: str | None = None
+) -> Path:
     """Write the bioimage.io package of ``run`` (a run folder or a shipped model's name) to ``out`` (a ``.zip``)."""
     spec = optional_import("bioimageio.spec")
     folder = resolve_model(run)
     if not (folder / MODEL_CARD).is_file():
-        raise EIDError(f"{folder}: no {MODEL_CARD}, the package's documentation; export the run again with eid train")
+        raise EIDError(
+            f"{folder}: no {MODEL_CARD}, the package's documentation; export the run again with eid train"
+        )
     model, config = load_exportable(folder)
     scale = _package_white(config.get("white"), white, run)
     with tempfile.TemporaryDirectory(prefix="eid-bioimageio-") as tmp_dir:
@@ -86,7 +99,9 @@ def export_bioimageio(run: str | Path, out: str | Path, *, white: float | None =
         _write_cover(tmp / "cover.png", test_input, test_output)
         torchscript = _torchscript(model, test_input, tmp / "weights.pt")
         card = (folder / MODEL_CARD).read_text(encoding="utf-8")
-        (tmp / "README.md").write_text(card + _package_notes(scale, model.multiple), encoding="utf-8")
+        (tmp / "README.md").write_text(
+            card + _package_notes(scale, model.multiple), encoding="utf-8"
+        )
         descr = model_description(
             tmp, name=name or f"eid dehazer {folder.name}", summary=_summary(card), channels=model.channels,
             multiple=model.multiple, white=scale, opset=onnx.opset, torchscript=torchscript,
@@ -102,7 +117,9 @@ def _torchscript(model: ExportedDehazer, example: torch.Tensor, path: Path) -> b
     if model.input_mode == "pinv":
         return False
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on shape branches; the graph is the ONNX one's, checked
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer notes on shape branches; the graph is the ONNX one's, checked
         traced = torch.jit.trace(model, example, check_trace=False)
     torch.jit.save(traced, str(path))
     return True

@@ -117,5 +117,7 @@ def load_exportable(run: str | Path) -> tuple[ExportedDehazer, dict[str, Any]]:
     folder = resolve_model(run)
     net, physics, config = load_dehazer(folder, "cpu")
     if net.needs_physics and physics is None:
-        raise EIDError(f"{folder}: input: pinv needs the run's operator.safetensors, which is missing; copy the run again")
+        raise EIDError(
+            f"{folder}: input: pinv needs the run's operator.safetensors, which is missing; copy the run again"
+        )
     return ExportedDehazer(net, physics).eval(), config

@@ -18,7 +18,10 @@ __all__ = ["AUTHORS", "CITATION", "LICENCE", "model_description"]
 
 LICENCE = "BSD-3-Clause"
 #: the EID paper; a DOI, not a URL: bioimageio.spec checks URLs online while validating
-CITATION = ("Wen, Xie, Chen: Equivariant Learning for Unsupervised Image Dehazing, arXiv 2601.13986", "10.48550/arXiv.2601.13986")
+CITATION = (
+    "Wen, Xie, Chen: Equivariant Learning for Unsupervised Image Dehazing, arXiv 2601.13986",
+    "10.48550/arXiv.2601.13986",
+)
 AUTHORS = ("eid developers",)
 
 

@@ -26,13 +26,29 @@ from eid.export.graph import ExportedDehazer, load_exportable, smooth_image
 from eid.inference.backends import onnx_session, optional_import
 from eid.utils import atomic_write
 
-__all__ = ["METADATA_KEYS", "OPSET", "OnnxExport", "export_onnx", "onnx_metadata", "package_version"]
+__all__ = [
+    "METADATA_KEYS",
+    "OPSET",
+    "OnnxExport",
+    "export_onnx",
+    "onnx_metadata",
+    "package_version",
+]
 
 OPSET = 17
 """ONNX opset of the TorchScript exporter: read by ONNX Runtime >= 1.12 and deepImageJ's runtimes."""
 DYNAMO_OPSET = 18
 """The ``torch.export``-based exporter's lowest opset."""
-METADATA_KEYS = ("multiple", "channels", "white", "tileable", "group", "input", "receptive_radius", "version")
+METADATA_KEYS = (
+    "multiple",
+    "channels",
+    "white",
+    "tileable",
+    "group",
+    "input",
+    "receptive_radius",
+    "version",
+)
 CHECK_SIDE = 64
 """Side of the random image on which the export is checked against torch."""
 CHECK_TOLERANCE = 1e-4
@@ -84,8 +100,22 @@ def _graph(model: ExportedDehazer, example: torch.Tensor) -> tuple[Any, int, str
         return optional_import("onnx").load_from_string(buffer.getvalue()), OPSET, "torchscript"
     optional_import("onnxscript")  # the dynamo exporter's dependency: one line if it is absent
     dim, m = torch.export.Dim, model.multiple
-    shapes = {"y": {0: dim("batch", max=1024), 2: m * dim("height", max=16384), 3: m * dim("width", max=16384)}}
-    program = torch.onnx.export(model, (example,), dynamo=True, opset_version=DYNAMO_OPSET, dynamic_shapes=shapes, verbose=False, **names)
+    shapes = {
+        "y": {
+            0: dim("batch", max=1024),
+            2: m * dim("height", max=16384),
+            3: m * dim("width", max=16384),
+        }
+    }
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamo=True,
+        opset_version=DYNAMO_OPSET,
+        dynamic_shapes=shapes,
+        verbose=False,
+        **names,
+    )
     return program.model_proto, DYNAMO_OPSET, "dynamo"
 
 
@@ -100,7 +130,9 @@ def export_onnx(run: str | Path, out: str | Path, *, check: bool = True) -> Onnx
     example = smooth_image(2, model.channels, CHECK_SIDE, CHECK_SIDE)
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes on shape branches: the graph is checked below instead
+            warnings.simplefilter(
+                "ignore"
+            )  # tracer notes on shape branches: the graph is checked below instead
             proto, opset, exporter = _graph(model, example)
     except EIDError:
         raise
@@ -127,5 +159,7 @@ def _check(model: ExportedDehazer, path: Path, example: torch.Tensor) -> float:
     """Max absolute difference between ONNX Runtime and the dehazer as eid runs it (its own DCP) on ``example``."""
     with torch.no_grad():
         expected = model.net(example, model.physics).numpy()
-    got = onnx_session(path, threads=torch.get_num_threads()).run(None, {"input": example.numpy()})[0]
+    got = onnx_session(path, threads=torch.get_num_threads()).run(None, {"input": example.numpy()})[
+        0
+    ]
     return float(np.abs(got - expected).max())

@@ -36,7 +36,9 @@ def to_bchw(t: Tensor, channels_last: bool) -> Tensor:
     if channels_last:
         t = t.permute(0, 3, 1, 2)
     if t.shape[1] not in (1, 2, 3, 4):
-        layout, stack = ("HWC/BHWC", "array[..., None]") if channels_last else ("CHW/BCHW", "tensor[:, None]")
+        layout, stack = (
+            ("HWC/BHWC", "array[..., None]") if channels_last else ("CHW/BCHW", "tensor[:, None]")
+        )
         raise EIDError(
             f"image of shape {shape} read as {layout} has {t.shape[1]} channels, not 1-4; for a stack of grey "
             f"planes pass {stack}"
@@ -53,7 +55,9 @@ def from_bchw(t: Tensor, shape: tuple[int, ...], channels_last: bool) -> Tensor:
     return t[0] if len(shape) == 3 else t
 
 
-def adapt_channels(y: Tensor, want: int | None, name: str) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+def adapt_channels(
+    y: Tensor, want: int | None, name: str
+) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
     """``y`` with the ``want`` channels of method ``name``, and the map that restores the output's channels.
 
     Grey into an RGB model: replicated, the output averaged back to grey. Colour into a grey model: each
@@ -66,5 +70,7 @@ def adapt_channels(y: Tensor, want: int | None, name: str) -> tuple[Tensor, Call
         return y.expand(-1, 3, -1, -1), lambda out: out.mean(1, keepdim=True)
     if want == 1:
         b = y.shape[0]
-        return y.reshape(b * have, 1, *y.shape[2:]), lambda out: out.reshape(b, have, *out.shape[2:])
+        return y.reshape(b * have, 1, *y.shape[2:]), lambda out: out.reshape(
+            b, have, *out.shape[2:]
+        )
     raise EIDError(f"{name} expects {want}-channel images, got {have}; convert the images first")

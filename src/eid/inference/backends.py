@@ -35,7 +35,9 @@ def optional_import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise EIDError(f"{name} is not installed, which ONNX export and --backend onnx need; install the export extra: {ONNX_EXTRA_HINT}") from None
+        raise EIDError(
+            f"{name} is not installed, which ONNX export and --backend onnx need; install the export extra: {ONNX_EXTRA_HINT}"
+        ) from None
 
 
 def onnx_session(path: str | Path, threads: int = 0, device: torch.device | None = None) -> Any:
@@ -47,29 +49,44 @@ def onnx_session(path: str | Path, threads: int = 0, device: torch.device | None
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     providers = ["CPUExecutionProvider"]
-    if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+    if (
+        device is not None
+        and device.type == "cuda"
+        and "CUDAExecutionProvider" in ort.get_available_providers()
+    ):
         providers.insert(0, "CUDAExecutionProvider")
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise EIDError(f"{path}: not a readable ONNX model ({reason}); export it again with eid export --onnx") from exc
+        raise EIDError(
+            f"{path}: not a readable ONNX model ({reason}); export it again with eid export --onnx"
+        ) from exc
 
 
 def onnx_method(path: str | Path, device: torch.device | None = None) -> Method:
     """The :class:`Method` of an ONNX file written by ``eid export --onnx`` (its ``eid.*`` metadata is required)."""
     path = Path(path)
     if not path.is_file():
-        raise EIDError(f"{path}: no such ONNX file; write one with eid export --onnx RUN {path.name}")
+        raise EIDError(
+            f"{path}: no such ONNX file; write one with eid export --onnx RUN {path.name}"
+        )
     session = onnx_session(path, threads=torch.get_num_threads(), device=device)
     meta = session.get_modelmeta().custom_metadata_map
     if "eid.multiple" not in meta:
-        raise EIDError(f"{path}: this ONNX model has no eid metadata; export it with eid export --onnx RUN {path.name}")
-    (name,), (output,) = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+        raise EIDError(
+            f"{path}: this ONNX model has no eid metadata; export it with eid export --onnx RUN {path.name}"
+        )
+    (name,), (output,) = (
+        [i.name for i in session.get_inputs()],
+        [o.name for o in session.get_outputs()],
+    )
 
     def run(y: Tensor) -> Tensor:
         array = y.detach().float().cpu().numpy()
-        return torch.from_numpy(session.run([output], {name: np.ascontiguousarray(array)})[0]).to(y.device)
+        return torch.from_numpy(session.run([output], {name: np.ascontiguousarray(array)})[0]).to(
+            y.device
+        )
 
     radius = meta.get("eid.receptive_radius", "")
     return Method(
@@ -78,4 +95,3 @@ def onnx_method(path: str | Path, device: torch.device | None = None) -> Method:
         white=parse_white(meta.get("eid.white", "dtype")), device=torch.device("cpu"),
         receptive_radius=int(radius) if radius else None,
     )  # fmt: skip
-

@@ -36,8 +36,14 @@ class DehazeSummary:
 
 def _progress(console: Console) -> LoggedProgress:
     return LoggedProgress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"), unit="images", console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[name]}"),
+        unit="images",
+        console=console,
+        transient=False,
     )
 
 
@@ -106,8 +112,13 @@ def dehaze_paths(
             out = stack.writer(in_place=True)  # each batch of planes is read before it is replaced
             for start in range(0, len(stack), runner.batch_size):
                 indices = range(start, min(start + runner.batch_size, len(stack)))
-                progress.update(task, name=f"{stack.path.name} planes {start + 1}-{indices[-1] + 1} of {len(stack)}")
-                for index, plane in zip(indices, runner.run(torch.stack([stack.plane(i) for i in indices]))):
+                progress.update(
+                    task,
+                    name=f"{stack.path.name} planes {start + 1}-{indices[-1] + 1} of {len(stack)}",
+                )
+                for index, plane in zip(
+                    indices, runner.run(torch.stack([stack.plane(i) for i in indices]))
+                ):
                     out[index] = plane
             out.write(dst)
             summary.written += 1
@@ -134,7 +145,10 @@ def dehaze_paths(
                         flush()
                         dehaze_stack(source, dst)
                     else:
-                        if pending and (len(pending) >= runner.batch_size or pending[0][0].shape != source.image.shape):
+                        if pending and (
+                            len(pending) >= runner.batch_size
+                            or pending[0][0].shape != source.image.shape
+                        ):
                             flush()
                         pending.append((source.image, source.meta, dst))
             if len(pending) >= runner.batch_size:
@@ -185,6 +199,10 @@ def dehaze_video_file(
     from eid.video import dehaze_video
 
     return dehaze_video(
-        src, dst, runner.run, batch_size=runner.batch_size, side_by_side=side_by_side,
+        src,
+        dst,
+        runner.run,
+        batch_size=runner.batch_size,
+        side_by_side=side_by_side,
         temporal_smoothing=temporal_smoothing,
     )

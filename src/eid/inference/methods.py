@@ -117,21 +117,32 @@ def build_method(
         return Method(DarkChannelPrior().to(dev).eval(), name="dcp", tileable=False, device=dev)
     if name == "cyclegan":
         if operator is None:
-            raise EIDError("--method cyclegan needs --operator RUN (a folder written by eid train-operator)")
+            raise EIDError(
+                "--method cyclegan needs --operator RUN (a folder written by eid train-operator)"
+            )
         from eid.physics.learned import operator_white
 
         physics = _load_operator(operator, dev)
         return Method(
-            physics.A_dagger, name="cyclegan", multiple=_GENERATOR_MULTIPLE, channels=module_channels(physics),
-            white=operator_white(physics.config), device=dev, modules=(physics,),
+            physics.A_dagger,
+            name="cyclegan",
+            multiple=_GENERATOR_MULTIPLE,
+            channels=module_channels(physics),
+            white=operator_white(physics.config),
+            device=dev,
+            modules=(physics,),
         )
     if name == "eid":
         if model is None:
-            raise EIDError("--method eid needs --model RUN (a folder written by eid train); or use --method dcp")
+            raise EIDError(
+                "--method eid needs --model RUN (a folder written by eid train); or use --method dcp"
+            )
         from eid.models.dehazer import load_dehazer
         from eid.zoo import resolve_model
 
-        net, physics, config = load_dehazer(resolve_model(model), dev)  # a run folder or a shipped model's name
+        net, physics, config = load_dehazer(
+            resolve_model(model), dev
+        )  # a run folder or a shipped model's name
         if operator is not None:
             physics = _load_operator(operator, dev)
         multiple = module_multiple(net)  # the UNet pools scales-1 times
@@ -139,9 +150,14 @@ def build_method(
             multiple = math.lcm(multiple, _GENERATOR_MULTIPLE)
         group = config.get("group")  # the run's EIDConfig.group, the default TTA group
         return Method(
-            lambda y: net(y, physics), name="eid", multiple=multiple, channels=net.config.channels,
+            lambda y: net(y, physics),
+            name="eid",
+            multiple=multiple,
+            channels=net.config.channels,
             tileable=net.config.input != "dcp",  # DCP's airlight is a whole-image estimate
-            group=str(group) if group is not None else None, white=parse_white(config.get("white") or "dtype"), device=dev,
+            group=str(group) if group is not None else None,
+            white=parse_white(config.get("white") or "dtype"),
+            device=dev,
             modules=(net,) if physics is None else (net, physics),
             receptive_radius=module_radius(net),
         )

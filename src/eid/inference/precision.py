@@ -16,7 +16,14 @@ import torch
 
 from eid.errors import EIDError
 
-__all__ = ["BF16_CPU_FLAGS", "PRECISIONS", "autocast_dtype", "cpu_flags", "cpu_model", "native_bf16"]
+__all__ = [
+    "BF16_CPU_FLAGS",
+    "PRECISIONS",
+    "autocast_dtype",
+    "cpu_flags",
+    "cpu_model",
+    "native_bf16",
+]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -85,7 +92,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.bfloat16 if native_bf16(device) else None
     if precision == "fp16" and device.type != "cuda":
-        raise EIDError(f"--precision fp16 needs a CUDA device; use bf16, fp32 or auto on {device.type}")
+        raise EIDError(
+            f"--precision fp16 needs a CUDA device; use bf16, fp32 or auto on {device.type}"
+        )
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
-        raise EIDError(f"--precision bf16 needs a CPU or CUDA device; use fp32 or auto on {device.type}")
+        raise EIDError(
+            f"--precision bf16 needs a CPU or CUDA device; use fp32 or auto on {device.type}"
+        )
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

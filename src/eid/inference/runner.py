@@ -116,8 +116,11 @@ class Dehazer:
             if isinstance(method, torch.nn.Module):
                 method = method.to(self.device).eval()
             method = Method(
-                method, name=type(method).__name__, multiple=module_multiple(method),
-                channels=module_channels(method), device=self.device,
+                method,
+                name=type(method).__name__,
+                multiple=module_multiple(method),
+                channels=module_channels(method),
+                device=self.device,
                 modules=(method,) if isinstance(method, torch.nn.Module) else (),
                 receptive_radius=module_radius(method),
             )
@@ -131,7 +134,9 @@ class Dehazer:
         if overlap is None:  # exact where the radius is known and the tile leaves room for it
             overlap = DEFAULT_OVERLAP if radius is None else max(DEFAULT_OVERLAP, 2 * radius)
             if tile:
-                overlap = max(0, min(overlap, tile // self.multiple * self.multiple - self.multiple))
+                overlap = max(
+                    0, min(overlap, tile // self.multiple * self.multiple - self.multiple)
+                )
         self.tile = self._check_tile(tile, overlap) if method.tileable else None
         self.overlap = overlap
         self.margin = radius  # pixels discarded at internal tile edges (None: overlap // 4)
@@ -161,13 +166,19 @@ class Dehazer:
         return tile
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Dehazer:
+    def load(
+        cls, run_dir: str | Path, device: str | torch.device = "auto", **kwargs: Any
+    ) -> Dehazer:
         """The runner of the stage-2 dehazer saved in ``run_dir`` (see :func:`build_method`)."""
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         operator = kwargs.pop("operator", None)
-        return cls(build_method("eid", model=run_dir, operator=operator, device=dev), device=dev, **kwargs)
+        return cls(
+            build_method("eid", model=run_dir, operator=operator, device=dev), device=dev, **kwargs
+        )
 
-    from_pretrained = load  # a shipped model's name (eid models) or a run folder: the same code path
+    from_pretrained = (
+        load  # a shipped model's name (eid models) or a run folder: the same code path
+    )
 
     @classmethod
     def from_module(cls, fn: Method | Callable[[Tensor], Tensor], **kwargs: Any) -> Dehazer:
@@ -202,16 +213,20 @@ class Dehazer:
     def _run(self, y: Tensor) -> Tensor:
         if y.ndim != 4:
             raise EIDError(f"expected a (B,C,H,W) batch, got shape {tuple(y.shape)}")
-        y, restore = adapt_channels(replace_non_finite(y.float()), self.method.channels, self.method.name)
+        y, restore = adapt_channels(
+            replace_non_finite(y.float()), self.method.channels, self.method.name
+        )
         padded, size = pad_to_multiple(y, self.multiple)
         h, w = padded.shape[-2:]
         if self.tile is not None and max(h, w) > self.tile:
             out = torch.cat([self._tiled(padded[i : i + 1]) for i in range(padded.shape[0])])
         else:
-            out = torch.cat([
-                self._fn(padded[i : i + self.batch_size]).to(y.device)
-                for i in range(0, padded.shape[0], self.batch_size)
-            ])
+            out = torch.cat(
+                [
+                    self._fn(padded[i : i + self.batch_size]).to(y.device)
+                    for i in range(0, padded.shape[0], self.batch_size)
+                ]
+            )
         if not torch.isfinite(out).all():  # written as is, NaN would become black pixels
             raise EIDError(
                 f"{self.method.name} gave NaN or infinite values, so nothing was written; its weights may be "
@@ -223,14 +238,20 @@ class Dehazer:
         """One padded image ``(1,C,H,W)`` tile by tile, norms with whole-image statistics if enabled."""
         assert self.tile is not None
         if not self.norm_stats:
-            return tiled_apply(self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin)
+            return tiled_apply(
+                self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin
+            )
         reference = reference_image(x, REFERENCE_TILES * self.tile, self.multiple)
-        if reference is x:  # the whole image fits the reference budget: its one forward is the result
+        if (
+            reference is x
+        ):  # the whole image fits the reference budget: its one forward is the result
             return self._fn(x)
         with self.norm_stats.recording():
             self._fn(reference)
         with self.norm_stats.applying():
-            return tiled_apply(self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin)
+            return tiled_apply(
+                self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin
+            )
 
     # -- any-kind front end ----------------------------------------------------------------------
 

@@ -33,7 +33,9 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     (1, 1, 16, 16)
     """
     h, w = x.shape[-2:]
-    return pad_to_shape(x, math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple), (h, w)
+    return pad_to_shape(
+        x, math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+    ), (h, w)
 
 
 def pad_to_shape(x: Tensor, height: int, width: int) -> Tensor:

@@ -46,7 +46,13 @@ class EquivarianceLoss(EILoss):
         detach: bool = False,
         transform_physics: bool = True,
     ) -> None:
-        super().__init__(transform=transform, metric=pixel_metric(norm), apply_noise=False, weight=alpha, no_grad=detach)
+        super().__init__(
+            transform=transform,
+            metric=pixel_metric(norm),
+            apply_noise=False,
+            weight=alpha,
+            no_grad=detach,
+        )
         self._name = "equivariance"
         self.transform_physics = transform_physics
 
@@ -58,11 +64,15 @@ class EquivarianceLoss(EILoss):
                 x2 = self.T.transform(x_net, **params).detach()
         else:
             x2 = self.T.transform(x_net, **params)
-        physics2 = self.transformed_physics(physics, params, batch=len(x_net), n_trans=len(x2) // len(x_net))
+        physics2 = self.transformed_physics(
+            physics, params, batch=len(x_net), n_trans=len(x2) // len(x_net)
+        )
         x3 = model(physics2.A(x2), physics2)
         return self.weight * self.metric(x3, x2)
 
-    def transformed_physics(self, physics: Any, params: dict[str, Tensor], batch: int, n_trans: int) -> Any:
+    def transformed_physics(
+        self, physics: Any, params: dict[str, Tensor], batch: int, n_trans: int
+    ) -> Any:
         """The operator for the transformed batch, its per-image parameters transformed or repeated.
 
         Per-image parameters are the operator's 4-D buffers ``(B|1, ., H|1, W|1)`` (ASM ``transmission``

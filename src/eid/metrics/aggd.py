@@ -33,7 +33,10 @@ def grid_argmin(grid: np.ndarray, target: torch.Tensor) -> torch.Tensor:
 
 
 def aggd_sums(
-    x: torch.Tensor, dims: tuple[int, ...] = (-1,), w: torch.Tensor | None = None, right_ge: bool = False
+    x: torch.Tensor,
+    dims: tuple[int, ...] = (-1,),
+    w: torch.Tensor | None = None,
+    right_ge: bool = False,
 ) -> torch.Tensor:
     """Additive statistics ``(..., 6)`` (float64) of ``x`` over ``dims`` (trailing), counting the entries with
     weight 1 in ``w`` (all when None): ``[sum x^2 over x < 0, sum x^2 over x > 0 (x >= 0 when right_ge),
@@ -44,7 +47,9 @@ def aggd_sums(
     the non-zero entries, which saves the masks and selections of a direct port.
     """
     if w is not None:
-        x = x * w  # entries outside are 0: they add nothing to the sums, the counts below exclude them
+        x = (
+            x * w
+        )  # entries outside are 0: they add nothing to the sums, the counts below exclude them
     x = x.flatten(-len(dims))
     neg, pos = x.clamp(max=0), x.clamp(min=0)
     if w is None:
@@ -74,7 +79,9 @@ def moments_of(sums: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def aggd_moments(x: torch.Tensor, w: torch.Tensor | None = None, right_ge: bool = False) -> dict[str, torch.Tensor]:
+def aggd_moments(
+    x: torch.Tensor, w: torch.Tensor | None = None, right_ge: bool = False
+) -> dict[str, torch.Tensor]:
     """:func:`moments_of` the rows of ``x`` (N,P) over the entries with weight 1 in ``w`` (all when None)."""
     return moments_of(aggd_sums(x, (-1,), w, right_ge))
 

@@ -49,12 +49,15 @@ from eid.metrics.registry import MetricSpec, register
 
 MODELS = ("brisque-live", "brisque-pkg")
 
+
 def _read_libsvm(text: str) -> dict[str, np.ndarray]:
     """Dense ``sv`` (N,36), ``coef`` (N,), ``gamma``, ``rho`` of a libsvm epsilon-SVR RBF text model."""
     head, body = text.split("\nSV\n", 1)
     meta = dict(line.split(" ", 1) for line in head.strip().splitlines())
     if meta.get("svm_type") != "epsilon_svr" or meta.get("kernel_type") != "rbf":
-        raise EIDError("the vendored BRISQUE model is not an epsilon-SVR with RBF kernel; reinstall eid")
+        raise EIDError(
+            "the vendored BRISQUE model is not an epsilon-SVR with RBF kernel; reinstall eid"
+        )
     coef, sv = [], []
     for line in body.strip().splitlines():
         parts = line.split()
@@ -64,7 +67,12 @@ def _read_libsvm(text: str) -> dict[str, np.ndarray]:
             i, v = item.split(":")
             row[int(i) - 1] = float(v)
         sv.append(row)
-    return {"sv": np.array(sv), "coef": np.array(coef), "gamma": np.float64(meta["gamma"]), "rho": np.float64(meta["rho"])}
+    return {
+        "sv": np.array(sv),
+        "coef": np.array(coef),
+        "gamma": np.float64(meta["gamma"]),
+        "rho": np.float64(meta["rho"]),
+    }
 
 
 @lru_cache(maxsize=2)
@@ -72,7 +80,9 @@ def _model(name: str) -> dict[str, np.ndarray]:
     """SVR and feature scaling of model ``name``: ``lo``/``hi`` (feature range mapped to -1..1)."""
     if name == "brisque-live":
         folder = resources.files("eid.metrics._params")
-        svr = _read_libsvm(folder.joinpath("brisque_live_allmodel").read_text().replace("\r\n", "\n"))
+        svr = _read_libsvm(
+            folder.joinpath("brisque_live_allmodel").read_text().replace("\r\n", "\n")
+        )
         lines = folder.joinpath("brisque_live_allrange").read_text().split()
         rng = np.array(lines[3:], dtype=np.float64).reshape(-1, 3)
         return {**svr, "lo": rng[:, 1], "hi": rng[:, 2]}
@@ -107,7 +117,9 @@ class BRISQUE(torch.nn.Module):
         """The 36 unscaled features ``(B, 36)`` (scale 1 then scale 2)."""
         h, w = x.shape[-2:]
         if min(h, w) < 16:
-            raise EIDError(f"BRISQUE needs images of at least 16x16 pixels, got {h}x{w}; use larger images")
+            raise EIDError(
+                f"BRISQUE needs images of at least 16x16 pixels, got {h}x{w}; use larger images"
+            )
         if mask is not None:
             mask = -F.max_pool2d(-mask.to(torch.float64), 7, stride=1, padding=3) > 0.5
         window = self.window.to(x.device)
@@ -152,20 +164,28 @@ def _brisque(model: str) -> BRISQUE:
     return BRISQUE(model)
 
 
-def brisque(x: torch.Tensor, mask: torch.Tensor | None = None, model: str = "brisque-live") -> torch.Tensor:
+def brisque(
+    x: torch.Tensor, mask: torch.Tensor | None = None, model: str = "brisque-live"
+) -> torch.Tensor:
     """BRISQUE of a ``(B,C,H,W)`` batch or a ``(C,H,W)`` image in ``[0,1]`` -> ``(B,)`` (or a scalar tensor)."""
     single = x.ndim == 3
-    out = _brisque(model)(x[None] if single else x, mask[None] if single and mask is not None else mask)
+    out = _brisque(model)(
+        x[None] if single else x, mask[None] if single and mask is not None else mask
+    )
     return out[0] if single else out
 
 
-for _name, _desc in (("brisque", "BRISQUE, LIVE MATLAB release model (= brisque-live)"),
-                     ("brisque-live", "BRISQUE, LIVE MATLAB release model"),
-                     ("brisque-pkg", "BRISQUE, model and features of the brisque 0.2.0 PyPI package")):
+for _name, _desc in (
+    ("brisque", "BRISQUE, LIVE MATLAB release model (= brisque-live)"),
+    ("brisque-live", "BRISQUE, LIVE MATLAB release model"),
+    ("brisque-pkg", "BRISQUE, model and features of the brisque 0.2.0 PyPI package"),
+):
     register(
         MetricSpec(
             name=_name,
-            fn=lambda pred, ref=None, mask=None, _m=("brisque-live" if _name == "brisque" else _name): brisque(pred, mask, _m),
+            fn=lambda pred, ref=None, mask=None, _m=("brisque-live" if _name == "brisque" else _name): (
+                brisque(pred, mask, _m)
+            ),
             needs_reference=False,
             lower_better=True,
             supports_mask=True,

@@ -27,8 +27,9 @@ MATLAB_GREY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 REC709_GREY = (0.2125, 0.7154, 0.0721)
 LIVE_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
 _BAND = 1 << 16  # values per row band of the pixel-wise work (cache-sized)
-_NEAR = 1e-11  # |I - mu| below this times max|I| is recomputed by the 2-D sum (separable error: ~1e-14)
-
+_NEAR = (
+    1e-11  # |I - mu| below this times max|I| is recomputed by the 2-D sum (separable error: ~1e-14)
+)
 
 
 def _gaussian_window() -> torch.Tensor:
@@ -104,9 +105,13 @@ def _filter2_near_zero(seg: np.ndarray, near: np.ndarray, window: np.ndarray) ->
     out = np.empty(np.count_nonzero(near))
     flat_near = flat[near]
     values, inverse = np.unique(seg[3:-3, 3:-3][near][flat_near], return_inverse=True)
-    out[flat_near] = _conv2_centres(np.broadcast_to(values[:, None, None], (len(values), 7, 7)), window)[inverse]
+    out[flat_near] = _conv2_centres(
+        np.broadcast_to(values[:, None, None], (len(values), 7, 7)), window
+    )[inverse]
     i, j = np.nonzero(near & ~flat)
-    out[~flat_near] = _conv2_centres(seg[i[:, None, None] + taps[:, None], j[:, None, None] + taps], window)
+    out[~flat_near] = _conv2_centres(
+        seg[i[:, None, None] + taps[:, None], j[:, None, None] + taps], window
+    )
     return out
 
 
@@ -171,7 +176,13 @@ def _live_sums(ext: np.ndarray) -> np.ndarray:
             tp, tn = torch.from_numpy(p), torch.from_numpy(neg)
             sq_neg = float(torch.dot(tn, tn))
             n_neg, n_pos = np.count_nonzero(p < 0), np.count_nonzero(p > 0)
-            acc[k] += (sq_neg, float(torch.dot(tp, tp)) - sq_neg, n_neg, n_pos, p.sum() - 2 * neg.sum())
+            acc[k] += (
+                sq_neg,
+                float(torch.dot(tp, tp)) - sq_neg,
+                n_neg,
+                n_pos,
+                p.sum() - 2 * neg.sum(),
+            )
     return acc
 
 
@@ -183,7 +194,9 @@ def _wrapped(core: np.ndarray) -> np.ndarray:
     return core
 
 
-def _live_scale(img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor) -> list[torch.Tensor]:
+def _live_scale(
+    img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor
+) -> list[torch.Tensor]:
     """18 ``brisque_feature.m`` features of one scale for ``img`` (B,1,H,W) on 0-255.
 
     With a mask the coefficients outside are set to 0: they add nothing to the sums and a product with them
@@ -217,11 +230,17 @@ def _pkg_fit(x: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, ...
     r_hat = m["abs"] ** 2 / m["sq"] * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
     alpha = _phi_inverse(r_hat)
     const = torch.exp(0.5 * (torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)))
-    mean = (m["right"] - m["left"]) * const * torch.exp(torch.lgamma(2 / alpha) - torch.lgamma(1 / alpha))
+    mean = (
+        (m["right"] - m["left"])
+        * const
+        * torch.exp(torch.lgamma(2 / alpha) - torch.lgamma(1 / alpha))
+    )
     return alpha, mean, m["left"] ** 2, m["right"] ** 2
 
 
-def _pkg_scale(img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor) -> list[torch.Tensor]:
+def _pkg_scale(
+    img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tensor
+) -> list[torch.Tensor]:
     """18 ``brisque`` 0.2.0 features of one scale for ``img`` (B,1,H,W) in [0,1]."""
     coef = torch.from_numpy(_mscn(img, window, 1 / 255)[:, None, 1:-1, 1:])
     alpha, _, sl, sr = _pkg_fit(*_flat(coef, mask))
@@ -230,8 +249,16 @@ def _pkg_scale(img: torch.Tensor, mask: torch.Tensor | None, window: torch.Tenso
     pairs = (
         (a[..., :, :-1], a[..., :, 1:], None if m is None else m[..., :, :-1] & m[..., :, 1:]),
         (a[..., :-1, :], a[..., 1:, :], None if m is None else m[..., :-1, :] & m[..., 1:, :]),
-        (a[..., :-1, :-1], a[..., 1:, 1:], None if m is None else m[..., :-1, :-1] & m[..., 1:, 1:]),
-        (a[..., 1:, :-1], a[..., :-1, 1:], None if m is None else m[..., 1:, :-1] & m[..., :-1, 1:]),
+        (
+            a[..., :-1, :-1],
+            a[..., 1:, 1:],
+            None if m is None else m[..., :-1, :-1] & m[..., 1:, 1:],
+        ),
+        (
+            a[..., 1:, :-1],
+            a[..., :-1, 1:],
+            None if m is None else m[..., 1:, :-1] & m[..., :-1, 1:],
+        ),
     )
     for p, q, pm in pairs:
         feats += list(_pkg_fit(*_flat(p * q, pm)))

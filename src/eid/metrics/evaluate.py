@@ -37,7 +37,11 @@ class EvaluationResult:
     def means(self) -> dict[str, float]:
         out = {}
         for name in self.metric_names:
-            values = [float(r[name]) for r in self.rows if isinstance(r.get(name), (int, float)) and math.isfinite(float(r[name]))]
+            values = [
+                float(r[name])
+                for r in self.rows
+                if isinstance(r.get(name), (int, float)) and math.isfinite(float(r[name]))
+            ]
             out[name] = sum(values) / len(values) if values else float("nan")
         return out
 
@@ -53,7 +57,10 @@ class EvaluationResult:
 
     def write_csv(self, path: str | Path) -> None:
         # file names that are not valid UTF-8 are written as their own bytes, so each row names its file
-        with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        with (
+            atomic_write(path) as tmp,
+            open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+        ):
             writer = csv.DictWriter(handle, fieldnames=["name", *self.metric_names])
             writer.writeheader()
             writer.writerows(self.rows)
@@ -84,9 +91,13 @@ def pair_files(
     for path, rel in iter_inputs(ref, recursive=True):
         key = str(rel.with_suffix(""))
         if key in refs:
-            raise EIDError(f"references {refs[key]} and {path} share the name {key!r}; keep one per name")
+            raise EIDError(
+                f"references {refs[key]} and {path} share the name {key!r}; keep one per name"
+            )
         refs[key] = path
-    if reside_names:  # a reference may itself carry a suffix (SOTS copies named like their hazy image)
+    if (
+        reside_names
+    ):  # a reference may itself carry a suffix (SOTS copies named like their hazy image)
         for key, path in list(refs.items()):
             refs.setdefault(str(Path(key).parent / scene_id(Path(key).name)), path)
     pairs, missing = [], []
@@ -99,7 +110,11 @@ def pair_files(
         else:
             missing.append(str(rel))
     if missing:
-        hint = "; for RESIDE-style names (id_k.png -> id.png) add --reside-names" if not reside_names else ""
+        hint = (
+            "; for RESIDE-style names (id_k.png -> id.png) add --reside-names"
+            if not reside_names
+            else ""
+        )
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise EIDError(f"no reference with the name of {', '.join(missing[:3])}{more}{hint}")
     if not pairs:
@@ -128,10 +143,14 @@ def evaluate(
     one row per plane, ``name[plane]``, against the same plane of its reference stack.
     """
     if white == "max":
-        raise EIDError("white=max rescales every image by its own maximum, which changes what is compared; use dtype or a number")
+        raise EIDError(
+            "white=max rescales every image by its own maximum, which changes what is compared; use dtype or a number"
+        )
     needs_ref = [m.name for m in metrics if m.needs_reference]
     if needs_ref and not ref:
-        raise EIDError(f"{', '.join(needs_ref)} need reference images; pass --ref DIR or choose no-reference metrics")
+        raise EIDError(
+            f"{', '.join(needs_ref)} need reference images; pass --ref DIR or choose no-reference metrics"
+        )
     if ref:
         items = [(p, r, n) for p, r, n in pair_files(pred, ref, reside_names)]
     else:
@@ -143,7 +162,9 @@ def evaluate(
         names += [f"{m.name}@mask" for m in metrics if m.supports_mask]
     result = EvaluationResult(names)
 
-    def score(x: torch.Tensor, y: torch.Tensor | None, pred_path: Path, ref_path: Path | None, name: str) -> None:
+    def score(
+        x: torch.Tensor, y: torch.Tensor | None, pred_path: Path, ref_path: Path | None, name: str
+    ) -> None:
         if y is not None and x.shape != y.shape:
             raise EIDError(
                 f"{pred_path} is {x.shape[-1]}x{x.shape[-2]}x{x.shape[0]} but its reference {ref_path} is "
@@ -164,7 +185,11 @@ def evaluate(
 
     for pred_path, ref_path, name in items:
         try:
-            files = [read_planes(path, max_pixels=max_pixels, white=white) for path in (pred_path, ref_path) if path is not None]
+            files = [
+                read_planes(path, max_pixels=max_pixels, white=white)
+                for path in (pred_path, ref_path)
+                if path is not None
+            ]
         except ImageReadError as exc:
             result.skipped.append(f"{exc}")
             continue
@@ -190,5 +215,7 @@ def _stack_pair_problem(files: list[ImageFile], masked: bool) -> str | None:
         flat = next(f for f in files if not f.is_stack)
         return f"{flat.path}: a 2-D image paired with a TIFF stack; score stacks against stacks of as many planes"
     if len(files) == 2 and len(files[0]) != len(files[1]):
-        raise EIDError(f"{files[0].path} has {len(files[0])} planes but its reference {files[1].path} has {len(files[1])}")
+        raise EIDError(
+            f"{files[0].path} has {len(files[0])} planes but its reference {files[1].path} has {len(files[1])}"
+        )
     return None

@@ -32,7 +32,11 @@ from eid.metrics.registry import MetricSpec, register
 
 PATCH = 8
 # CE.m: Groen et al.'s empirical noise thresholds for the grey, yb and rg channels (on 0-255).
-CE_THRESHOLDS = (9.225496406318721e-004 * 255, 8.969246659629488e-004 * 255, 2.069284034165411e-004 * 255)
+CE_THRESHOLDS = (
+    9.225496406318721e-004 * 255,
+    8.969246659629488e-004 * 255,
+    2.069284034165411e-004 * 255,
+)
 
 
 def _log_kernel(sigma: float = 3.25) -> torch.Tensor:
@@ -95,7 +99,9 @@ def fade_features(x: torch.Tensor) -> torch.Tensor:
         lv = lv.expand(-1, 3, -1, -1)
     h, w = (lv.shape[-2] // PATCH) * PATCH, (lv.shape[-1] // PATCH) * PATCH
     if h == 0 or w == 0:
-        raise EIDError(f"FADE needs images of at least {PATCH}x{PATCH} pixels, got {tuple(lv.shape[-2:])}; use larger images")
+        raise EIDError(
+            f"FADE needs images of at least {PATCH}x{PATCH} pixels, got {tuple(lv.shape[-2:])}; use larger images"
+        )
     lv = lv[..., :h, :w]
     r, g, b = lv[:, 0:1], lv[:, 1:2], lv[:, 2:3]
     grey = torch.floor(r * MATLAB_GREY[0] + g * MATLAB_GREY[1] + b * MATLAB_GREY[2] + 0.5)
@@ -118,7 +124,9 @@ def fade_features(x: torch.Tensor) -> torch.Tensor:
     prob = counts.scatter_add_(-1, gp, torch.ones_like(gp, dtype=lv.dtype)) / (PATCH * PATCH)
     entropy = -(torch.where(prob > 0, prob * torch.log2(prob), 0)).sum(-1)
     prg, pby = _patches(rg), _patches(by)
-    colourful = torch.sqrt(prg.var(-1) + pby.var(-1)) + 0.3 * torch.sqrt(prg.mean(-1) ** 2 + pby.mean(-1) ** 2)
+    colourful = torch.sqrt(prg.var(-1) + pby.var(-1)) + 0.3 * torch.sqrt(
+        prg.mean(-1) ** 2 + pby.mean(-1) ** 2
+    )
     feats = torch.stack(
         [
             pm.var(-1),
@@ -149,7 +157,9 @@ class FADE(torch.nn.Module):
         self.min_coverage = min_coverage
         for name in ("fogfree", "foggy"):
             self.register_buffer(f"mu_{name}", torch.from_numpy(p[f"mu_{name}"][0]))
-            self.register_buffer(f"icov_{name}", torch.linalg.inv(torch.from_numpy(p[f"cov_{name}"]) / 2))
+            self.register_buffer(
+                f"icov_{name}", torch.linalg.inv(torch.from_numpy(p[f"cov_{name}"]) / 2)
+            )
 
     def density_map(self, x: torch.Tensor) -> torch.Tensor:
         """Per-patch fog density ``Df / (Dff + 1)`` as ``(B, H // 8, W // 8)``."""
@@ -177,7 +187,9 @@ class FADE(torch.nn.Module):
             h, w = (x.shape[-2] // PATCH) * PATCH, (x.shape[-1] // PATCH) * PATCH
             keep = block_coverage(mask[..., :h, :w].to(df.device), PATCH) >= self.min_coverage
             if int(keep.sum(1).min()) == 0:
-                raise EIDError("FADE found no 8x8 patch inside the mask; check the mask or use --mask none")
+                raise EIDError(
+                    "FADE found no 8x8 patch inside the mask; check the mask or use --mask none"
+                )
         means = [torch.nanmean(torch.where(keep, d, float("nan")), 1) for d in (df, dff)]
         return means[0] / (means[1] + 1)
 

@@ -30,7 +30,9 @@ def fade_score(image: Tensor, mask: Tensor) -> float:
     from eid.metrics import METRICS
 
     if "fade" not in METRICS:
-        raise EIDError("the FADE metric is not available in this installation; use --score dark-channel")
+        raise EIDError(
+            "the FADE metric is not available in this installation; use --score dark-channel"
+        )
     return float(METRICS["fade"].fn(image[None], mask=mask[None]))
 
 

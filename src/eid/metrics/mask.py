@@ -36,7 +36,9 @@ def circle_mask(height: int, width: int, device: torch.device | str = "cpu") -> 
 def _fill_between(lit: torch.Tensor, dim: int) -> torch.Tensor:
     """Fill each line along ``dim`` between its first and last ``True``."""
     n = lit.shape[dim]
-    pos = torch.arange(n, device=lit.device).view([n if d == dim % lit.ndim else 1 for d in range(lit.ndim)])
+    pos = torch.arange(n, device=lit.device).view(
+        [n if d == dim % lit.ndim else 1 for d in range(lit.ndim)]
+    )
     first = torch.where(lit, pos, n).amin(dim, keepdim=True)
     last = torch.where(lit, pos, -1).amax(dim, keepdim=True)
     return (pos >= first) & (pos <= last)
@@ -76,12 +78,16 @@ def file_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
 def fov_mask(image: torch.Tensor, how: str) -> torch.Tensor:
     """Boolean field-of-view mask ``(B,1,H,W)`` for ``image`` ``(B,C,H,W)``: ``how`` = circle, auto or a file path."""
     if image.ndim != 4:
-        raise EIDError(f"expected a (B,C,H,W) batch, got shape {tuple(image.shape)}; add a batch dimension")
+        raise EIDError(
+            f"expected a (B,C,H,W) batch, got shape {tuple(image.shape)}; add a batch dimension"
+        )
     b, _, h, w = image.shape
     if how == "circle":
         return circle_mask(h, w, image.device).expand(b, 1, h, w)
     if how == "auto":
         return auto_mask(image)
     if not Path(how).is_file():
-        raise EIDError(f"mask {how!r} is neither 'circle', 'auto' nor an existing file; pass one of those")
+        raise EIDError(
+            f"mask {how!r} is neither 'circle', 'auto' nor an existing file; pass one of those"
+        )
     return file_mask(how, h, w).to(image.device).expand(b, 1, h, w)

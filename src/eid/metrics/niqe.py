@@ -33,7 +33,10 @@ from eid.metrics.registry import MetricSpec, register
 BLOCK = 96
 SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
-def _block_features(img: torch.Tensor, block: int, window: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+
+def _block_features(
+    img: torch.Tensor, block: int, window: torch.Tensor, chunk: int = 64
+) -> torch.Tensor:
     """``(B, N, 18)`` NIQE features of the ``block``-sized tiles of ``img`` ``(B,1,H,W)`` (tiles row-major).
 
     As in BasicSR the coefficients and their pair products are float32; the per-tile sums accumulate in
@@ -42,7 +45,11 @@ def _block_features(img: torch.Tensor, block: int, window: torch.Tensor, chunk: 
     b = img.shape[0]
     coef, _ = mscn(img, window, single=True)
     nh, nw = coef.shape[-2] // block, coef.shape[-1] // block
-    tiles = coef[..., : nh * block, : nw * block].reshape(b, nh, block, nw, block).permute(0, 1, 3, 2, 4)
+    tiles = (
+        coef[..., : nh * block, : nw * block]
+        .reshape(b, nh, block, nw, block)
+        .permute(0, 1, 3, 2, 4)
+    )
     tiles = tiles.reshape(b * nh * nw, block, block)
     sums = []
     for t in tiles.split(chunk):
@@ -88,10 +95,14 @@ class NIQE(torch.nn.Module):
         self.register_buffer("window", torch.from_numpy(p["gaussian_window"]))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        img = torch.cat([luma(to_levels(band, torch.float32), self.channel) for band in row_bands(x)], -2)
+        img = torch.cat(
+            [luma(to_levels(band, torch.float32), self.channel) for band in row_bands(x)], -2
+        )
         h, w = img.shape[-2:]
         if h < BLOCK or w < BLOCK:
-            raise EIDError(f"NIQE needs images of at least {BLOCK}x{BLOCK} pixels, got {h}x{w}; use larger images")
+            raise EIDError(
+                f"NIQE needs images of at least {BLOCK}x{BLOCK} pixels, got {h}x{w}; use larger images"
+            )
         nh, nw = h // BLOCK, w // BLOCK
         img = img[..., : nh * BLOCK, : nw * BLOCK]
         window = self.window.to(img.device)
@@ -101,7 +112,10 @@ class NIQE(torch.nn.Module):
         )
         keep = torch.ones(feats.shape[:2], dtype=torch.bool, device=img.device)
         if mask is not None:
-            keep = block_coverage(mask[..., : nh * BLOCK, : nw * BLOCK].to(img.device), BLOCK) >= self.min_coverage
+            keep = (
+                block_coverage(mask[..., : nh * BLOCK, : nw * BLOCK].to(img.device), BLOCK)
+                >= self.min_coverage
+            )
         if int(keep.sum(1).min()) < 2:
             raise EIDError(
                 f"NIQE needs at least 2 blocks of {BLOCK}x{BLOCK} pixels (inside the mask, if any), "

@@ -32,6 +32,7 @@ __all__ = [
     "imresize", "load_params", "luma", "moments_of", "mscn", "row_bands", "to_levels",
 ]  # fmt: skip
 
+
 def load_params(name: str) -> dict[str, np.ndarray]:
     """Arrays of the vendored parameter file ``eid/metrics/_params/<name>`` (never unpickled)."""
     params = resources.files("eid.metrics._params").joinpath(name)
@@ -48,7 +49,9 @@ def to_levels(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tens
     half-integer unless it is an integer).
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise EIDError(f"expected a (B,C,H,W) batch with C = 1 or 3, got shape {tuple(x.shape)}; pass grey or RGB images")
+        raise EIDError(
+            f"expected a (B,C,H,W) batch with C = 1 or 3, got shape {tuple(x.shape)}; pass grey or RGB images"
+        )
     return x.detach().to(torch.float32).clamp(0, 1).mul_(255).round_().to(dtype)
 
 
@@ -74,10 +77,14 @@ def luma(levels: torch.Tensor, channel: str = "y") -> torch.Tensor:
     unit = levels.to(torch.float32) / 255
     if channel == "y":
         y = unit[:, 2:3].to(torch.float64).mul_(24.966)
-        y.add_(unit[:, 1:2].to(torch.float64).mul_(128.553)).add_(unit[:, 0:1].to(torch.float64).mul_(65.481))
+        y.add_(unit[:, 1:2].to(torch.float64).mul_(128.553)).add_(
+            unit[:, 0:1].to(torch.float64).mul_(65.481)
+        )
         y = y.add_(16.0).div_(255.0).to(torch.float32).mul_(255.0)
     elif channel == "grey":
-        y = (unit * torch.tensor([0.299, 0.587, 0.114], device=unit.device).view(1, 3, 1, 1)).sum(1, keepdim=True) * 255.0
+        y = (unit * torch.tensor([0.299, 0.587, 0.114], device=unit.device).view(1, 3, 1, 1)).sum(
+            1, keepdim=True
+        ) * 255.0
     else:
         raise EIDError(f"unknown channel {channel!r}; use 'y' or 'grey'")
     return y.round_()
@@ -103,7 +110,9 @@ def filter2(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
         a = img.detach().numpy()
         g = _separable_factor(w)
         if g is None:
-            out = ndimage.convolve(a, w.reshape((1,) * (a.ndim - 2) + w.shape), output=np.float64, mode="nearest")
+            out = ndimage.convolve(
+                a, w.reshape((1,) * (a.ndim - 2) + w.shape), output=np.float64, mode="nearest"
+            )
         else:
             out = ndimage.convolve1d(a, g, axis=-1, output=np.float64, mode="nearest")
             out = ndimage.convolve1d(out, g, axis=-2, output=np.float64, mode="nearest")
@@ -119,7 +128,9 @@ def _conv_filter2(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, window.to(x)[None, None]).to(img.dtype)
 
 
-def mscn(img: torch.Tensor, window: torch.Tensor, c: float = 1.0, single: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def mscn(
+    img: torch.Tensor, window: torch.Tensor, c: float = 1.0, single: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean-subtracted contrast-normalised coefficients ``(I - mu) / (sigma + c)`` and the local ``sigma``.
 
     Computed in float64, or in float32 with ``single``, which reproduces BasicSR's arithmetic (scipy sums in
@@ -157,7 +168,9 @@ def _resize_matrix(n_in: int, scale: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _resize_bands(n_in: int, scale: float, chunk: int = 32) -> tuple[tuple[int, int, np.ndarray], ...]:
+def _resize_bands(
+    n_in: int, scale: float, chunk: int = 32
+) -> tuple[tuple[int, int, np.ndarray], ...]:
     """:func:`_resize_matrix` cut into bands of ``chunk`` output rows: ``(in_lo, in_hi, weights)`` with
     the band's non-zero input columns ``in_lo:in_hi`` (a few more than ``chunk / scale``)."""
     mat = _resize_matrix(n_in, scale)

@@ -28,11 +28,15 @@ def _check_pair(pred: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
     if ref is None:
         raise EIDError("PSNR/SSIM need a reference image; pass --ref DIR")
     if pred.shape != ref.shape:
-        raise EIDError(f"prediction {tuple(pred.shape)} and reference {tuple(ref.shape)} differ in shape")
+        raise EIDError(
+            f"prediction {tuple(pred.shape)} and reference {tuple(ref.shape)} differ in shape"
+        )
     return ref
 
 
-def psnr(pred: torch.Tensor, ref: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+def psnr(
+    pred: torch.Tensor, ref: torch.Tensor | None = None, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """PSNR in dB of ``(B,C,H,W)`` images in ``[0,1]``; returns ``(B,)``.
 
     >>> x = torch.zeros(1, 3, 8, 8); y = x + 0.1
@@ -44,7 +48,9 @@ def psnr(pred: torch.Tensor, ref: torch.Tensor | None = None, mask: torch.Tensor
 
 
 def ssim(
-    pred: torch.Tensor, ref: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+    pred: torch.Tensor,
+    ref: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
     downsample: SSIMDownsample = "none",
 ) -> torch.Tensor:
     """SSIM of ``(B,C,H,W)`` images in ``[0,1]`` (Gaussian 11x11, sigma 1.5); returns ``(B,)``."""
@@ -56,19 +62,39 @@ def ssim(
             size = (pred.shape[-2] // factor, pred.shape[-1] // factor)
             pred, ref = F.adaptive_avg_pool2d(pred, size), F.adaptive_avg_pool2d(ref, size)
     if min(pred.shape[-2:]) < 11:
-        raise EIDError(f"SSIM needs images of at least 11x11 pixels, got {pred.shape[-1]}x{pred.shape[-2]}")
+        raise EIDError(
+            f"SSIM needs images of at least 11x11 pixels, got {pred.shape[-1]}x{pred.shape[-2]}"
+        )
     return _SSIM(pred, ref)
 
 
 _SSIM = SSIM(max_pixel=1.0, min_pixel=0.0)
 _PSNR = PSNR(max_pixel=1.0)
 
-register(MetricSpec("psnr", psnr, needs_reference=True, lower_better=False, description="PSNR (dB), RGB in [0,1], no crop"))
-register(MetricSpec("ssim", ssim, needs_reference=True, lower_better=False, description="SSIM, Gaussian 11x11 sigma 1.5"))
+register(
+    MetricSpec(
+        "psnr",
+        psnr,
+        needs_reference=True,
+        lower_better=False,
+        description="PSNR (dB), RGB in [0,1], no crop",
+    )
+)
+register(
+    MetricSpec(
+        "ssim",
+        ssim,
+        needs_reference=True,
+        lower_better=False,
+        description="SSIM, Gaussian 11x11 sigma 1.5",
+    )
+)
 register(
     MetricSpec(
         "ssim-dehazeformer",
         lambda pred, ref=None, mask=None: ssim(pred, ref, downsample="dehazeformer"),
-        needs_reference=True, lower_better=False, description="SSIM after DehazeFormer's down-sampling",
+        needs_reference=True,
+        lower_better=False,
+        description="SSIM after DehazeFormer's down-sampling",
     )
 )

@@ -45,5 +45,7 @@ def get_metrics(names: str | list[str]) -> list[MetricSpec]:
         names = [n.strip().lower() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise EIDError(f"unknown metric(s) {', '.join(unknown)}; choose from: {', '.join(sorted(METRICS))}")
+        raise EIDError(
+            f"unknown metric(s) {', '.join(unknown)}; choose from: {', '.join(sorted(METRICS))}"
+        )
     return [METRICS[n] for n in names]

@@ -6,4 +6,10 @@ from eid.models.dehazer import DehazerConfig, DehazerNet, load_dehazer
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.models.generators import ResnetGenerator
 
-__all__ = ["DehazerConfig", "DehazerNet", "PatchGANDiscriminator", "ResnetGenerator", "load_dehazer"]
+__all__ = [
+    "DehazerConfig",
+    "DehazerNet",
+    "PatchGANDiscriminator",
+    "ResnetGenerator",
+    "load_dehazer",
+]

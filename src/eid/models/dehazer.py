@@ -44,7 +44,14 @@ from eid.models.dehazer_config import DehazerConfig, unet_receptive_radius
 from eid.utils import atomic_write
 from eid.weights import load_weights
 
-__all__ = ["DehazerConfig", "DehazerNet", "count_parameters", "load_dehazer", "unet_receptive_radius"]
+__all__ = [
+    "DehazerConfig",
+    "DehazerNet",
+    "count_parameters",
+    "load_dehazer",
+    "unet_receptive_radius",
+]
+
 
 def _norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "group":
@@ -99,7 +106,9 @@ class DehazerNet(Reconstructor):
             from eid.baselines.dcp import DarkChannelPrior
 
             self.dcp = DarkChannelPrior()
-        if config.input == "dcp":  # start exactly at DCP's estimate (f = clip(z)) and learn its correction
+        if (
+            config.input == "dcp"
+        ):  # start exactly at DCP's estimate (f = clip(z)) and learn its correction
             nn.init.zeros_(self.unet.Conv_1x1.weight)
             nn.init.zeros_(self.unet.Conv_1x1.bias)
 
@@ -139,7 +148,9 @@ class DehazerNet(Reconstructor):
         if not self.needs_physics:
             return y
         if physics is None:
-            raise EIDError("this dehazer takes the pseudo-inverse H^dagger(y) as input; pass the operator (physics)")
+            raise EIDError(
+                "this dehazer takes the pseudo-inverse H^dagger(y) as input; pass the operator (physics)"
+            )
         if y.requires_grad:
             return physics.A_dagger(y)
         with torch.no_grad():
@@ -171,7 +182,9 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[DehazerNet, Any, dict[str, Any]]:
+def load_dehazer(
+    run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[DehazerNet, Any, dict[str, Any]]:
     """Load ``run_dir/dehazer.{safetensors,yaml}``; return ``(dehazer in eval mode, physics or None, config)``.
 
     ``physics`` is the frozen learned operator copied into the run (``operator.{safetensors,yaml}``)
@@ -180,12 +193,16 @@ def load_dehazer(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     """
     run_dir = Path(run_dir)
     state, config = load_weights(run_dir / "dehazer", device=device)
-    model_cfg = config_from_dict(DehazerConfig, config.get("model", {}), where=f"{run_dir / 'dehazer.yaml'}: model")
+    model_cfg = config_from_dict(
+        DehazerConfig, config.get("model", {}), where=f"{run_dir / 'dehazer.yaml'}: model"
+    )
     dehazer = DehazerNet(model_cfg)
     try:
         dehazer.load_state_dict(state)
     except RuntimeError as exc:
-        raise EIDError(f"{run_dir}: dehazer weights do not match dehazer.yaml ({str(exc).splitlines()[0]}); re-export the run") from exc
+        raise EIDError(
+            f"{run_dir}: dehazer weights do not match dehazer.yaml ({str(exc).splitlines()[0]}); re-export the run"
+        ) from exc
     dehazer.to(device).eval().requires_grad_(False)
     physics = None
     if dehazer.needs_physics and (run_dir / "operator.safetensors").is_file():
@@ -203,7 +220,8 @@ def copy_operator(operator_run: str | Path, run_dir: str | Path) -> None:
     for suffix in (".safetensors", ".yaml"):
         source = operator_run / f"operator{suffix}"
         if not source.is_file():
-            raise EIDError(f"{source}: not found; --operator must be a stage-1 run folder (eid train-operator --out)")
+            raise EIDError(
+                f"{source}: not found; --operator must be a stage-1 run folder (eid train-operator --out)"
+            )
         with atomic_write(run_dir / source.name) as tmp:
             shutil.copyfile(source, tmp)
-

@@ -42,7 +42,9 @@ class DehazerConfig:
     def __post_init__(self) -> None:
         for name, valid in (("input", INPUTS), ("norm", NORMS), ("output", OUTPUTS)):
             if getattr(self, name) not in valid:
-                raise EIDError(f"dehazer {name} {getattr(self, name)!r} is not valid; use one of {', '.join(valid)}")
+                raise EIDError(
+                    f"dehazer {name} {getattr(self, name)!r} is not valid; use one of {', '.join(valid)}"
+                )
         if self.scales < 2 or self.width < 1 or self.channels not in (1, 3) or self.unshuffle < 1:
             raise EIDError(
                 f"dehazer needs scales >= 2, width >= 1, 1 or 3 channels and unshuffle >= 1 (got {self.scales}, "

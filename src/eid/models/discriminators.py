@@ -32,11 +32,17 @@ class PatchGANDiscriminator(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, width: int = 64, strides: Sequence[int] = (2, 2, 2, 1), norm: str = "instance"
+        self,
+        in_channels: int = 3,
+        width: int = 64,
+        strides: Sequence[int] = (2, 2, 2, 1),
+        norm: str = "instance",
     ) -> None:
         super().__init__()
         if norm not in DISCRIMINATOR_NORMS:
-            raise EIDError(f"discriminator norm {norm!r} is not valid; use one of {', '.join(DISCRIMINATOR_NORMS)}")
+            raise EIDError(
+                f"discriminator norm {norm!r} is not valid; use one of {', '.join(DISCRIMINATOR_NORMS)}"
+            )
         layers: list[nn.Module] = []
         cin = in_channels
         for i, stride in enumerate(strides):

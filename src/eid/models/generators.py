@@ -41,7 +41,11 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
 def _conv_norm_relu(
     conv: type[nn.Conv2d], cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0
 ) -> list[nn.Module]:
-    return [conv(cin, cout, kernel, stride, padding), nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        conv(cin, cout, kernel, stride, padding),
+        nn.InstanceNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def clamp_gan_range(x: torch.Tensor) -> torch.Tensor:
@@ -88,8 +92,14 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, out_channels: int = 3, width: int = 64, blocks: int = 9, n_down: int = 2,
-        residual: bool = False, winograd: bool = False,
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        width: int = 64,
+        blocks: int = 9,
+        n_down: int = 2,
+        residual: bool = False,
+        winograd: bool = False,
     ) -> None:
         super().__init__()
         if residual and in_channels != out_channels:
@@ -98,14 +108,21 @@ class ResnetGenerator(nn.Module):
                 f"{out_channels}; set residual: false"
             )
         conv = WinogradConv2d if winograd else nn.Conv2d
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), *_conv_norm_relu(conv, in_channels, width, 7)]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            *_conv_norm_relu(conv, in_channels, width, 7),
+        ]
         ch = width
         for _ in range(n_down):
             layers += _conv_norm_relu(conv, ch, ch * 2, 3, stride=2, padding=1)
             ch *= 2
         layers += [ResidualBlock(ch, conv) for _ in range(blocks)]
         for _ in range(n_down):
-            layers += [NearestUpsampleConv2d(ch, ch // 2), nn.InstanceNorm2d(ch // 2), nn.ReLU(inplace=True)]
+            layers += [
+                NearestUpsampleConv2d(ch, ch // 2),
+                nn.InstanceNorm2d(ch // 2),
+                nn.ReLU(inplace=True),
+            ]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)

@@ -45,7 +45,9 @@ def image_normalising_layers(modules: Sequence[nn.Module]) -> list[nn.Module]:
     found: list[nn.Module] = []
     for module in modules:
         for layer in module.modules():
-            pointwise = getattr(layer, "track_running_stats", False) and not layer.training  # batch-norm-like
+            pointwise = (
+                getattr(layer, "track_running_stats", False) and not layer.training
+            )  # batch-norm-like
             if isinstance(layer, _NORM_LAYERS) and not pointwise:
                 found.append(layer)
     return list(dict.fromkeys(found))

@@ -68,7 +68,9 @@ class ScatteringNet(nn.Module):
                 f"{' or '.join(TRANSMISSIONS)} / {' or '.join(AIRLIGHTS)}"
             )
         if not 0 < t_min < t_init < 1:
-            raise EIDError(f"scattering operator needs 0 < t_min < t_init < 1, got {t_min}, {t_init}; fix the config")
+            raise EIDError(
+                f"scattering operator needs 0 < t_min < t_init < 1, got {t_min}, {t_init}; fix the config"
+            )
         self.t_min, self.airlight_kind = t_min, airlight
         self.t_offset = _logit((t_init - t_min) / (1 - t_min))
         self.a_offset = _logit(a_init)
@@ -93,13 +95,19 @@ class ScatteringNet(nn.Module):
     def airlight(self, x: torch.Tensor) -> torch.Tensor:
         """``a(x)`` in ``[0, 1]``: ``(B, C, 1, 1)`` (global) or ``(B, C, H, W)`` (smooth veil field)."""
         h, w = x.shape[-2:]
-        coarse = F.adaptive_avg_pool2d(x, (max(1, math.ceil(h / VEIL_FACTOR)), max(1, math.ceil(w / VEIL_FACTOR))))
+        coarse = F.adaptive_avg_pool2d(
+            x, (max(1, math.ceil(h / VEIL_FACTOR)), max(1, math.ceil(w / VEIL_FACTOR)))
+        )
         logits = self.airlight_head(coarse) + self.a_offset
         if self.airlight_kind == "global":
             return torch.sigmoid(logits.mean(dim=(-2, -1), keepdim=True))
         if self.airlight_kind == "grey":
-            return torch.sigmoid(logits.mean(dim=(-3, -2, -1), keepdim=True)).expand(-1, x.shape[1], -1, -1)
-        return torch.sigmoid(F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False))
+            return torch.sigmoid(logits.mean(dim=(-3, -2, -1), keepdim=True)).expand(
+                -1, x.shape[1], -1, -1
+            )
+        return torch.sigmoid(
+            F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.transmission(x), self.airlight(x)

@@ -40,7 +40,9 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([col for row in _merge_taps(weight, 2) for col in _merge_taps(row, 3)])
 
 
-def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def upsample_conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """``F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)`` by 2x2 phase
     kernels: ``(N, C, H, W) -> (N, K, 2H, 2W)``."""
     n, _, h, w = x.shape
@@ -48,7 +50,9 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     bias4 = None if bias is None else bias.repeat(4)
     # Output p of the 2x2 correlation of the padded input reads input rows p - 1 and p: phase 0 takes
     # p = i (rows i-1, i), phase 1 takes p = i + 1 (rows i, i+1); columns alike.
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1)), phase_kernels(weight), bias4).view(n, 2, 2, k, h + 1, w + 1)
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1)), phase_kernels(weight), bias4).view(
+        n, 2, 2, k, h + 1, w + 1
+    )
     rows = [torch.stack([y[:, a, b, :, a : a + h, b : b + w] for b in (0, 1)], -1) for a in (0, 1)]
     return torch.stack(rows, 3).reshape(n, k, 2 * h, 2 * w)  # (N, K, H, 2, W, 2): (2i+a, 2j+b)
 

@@ -53,7 +53,8 @@ _G = torch.tensor(
     dtype=torch.float64,
 )  # fmt: skip
 _AT = torch.tensor(
-    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    dtype=torch.float64,
 )
 # The transforms of a whole tile, row-major on both sides: V = B^T d B is _KB @ d, U = G g G^T is _KG @ g,
 # Y = A^T M A is _KA @ M, for d, g, M, Y and the results flattened row by row.
@@ -71,7 +72,9 @@ def _input_transform(x: torch.Tensor) -> torch.Tensor:
     A convolution of each channel with the 36 basis filters of the transform, stride 4: oneDNN reads the
     input once (1.5-1.9x faster than tile copies and 6x6 matrix products, 256 channels at 64x64)."""
     n, c, h, w = x.shape
-    return _to_products(F.conv2d(x.reshape(n * c, 1, h, w), _KB.to(x).view(36, 1, 6, 6), stride=4), n)
+    return _to_products(
+        F.conv2d(x.reshape(n * c, 1, h, w), _KB.to(x).view(36, 1, 6, 6), stride=4), n
+    )
 
 
 def _kernel_transform(weight: torch.Tensor) -> torch.Tensor:
@@ -87,7 +90,9 @@ def _input_transform_adjoint(grad: torch.Tensor, shape: torch.Size) -> torch.Ten
     last two rows and columns add onto the next tiles'."""
     n, c, h, w = shape
     th, tw = (h - 2) // 4, (w - 2) // 4
-    tiles = (grad.reshape(36, -1).T @ _KB.to(grad)).view(c, n, th, tw, 6, 6).permute(1, 0, 2, 4, 3, 5)
+    tiles = (
+        (grad.reshape(36, -1).T @ _KB.to(grad)).view(c, n, th, tw, 6, 6).permute(1, 0, 2, 4, 3, 5)
+    )
     out = grad.new_zeros(n, c, th + 1, 4, tw + 1, 4)
     out[:, :, :th, :, :tw, :] = tiles[:, :, :, :4, :, :4]
     out[:, :, 1:, :2, :tw, :] += tiles[:, :, :, 4:, :, :4]
@@ -158,7 +163,10 @@ class _WinogradConv(torch.autograd.Function):
 
 
 def winograd_conv3x3(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: tuple[int, int] = (0, 0)
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    padding: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     """3x3 cross-correlation, stride 1, zero ``padding`` (rows, columns):
     ``(N, C, H, W) -> (N, K, H + 2 ph - 2, W + 2 pw - 2)``.

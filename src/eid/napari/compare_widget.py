@@ -41,7 +41,11 @@ class CompareWidget(Container):
             event.connect(self.after.reset_choices)
 
     def _image_layers(self, _widget: object = None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image) and layer.name != SWIPE_LAYER]
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and layer.name != SWIPE_LAYER
+        ]
 
     def compare(self) -> None:
         """Show the chosen layers in the chosen mode; raises when they are missing or differ in shape."""

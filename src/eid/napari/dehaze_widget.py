@@ -38,14 +38,34 @@ class DehazeWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self.viewer = napari_viewer
         self.layer = ComboBox(label="image", choices=self._image_layers)
-        self.run_folder = FileEdit(label="run folder", mode="d", tooltip="A folder written by eid train")
-        self.tile = SpinBox(label="tile", value=512, min=0, max=16384, step=64, tooltip="Tile side in pixels (0: whole image)")
+        self.run_folder = FileEdit(
+            label="run folder", mode="d", tooltip="A folder written by eid train"
+        )
+        self.tile = SpinBox(
+            label="tile",
+            value=512,
+            min=0,
+            max=16384,
+            step=64,
+            tooltip="Tile side in pixels (0: whole image)",
+        )
         self.tta = CheckBox(text="test-time augmentation", value=False)
         self.precision = ComboBox(label="precision", choices=PRECISIONS, value="auto")
         self.button = PushButton(text="Dehaze")
         self.progress = ProgressBar(label="planes", value=0, visible=False)
         self.status = Label(value="")
-        super().__init__(widgets=[self.layer, self.run_folder, self.tile, self.tta, self.precision, self.button, self.progress, self.status])
+        super().__init__(
+            widgets=[
+                self.layer,
+                self.run_folder,
+                self.tile,
+                self.tta,
+                self.precision,
+                self.button,
+                self.progress,
+                self.status,
+            ]
+        )
         self.button.changed.connect(self.start)
         self.viewer.layers.events.inserted.connect(self.layer.reset_choices)
         self.viewer.layers.events.removed.connect(self.layer.reset_choices)
@@ -58,8 +78,14 @@ class DehazeWidget(Container):
         layer: Image | None = self.layer.value
         if layer is None:
             raise EIDError("no image layer to dehaze; open an image first")
-        runner = build_runner(Path(self.run_folder.value), self.tile.value, self.tta.value, self.precision.value)
-        self.progress.max, self.progress.value, self.progress.visible = plane_count(layer.data.shape, layer.rgb), 0, True
+        runner = build_runner(
+            Path(self.run_folder.value), self.tile.value, self.tta.value, self.precision.value
+        )
+        self.progress.max, self.progress.value, self.progress.visible = (
+            plane_count(layer.data.shape, layer.rgb),
+            0,
+            True,
+        )
         self.button.enabled, self.status.value = False, f"dehazing {layer.name}..."
         work = thread_worker(dehaze_planes, start_thread=False)(layer.data, runner, layer.rgb)
         work.yielded.connect(self._step)
@@ -72,7 +98,10 @@ class DehazeWidget(Container):
         """Button action: start the worker thread (errors in the choices are shown, not raised)."""
         try:
             self.worker().start()
-        except (EIDError, OSError) as exc:  # a wrong folder or an unreadable run: a notification, napari goes on
+        except (
+            EIDError,
+            OSError,
+        ) as exc:  # a wrong folder or an unreadable run: a notification, napari goes on
             show_error(str(exc))
             self._done()
 

@@ -60,7 +60,9 @@ def dehaze_planes(data: np.ndarray, runner: Dehazer, rgb: bool) -> Generator[int
 def swipe(before: np.ndarray, after: np.ndarray, cut: float, rgb: bool) -> np.ndarray:
     """``after`` left of the fraction ``cut`` of the width, ``before`` right of it (the X axis of napari data)."""
     if before.shape != after.shape:
-        raise EIDError(f"cannot compare layers of shapes {before.shape} and {after.shape}; pick an input and its result")
+        raise EIDError(
+            f"cannot compare layers of shapes {before.shape} and {after.shape}; pick an input and its result"
+        )
     axis = -2 if rgb else -1
     column = round(min(max(cut, 0.0), 1.0) * before.shape[axis])
     shown = np.array(before, copy=True)

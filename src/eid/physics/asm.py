@@ -70,13 +70,21 @@ class ASMHaze(Physics):
     True
     """
 
-    def __init__(self, transmission: ParamLike = 1.0, airlight: ParamLike = 1.0, t_min: float = 0.1, **kwargs) -> None:
+    def __init__(
+        self, transmission: ParamLike = 1.0, airlight: ParamLike = 1.0, t_min: float = 0.1, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.t_min = t_min
         self.register_buffer("transmission", _as_transmission(transmission))
         self.register_buffer("airlight", _as_airlight(airlight))
 
-    def A(self, x: Tensor, transmission: ParamLike | None = None, airlight: ParamLike | None = None, **kwargs) -> Tensor:
+    def A(
+        self,
+        x: Tensor,
+        transmission: ParamLike | None = None,
+        airlight: ParamLike | None = None,
+        **kwargs,
+    ) -> Tensor:
         r"""Haze ``x``: :math:`x \odot t + a (1 - t)`, after optionally updating ``t`` and ``a``."""
         self.update_parameters(transmission=transmission, airlight=airlight)
         self._check_compatible(x)
@@ -87,7 +95,9 @@ class ASMHaze(Physics):
         self._check_compatible(y)
         return unscatter(y, self.transmission, self.airlight, self.t_min)
 
-    def update_parameters(self, transmission: ParamLike | None = None, airlight: ParamLike | None = None, **kwargs) -> None:
+    def update_parameters(
+        self, transmission: ParamLike | None = None, airlight: ParamLike | None = None, **kwargs
+    ) -> None:
         """Replace ``transmission`` and/or ``airlight`` (floats converted, shapes checked); ``None`` keeps them."""
         params = {}
         if transmission is not None:
@@ -99,7 +109,9 @@ class ASMHaze(Physics):
     def _check_compatible(self, x: Tensor) -> None:
         """Raise a clear error when ``t`` or ``a`` cannot broadcast against the image ``x``."""
         if x.ndim != 4:
-            raise EIDError(f"ASMHaze expects images of shape (B,C,H,W), got {tuple(x.shape)}; add a batch dimension")
+            raise EIDError(
+                f"ASMHaze expects images of shape (B,C,H,W), got {tuple(x.shape)}; add a batch dimension"
+            )
         for name, param in (("transmission", self.transmission), ("airlight", self.airlight)):
             if any(p not in (1, s) for p, s in zip(param.shape, x.shape)):
                 raise EIDError(
@@ -118,7 +130,9 @@ def _as_transmission(value: ParamLike) -> Tensor:
     if t.ndim == 0:
         return t.reshape(1, 1, 1, 1)
     if t.ndim != 4 or t.shape[1] != 1:
-        raise EIDError(f"transmission must be a float or a (B,1,H,W) tensor, got shape {tuple(t.shape)}; reshape it")
+        raise EIDError(
+            f"transmission must be a float or a (B,1,H,W) tensor, got shape {tuple(t.shape)}; reshape it"
+        )
     return t
 
 
@@ -130,5 +144,7 @@ def _as_airlight(value: ParamLike) -> Tensor:
     if a.ndim == 1:
         return a.reshape(1, -1, 1, 1)
     if a.ndim != 4 or a.shape[2:] != (1, 1):
-        raise EIDError(f"airlight must be a float, a (C,) or a (B,C,1,1) tensor, got shape {tuple(a.shape)}; reshape it")
+        raise EIDError(
+            f"airlight must be a float, a (C,) or a (B,C,1,1) tensor, got shape {tuple(a.shape)}; reshape it"
+        )
     return a

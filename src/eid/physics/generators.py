@@ -69,7 +69,9 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def _bounds(value: Range) -> tuple[float, float]:
-    lo, hi = (value, value) if isinstance(value, (int, float)) else (float(value[0]), float(value[1]))
+    lo, hi = (
+        (value, value) if isinstance(value, (int, float)) else (float(value[0]), float(value[1]))
+    )
     if lo > hi:
         raise EIDError(f"invalid range {lo},{hi}: the lower bound must not exceed the upper one")
     return float(lo), float(hi)
@@ -118,25 +120,47 @@ class HazeParamGenerator(PhysicsGenerator):
     ) -> None:
         super().__init__(rng=rng, device=device, **kwargs)
         if depth not in ("ramp", "random"):
-            raise EIDError(f"unknown synthetic depth {depth!r}; use ramp or random (or give a depth map)")
+            raise EIDError(
+                f"unknown synthetic depth {depth!r}; use ramp or random (or give a depth map)"
+            )
         for value in (beta, airlight, depth_range):
             _bounds(value)
-        self.beta, self.airlight, self.per_channel, self.channels = beta, airlight, per_channel, channels
+        self.beta, self.airlight, self.per_channel, self.channels = (
+            beta,
+            airlight,
+            per_channel,
+            channels,
+        )
         self.depth, self.img_size, self.depth_range = depth, img_size, depth_range
 
-    def step(self, batch_size: int = 1, seed: int | None = None, depth: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
+    def step(
+        self,
+        batch_size: int = 1,
+        seed: int | None = None,
+        depth: Tensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Tensor]:
         """Draw ``batch_size`` parameter sets; ``depth`` ``(B|1,1,H,W)`` overrides the synthetic depth."""
         self.rng_manual_seed(seed)
         beta = _uniform(self.beta, (batch_size,), self.rng)
-        airlight = _uniform(self.airlight, (batch_size, self.channels if self.per_channel else 1, 1, 1), self.rng)
+        airlight = _uniform(
+            self.airlight, (batch_size, self.channels if self.per_channel else 1, 1, 1), self.rng
+        )
         if depth is None:
             depth = torch.stack([self._synthetic_depth() for _ in range(batch_size)])
         depth = depth.to(self.rng.device).expand(batch_size, -1, -1, -1)
-        return {"transmission": transmission_from_depth(depth, beta), "airlight": airlight, "beta": beta, "depth": depth}
+        return {
+            "transmission": transmission_from_depth(depth, beta),
+            "airlight": airlight,
+            "beta": beta,
+            "depth": depth,
+        }
 
     def _synthetic_depth(self) -> Tensor:
         if self.img_size is None:
-            raise EIDError("HazeParamGenerator needs img_size=(H, W) for synthetic depth, or a depth map in step()")
+            raise EIDError(
+                "HazeParamGenerator needs img_size=(H, W) for synthetic depth, or a depth map in step()"
+            )
         near, far = _bounds(self.depth_range)
         if self.depth == "ramp":
             return ramp_depth(*self.img_size, near, far).to(self.rng.device)
@@ -172,17 +196,26 @@ class VeilParamGenerator(PhysicsGenerator):
         self.contrast, self.veil, self.background = contrast, veil, background
         self.img_size, self.field_cells = img_size, field_cells
 
-    def step(self, batch_size: int = 1, seed: int | None = None, **kwargs: Any) -> dict[str, Tensor]:
+    def step(
+        self, batch_size: int = 1, seed: int | None = None, **kwargs: Any
+    ) -> dict[str, Tensor]:
         """Draw ``batch_size`` parameter sets."""
         self.rng_manual_seed(seed)
         if self.img_size is None:
             raise EIDError("VeilParamGenerator needs img_size=(H, W)")
-        params = {name: _uniform(getattr(self, name), (batch_size,), self.rng) for name in ("contrast", "veil", "background")}
-        params["field"] = torch.stack([smooth_field(*self.img_size, self.rng, self.field_cells) for _ in range(batch_size)])
+        params = {
+            name: _uniform(getattr(self, name), (batch_size,), self.rng)
+            for name in ("contrast", "veil", "background")
+        }
+        params["field"] = torch.stack(
+            [smooth_field(*self.img_size, self.rng, self.field_cells) for _ in range(batch_size)]
+        )
         return params
 
 
-def apply_veil(x: Tensor, contrast: Tensor, veil: Tensor, background: Tensor, field: Tensor, sigma: float) -> Tensor:
+def apply_veil(
+    x: Tensor, contrast: Tensor, veil: Tensor, background: Tensor, field: Tensor, sigma: float
+) -> Tensor:
     r"""Out-of-focus veil :math:`y = \mathrm{clip}(c\,x + v\,G_\sigma x / \max G_\sigma x + b\,F)`.
 
     ``x`` ``(B,C,H,W)`` in ``[0,1]``; ``contrast``, ``veil``, ``background`` ``(B,)``; ``field`` ``(B,1,H,W)``;
@@ -204,5 +237,8 @@ def image_seed(seed: int, key: int | str) -> int:
     >>> image_seed(0, "a.png") == image_seed(0, "a.png") != image_seed(1, "a.png")
     True
     """
-    digest = int.from_bytes(hashlib.blake2b(str(key).encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little")
+    digest = int.from_bytes(
+        hashlib.blake2b(str(key).encode("utf-8", "surrogateescape"), digest_size=8).digest(),
+        "little",
+    )
     return int(np.random.SeedSequence([seed, digest]).generate_state(1, np.uint32)[0])

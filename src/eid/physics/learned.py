@@ -59,7 +59,9 @@ def apply_generator(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return from_gan_range(generator(to_gan_range(padded)))[..., :h, :w]
 
 
-def save_operator(run_dir: str | Path, g_ab: nn.Module, g_ba: nn.Module | None, config: dict[str, Any]) -> tuple[Path, Path]:
+def save_operator(
+    run_dir: str | Path, g_ab: nn.Module, g_ba: nn.Module | None, config: dict[str, Any]
+) -> tuple[Path, Path]:
     """Export generators as ``run_dir/operator.safetensors`` (keys ``g_ab.*``, ``g_ba.*``) + ``operator.yaml``.
 
     Used by stage-1 training on its live generators (which stay trainable) and by :meth:`LearnedHaze.save`.
@@ -86,7 +88,13 @@ class LearnedHaze(Physics):
     torch.Size([1, 3, 10, 10])
     """
 
-    def __init__(self, g_ab: nn.Module, g_ba: nn.Module | None = None, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        g_ab: nn.Module,
+        g_ba: nn.Module | None = None,
+        config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.g_ab = g_ab
         self.g_ba = g_ba
@@ -105,7 +113,9 @@ class LearnedHaze(Physics):
     def A_dagger(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Pseudo-inverse ``G_BA(y)`` for hazy ``y`` in ``[0, 1]``."""
         if self.g_ba is None:
-            raise EIDError("this operator has no G_BA (hazy -> clear) generator; export both from stage 1")
+            raise EIDError(
+                "this operator has no G_BA (hazy -> clear) generator; export both from stage 1"
+            )
         return apply_generator(self.g_ba, y)
 
     def save(self, run_dir: str | Path) -> tuple[Path, Path]:
@@ -113,21 +123,33 @@ class LearnedHaze(Physics):
         return save_operator(run_dir, self.g_ab, self.g_ba, self.config)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu", winograd: bool = False) -> LearnedHaze:
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", winograd: bool = False
+    ) -> LearnedHaze:
         """Load from a run folder, ``.../operator`` or ``.../operator.safetensors`` (never from a pickle);
         ``winograd`` builds the generators with Winograd layers (:class:`eid.models.ResnetGenerator`)."""
         stem = operator_stem(Path(path))
         state, config = load_weights(stem, device=device)
-        return cls.from_state(state, config, str(stem.with_suffix(".safetensors")), winograd).to(device)
+        return cls.from_state(state, config, str(stem.with_suffix(".safetensors")), winograd).to(
+            device
+        )
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any], where: str, winograd: bool = False) -> LearnedHaze:
+    def from_state(
+        cls,
+        state: dict[str, torch.Tensor],
+        config: dict[str, Any],
+        where: str,
+        winograd: bool = False,
+    ) -> LearnedHaze:
         """Build the frozen operator from exported tensors and their config (``where`` names the file in errors)."""
         from eid.models.generators import ResnetGenerator
 
         model = config.get("model")
         if not isinstance(model, dict):
-            raise EIDError(f"{where}: operator.yaml has no 'model' section; re-export the operator with eid")
+            raise EIDError(
+                f"{where}: operator.yaml has no 'model' section; re-export the operator with eid"
+            )
         channels = operator_channels(config)
         sizes = {k: int(model[k]) for k in ("width", "blocks", "n_down") if k in model}
         sizes["residual"] = bool(model.get("residual", False))
@@ -141,7 +163,9 @@ class LearnedHaze(Physics):
             try:
                 gen.load_state_dict(sub)
             except RuntimeError as exc:
-                raise EIDError(f"{where}: weights do not match the config in operator.yaml; re-export the run") from exc
+                raise EIDError(
+                    f"{where}: weights do not match the config in operator.yaml; re-export the run"
+                ) from exc
             generators[name] = gen
         if generators["g_ab"] is None:
             raise EIDError(f"{where}: no G_AB weights; not an eid operator file")
@@ -155,7 +179,9 @@ def read_operator_config(path: str | Path) -> dict[str, Any]:
     yaml_path = operator_stem(Path(path)).with_suffix(".yaml")
     if not yaml_path.is_file():
         where = f"{path}: no such folder" if not Path(path).exists() else f"{yaml_path}: not found"
-        raise EIDError(f"{where}; --operator must be a stage-1 run folder (eid train-operator --out)")
+        raise EIDError(
+            f"{where}; --operator must be a stage-1 run folder (eid train-operator --out)"
+        )
     return read_yaml(yaml_path)
 
 

@@ -22,7 +22,9 @@ def operator_kind(config: dict[str, Any]) -> str:
     return str(config.get("model", {}).get("kind", "cyclegan"))
 
 
-def load_operator(path: str | Path, device: str | torch.device = "cpu", winograd: bool = False) -> Physics:
+def load_operator(
+    path: str | Path, device: str | torch.device = "cpu", winograd: bool = False
+) -> Physics:
     """The frozen operator of a stage-1 run folder (or ``operator.safetensors``), never from a pickle.
 
     ``winograd`` builds a CycleGAN's generators with Winograd layers (:class:`eid.models.ResnetGenerator`).
@@ -35,4 +37,6 @@ def load_operator(path: str | Path, device: str | torch.device = "cpu", winograd
         return ScatteringHaze.from_state(state, config, where).to(device)
     if kind == "cyclegan":
         return LearnedHaze.from_state(state, config, where, winograd).to(device)
-    raise EIDError(f"{where}: unknown operator kind {kind!r} (eid knows {', '.join(OPERATOR_KINDS)}); update eid")
+    raise EIDError(
+        f"{where}: unknown operator kind {kind!r} (eid knows {', '.join(OPERATOR_KINDS)}); update eid"
+    )

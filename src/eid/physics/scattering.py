@@ -35,9 +35,16 @@ NET_KEYS = ("channels", "width", "scales", "transmission", "airlight", "t_min")
 def scattering_nets(model: dict[str, Any]) -> dict[str, nn.Module]:
     """The operator's networks for a ``model`` config section: ``hazer``, ``estimator`` [, ``residual``]."""
     kwargs = {k: model[k] for k in NET_KEYS if k in model}
-    nets: dict[str, nn.Module] = {"hazer": ScatteringNet(**kwargs), "estimator": ScatteringNet(**kwargs)}
+    nets: dict[str, nn.Module] = {
+        "hazer": ScatteringNet(**kwargs),
+        "estimator": ScatteringNet(**kwargs),
+    }
     if float(model.get("residual_bound", 0.0)) > 0:
-        nets["residual"] = BoundedResidual(int(model.get("channels", 3)), int(model.get("width", 16)), float(model["residual_bound"]))
+        nets["residual"] = BoundedResidual(
+            int(model.get("channels", 3)),
+            int(model.get("width", 16)),
+            float(model["residual_bound"]),
+        )
     return nets
 
 
@@ -83,13 +90,25 @@ class ScatteringHaze(Physics):
         t, a = self.estimator(y)
         return {"transmission": t, "airlight": a}
 
-    def A(self, x: Tensor, transmission: Tensor | float | None = None, airlight: Tensor | float | None = None, **kwargs: Any) -> Tensor:
+    def A(
+        self,
+        x: Tensor,
+        transmission: Tensor | float | None = None,
+        airlight: Tensor | float | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
         """Haze clear ``x`` in ``[0, 1]``; given ``transmission``/``airlight`` replace the learned maps."""
         t, a = _given_or(self.maps, x, transmission, airlight)
         y = scatter(x, t, a)
         return y if self.residual is None else y + self.residual(x)
 
-    def A_dagger(self, y: Tensor, transmission: Tensor | float | None = None, airlight: Tensor | float | None = None, **kwargs: Any) -> Tensor:
+    def A_dagger(
+        self,
+        y: Tensor,
+        transmission: Tensor | float | None = None,
+        airlight: Tensor | float | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
         """Invert the scattering model on hazy ``y`` with the estimated (or given) maps, clipped to ``[0, 1]``."""
         t, a = _given_or(self.estimate, y, transmission, airlight)
         return unscatter(y, t, a, self.t_min).clamp(0.0, 1.0)
@@ -102,18 +121,24 @@ class ScatteringHaze(Physics):
         return save_weights(Path(run_dir) / OPERATOR_STEM, self.state_dict(), self.config)
 
     @classmethod
-    def from_state(cls, state: dict[str, Tensor], config: dict[str, Any], where: str) -> ScatteringHaze:
+    def from_state(
+        cls, state: dict[str, Tensor], config: dict[str, Any], where: str
+    ) -> ScatteringHaze:
         """Build a frozen operator from exported tensors and their config (``where`` names the file in errors)."""
         nets = scattering_nets(config.get("model", {}))
         operator = cls(nets["hazer"], nets["estimator"], nets.get("residual"), config=config)
         try:
             operator.load_state_dict(state)
         except RuntimeError as exc:
-            raise EIDError(f"{where}: weights do not match the config in operator.yaml; re-export the run") from exc
+            raise EIDError(
+                f"{where}: weights do not match the config in operator.yaml; re-export the run"
+            ) from exc
         return operator
 
 
-def _given_or(estimate: Any, image: Tensor, transmission: Any, airlight: Any) -> tuple[Tensor, Tensor]:
+def _given_or(
+    estimate: Any, image: Tensor, transmission: Any, airlight: Any
+) -> tuple[Tensor, Tensor]:
     """``(t, a)``: the given maps (floats or tensors), else those ``estimate(image)`` returns."""
     maps = estimate(image) if transmission is None or airlight is None else {}
     as_map = lambda v: torch.as_tensor(v, dtype=image.dtype, device=image.device)

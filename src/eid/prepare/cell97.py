@@ -35,8 +35,18 @@ def find_cell97_images(src_dir: Path, include: str | None = None) -> list[Path]:
     if include is not None:
         paths = (p for p in src_dir.glob(include))
     else:
-        paths = (p for p in src_dir.rglob("*") if not any(w in part.lower() for part in p.relative_to(src_dir).parts for w in ANNOTATION_WORDS))
-    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        paths = (
+            p
+            for p in src_dir.rglob("*")
+            if not any(
+                w in part.lower() for part in p.relative_to(src_dir).parts for w in ANNOTATION_WORDS
+            )
+        )
+    return sorted(
+        p
+        for p in paths
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def prepare_cell97(
@@ -69,14 +79,25 @@ def prepare_cell97(
 
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
-        raise EIDError(f"{src_dir}: source folder not found; pass the unpacked Murphy-lab nuclei folder with --src")
+        raise EIDError(
+            f"{src_dir}: source folder not found; pass the unpacked Murphy-lab nuclei folder with --src"
+        )
     if not 0.0 <= test_fraction < 1.0:
         raise EIDError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     paths = find_cell97_images(src_dir, include)
     if not paths:
-        raise EIDError(f"{src_dir}: no images (TIFF/PNG) found; pass the folder holding the 97 nuclear images")
+        raise EIDError(
+            f"{src_dir}: no images (TIFF/PNG) found; pass the folder holding the 97 nuclear images"
+        )
     out_dir = check_out(Path(out_dir), src_dir)
-    config = SynthConfig(model="veil", contrast=contrast, veil=veil, background=background, veil_sigma=veil_sigma, seed=seed)
+    config = SynthConfig(
+        model="veil",
+        contrast=contrast,
+        veil=veil,
+        background=background,
+        veil_sigma=veil_sigma,
+        seed=seed,
+    )
     names = {p: "_".join(p.relative_to(src_dir).parts) for p in paths}
     order = sorted(paths, key=lambda p: names[p])
     random.Random(seed).shuffle(order)
@@ -94,13 +115,22 @@ def prepare_cell97(
             try:
                 clear, meta = read_image(path, white=config.read_white)
             except EIDError as exc:
-                summary.fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}", on_skip or _warn)
+                summary.fail(
+                    str(exc) if str(path) in str(exc) else f"{path}: {exc}", on_skip or _warn
+                )
                 summary.add("unreadable")
                 continue
             image_key = image_seed(seed, name)
             hazy, record, _ = synthesize(clear, config, image_key)
             write_image(out_dir / split / "clear" / name, clear, meta)
             write_image(out_dir / split / "hazy" / name, hazy, meta)
-            manifest.append({"name": name, "source": path.relative_to(src_dir).as_posix(), "split": split, **record})
+            manifest.append(
+                {
+                    "name": name,
+                    "source": path.relative_to(src_dir).as_posix(),
+                    "split": split,
+                    **record,
+                }
+            )
             summary.add(f"{split}/pairs")
     return summary

@@ -52,7 +52,9 @@ class FieldOfView:
         return top, left, side
 
 
-def detect_fov(frames: Tensor, threshold: float = 0.06, min_fraction: float = 0.05) -> FieldOfView | None:
+def detect_fov(
+    frames: Tensor, threshold: float = 0.06, min_fraction: float = 0.05
+) -> FieldOfView | None:
     """Find the bright disc on black in ``frames`` ``(T,3,H,W)`` or ``(3,H,W)``.
 
     Mask = ``max over frames and channels > threshold`` (a max projection, so a dark or smoky frame
@@ -102,12 +104,12 @@ def cholec80_split(video: str, test_videos: Iterable[str | int] | None = None) -
     number = _video_number(video)
     if test_videos is not None:
         wanted = {str(v) for v in test_videos}
-        return "test" if video in wanted or (number is not None and str(number) in wanted) else "train"
+        return (
+            "test" if video in wanted or (number is not None and str(number) in wanted) else "train"
+        )
     if number is not None:
         return "test" if number > 40 else "train"
     return "test" if int(hashlib.sha1(video.encode()).hexdigest(), 16) % 2 else "train"
-
-
 
 
 CHOLEC80_COLUMNS = ("video", "frame", "time", "score", "label", "split", "path")
@@ -148,10 +150,14 @@ def prepare_cholec80(
     """
     videos_dir = Path(videos_dir)
     if not videos_dir.is_dir():
-        raise EIDError(f"{videos_dir}: videos folder not found; pass the folder holding video01.mp4 ...")
+        raise EIDError(
+            f"{videos_dir}: videos folder not found; pass the folder holding video01.mp4 ..."
+        )
     videos = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
-        raise EIDError(f"{videos_dir}: no video files ({', '.join(VIDEO_SUFFIXES)}); pass the Cholec80 videos folder")
+        raise EIDError(
+            f"{videos_dir}: no video files ({', '.join(VIDEO_SUFFIXES)}); pass the Cholec80 videos folder"
+        )
     if score not in SCORERS:
         raise EIDError(f"unknown haze score {score!r}; use one of {', '.join(SCORERS)}")
     defaults = DEFAULT_THRESHOLDS.get(score)
@@ -182,12 +188,20 @@ def prepare_cholec80(
             try:
                 with VideoReader(path) as reader:
                     info = reader.info
-                    task = bar.add_task(f"{video} ({split})", total=max(1, math.ceil(info.duration * fps)))
+                    task = bar.add_task(
+                        f"{video} ({split})", total=max(1, math.ceil(info.duration * fps))
+                    )
                     frames = reader.frames(rate=fps)
                     head = list(itertools.islice(frames, fov_frames))
                     if "fov" not in record:
-                        fov = detect_fov(torch.stack([f.image for f in head]), fov_threshold) if head else None
-                        fov = fov or FieldOfView(info.width / 2, info.height / 2, min(info.width, info.height) / 2)
+                        fov = (
+                            detect_fov(torch.stack([f.image for f in head]), fov_threshold)
+                            if head
+                            else None
+                        )
+                        fov = fov or FieldOfView(
+                            info.width / 2, info.height / 2, min(info.width, info.height) / 2
+                        )
                         record["fov"] = asdict(fov)
                         write_state(state_path, state)
                     fov = FieldOfView(**record["fov"])
@@ -200,9 +214,13 @@ def prepare_cholec80(
                         if (video, frame.index) in done:
                             summary.skipped += 1
                             continue
-                        image = resize_square(frame.image[:, top : top + side, left : left + side], size)
+                        image = resize_square(
+                            frame.image[:, top : top + side, left : left + side], size
+                        )
                         value = scorer(image, mask)
-                        label = "clear" if value < t_clear else "hazy" if value > t_hazy else "discard"
+                        label = (
+                            "clear" if value < t_clear else "hazy" if value > t_hazy else "discard"
+                        )
                         target = ""
                         if label != "discard":
                             target = f"{split}/{label}/{video}_{frame.index:06d}.png"
@@ -214,7 +232,12 @@ def prepare_cholec80(
                 if on_skip is None:
                     raise
                 kept = sum(summary.written.values()) - before
-                summary.fail(f"{exc} (after {kept} frames, which are kept; a rerun retries the rest)" if kept else str(exc), on_skip)
+                summary.fail(
+                    f"{exc} (after {kept} frames, which are kept; a rerun retries the rest)"
+                    if kept
+                    else str(exc),
+                    on_skip,
+                )
                 continue
             record["done"] = True
             write_state(state_path, state)

@@ -35,7 +35,9 @@ class Manifest:
                     tmp.write_text(complete)
             reader = csv.DictReader(io.StringIO(complete))
             if reader.fieldnames is not None and list(reader.fieldnames) != self.columns:
-                raise EIDError(f"{path}: manifest columns {reader.fieldnames} differ from {self.columns}; use a new --out")
+                raise EIDError(
+                    f"{path}: manifest columns {reader.fieldnames} differ from {self.columns}; use a new --out"
+                )
             self.rows = list(reader)
         if not self.rows and not (path.is_file() and path.stat().st_size):
             with atomic_write(path) as tmp:
@@ -71,14 +73,18 @@ def load_state(path: Path, settings: dict) -> dict:
 def check_out(out_dir: Path, source: Path) -> Path:
     out_dir, source = Path(out_dir).resolve(), Path(source).resolve()
     if out_dir == source or source in out_dir.parents:
-        raise EIDError(f"output folder {out_dir} is inside the input folder {source}; choose an --out outside it")
+        raise EIDError(
+            f"output folder {out_dir} is inside the input folder {source}; choose an --out outside it"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 
 
 def resize_square(image: Tensor, size: int) -> Tensor:
     """Antialiased bilinear resize of ``(C,H,W)`` to ``size x size``."""
-    return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return F.interpolate(
+        image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 OnSkip = Callable[[str], None]
@@ -102,4 +108,3 @@ class PrepareSummary:
         """Record an input left out and report it."""
         self.failed.append(message)
         on_skip(message)
-

@@ -45,7 +45,9 @@ def _image_size(path: Path) -> tuple[int, int]:
             image.verify()
         return size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise EIDError(f"{path}: cannot read image ({getattr(exc, 'strerror', None) or exc}); re-download it") from None
+        raise EIDError(
+            f"{path}: cannot read image ({getattr(exc, 'strerror', None) or exc}); re-download it"
+        ) from None
 
 
 def _reside_writer(item: RESIDEItem, kind: str, folder: Path, stem: str) -> Callable[[], Path]:
@@ -63,7 +65,9 @@ def _reside_writer(item: RESIDEItem, kind: str, folder: Path, stem: str) -> Call
         return lambda: _copy_file(item.clear, folder / f"{stem}{item.clear.suffix}")
     clear, meta = read_image(item.clear)
     cropped = crop_to(clear, *hazy_size, name=str(item.clear))
-    return lambda: write_image(folder / f"{stem}.png", cropped, replace(meta, format="PNG", alpha=None))
+    return lambda: write_image(
+        folder / f"{stem}.png", cropped, replace(meta, format="PNG", alpha=None)
+    )
 
 
 def prepare_reside(
@@ -103,8 +107,13 @@ def prepare_reside(
     for item in items:
         by_scene.setdefault(item.name.scene, []).append(item)
     if max_hazy_per_scene is not None:
-        by_scene = {s: sorted(rng.sample(v, min(len(v), max_hazy_per_scene)), key=lambda i: i.hazy.name) for s, v in by_scene.items()}
-    jobs: list[tuple[RESIDEItem, str, tuple[str, ...]]] = []  # (item, split, kinds written together)
+        by_scene = {
+            s: sorted(rng.sample(v, min(len(v), max_hazy_per_scene)), key=lambda i: i.hazy.name)
+            for s, v in by_scene.items()
+        }
+    jobs: list[
+        tuple[RESIDEItem, str, tuple[str, ...]]
+    ] = []  # (item, split, kinds written together)
     role = RESIDE_SUBSETS[subset].role
     if role == "train":
         scenes = sorted(by_scene)
@@ -112,7 +121,9 @@ def prepare_reside(
         n_test = round(test_fraction * len(scenes))
         test, rest = scenes[:n_test], scenes[n_test:]
         if len(rest) < 2:
-            raise EIDError(f"{root}: {len(rest)} training scene(s) for {subset}; an unpaired split needs at least 2")
+            raise EIDError(
+                f"{root}: {len(rest)} training scene(s) for {subset}; an unpaired split needs at least 2"
+            )
         hazy_scenes, clear_scenes = rest[: len(rest) // 2], rest[len(rest) // 2 :]
         jobs += [(i, "train", ("hazy",)) for s in hazy_scenes for i in by_scene[s]]
         jobs += [(by_scene[s][0], "train", ("clear",)) for s in clear_scenes]
@@ -126,7 +137,10 @@ def prepare_reside(
     reported: set[str] = set()  # one line per bad file, however many pairs it spoils
     with progress_bar("files", progress) as bar:
         for item, split, kinds in bar.track(jobs, description=f"RESIDE {subset}"):
-            stems = {k: item.name.scene if (split, k) == ("train", "clear") else item.hazy.stem for k in kinds}
+            stems = {
+                k: item.name.scene if (split, k) == ("train", "clear") else item.hazy.stem
+                for k in kinds
+            }
             todo = [k for k in kinds if (split, k, stems[k]) not in recorded]
             summary.skipped += len(kinds) - len(todo)
             try:

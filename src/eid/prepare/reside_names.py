@@ -123,13 +123,19 @@ def scan_reside(root: str | Path, subset: str, allow_missing: bool = False) -> l
         raise EIDError(f"unknown RESIDE subset {subset!r}; use one of {', '.join(RESIDE_SUBSETS)}")
     root, layout = Path(root), RESIDE_SUBSETS[subset]
     if not root.is_dir():
-        raise EIDError(f"{root}: RESIDE folder not found; pass the folder of the {subset} subset with --root")
+        raise EIDError(
+            f"{root}: RESIDE folder not found; pass the folder of the {subset} subset with --root"
+        )
     hazy_dir = _first_dir(root, layout.hazy)
     if hazy_dir is None:
-        raise EIDError(f"{root}: no hazy folder ({' or '.join(layout.hazy)}) for {subset}; see docs/datasets.md for layouts")
+        raise EIDError(
+            f"{root}: no hazy folder ({' or '.join(layout.hazy)}) for {subset}; see docs/datasets.md for layouts"
+        )
     clear_dir = _first_dir(root, layout.clear) if layout.clear else None
     if layout.clear and clear_dir is None:
-        raise EIDError(f"{root}: no clear folder ({' or '.join(layout.clear)}) for {subset}; see docs/datasets.md for layouts")
+        raise EIDError(
+            f"{root}: no clear folder ({' or '.join(layout.clear)}) for {subset}; see docs/datasets.md for layouts"
+        )
     clear_by_stem = {p.stem: p for p in _images_in(clear_dir)} if clear_dir else {}
     clear_by_scene: dict[str, Path] = {}
     for stem, path in sorted(clear_by_stem.items()):
@@ -139,8 +145,14 @@ def scan_reside(root: str | Path, subset: str, allow_missing: bool = False) -> l
     for path in _images_in(hazy_dir):
         name = parse_reside_name(path.stem, layout.naming)
         if name is None:
-            raise EIDError(f"{path}: name does not follow the {subset} naming {layout.naming}; check --subset")
-        clear = clear_by_stem.get(path.stem) or clear_by_stem.get(name.scene) or clear_by_scene.get(name.scene)
+            raise EIDError(
+                f"{path}: name does not follow the {subset} naming {layout.naming}; check --subset"
+            )
+        clear = (
+            clear_by_stem.get(path.stem)
+            or clear_by_stem.get(name.scene)
+            or clear_by_scene.get(name.scene)
+        )
         if layout.clear and clear is None:
             missing.append(path)
             continue
@@ -152,7 +164,9 @@ def scan_reside(root: str | Path, subset: str, allow_missing: bool = False) -> l
             "add them or pass --allow-missing"
         )
     if not items:
-        raise EIDError(f"{hazy_dir}: no usable hazy images for {subset}; see docs/datasets.md for layouts")
+        raise EIDError(
+            f"{hazy_dir}: no usable hazy images for {subset}; see docs/datasets.md for layouts"
+        )
     return items
 
 
@@ -164,7 +178,13 @@ class RESIDEPairs(Dataset):
     (RTTS) give ``{"hazy", "name"}``.
     """
 
-    def __init__(self, root: str | Path, subset: str, allow_missing: bool = False, max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        subset: str,
+        allow_missing: bool = False,
+        max_pixels: int | None = None,
+    ) -> None:
         self.items = scan_reside(root, subset, allow_missing)
         self.max_pixels = max_pixels
 

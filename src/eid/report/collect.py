@@ -64,7 +64,9 @@ def _first(names: Sequence[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
-def _warning(column: str, folder: Path, absent: list[str], other_size: list[str], total: int) -> str:
+def _warning(
+    column: str, folder: Path, absent: list[str], other_size: list[str], total: int
+) -> str:
     parts = [f"{len(absent)} of {total} images missing ({_first(absent)})"] if absent else []
     if other_size:
         parts.append(f"{len(other_size)} of another size or unreadable ({_first(other_size)})")
@@ -72,7 +74,10 @@ def _warning(column: str, folder: Path, absent: list[str], other_size: list[str]
 
 
 def collect(
-    columns: Mapping[str, Path], specs: Sequence[MetricSpec], mask: str | None = None, white: White = "dtype",
+    columns: Mapping[str, Path],
+    specs: Sequence[MetricSpec],
+    mask: str | None = None,
+    white: White = "dtype",
 ) -> Collection:
     """Match ``columns`` (``input``, the methods, ``reference``; at least one) by name and score them.
 
@@ -82,7 +87,9 @@ def collect(
     """
     rows, warnings = _match(columns, white)
     scored = [c for c in columns if c != REFERENCE]
-    names = [s.name for s in specs] + ([f"{s.name}@mask" for s in specs if s.supports_mask] if mask else [])
+    names = [s.name for s in specs] + (
+        [f"{s.name}@mask" for s in specs if s.supports_mask] if mask else []
+    )
     results = {c: EvaluationResult(names) for c in scored}
     for row in rows:
         ref = row.files.get(REFERENCE)
@@ -91,7 +98,11 @@ def collect(
         mask_fn = _mask_of(mask, row, white)
         for column in scored:
             path = row.files[column]
-            one = evaluate(specs, [path], [ref] if ref else None, mask_fn=mask_fn, white=white) if path else None
+            one = (
+                evaluate(specs, [path], [ref] if ref else None, mask_fn=mask_fn, white=white)
+                if path
+                else None
+            )
             if one is not None and one.rows:
                 row.scores[column] = {k: v for k, v in one.rows[0].items() if k != "name"}
                 results[column].rows.append({"name": row.name, **row.scores[column]})
@@ -101,14 +112,24 @@ def collect(
 def _match(columns: Mapping[str, Path], white: White) -> tuple[list[Row], list[str]]:
     """The rows named by the anchor folder, each column's file of the same name and size or ``None``, and one
     warning per folder with missing images (and one for anchor files that are not 2-D images)."""
-    anchor = INPUT if INPUT in columns else REFERENCE if REFERENCE in columns else next(iter(columns))
+    anchor = (
+        INPUT if INPUT in columns else REFERENCE if REFERENCE in columns else next(iter(columns))
+    )
     anchor_files = _by_stem(columns[anchor])
     sizes = {key: _size(path, white) for key, path in anchor_files.items()}
-    rows = [Row(key, {anchor: anchor_files[key]}) for key, size in sizes.items() if size is not None]
+    rows = [
+        Row(key, {anchor: anchor_files[key]}) for key, size in sizes.items() if size is not None
+    ]
     if not rows:
         raise EIDError(f"{columns[anchor]} holds no 2-D image to report on; check the folder")
     left_out = [key for key, size in sizes.items() if size is None]
-    warnings = [f"{anchor} ({columns[anchor]}): {len(left_out)} left out, unreadable or TIFF stacks ({_first(left_out)})"] if left_out else []
+    warnings = (
+        [
+            f"{anchor} ({columns[anchor]}): {len(left_out)} left out, unreadable or TIFF stacks ({_first(left_out)})"
+        ]
+        if left_out
+        else []
+    )
     for column, folder in columns.items():
         if column == anchor:
             continue
@@ -125,11 +146,15 @@ def _match(columns: Mapping[str, Path], white: White) -> tuple[list[Row], list[s
     return rows, warnings
 
 
-def _mask_of(how: str | None, row: Row, white: White) -> Callable[[torch.Tensor, Path], torch.Tensor] | None:
+def _mask_of(
+    how: str | None, row: Row, white: White
+) -> Callable[[torch.Tensor, Path], torch.Tensor] | None:
     """``eid evaluate``'s ``mask_fn`` giving the field of view of the row's anchor image, whatever is scored."""
     if how is None:
         return None
     from eid.metrics.mask import fov_mask
 
     anchor = read_image(next(iter(row.files.values())), white=white)[0][None]
-    return lambda image, path: fov_mask(anchor.to(image.device), how).expand(image.shape[0], 1, -1, -1)
+    return lambda image, path: fov_mask(anchor.to(image.device), how).expand(
+        image.shape[0], 1, -1, -1
+    )

@@ -22,11 +22,16 @@ class Tile:
 
 
 def _caption(scores: Mapping[str, float]) -> str:
-    return "  ".join(f"{name} {value:.2f}" for name, value in scores.items() if not math.isnan(value))  # NaN: left out
+    return "  ".join(
+        f"{name} {value:.2f}" for name, value in scores.items() if not math.isnan(value)
+    )  # NaN: left out
 
 
 def comparison_figure(
-    rows: Mapping[str, Mapping[str, Tile]], path: str | Path, columns: Sequence[str] | None = None, tile_inches: float = 2.6,
+    rows: Mapping[str, Mapping[str, Tile]],
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    tile_inches: float = 2.6,
 ) -> Path:
     """Write a PNG grid: rows are images (named on the left), columns are methods (named on top).
 
@@ -40,7 +45,10 @@ def comparison_figure(
 
     columns = list(columns or dict.fromkeys(m for tiles in rows.values() for m in tiles))
     fig, axes = plt.subplots(
-        len(rows), len(columns), figsize=(tile_inches * len(columns), tile_inches * len(rows) + 0.4), squeeze=False
+        len(rows),
+        len(columns),
+        figsize=(tile_inches * len(columns), tile_inches * len(rows) + 0.4),
+        squeeze=False,
     )
     for r, (image_name, tiles) in enumerate(rows.items()):
         for c, method in enumerate(columns):
@@ -52,7 +60,9 @@ def comparison_figure(
                 ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
             else:
                 array = tile.image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-                ax.imshow(array[..., 0] if array.shape[-1] == 1 else array, cmap="gray", vmin=0, vmax=1)
+                ax.imshow(
+                    array[..., 0] if array.shape[-1] == 1 else array, cmap="gray", vmin=0, vmax=1
+                )
                 ax.set_xlabel(_caption(tile.scores), fontsize=8)
             if r == 0:
                 ax.set_title(method, fontsize=10)

@@ -70,13 +70,19 @@ def page(title: str, body: str) -> str:
     )
 
 
-def best_rows(means: Mapping[str, Mapping[str, float]], metric: str, lower_better: bool) -> set[str]:
+def best_rows(
+    means: Mapping[str, Mapping[str, float]], metric: str, lower_better: bool
+) -> set[str]:
     """The rows holding the best finite mean of ``metric`` (all of them when tied); none when none is finite.
 
     >>> sorted(best_rows({"DCP": {"niqe": 4.5}, "EID": {"niqe": 4.0}, "H": {"niqe": float("nan")}}, "niqe", True))
     ['EID']
     """
-    values = {row: v[metric] for row, v in means.items() if isinstance(v.get(metric), float) and math.isfinite(v[metric])}
+    values = {
+        row: v[metric]
+        for row, v in means.items()
+        if isinstance(v.get(metric), float) and math.isfinite(v[metric])
+    }
     if not values:
         return set()
     best = min(values.values()) if lower_better else max(values.values())
@@ -84,17 +90,25 @@ def best_rows(means: Mapping[str, Mapping[str, float]], metric: str, lower_bette
 
 
 def summary_table(
-    means: Mapping[str, Mapping[str, float]], metrics: Sequence[str], lower_better: Mapping[str, bool],
+    means: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[str],
+    lower_better: Mapping[str, bool],
     counts: Mapping[str, int],
 ) -> str:
     """One row per column of the report (``means[row][metric]``), the best value per metric in bold and shaded,
     the direction in the header (↑ higher is better, ↓ lower is better)."""
-    head = "".join(f'<th data-metric="{esc(m)}">{esc(m)} {"↓" if lower_better[m] else "↑"}</th>' for m in metrics)
+    head = "".join(
+        f'<th data-metric="{esc(m)}">{esc(m)} {"↓" if lower_better[m] else "↑"}</th>'
+        for m in metrics
+    )
     best = {m: best_rows(means, m, lower_better[m]) for m in metrics}
     lines = [f"<tr><th>method</th>{head}<th>images</th></tr>"]
     for row, values in means.items():
         cells = "".join(
-            f'<td data-metric="{esc(m)}"{BEST if row in best[m] else ""}>{fmt(values.get(m))}</td>' for m in metrics
+            f'<td data-metric="{esc(m)}"{BEST if row in best[m] else ""}>{fmt(values.get(m))}</td>'
+            for m in metrics
         )
-        lines.append(f'<tr data-row="{esc(row)}"><td>{esc(row)}</td>{cells}<td>{counts.get(row, 0)}</td></tr>')
+        lines.append(
+            f'<tr data-row="{esc(row)}"><td>{esc(row)}</td>{cells}<td>{counts.get(row, 0)}</td></tr>'
+        )
     return '<table class="summary">\n' + "\n".join(lines) + "\n</table>\n"

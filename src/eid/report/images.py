@@ -36,10 +36,14 @@ def shrink(image: torch.Tensor, longest: int = THUMB) -> torch.Tensor:
     size = thumb_size(*image.shape[-2:], longest)
     if size == tuple(image.shape[-2:]):
         return image
-    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(
+        image[None], size=size, mode="bilinear", antialias=True, align_corners=False
+    )[0].clamp(0, 1)
 
 
-def crop_box(height: int, width: int, crop: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+def crop_box(
+    height: int, width: int, crop: tuple[int, int, int] | None = None
+) -> tuple[int, int, int]:
     """``(top, left, size)`` of the zoom square: ``crop`` as ``(x, y, size)`` clipped into the image, or the centre
     square a quarter of the shorter side wide (at least :data:`MIN_CROP` pixels).
 
@@ -88,7 +92,11 @@ def false_colour(values: torch.Tensor, vmax: float, cmap: str = "viridis") -> to
 def as_picture(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A ``(C,h,w)`` operator map (``C`` = 1 or 3; a global airlight is ``h = w = 1``) as a ``(C,H,W)`` picture."""
     if maps.shape[-2:] != (height, width):
-        maps = maps.expand(-1, height, width) if maps.shape[-2:] == (1, 1) else F.interpolate(maps[None], size=(height, width), mode="nearest")[0]
+        maps = (
+            maps.expand(-1, height, width)
+            if maps.shape[-2:] == (1, 1)
+            else F.interpolate(maps[None], size=(height, width), mode="nearest")[0]
+        )
     return maps.clamp(0, 1)
 
 

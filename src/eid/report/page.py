@@ -51,7 +51,9 @@ def prepare_out(out: Path, inputs: Sequence[Path]) -> None:
     target = out.resolve()
     for folder in map(Path.resolve, inputs):
         if target.is_relative_to(folder) or folder.is_relative_to(target):
-            raise EIDError(f"--out {out} overlaps the input folder {folder}; a report is never written inside its inputs")
+            raise EIDError(
+                f"--out {out} overlaps the input folder {folder}; a report is never written inside its inputs"
+            )
     if out.exists() and not out.is_dir():
         raise EIDError(f"--out {out} is a file; give a folder for the report")
     if out.exists() and any(out.iterdir()):
@@ -69,7 +71,9 @@ def _scores(values: Mapping[str, float] | None) -> str:
     return " · ".join(f"{esc(k)} {fmt(v)}" for k, v in values.items())
 
 
-def _write_row(row: Row, index: int, out: Path, white: White, box: tuple[int, int, int]) -> tuple[dict[str, Cell], float]:
+def _write_row(
+    row: Row, index: int, out: Path, white: White, box: tuple[int, int, int]
+) -> tuple[dict[str, Cell], float]:
     """Write the thumbnail, full-size copy (when the thumbnail is smaller), crop and FADE map of each present
     column of ``row``; return the cells and the row's FADE scale (one scale, so the maps compare)."""
     full = {c: read_image(p, white=white)[0] for c, p in row.files.items() if p is not None}
@@ -79,7 +83,11 @@ def _write_row(row: Row, index: int, out: Path, white: White, box: tuple[int, in
     for column, image in full.items():
         stem = f"images/{index:04d}/c{list(row.files).index(column)}"
         thumb = pics.shrink(image)
-        files = {"thumb": f"{stem}-thumb.png", "crop": f"{stem}-crop.png", "full": f"{stem}-thumb.png"}
+        files = {
+            "thumb": f"{stem}-thumb.png",
+            "crop": f"{stem}-crop.png",
+            "full": f"{stem}-thumb.png",
+        }
         pics.save(out / files["thumb"], thumb)
         pics.save(out / files["crop"], pics.cut(image, box))
         if thumb.shape != image.shape:
@@ -92,13 +100,17 @@ def _write_row(row: Row, index: int, out: Path, white: White, box: tuple[int, in
     return cells, vmax
 
 
-def _view(column: str, cells: Mapping[str, Cell], name: str, size: tuple[int, int], box_html: str) -> str:
+def _view(
+    column: str, cells: Mapping[str, Cell], name: str, size: tuple[int, int], box_html: str
+) -> str:
     """The picture of a cell: for a method, a before/after slider over the input (else the reference)."""
     th, tw = size
     base = INPUT if INPUT in cells else REFERENCE if REFERENCE in cells else None
     picture = img(cells[column].files["thumb"], f"{column}: {name}", tw, th)
     if base is None or column in (INPUT, REFERENCE):
-        return f'<div class="frame">{picture}{box_html if column == next(iter(cells)) else ""}</div>'
+        return (
+            f'<div class="frame">{picture}{box_html if column == next(iter(cells)) else ""}</div>'
+        )
     before = img(cells[base].files["thumb"], f"{base}: {name}", tw, th, "before")
     return (
         f'<div class="ba">{picture}{before}<span class="line"></span><input type="range" min="0" max="100" '
@@ -107,7 +119,14 @@ def _view(column: str, cells: Mapping[str, Cell], name: str, size: tuple[int, in
     )
 
 
-def _row_html(row: Row, index: int, columns: Sequence[str], out: Path, white: White, crop: tuple[int, int, int] | None) -> str:
+def _row_html(
+    row: Row,
+    index: int,
+    columns: Sequence[str],
+    out: Path,
+    white: White,
+    crop: tuple[int, int, int] | None,
+) -> str:
     """One image as a table: a column per input, method and reference; rows for the picture, the scores, the
     zoom crop and FADE's density map; a missing image is a cell saying so."""
     h, w = read_image(next(iter(row.files.values())), white=white)[0].shape[-2:]
@@ -132,10 +151,19 @@ def _row_html(row: Row, index: int, columns: Sequence[str], out: Path, white: Wh
             f"{_view(column, cells, row.name, (th, tw), box_html)}</td>"
         )
         lines["scores"].append(f'<td class="scores">{_scores(cells[column].scores)}</td>')
-        lines["crop"].append(f'<td>{img(files["crop"], f"{alt}, crop", min(th, tw), min(th, tw), "zoom")}</td>')
-        lines["fade"].append(f'<td>{img(files["fade"], f"{alt}, FADE density", tw, th, "map")}</td>' if "fade" in files else "<td></td>")
+        lines["crop"].append(
+            f"<td>{img(files['crop'], f'{alt}, crop', min(th, tw), min(th, tw), 'zoom')}</td>"
+        )
+        lines["fade"].append(
+            f"<td>{img(files['fade'], f'{alt}, FADE density', tw, th, 'map')}</td>"
+            if "fade" in files
+            else "<td></td>"
+        )
     header = "<th></th>" + "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = "\n".join(f'<tr class="{kind}"><th>{ROW_LABELS[kind]}</th>{"".join(c)}</tr>' for kind, c in lines.items())
+    body = "\n".join(
+        f'<tr class="{kind}"><th>{ROW_LABELS[kind]}</th>{"".join(c)}</tr>'
+        for kind, c in lines.items()
+    )
     note = (
         f'<p class="note">Crop: {size}x{size} px at x={left}, y={top} (red box), native pixels. FADE density per 8x8 '
         f"patch, dark = 0 to yellow = {vmax:.3g} (more fog); one scale across the row.</p>"
@@ -144,18 +172,29 @@ def _row_html(row: Row, index: int, columns: Sequence[str], out: Path, white: Wh
 
 
 def _run_html(view: RunView) -> str:
-    parts = [f'<section class="run">\n<h3>{esc(view.name)}</h3>\n<p class="note">{esc(view.path)}</p>']
+    parts = [
+        f'<section class="run">\n<h3>{esc(view.name)}</h3>\n<p class="note">{esc(view.path)}</p>'
+    ]
     parts += [f'<p class="note">{esc(n)}</p>' for n in view.notes]
     if view.curves:
-        parts.append(f'<h4>training losses</h4><img class="plot" src="{esc(view.curves)}" alt="{esc(view.name)}: losses">')
+        parts.append(
+            f'<h4>training losses</h4><img class="plot" src="{esc(view.curves)}" alt="{esc(view.name)}: losses">'
+        )
     if view.validation:
-        parts.append(f'<h4>validation PSNR</h4><img class="plot" src="{esc(view.validation)}" alt="{esc(view.name)}: validation PSNR">')
+        parts.append(
+            f'<h4>validation PSNR</h4><img class="plot" src="{esc(view.validation)}" alt="{esc(view.name)}: validation PSNR">'
+        )
     if view.samples:
-        parts.append(f'<h4>last sample grid</h4><img class="grid" src="{esc(view.samples)}" alt="{esc(view.name)}: samples">')
+        parts.append(
+            f'<h4>last sample grid</h4><img class="grid" src="{esc(view.samples)}" alt="{esc(view.name)}: samples">'
+        )
     if view.maps:
         rows = "".join(
             f'<tr><td>{esc(name)}<br><span class="note">{esc(values)}</span></td>'
-            + "".join(f'<td><img src="{esc(src)}" alt="{esc(name)}: {kind}"></td>' for kind, src in zip(("input", "t", "a"), files))
+            + "".join(
+                f'<td><img src="{esc(src)}" alt="{esc(name)}: {kind}"></td>'
+                for kind, src in zip(("input", "t", "a"), files)
+            )
             + "</tr>"
             for name, *files, values in view.maps
         )
@@ -176,24 +215,40 @@ def _summary(collection: Collection, specs_lower: Mapping[str, bool]) -> str:
     return summary_table(means, metrics, lower, {c: len(r.rows) for c, r in results.items()})
 
 
-def _field_of_view(mask: str | None, input: Path | None, ref: Path | None, white: White) -> str | None:
+def _field_of_view(
+    mask: str | None, input: Path | None, ref: Path | None, white: White
+) -> str | None:
     """The ``--mask`` to use: as given (``none`` = no mask); by default ``auto`` when the first input image is a
     lit field of view in a dark frame and there is no reference (no-reference scores count the dark corners)."""
     if mask is not None:
         return None if mask == "none" else mask
-    if ref is not None or input is None or not Path(input).is_dir():  # a bad --input is reported by collect()
+    if (
+        ref is not None or input is None or not Path(input).is_dir()
+    ):  # a bad --input is reported by collect()
         return None
     from eid.data.listing import list_images
     from eid.metrics.mask import has_field_of_view
 
     first = next(iter(list_images([input])), None)
-    return "auto" if first is not None and has_field_of_view(read_image(first, white=white)[0]) else None
+    return (
+        "auto"
+        if first is not None and has_field_of_view(read_image(first, white=white)[0])
+        else None
+    )
 
 
 def build_report(
-    out: str | Path, methods: Mapping[str, Path], input: Path | None = None, ref: Path | None = None,
-    runs: Sequence[Path] = (), metrics: str | None = None, mask: str | None = None, white: White = "dtype",
-    max_images: int = 20, crop: tuple[int, int, int] | None = None, title: str = "eid report",
+    out: str | Path,
+    methods: Mapping[str, Path],
+    input: Path | None = None,
+    ref: Path | None = None,
+    runs: Sequence[Path] = (),
+    metrics: str | None = None,
+    mask: str | None = None,
+    white: White = "dtype",
+    max_images: int = 20,
+    crop: tuple[int, int, int] | None = None,
+    title: str = "eid report",
 ) -> Report:
     """Write the report of ``methods`` (``{name: folder}``) on the hazy ``input`` images into ``out``.
 
@@ -203,16 +258,26 @@ def build_report(
     out = Path(out)
     clash = {INPUT, REFERENCE} & set(methods)
     if clash:
-        raise EIDError(f"a method may not be called {', '.join(sorted(clash))}; rename it (--method NAME=DIR)")
-    columns = ({INPUT: Path(input)} if input else {}) | {k: Path(v) for k, v in methods.items()} | ({REFERENCE: Path(ref)} if ref else {})
+        raise EIDError(
+            f"a method may not be called {', '.join(sorted(clash))}; rename it (--method NAME=DIR)"
+        )
+    columns = (
+        ({INPUT: Path(input)} if input else {})
+        | {k: Path(v) for k, v in methods.items()}
+        | ({REFERENCE: Path(ref)} if ref else {})
+    )
     if not columns:
         raise EIDError("nothing to report on; give --input, --method NAME=DIR or --ref")
     specs = get_metrics(metrics or ("psnr,ssim" if ref else "niqe,brisque,fade"))
     mask = _field_of_view(mask, input, ref, white)
-    collection = collect(columns, specs, mask, white)  # reads only: a refused input leaves no folder behind
+    collection = collect(
+        columns, specs, mask, white
+    )  # reads only: a refused input leaves no folder behind
     prepare_out(out, [*columns.values(), *map(Path, runs)])
     shown = collection.rows[:max_images]
-    sections = [_row_html(row, i, collection.columns, out, white, crop) for i, row in enumerate(shown)]
+    sections = [
+        _row_html(row, i, collection.columns, out, white, crop) for i, row in enumerate(shown)
+    ]
     hazy = [(r.name, r.files[INPUT]) for r in shown[:OPERATOR_IMAGES]] if INPUT in columns else []
     samples = [(name, pics.shrink(read_image(path, white=white)[0])) for name, path in hazy]
     run_views = [view_run(Path(run), i, out, samples) for i, run in enumerate(runs)]
@@ -222,15 +287,21 @@ def build_report(
         "<h2>Summary</h2>",
         f'<p class="note">Mean over {len(collection.rows)} images; ↑ higher is better, ↓ lower is better; best value per column in bold. '
         + ("Scored against the reference." if ref else "No-reference metrics.")
-        + (f" <code>@mask</code>: inside the field of view ({esc(mask)}), found on each input image." if mask else "") + "</p>",
+        + (
+            f" <code>@mask</code>: inside the field of view ({esc(mask)}), found on each input image."
+            if mask
+            else ""
+        )
+        + "</p>",
         _summary(collection, {s.name: s.lower_better for s in specs}),
         *(f'<p class="warning">warning: {esc(w)}</p>' for w in collection.warnings),
         "<h2>Images</h2>",
-        f'<p class="note">Showing the first {len(shown)} of {len(collection.rows)} images.</p>' if more else "",
+        f'<p class="note">Showing the first {len(shown)} of {len(collection.rows)} images.</p>'
+        if more
+        else "",
         *sections,
         *(["<h2>Training runs</h2>"] + [_run_html(v) for v in run_views] if run_views else []),
     ]
     with atomic_write(out / "index.html") as tmp:
         tmp.write_text(page(title, "\n".join(body)), encoding="utf-8")
     return Report(out / "index.html", collection.warnings, len(shown), len(collection.rows))
-

@@ -34,7 +34,9 @@ class RunView:
     curves: str | None = None
     validation: str | None = None
     samples: str | None = None
-    maps: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # image, input, t, a, their values
+    maps: list[tuple[str, str, str, str, str]] = field(
+        default_factory=list
+    )  # image, input, t, a, their values
     config: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -91,7 +93,9 @@ def plot(series: dict[str, list[tuple[float, float]]], path: Path, ylabel: str =
     return path
 
 
-def operator_maps(run: Path, images: Sequence[tuple[str, torch.Tensor]], folder: Path) -> tuple[list[tuple[Path, Path, Path, str]], str | None]:
+def operator_maps(
+    run: Path, images: Sequence[tuple[str, torch.Tensor]], folder: Path
+) -> tuple[list[tuple[Path, Path, Path, str]], str | None]:
     """Estimated ``t`` and ``a`` (``ScatteringHaze.estimate``) of each ``(name, (C,H,W) image)``: the input, ``t``
     and ``a`` written as PNGs in ``folder`` and their mean values as text; or nothing and the reason."""
     from eid.physics import load_operator
@@ -105,7 +109,11 @@ def operator_maps(run: Path, images: Sequence[tuple[str, torch.Tensor]], folder:
     channels = int(operator.config.get("model", {}).get("channels", 3))
     files = []
     for index, (_, image) in enumerate(images):
-        y = image if image.shape[0] == channels else image.mean(0, keepdim=True).expand(channels, -1, -1)
+        y = (
+            image
+            if image.shape[0] == channels
+            else image.mean(0, keepdim=True).expand(channels, -1, -1)
+        )
         with torch.inference_mode():
             maps = operator.estimate(y[None])
         h, w = y.shape[-2:]
@@ -118,10 +126,14 @@ def operator_maps(run: Path, images: Sequence[tuple[str, torch.Tensor]], folder:
     return files, None
 
 
-def view_run(run: Path, index: int, out: Path, images: Sequence[tuple[str, torch.Tensor]]) -> RunView:
+def view_run(
+    run: Path, index: int, out: Path, images: Sequence[tuple[str, torch.Tensor]]
+) -> RunView:
     """Write run ``index``'s pictures under ``out/runs/<index>`` and return what the page shows of it."""
     if not run.is_dir():
-        raise EIDError(f"--run {run} is not a folder; give a training run folder (eid train-operator/train --out)")
+        raise EIDError(
+            f"--run {run} is not a folder; give a training run folder (eid train-operator/train --out)"
+        )
     folder = out / "runs" / f"{index}"
     view = RunView(run.name or str(run), run)
     rel = lambda p: p.relative_to(out).as_posix()
@@ -130,15 +142,26 @@ def view_run(run: Path, index: int, out: Path, images: Sequence[tuple[str, torch
         if losses(series):
             view.curves = rel(plot(losses(series), folder / "losses.png", "loss"))
         if VALIDATION in series:
-            view.validation = rel(plot({VALIDATION: series[VALIDATION]}, folder / "validation.png", "dB"))
+            view.validation = rel(
+                plot({VALIDATION: series[VALIDATION]}, folder / "validation.png", "dB")
+            )
     else:
-        view.notes.append(f"no CSV training log ({LOG.as_posix()}) in this run; a run trained with --logger tensorboard has its curves in TensorBoard")
+        view.notes.append(
+            f"no CSV training log ({LOG.as_posix()}) in this run; a run trained with --logger tensorboard has its curves in TensorBoard"
+        )
     grids = sorted((run / "samples").glob("*.png"))
     if grids:
         view.samples = rel(save(folder / "samples.png", _read(grids[-1])))
     if RunFolder(run).operator_weights.is_file():
-        files, note = operator_maps(run, images, folder) if images else ([], "operator maps need the hazy images (--input)")
-        view.maps = [(name, rel(y), rel(t), rel(a), values) for (name, _), (y, t, a, values) in zip(images, files)]
+        files, note = (
+            operator_maps(run, images, folder)
+            if images
+            else ([], "operator maps need the hazy images (--input)")
+        )
+        view.maps = [
+            (name, rel(y), rel(t), rel(a), values)
+            for (name, _), (y, t, a, values) in zip(images, files)
+        ]
         if note:
             view.notes.append(note)
     if RunFolder(run).config.is_file():

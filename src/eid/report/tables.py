@@ -14,12 +14,17 @@ def _fmt(value: object) -> str:
 
 
 def metrics_table(
-    rows: Sequence[Mapping[str, object]], columns: Sequence[str], means: Mapping[str, float] | None = None,
-    title: str | None = None, first: str = "name",
+    rows: Sequence[Mapping[str, object]],
+    columns: Sequence[str],
+    means: Mapping[str, float] | None = None,
+    title: str | None = None,
+    first: str = "name",
 ) -> Table:
     """A rich table with one row per image (or method) and, optionally, a final row of means."""
     table = Table(title=title, show_lines=False)
-    table.add_column(first, overflow="fold")  # a narrow terminal wraps names rather than cutting them to "…"
+    table.add_column(
+        first, overflow="fold"
+    )  # a narrow terminal wraps names rather than cutting them to "…"
     for col in columns:
         table.add_column(col, justify="right")
     for row in rows:
@@ -47,9 +52,13 @@ def print_table(console: Console, table: Table) -> None:
         console.width = width
 
 
-def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str], first: str = "name") -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, object]], columns: Sequence[str], first: str = "name"
+) -> str:
     """The same table as Markdown text."""
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in rows:
-        lines.append(f"| {row.get(first, '')} | " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+        lines.append(
+            f"| {row.get(first, '')} | " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |"
+        )
     return "\n".join(lines) + "\n"

@@ -46,10 +46,14 @@ def _depth_for(config: SynthConfig, source: Path, relative: Path) -> tuple[Tenso
     if source.is_file():
         return read_depth(source, calibration, config.depth_scale), str(source)
     stem = source / relative.with_suffix("")
-    named = [source / f"{relative.as_posix()}{s}" for s in DEPTH_SUFFIXES]  # x.jpg.tiff: written for a shared stem
+    named = [
+        source / f"{relative.as_posix()}{s}" for s in DEPTH_SUFFIXES
+    ]  # x.jpg.tiff: written for a shared stem
     matches = [p for p in (*named, *(stem.with_suffix(s) for s in DEPTH_SUFFIXES)) if p.is_file()]
     if not matches:
-        raise EIDError(f"no depth map {stem}.* ({'/'.join(DEPTH_SUFFIXES)}) for this image; add one or use --depth random")
+        raise EIDError(
+            f"no depth map {stem}.* ({'/'.join(DEPTH_SUFFIXES)}) for this image; add one or use --depth random"
+        )
     return read_depth(matches[0], calibration, config.depth_scale), str(matches[0])
 
 
@@ -59,7 +63,9 @@ def _write_depth(path: Path, depth: Tensor) -> None:
         tifffile.imwrite(tmp, depth[0].cpu().numpy().astype(np.float32), compression="zlib")
 
 
-def _synthesize_stack(clear: ImageFile, relative: Path, out: Path, config: SynthConfig) -> list[dict[str, Any]]:
+def _synthesize_stack(
+    clear: ImageFile, relative: Path, out: Path, config: SynthConfig
+) -> list[dict[str, Any]]:
     """Haze every plane of the TIFF stack ``clear`` (its own seed each); write the hazy and clear stacks.
 
     Planes are read on one scale for the whole stack. Depth maps are per 2-D image, so a stack takes the ASM
@@ -67,7 +73,9 @@ def _synthesize_stack(clear: ImageFile, relative: Path, out: Path, config: Synth
     records, named ``relative[plane]``.
     """
     if config.model == "asm" and (config.depth not in ("ramp", "random") or config.save_depth):
-        raise EIDError("a TIFF stack takes the ASM only with --depth ramp or random and without --save-depth")
+        raise EIDError(
+            "a TIFF stack takes the ASM only with --depth ramp or random and without --save-depth"
+        )
     hazy = clear.writer()
     records = []
     for index, plane in clear:
@@ -131,7 +139,9 @@ def synthesize_folder(
         report.skipped.append((path, message))
         (on_skip or (lambda p, m: warnings.warn(f"skipped {m}", stacklevel=3)))(path, message)
 
-    for path, relative, name, depth_name in zip(sources, [r for _, r in items], names.names, depth_names.names):
+    for path, relative, name, depth_name in zip(
+        sources, [r for _, r in items], names.names, depth_names.names
+    ):
         try:
             if any((out / sub / name).resolve() in input_files for sub in ("hazy", "clear")):
                 raise EIDError("its output would overwrite an input file; choose a different --out")
@@ -142,9 +152,13 @@ def synthesize_folder(
                     progress(path)
                 continue
             x, meta = source.image, source.meta
-            depth, described = _depth_for(config, depth_source, relative) if depth_source else (None, config.depth)
+            depth, described = (
+                _depth_for(config, depth_source, relative) if depth_source else (None, config.depth)
+            )
             if depth is not None and depth.shape[-2:] != x.shape[-2:]:
-                raise EIDError(f"depth map is {depth.shape[-1]}x{depth.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}")
+                raise EIDError(
+                    f"depth map is {depth.shape[-1]}x{depth.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}"
+                )
             seed = image_seed(config.seed, name.as_posix())
             hazy, record, used_depth = synthesize(x, config, seed, depth)
         except EIDError as exc:
@@ -175,9 +189,15 @@ def _write_params(out: Path, config: SynthConfig, report: SynthReport) -> None:
             return
         with contextlib.suppress(OSError, ValueError):
             previous = json.loads(path.read_text())
-    settings = json.loads(json.dumps(config_to_dict(config)))  # tuples as JSON lists, to compare with the file
+    settings = json.loads(
+        json.dumps(config_to_dict(config))
+    )  # tuples as JSON lists, to compare with the file
     done = {record["name"] for record in report.images}
-    kept = [r for r in previous.get("images", []) if r.get("name") not in done] if previous.get("config") == settings else []
+    kept = (
+        [r for r in previous.get("images", []) if r.get("name") not in done]
+        if previous.get("config") == settings
+        else []
+    )
     document = {
         "config": settings,
         "images": sorted(kept + report.images, key=lambda r: r["name"]),

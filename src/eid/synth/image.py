@@ -48,8 +48,14 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.model not in ("asm", "veil"):
             raise EIDError(f"unknown haze model {self.model!r}; use asm or veil")
-        if self.model == "asm" and self.depth not in ("ramp", "random") and not Path(self.depth).exists():
-            raise EIDError(f"depth {self.depth!r} is neither ramp, random nor an existing file or folder; check --depth")
+        if (
+            self.model == "asm"
+            and self.depth not in ("ramp", "random")
+            and not Path(self.depth).exists()
+        ):
+            raise EIDError(
+                f"depth {self.depth!r} is neither ramp, random nor an existing file or folder; check --depth"
+            )
         for name, value, low, high in (
             ("beta", self.beta, 0.0, math.inf), ("airlight", self.airlight, 0.0, 1.0),
             ("depth-range", self.depth_range, 0.0, math.inf), ("contrast-range", self.contrast, 0.0, 1.0),
@@ -57,7 +63,9 @@ class SynthConfig:
         ):  # fmt: skip
             _check_within(name, value, low, high)
         if not 0 < self.veil_sigma < math.inf:
-            raise EIDError(f"--veil-sigma {self.veil_sigma}: the veil blur width must be a positive fraction of min(H, W), e.g. 0.05")
+            raise EIDError(
+                f"--veil-sigma {self.veil_sigma}: the veil blur width must be a positive fraction of min(H, W), e.g. 0.05"
+            )
 
     @property
     def read_white(self) -> str | float:
@@ -70,7 +78,11 @@ def _check_within(name: str, value: Range, low: float, high: float) -> None:
     """Refuse a parameter ``value`` (a number or a ``(lo, hi)`` range) outside ``[low, high]`` or inverted."""
     single = isinstance(value, (int, float))
     lo, hi = (value, value) if single else value
-    option, shown = (name, f"{lo:g}") if single else (name if name.endswith("-range") else f"{name}-range", f"{lo:g},{hi:g}")
+    option, shown = (
+        (name, f"{lo:g}")
+        if single
+        else (name if name.endswith("-range") else f"{name}-range", f"{lo:g},{hi:g}")
+    )
     if not low <= lo <= hi <= high:
         within = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
         order = "" if lo <= hi else "; write the range as LOW,HIGH with LOW <= HIGH"
@@ -82,7 +94,9 @@ def _number(value: Tensor) -> float | list[float]:
     return flat[0] if len(flat) == 1 else flat
 
 
-def synthesize(x: Tensor, config: SynthConfig, seed: int, depth: Tensor | None = None) -> tuple[Tensor, dict[str, Any], Tensor | None]:
+def synthesize(
+    x: Tensor, config: SynthConfig, seed: int, depth: Tensor | None = None
+) -> tuple[Tensor, dict[str, Any], Tensor | None]:
     """Haze one image ``x`` ``(C,H,W)`` in ``[0,1]``.
 
     Returns ``(hazy (C,H,W), params, depth (1,H,W) or None)``; ``params`` is the JSON-ready record
@@ -100,7 +114,9 @@ def synthesize(x: Tensor, config: SynthConfig, seed: int, depth: Tensor | None =
         return hazy, record, None
     synthetic = config.depth in ("ramp", "random")
     if depth is None and not synthetic:
-        raise EIDError(f"depth {config.depth!r} is a file or folder: pass its map (eid.data.depth.read_depth) to synthesize()")
+        raise EIDError(
+            f"depth {config.depth!r} is a file or folder: pass its map (eid.data.depth.read_depth) to synthesize()"
+        )
     gen = HazeParamGenerator(
         config.beta, config.airlight, config.per_channel_airlight, c, config.depth if synthetic else "random",
         (h, w), config.depth_range,

@@ -35,7 +35,9 @@ def ensure_finite(losses: Mapping[str, torch.Tensor], trainer: L.Trainer | None 
     if trainer is not None:
         finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
     if not finite:
-        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all())] or ["(another rank)"]
+        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all())] or [
+            "(another rank)"
+        ]
         step = trainer.global_step if trainer is not None else "?"
         raise NonFiniteLossError(
             f"non-finite loss {', '.join(bad)} at optimizer step {step}; rerun with a lower --lr (with --resume once "
@@ -49,7 +51,14 @@ class NonFiniteGuard(Callback):
     For automatically optimised modules; manually optimised ones call :func:`ensure_finite` before stepping.
     """
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         if isinstance(outputs, Mapping):
             losses = {k: v for k, v in outputs.items() if isinstance(v, torch.Tensor)}
         elif isinstance(outputs, torch.Tensor):
@@ -62,7 +71,9 @@ class NonFiniteGuard(Callback):
 def is_last_epoch(trainer: L.Trainer) -> bool:
     """At an epoch end: whether training stops after this epoch (``max_steps`` reached or last epoch)."""
     steps_done = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
-    return steps_done or (trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs)
+    return steps_done or (
+        trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+    )
 
 
 class EpochEndThrottle:
@@ -80,7 +91,11 @@ class EpochEndThrottle:
 
     def due(self, trainer: L.Trainer) -> bool:
         done = batches_done(trainer)
-        if self.last is not None and done - self.last < self.min_batches and not is_last_epoch(trainer):
+        if (
+            self.last is not None
+            and done - self.last < self.min_batches
+            and not is_last_epoch(trainer)
+        ):
             return False
         self.last = done
         return True
@@ -100,12 +115,23 @@ class SampleGrid(Callback):
         self.throttle = EpochEndThrottle(min_batches)
         self._batch: Any = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         if self._batch is None:
             self._batch = _head(batch, self.max_images)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._batch is None or not trainer.is_global_zero or not hasattr(pl_module, "sample_columns"):
+        if (
+            self._batch is None
+            or not trainer.is_global_zero
+            or not hasattr(pl_module, "sample_columns")
+        ):
             return
         if not self.throttle.due(trainer):
             return
@@ -114,7 +140,9 @@ class SampleGrid(Callback):
         from eid.data.io import write_image
 
         with torch.no_grad():
-            columns = [c.detach().float().cpu().clamp(0, 1) for c in pl_module.sample_columns(self._batch)]
+            columns = [
+                c.detach().float().cpu().clamp(0, 1) for c in pl_module.sample_columns(self._batch)
+            ]
         tiles = torch.stack(columns, dim=1).flatten(0, 1)  # row-major: image i, column j
         grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
         write_image(self.folder / f"epoch{trainer.current_epoch + 1:04d}.png", grid)
@@ -130,7 +158,11 @@ def _head(batch: Any, n: int) -> Any:
     if isinstance(batch, Mapping):
         return {k: _head(v, n) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_head(v, n) for v in batch) if all(isinstance(v, torch.Tensor) for v in batch) else batch[:n]
+        return (
+            type(batch)(_head(v, n) for v in batch)
+            if all(isinstance(v, torch.Tensor) for v in batch)
+            else batch[:n]
+        )
     return batch
 
 
@@ -148,7 +180,11 @@ class LearningRates(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for index, lr in self.lrs.items():
             optimizer = trainer.optimizers[index]
-            schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is optimizer]
+            schedulers = [
+                c.scheduler
+                for c in trainer.lr_scheduler_configs
+                if c.scheduler.optimizer is optimizer
+            ]
             for k, group in enumerate(optimizer.param_groups):
                 group["lr"] = group["initial_lr"] = lr
                 for scheduler in schedulers:

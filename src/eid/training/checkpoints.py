@@ -29,14 +29,20 @@ from eid.utils import atomic_write
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints atomically (temp file + ``os.replace``) and read them without pickle."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         try:
             with atomic_write(path) as tmp:
                 torch.save(checkpoint, tmp)
         except RuntimeError as exc:  # torch's writer reports a full disk as "file write failed"
-            raise EIDError(f"{path}: cannot write the checkpoint ({str(exc).splitlines()[0]}); free space on that disk or write elsewhere") from exc
+            raise EIDError(
+                f"{path}: cannot write the checkpoint ({str(exc).splitlines()[0]}); free space on that disk or write elsewhere"
+            ) from exc
 
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return load_checkpoint(path, map_location=map_location)
 
 
@@ -52,8 +58,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"{path}: the checkpoint holds Python objects that need pickle; eid only loads checkpoints it wrote"
         ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise EIDError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0]}); resume from another one") from exc
-
+        raise EIDError(
+            f"{path}: unreadable checkpoint ({str(exc).splitlines()[0]}); resume from another one"
+        ) from exc
 
 
 class RunCheckpoint(Callback):
@@ -63,7 +70,13 @@ class RunCheckpoint(Callback):
     trainer's (atomic) checkpoint IO; only rank 0 writes.
     """
 
-    def __init__(self, dirpath: str | Path, every_n_batches: int = 0, every_n_epochs: int = 1, min_batches: int = 1) -> None:
+    def __init__(
+        self,
+        dirpath: str | Path,
+        every_n_batches: int = 0,
+        every_n_epochs: int = 1,
+        min_batches: int = 1,
+    ) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_batches = every_n_batches
         self.every_n_epochs = every_n_epochs
@@ -73,7 +86,14 @@ class RunCheckpoint(Callback):
     def _save(self, trainer: L.Trainer, name: str) -> None:
         trainer.save_checkpoint(self.dirpath / name, weights_only=False)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         if self.every_n_batches > 0 and batches_done(trainer) % self.every_n_batches == 0:
             self._save(trainer, LAST_CHECKPOINT)
 
@@ -81,7 +101,11 @@ class RunCheckpoint(Callback):
         if self.last_throttle.due(trainer):
             self._save(trainer, LAST_CHECKPOINT)
         epoch = trainer.current_epoch + 1
-        if self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0 and self.snapshot_throttle.due(trainer):
+        if (
+            self.every_n_epochs > 0
+            and epoch % self.every_n_epochs == 0
+            and self.snapshot_throttle.due(trainer)
+        ):
             self._save(trainer, f"epoch{epoch:04d}.ckpt")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -16,7 +16,6 @@ LR constant for the first half of training, then linear decay to 0. The fakes of
 reused (detached) for the discriminator step, as upstream.
 """
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +36,6 @@ from eid.training.progress import total_batches
 
 STEPS_PER_BATCH = 2
 """Optimizer steps per batch (generators, then discriminators): Lightning's ``global_step`` counts both."""
-
 
 
 class ReplayBuffer:
@@ -101,7 +99,9 @@ class HazeOperatorModule(L.LightningModule):
     :param run_dir: where the operator files are exported (``None``: no export).
     """
 
-    def __init__(self, config: OperatorConfig | dict[str, Any], run_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, config: OperatorConfig | dict[str, Any], run_dir: str | Path | None = None
+    ) -> None:
         super().__init__()
         cfg = config if isinstance(config, OperatorConfig) else saved_config(OperatorConfig, config)
         self.cfg = cfg
@@ -121,8 +121,12 @@ class HazeOperatorModule(L.LightningModule):
     def _build_generators(self) -> None:
         """The operator's networks: ``G_AB`` and ``G_BA`` (a subclass builds another operator)."""
         m, cfg = self.cfg.model, self.cfg
-        self.g_ab = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
-        self.g_ba = ResnetGenerator(m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd)
+        self.g_ab = ResnetGenerator(
+            m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd
+        )
+        self.g_ba = ResnetGenerator(
+            m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd
+        )
 
     def generator_parameters(self) -> list[nn.Parameter]:
         """What the generator step trains: both generators."""
@@ -131,7 +135,9 @@ class HazeOperatorModule(L.LightningModule):
     def configure_optimizers(self) -> tuple[list, list]:
         o = self.cfg.optim
         opt_g = torch.optim.Adam(self.generator_parameters(), lr=o.lr, betas=o.betas)
-        opt_d = torch.optim.Adam([*self.d_a.parameters(), *self.d_b.parameters()], lr=o.lr, betas=o.betas)
+        opt_d = torch.optim.Adam(
+            [*self.d_a.parameters(), *self.d_b.parameters()], lr=o.lr, betas=o.betas
+        )
         factor = linear_decay(total_batches(self.trainer, STEPS_PER_BATCH), o.decay_start)
         scheds = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (opt_g, opt_d)]
         return [opt_g, opt_d], scheds
@@ -150,7 +156,9 @@ class HazeOperatorModule(L.LightningModule):
         """An image in the generators' range as the discriminators take it (``[-1, 1]``: unchanged)."""
         return x
 
-    def generator_losses(self, a: torch.Tensor, b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def generator_losses(
+        self, a: torch.Tensor, b: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """The generator's loss terms (``g`` = their weighted sum), ``G_AB(a)`` and ``G_BA(b)``."""
         lam = self.cfg.loss
         fake_b, fake_a = self.g_ab(a), self.g_ba(b)
@@ -211,7 +219,10 @@ class HazeOperatorModule(L.LightningModule):
         return save_operator(run_dir, self.g_ab, self.g_ba, config_to_dict(self.cfg))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["replay_buffers"] = {"a": self.buffer_a.state_dict(), "b": self.buffer_b.state_dict()}
+        checkpoint["replay_buffers"] = {
+            "a": self.buffer_a.state_dict(),
+            "b": self.buffer_b.state_dict(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         buffers = checkpoint.get("replay_buffers")

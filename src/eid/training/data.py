@@ -29,15 +29,27 @@ class SeededSampler(DistributedSampler):
     Being a ``DistributedSampler``, Lightning keeps it as it is under DDP (rank and world size are given here).
     """
 
-    def __init__(self, length: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0) -> None:
-        super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+    def __init__(
+        self, length: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        super().__init__(
+            range(length),
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=False,
+        )
         self.skip = 0
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         indices = list(super().__iter__())
         start, self.skip = self.skip, 0
         for pos in range(start, len(indices)):
-            yield indices[pos], item_seed(self.seed, self.epoch, pos * self.num_replicas + self.rank)
+            yield (
+                indices[pos],
+                item_seed(self.seed, self.epoch, pos * self.num_replicas + self.rank),
+            )
 
 
 class ResumableLoader(DataLoader):
@@ -83,7 +95,9 @@ def make_loader(
     rank: int = 0,
 ) -> ResumableLoader:
     """A :class:`ResumableLoader` with a :class:`SeededSampler` and seeded workers."""
-    sampler = SeededSampler(len(dataset), seed=seed, shuffle=shuffle, num_replicas=num_replicas, rank=rank)
+    sampler = SeededSampler(
+        len(dataset), seed=seed, shuffle=shuffle, num_replicas=num_replicas, rank=rank
+    )
     return ResumableLoader(
         dataset,
         batch_size=batch_size,
@@ -103,13 +117,22 @@ class ImageDataModule(L.LightningDataModule):
     gets its own shard of every epoch.
     """
 
-    def __init__(self, train: Dataset, batch_size: int, seed: int, workers: int = 0, val: Dataset | None = None) -> None:
+    def __init__(
+        self,
+        train: Dataset,
+        batch_size: int,
+        seed: int,
+        workers: int = 0,
+        val: Dataset | None = None,
+    ) -> None:
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> ResumableLoader:
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        world, rank = (
+            (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        )
         return make_loader(dataset, self.batch_size, self.seed, self.workers, shuffle, world, rank)
 
     def train_dataloader(self) -> ResumableLoader:

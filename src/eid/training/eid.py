@@ -71,13 +71,17 @@ def fit_eid(
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)
     clear = [clear] if isinstance(clear, (str, Path)) else list(clear or cfg.clear)
-    if not is_ddp_worker():  # rank 0 writes the config the DDP workers read, new or resumed (as fit_operator)
+    if (
+        not is_ddp_worker()
+    ):  # rank 0 writes the config the DDP workers read, new or resumed (as fit_operator)
         run_dir.mkdir(parents=True, exist_ok=True)
         if ckpt is None and cfg.operator != "asm":  # a new run: make the folder self-contained
             copy_operator(cfg.operator, run_dir)
         save_config(cfg, RunFolder(run_dir).config)
     if cfg.adversarial_weight > 0 and not clear:
-        raise EIDError("the config enables the adversarial prior; pass --clear DIR with unpaired clear images")
+        raise EIDError(
+            "the config enables the adversarial prior; pass --clear DIR with unpaired clear images"
+        )
     if (val_hazy is None) != (val_clear is None):
         raise EIDError("--val-hazy and --val-clear go together; give both or neither")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -85,24 +89,58 @@ def fit_eid(
     channels = cfg.model.channels
     hazy = [Path(p) for p in hazy]
     if cfg.operator == "asm" and cfg.asm_transmission is None:
-        train_set = SynthASMFolder(synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
+        train_set = SynthASMFolder(
+            synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white
+        )
     else:
-        train_set = HazyFolder([str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed, white=cfg.white)
-    clear_set = HazyFolder([str(c) for c in clear], crop=crop, channels=channels, seed=cfg.seed + 1, white=cfg.white) if clear else None
+        train_set = HazyFolder(
+            [str(p) for p in hazy], crop=crop, channels=channels, seed=cfg.seed, white=cfg.white
+        )
+    clear_set = (
+        HazyFolder(
+            [str(c) for c in clear],
+            crop=crop,
+            channels=channels,
+            seed=cfg.seed + 1,
+            white=cfg.white,
+        )
+        if clear
+        else None
+    )
     val_set = None
     if val_hazy is not None:
-        pairs = PairedFolder(str(val_hazy), str(val_clear), crop=VAL_CROP, channels=channels, flip=False, white=cfg.white)
+        pairs = PairedFolder(
+            str(val_hazy),
+            str(val_clear),
+            crop=VAL_CROP,
+            channels=channels,
+            flip=False,
+            white=cfg.white,
+        )
         val_set = SameCropEveryEpoch(pairs)
     module = EIDModule(cfg, clear=clear_set, run_dir=run_dir)
     if init_from is not None and ckpt is None:
-        load_initial_weights(module.dehazer, Path(init_from), DEHAZER, config_to_dict(cfg)["model"], "dehazer")
+        load_initial_weights(
+            module.dehazer, Path(init_from), DEHAZER, config_to_dict(cfg)["model"], "dehazer"
+        )
     trainer = build_trainer(
-        run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, steps_per_batch=2 if module.adversarial else 1,
+        run_dir,
+        max_steps=cfg.max_steps,
+        epochs=cfg.epochs,
+        steps_per_batch=2 if module.adversarial else 1,
         checkpoint_every_n_batches=cfg.checkpoint_every_n_batches,
-        checkpoint_every_n_epochs=cfg.checkpoint_every_n_epochs, **trainer_kwargs,
+        checkpoint_every_n_epochs=cfg.checkpoint_every_n_epochs,
+        **trainer_kwargs,
     )
     start = time.monotonic()
-    fit(trainer, module, ImageDataModule(train_set, cfg.batch_size, cfg.seed, workers, val=val_set), ckpt)
+    fit(
+        trainer,
+        module,
+        ImageDataModule(train_set, cfg.batch_size, cfg.seed, workers, val=val_set),
+        ckpt,
+    )
     if trainer.is_global_zero:
-        write_model_card(run_dir, training=training_line(batches_done(trainer), time.monotonic() - start))
+        write_model_card(
+            run_dir, training=training_line(batches_done(trainer), time.monotonic() - start)
+        )
     return module, trainer

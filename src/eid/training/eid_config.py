@@ -56,7 +56,11 @@ class EIDConfig:
 
     #: The defaults of fields before they became the ``fast`` preset's. A saved run config lacks only fields added
     #: after it was written, and was made with these values (:func:`eid.config.saved_config`).
-    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {"max_steps": None, "adversarial_weight": 0.0, "disc_norm": "instance"}
+    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "max_steps": None,
+        "adversarial_weight": 0.0,
+        "disc_norm": "instance",
+    }
 
     operator: str = "asm"
     asm_transmission: float | None = None
@@ -91,9 +95,13 @@ class EIDConfig:
         if self.white is not None:
             self.white = parse_white(self.white)
         if self.loss_norm not in LOSS_NORMS:
-            raise EIDError(f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(LOSS_NORMS)}")
+            raise EIDError(
+                f"loss_norm {self.loss_norm!r} is not valid; use one of {', '.join(LOSS_NORMS)}"
+            )
         if self.schedule not in SCHEDULES:
-            raise EIDError(f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}")
+            raise EIDError(
+                f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}"
+            )
         if self.model.norm == "batch" and self.batch_size < 8:
             raise EIDError(
                 f"batch norm with batch_size {self.batch_size} gives train/test mismatch; use batch_size >= 8 "
@@ -108,7 +116,9 @@ def with_operator_white(cfg: EIDConfig) -> EIDConfig:
     """
     from eid.physics.learned import operator_white, read_operator_config
 
-    trained = "dtype" if cfg.operator == "asm" else operator_white(read_operator_config(cfg.operator))
+    trained = (
+        "dtype" if cfg.operator == "asm" else operator_white(read_operator_config(cfg.operator))
+    )
     if cfg.white is None:
         return dataclasses.replace(cfg, white=trained)
     if cfg.white != trained and cfg.operator != "asm":
@@ -119,7 +129,9 @@ def with_operator_white(cfg: EIDConfig) -> EIDConfig:
     return cfg
 
 
-def with_prior(cfg: EIDConfig, clear: list[str | Path] | None = None, prior: bool = True) -> EIDConfig:
+def with_prior(
+    cfg: EIDConfig, clear: list[str | Path] | None = None, prior: bool = True
+) -> EIDConfig:
     """``cfg`` with its adversarial prior resolved: on (the preset's weight) with ``clear``, else with the clear
     folders recorded by stage 1, else off; ``prior=False`` turns it off.
 

@@ -29,11 +29,15 @@ class SynthASMFolder:
         self.root = Path(root)
         params = self.root / "params.json"
         if not params.is_file():
-            raise EIDError(f"{params}: not found; the ASM oracle needs an `eid synth` folder or --asm-t/--asm-a")
+            raise EIDError(
+                f"{params}: not found; the ASM oracle needs an `eid synth` folder or --asm-t/--asm-a"
+            )
         records = [r for r in json.loads(params.read_text())["images"] if r.get("model") == "asm"]
         self.records = [r for r in records if self._depth(r).is_file()]
         if not self.records:
-            raise EIDError(f"{self.root}: no ASM images with depth maps; synthesise with --save-depth or pass --asm-t/--asm-a")
+            raise EIDError(
+                f"{self.root}: no ASM images with depth maps; synthesise with --save-depth or pass --asm-t/--asm-a"
+            )
         self.crops = CropDataset(**kwargs)
 
     def _depth(self, record: dict[str, Any]) -> Path:
@@ -54,7 +58,12 @@ class SynthASMFolder:
         airlight = torch.as_tensor(record["A"], dtype=torch.float32).reshape(-1, 1, 1)
         if airlight.shape[0] != hazy.shape[0]:
             airlight = airlight.mean(0, keepdim=True)
-        return {"hazy": hazy, "transmission": t, "airlight": airlight, "name": Path(record["name"]).stem}
+        return {
+            "hazy": hazy,
+            "transmission": t,
+            "airlight": airlight,
+            "name": Path(record["name"]).stem,
+        }
 
 
 class SameCropEveryEpoch:

@@ -53,7 +53,9 @@ class EIDModule(L.LightningModule):
         self.save_hyperparameters({"config": config_to_dict(config)})
         self.automatic_optimization = False
         self.dehazer = DehazerNet(config.model)
-        physics = build_operator(config) if physics is None else physics.eval().requires_grad_(False)
+        physics = (
+            build_operator(config) if physics is None else physics.eval().requires_grad_(False)
+        )
         if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
             physics = CheckpointedOperator(physics)
         self.__dict__["physics"] = physics
@@ -70,7 +72,9 @@ class EIDModule(L.LightningModule):
         self.adversarial = config.adversarial_weight > 0
         if self.adversarial:
             if clear is None:
-                raise EIDError("adversarial_weight > 0 needs unpaired clear images; pass --clear DIR")
+                raise EIDError(
+                    "adversarial_weight > 0 needs unpaired clear images; pass --clear DIR"
+                )
             self.discriminator = _discriminator(config.model.channels, config.disc_norm)
         self.run_dir = None if run_dir is None else Path(run_dir)
 
@@ -89,13 +93,17 @@ class EIDModule(L.LightningModule):
                 SupAdversarialGeneratorLoss,
             )
 
-            self.adversarial_loss = SupAdversarialGeneratorLoss(self.config.adversarial_weight, device=self.device)
+            self.adversarial_loss = SupAdversarialGeneratorLoss(
+                self.config.adversarial_weight, device=self.device
+            )
             self.discriminator_loss = SupAdversarialDiscriminatorLoss(device=self.device)
 
     def physics_for(self, batch: dict[str, Any]) -> nn.Module:
         """The operator for this batch: batch entries named like the operator's buffers (the ASM
         oracle's per-image ``transmission``/``airlight``) replace them; a learned operator has none."""
-        params = {k: v for k, v in batch.items() if isinstance(v, Tensor) and k in self.physics._buffers}
+        params = {
+            k: v for k, v in batch.items() if isinstance(v, Tensor) and k in self.physics._buffers
+        }
         if params:
             self.physics.update(**params)
         return self.physics
@@ -107,7 +115,11 @@ class EIDModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         optimizers = [opt]
         if self.adversarial:
-            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999)))
+            optimizers.append(
+                torch.optim.Adam(
+                    self.discriminator.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999)
+                )
+            )
         return optimizers, [sched]
 
     def _lr_factor(self, step: int) -> float:
@@ -147,7 +159,9 @@ class EIDModule(L.LightningModule):
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(losses["disc"])
             opt_d.step()
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=len(y))
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=len(y)
+        )
         return {k: v.detach() for k, v in losses.items()}
 
     def _clear_batch(self, n: int) -> Tensor:
@@ -166,7 +180,13 @@ class EIDModule(L.LightningModule):
 
         x_net = self.dehazer(batch["hazy"], self.physics_for(batch))
         n = len(x_net)
-        self.log("val/psnr", psnr(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True, prog_bar=True)
+        self.log(
+            "val/psnr",
+            psnr(x_net, batch["clear"]).mean(),
+            batch_size=n,
+            sync_dist=True,
+            prog_bar=True,
+        )
         self.log("val/ssim", ssim(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True)
 
     def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
@@ -175,11 +195,17 @@ class EIDModule(L.LightningModule):
         The network input is ``H^dagger(y)`` or ``DCP(y)``; ``t(f(y))`` is a scattering operator's transmission.
         """
         y = batch["hazy"].to(self.device)
-        physics = self.physics_for({k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)})
-        z = self.dehazer.network_input(y, physics)  # H^dagger(y) computed once for f and for the grid
+        physics = self.physics_for(
+            {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
+        )
+        z = self.dehazer.network_input(
+            y, physics
+        )  # H^dagger(y) computed once for f and for the grid
         x_net = self.dehazer.from_network_input(z)
         columns = [y] if z is y else [y, z]
-        if hasattr(physics, "maps"):  # a scattering operator: its maps computed once for H(f(y)) and the grid
+        if hasattr(
+            physics, "maps"
+        ):  # a scattering operator: its maps computed once for H(f(y)) and the grid
             maps = physics.maps(x_net)
             columns += [x_net, physics.A(x_net, **maps), maps["transmission"].expand_as(x_net)]
         else:

@@ -22,7 +22,9 @@ IGNORED = ("disc_",)
 """Model fields of parts that are not exported (the discriminator's), hence not compared."""
 
 
-def load_initial_weights(target: nn.Module, source: Path, stem: str, model: dict[str, Any], what: str) -> None:
+def load_initial_weights(
+    target: nn.Module, source: Path, stem: str, model: dict[str, Any], what: str
+) -> None:
     """Load ``source/stem.safetensors`` into ``target`` once ``source/stem.yaml``'s ``model`` section matches ``model``.
 
     ``what`` names the part in errors (``operator``, ``dehazer``).
@@ -33,14 +35,18 @@ def load_initial_weights(target: nn.Module, source: Path, stem: str, model: dict
         target.load_state_dict(state)
     except RuntimeError as exc:
         lines = str(exc).splitlines()  # torch: a title line, then one line per mismatch
-        raise EIDError(f"{OPTION} {source}: its {what} weights do not fit this run's {what} ({lines[min(1, len(lines) - 1)].strip()})") from exc
+        raise EIDError(
+            f"{OPTION} {source}: its {what} weights do not fit this run's {what} ({lines[min(1, len(lines) - 1)].strip()})"
+        ) from exc
 
 
 def check_model(source: Path, stem: str, model: dict[str, Any], what: str) -> None:
     """Refuse, in one line naming both, a source whose ``stem.yaml`` ``model`` section differs from ``model``
     (the training commands call it before they start, so that nothing is created)."""
     if not (source / f"{stem}.safetensors").is_file():
-        raise EIDError(f"{OPTION} {source}: holds no {stem}.safetensors; give a run folder with a {what} or a shipped model (eid models)")
+        raise EIDError(
+            f"{OPTION} {source}: holds no {stem}.safetensors; give a run folder with a {what} or a shipped model (eid models)"
+        )
     theirs = read_yaml(source / f"{stem}.yaml").get("model", {})
     keys = [k for k in sorted(set(theirs) | set(model)) if not k.startswith(IGNORED)]
     differ = [k for k in keys if _norm(theirs.get(k)) != _norm(model.get(k))]

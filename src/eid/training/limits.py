@@ -59,7 +59,9 @@ def describe_range(low: float | None, high: float | None, open_low: bool = False
     return f"{low:g}..{high:g}"
 
 
-def out_of_range(value: float, low: float | None, high: float | None, open_low: bool = False) -> bool:
+def out_of_range(
+    value: float, low: float | None, high: float | None, open_low: bool = False
+) -> bool:
     """Whether ``value`` is NaN, infinite or outside the range."""
     if not math.isfinite(value):
         return True
@@ -68,12 +70,20 @@ def out_of_range(value: float, low: float | None, high: float | None, open_low: 
     return high is not None and value > high
 
 
-def check_limits(cfg: Any, limits: dict[str, tuple[float | None, float | None, bool]], where: str) -> None:
+def check_limits(
+    cfg: Any, limits: dict[str, tuple[float | None, float | None, bool]], where: str
+) -> None:
     """Raise :class:`EIDError` naming the first field of ``cfg`` outside its range in ``limits``."""
     data = config_to_dict(cfg)
     for path, (low, high, open_low) in limits.items():
         value: Any = data
         for key in path.split("."):
             value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and out_of_range(value, low, high, open_low):
-            raise EIDError(f"{where}: {path} {value} is out of range; use {describe_range(low, high, open_low)}")
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and out_of_range(value, low, high, open_low)
+        ):
+            raise EIDError(
+                f"{where}: {path} {value} is out of range; use {describe_range(low, high, open_low)}"
+            )

@@ -21,9 +21,15 @@ from eid.run_layout import DEHAZER, INPUTS, OPERATOR
 from eid.training.run_folder import RunFolder
 from eid.utils import atomic_write
 
-UNKNOWN_DATA_LICENCE = "Unknown: your own data; eid cannot know its licence. Check it before you share the weights."
-UNKNOWN_WEIGHTS_LICENCE = "Unknown: weights derived from the training data above may carry its terms."
-INTENDED_USE = "Dehazing images like the training data: same modality, channels and read scale (white)."
+UNKNOWN_DATA_LICENCE = (
+    "Unknown: your own data; eid cannot know its licence. Check it before you share the weights."
+)
+UNKNOWN_WEIGHTS_LICENCE = (
+    "Unknown: weights derived from the training data above may carry its terms."
+)
+INTENDED_USE = (
+    "Dehazing images like the training data: same modality, channels and read scale (white)."
+)
 LIMITS = ("Trained without clear references (self-supervised); quality on other data is not measured here, "
           "only on the validation figures above, if any.")  # fmt: skip
 KEYS = {
@@ -38,10 +44,18 @@ MAX_READ = 16
 
 
 def write_model_card(
-    run_dir: str | Path, *, source: str | Path | None = None, training: Mapping[str, str] | None = None,
-    held_out: Mapping[str, float] | None = None, commit: str | None = None, summary: str | None = None,
-    data_licence: str = UNKNOWN_DATA_LICENCE, weights_licence: str = UNKNOWN_WEIGHTS_LICENCE,
-    intended_use: str = INTENDED_USE, limits: str = LIMITS, data: str | None = None,
+    run_dir: str | Path,
+    *,
+    source: str | Path | None = None,
+    training: Mapping[str, str] | None = None,
+    held_out: Mapping[str, float] | None = None,
+    commit: str | None = None,
+    summary: str | None = None,
+    data_licence: str = UNKNOWN_DATA_LICENCE,
+    weights_licence: str = UNKNOWN_WEIGHTS_LICENCE,
+    intended_use: str = INTENDED_USE,
+    limits: str = LIMITS,
+    data: str | None = None,
 ) -> Path:
     """Write ``run_dir/MODEL.md`` from the run folder ``source`` (default ``run_dir``); return its path.
 
@@ -53,28 +67,62 @@ def write_model_card(
     stage = DEHAZER if (source / f"{DEHAZER}.yaml").is_file() else OPERATOR
     config = _read(source / f"{stage}.yaml")
     inputs = _read(source / INPUTS)
-    operator_inputs = _read(Path(str(config.get("operator", ""))) / INPUTS) if stage == DEHAZER else {}
+    operator_inputs = (
+        _read(Path(str(config.get("operator", ""))) / INPUTS) if stage == DEHAZER else {}
+    )
     kind = "EID dehazer (stage 2)" if stage == DEHAZER else "haze operator (stage 1)"
-    recorded = {"stage 1 training": _recorded_training(Path(str(config.get("operator", ""))))} if stage == DEHAZER else {}
-    training = {k: v for k, v in {**recorded, "training": _recorded_training(source), **(training or {})}.items() if v}
+    recorded = (
+        {"stage 1 training": _recorded_training(Path(str(config.get("operator", ""))))}
+        if stage == DEHAZER
+        else {}
+    )
+    training = {
+        k: v
+        for k, v in {**recorded, "training": _recorded_training(source), **(training or {})}.items()
+        if v
+    }
     white = config.get("white") if stage == DEHAZER else config.get("data", {}).get("white")
     lines = [f"# {Path(run_dir).resolve().name}: eid {kind}", ""]
-    lines += [summary or f"{kind}, preset {inputs.get('--preset', '?')}, trained on {_count(inputs)} images of your own.", ""]
+    lines += [
+        summary
+        or f"{kind}, preset {inputs.get('--preset', '?')}, trained on {_count(inputs)} images of your own.",
+        "",
+    ]
     lines += ["## Training data", ""] + ([data, ""] if data else [])
-    for option, folders in [*((f"stage 1 {k}", v) for k, v in operator_inputs.items()), *inputs.items()]:
+    for option, folders in [
+        *((f"stage 1 {k}", v) for k, v in operator_inputs.items()),
+        *inputs.items(),
+    ]:
         if option.endswith(("--preset", "--operator", "--init-from")):
             continue
         lines += [f"- `{option}`: {_describe(folders)}"]
     lines += [f"- read scale (`white`): {white if white is not None else 'dtype'}", ""]
     lines += ["## Recipe", "", f"- preset: `{inputs.get('--preset', 'unknown')}`"]
-    lines += [f"- started from (`--init-from`): {inputs['--init-from']}"] if "--init-from" in inputs else []
+    lines += (
+        [f"- started from (`--init-from`): {inputs['--init-from']}"]
+        if "--init-from" in inputs
+        else []
+    )
     for stem in (OPERATOR, DEHAZER) if stage == DEHAZER else (OPERATOR,):
-        lines += [f"- {stem}: " + ", ".join(f"{k}={v}" for k, v in _pick(_read(source / f"{stem}.yaml"), KEYS[stem]))]
+        lines += [
+            f"- {stem}: "
+            + ", ".join(f"{k}={v}" for k, v in _pick(_read(source / f"{stem}.yaml"), KEYS[stem]))
+        ]
     lines += [f"- {name}: {value}" for name, value in training.items()]
     lines += ["", "## Validation", ""] + _validation(source, held_out)
     lines += ["", "## Intended use", "", intended_use, "", "## Known limits", "", limits, ""]
-    lines += ["## Licence", "", f"- weights: {weights_licence}", f"- training data: {data_licence}", ""]
-    lines += ["## Provenance", "", f"- written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by eid {_version()}"]
+    lines += [
+        "## Licence",
+        "",
+        f"- weights: {weights_licence}",
+        f"- training data: {data_licence}",
+        "",
+    ]
+    lines += [
+        "## Provenance",
+        "",
+        f"- written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by eid {_version()}",
+    ]
     lines += [f"- built from commit `{commit}`"] if commit else []
     card = RunFolder(run_dir).model_card
     with atomic_write(card) as tmp:
@@ -91,7 +139,10 @@ def _recorded_training(run_dir: Path) -> str | None:
     """The ``training`` line of the card already in ``run_dir`` (``None`` without one)."""
     card = RunFolder(run_dir).model_card
     lines = card.read_text(encoding="utf-8").splitlines() if card.is_file() else []
-    return next((line.removeprefix("- training: ") for line in lines if line.startswith("- training: ")), None)
+    return next(
+        (line.removeprefix("- training: ") for line in lines if line.startswith("- training: ")),
+        None,
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -141,11 +192,17 @@ def _validation(run_dir: Path, held_out: Mapping[str, float] | None) -> list[str
     log = run_dir / "logs" / "metrics.csv"
     if log.is_file():
         with log.open(newline="") as f:
-            rows = [row for row in csv.DictReader(f) if any(row.get(k) for k in row if k.startswith("val/"))]
+            rows = [
+                row
+                for row in csv.DictReader(f)
+                if any(row.get(k) for k in row if k.startswith("val/"))
+            ]
         if rows:
             lines += [f"- {k} (last validation, step {rows[-1].get('step')}): {float(v):.3f}"
                       for k, v in rows[-1].items() if k.startswith("val/") and v]  # fmt: skip
-    return lines or ["No validation figures: the run had no paired validation set (`--val-hazy`, `--val-clear`)."]
+    return lines or [
+        "No validation figures: the run had no paired validation set (`--val-hazy`, `--val-clear`)."
+    ]
 
 
 def _version() -> str:

@@ -25,7 +25,14 @@ from eid.training.run_folder import RunFolder, is_ddp_worker
 from eid.training.scattering import ScatteringOperatorModule
 from eid.training.trainer import build_trainer, fit
 
-__all__ = ["STEPS_PER_BATCH", "HazeOperatorModule", "OperatorConfig", "fit_operator", "operator_module", "parameter_count"]
+__all__ = [
+    "STEPS_PER_BATCH",
+    "HazeOperatorModule",
+    "OperatorConfig",
+    "fit_operator",
+    "operator_module",
+    "parameter_count",
+]
 
 
 def fit_operator(
@@ -46,7 +53,9 @@ def fit_operator(
     from eid.data.datasets import UnpairedFolders
 
     run_dir = Path(run_dir)
-    if not is_ddp_worker():  # rank 0 writes the config the DDP workers read, new or resumed (as fit_eid)
+    if (
+        not is_ddp_worker()
+    ):  # rank 0 writes the config the DDP workers read, new or resumed (as fit_eid)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, RunFolder(run_dir).config)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -56,7 +65,13 @@ def fit_operator(
     )  # fmt: skip
     module = operator_module(cfg, run_dir)
     if init_from is not None and ckpt is None:
-        load_initial_weights(operator_networks(module), Path(init_from), OPERATOR, config_to_dict(cfg)["model"], "operator")
+        load_initial_weights(
+            operator_networks(module),
+            Path(init_from),
+            OPERATOR,
+            config_to_dict(cfg)["model"],
+            "operator",
+        )
     trainer = build_trainer(
         run_dir, max_steps=cfg.max_steps, epochs=cfg.epochs, log_every=cfg.log_every,
         checkpoint_every_n_batches=cfg.checkpoint_every_n_batches,
@@ -66,7 +81,9 @@ def fit_operator(
     start = time.monotonic()
     fit(trainer, module, ImageDataModule(dataset, cfg.data.batch_size, cfg.seed, workers), ckpt)
     if trainer.is_global_zero:
-        write_model_card(run_dir, training=training_line(batches_done(trainer), time.monotonic() - start))
+        write_model_card(
+            run_dir, training=training_line(batches_done(trainer), time.monotonic() - start)
+        )
     return module, trainer
 
 

@@ -47,7 +47,9 @@ class OperatorModelConfig:
         from eid.physics.loading import OPERATOR_KINDS
 
         if self.kind not in OPERATOR_KINDS:
-            raise EIDError(f"operator kind {self.kind!r} is not valid; use one of {', '.join(OPERATOR_KINDS)}")
+            raise EIDError(
+                f"operator kind {self.kind!r} is not valid; use one of {', '.join(OPERATOR_KINDS)}"
+            )
 
 
 @dataclass

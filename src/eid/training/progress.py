@@ -38,7 +38,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         if key == "v_num" or key.endswith("_epoch"):
             continue
         shown[key.removesuffix("_step")] = value
-    return " ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+    return " ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
+    )
 
 
 class LineProgress(ProgressBar):
@@ -48,7 +50,9 @@ class LineProgress(ProgressBar):
     :param interval: seconds between lines; the first batch and the last one always print.
     """
 
-    def __init__(self, steps_per_batch: int = 1, interval: float = 30.0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, steps_per_batch: int = 1, interval: float = 30.0, stream: TextIO | None = None
+    ) -> None:
         super().__init__()
         self.steps_per_batch = steps_per_batch
         self.total = 1
@@ -75,10 +79,21 @@ class LineProgress(ProgressBar):
         self._start_batches = batches_done(trainer)  # > 0 when resumed
         self._last_print = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         now = time.monotonic()
         done = batches_done(trainer)
-        if self._last_print is not None and now - self._last_print < self.interval and done < self.total:
+        if (
+            self._last_print is not None
+            and now - self._last_print < self.interval
+            and done < self.total
+        ):
             return
         self._last_print = now
         self.print(self.line(trainer, pl_module, done, now))
@@ -88,4 +103,11 @@ class LineProgress(ProgressBar):
         elapsed = now - self._start
         rate = (done - self._start_batches) / elapsed if elapsed > 0 else None
         metrics = format_metrics(self.get_metrics(trainer, pl_module))
-        return progress_line("batch", done, self.total, rate, "batch", [f"epoch {trainer.current_epoch + 1}", metrics])
+        return progress_line(
+            "batch",
+            done,
+            self.total,
+            rate,
+            "batch",
+            [f"epoch {trainer.current_epoch + 1}", metrics],
+        )

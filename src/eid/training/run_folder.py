@@ -99,15 +99,21 @@ class RunFolder:
             raise EIDError(f"--out {self.path} is a file; give a folder for the run")
         for option, folders in resolved_inputs(inputs).items():
             if str(self.path.resolve()) in ([folders] if isinstance(folders, str) else folders):
-                raise EIDError(f"--out {self.path} is also an input folder ({option}); choose a new folder for the run")
+                raise EIDError(
+                    f"--out {self.path} is also an input folder ({option}); choose a new folder for the run"
+                )
         if not self.path.is_dir():
             return
         remove_stale_temps(self.path)
         if _holds_no_file(self.path):
             return
         if self.last.is_file():
-            raise EIDError(f"{self.path}: run folder already exists; pass --resume to continue it or choose another --out")
-        raise EIDError(f"{self.path}: folder already exists and holds no checkpoint to resume; remove it or choose another --out")
+            raise EIDError(
+                f"{self.path}: run folder already exists; pass --resume to continue it or choose another --out"
+            )
+        raise EIDError(
+            f"{self.path}: folder already exists and holds no checkpoint to resume; remove it or choose another --out"
+        )
 
     def check_resume(self, inputs: Inputs, preset: str | None = None) -> Path:
         """The checkpoint to resume from, once the inputs (and the ``--preset``, if given) match the run's; a killed
@@ -119,7 +125,9 @@ class RunFolder:
         given = resolved_inputs(inputs) | ({PRESET: preset} if preset is not None else {})
         for option, value in given.items():
             if option == PRESET and PRESET not in saved:
-                raise EIDError(f"--preset {preset}: this run did not record its preset (it predates that); resume without --preset")
+                raise EIDError(
+                    f"--preset {preset}: this run did not record its preset (it predates that); resume without --preset"
+                )
             if option in saved and saved[option] != value:
                 raise EIDError(
                     f"{option} {_show(value)} differs from the run's {_show(saved[option])}; resume with the run's "
@@ -128,7 +136,9 @@ class RunFolder:
         return self.last
 
     @staticmethod
-    def check_unchanged(config_class: type, saved: dict[str, Any], given: Mapping[str, dict[str, Any]]) -> None:
+    def check_unchanged(
+        config_class: type, saved: dict[str, Any], given: Mapping[str, dict[str, Any]]
+    ) -> None:
         """Refuse an option given with ``--resume`` that would change a setting fixed at the start (crop, batch
         size, seed, model...), instead of ignoring it. ``given`` maps each option as typed (``"--crop 32"``) to
         the config fields it sets; an option that repeats the run's value is accepted, so the start's command
@@ -142,7 +152,9 @@ class RunFolder:
         """
         before = _flat(config_to_dict(saved_config(config_class, saved, where="run config")))
         for option, fields in given.items():
-            after = _flat(config_to_dict(saved_config(config_class, merge_dicts(saved, fields), where=option)))
+            after = _flat(
+                config_to_dict(saved_config(config_class, merge_dicts(saved, fields), where=option))
+            )
             for key, value in after.items():
                 if value != before.get(key):
                     raise EIDError(
@@ -159,7 +171,9 @@ class RunFolder:
     def record_inputs(self, inputs: Inputs, preset: str) -> None:
         """Write ``inputs.yaml``: what :meth:`check_resume` compares the inputs and preset of a resume with."""
         with atomic_write(self.path / INPUTS) as tmp:
-            tmp.write_text(yaml.safe_dump({**resolved_inputs(inputs), PRESET: preset}, sort_keys=False))
+            tmp.write_text(
+                yaml.safe_dump({**resolved_inputs(inputs), PRESET: preset}, sort_keys=False)
+            )
 
     @contextlib.contextmanager
     def starting(self, resume: bool = False) -> Iterator[RunFolder]:
@@ -207,7 +221,10 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, inputs: Inputs | None = N
 
 def _holds_no_file(folder: Path) -> bool:
     """Whether ``folder`` holds nothing but (nested) empty folders, e.g. once a killed run's temp files are gone."""
-    return all(child.is_dir() and not child.is_symlink() and _holds_no_file(child) for child in folder.iterdir())
+    return all(
+        child.is_dir() and not child.is_symlink() and _holds_no_file(child)
+        for child in folder.iterdir()
+    )
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -60,35 +60,55 @@ class ScatteringOperatorModule(HazeOperatorModule):
 
     def _build_generators(self) -> None:
         nets = scattering_nets(config_to_dict(self.cfg.model))
-        self.operator = ScatteringHaze(nets["hazer"], nets["estimator"], nets.get("residual"), frozen=False)
+        self.operator = ScatteringHaze(
+            nets["hazer"], nets["estimator"], nets.get("residual"), frozen=False
+        )
         self.dcp = DarkChannelPrior()  # no weights: the optional lambda_dcp terms' estimates
 
     def generator_parameters(self) -> list[torch.nn.Parameter]:
         """What the generator step trains: the hazer, the estimator and the residual."""
         return list(self.operator.parameters())
 
-    def generator_losses(self, a: torch.Tensor, b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def generator_losses(
+        self, a: torch.Tensor, b: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """The generator's loss terms (see the module docstring), ``H(a)`` and ``H^dagger(b)``."""
         op, lam = self.operator, self.cfg.loss
         t_a, air_a = op.hazer(a)
         fake_b = op.A(a, transmission=t_a, airlight=air_a)
         est_b = op.estimate(b)
         fake_a = op.A_dagger(b, **est_b)
-        gan = 0.5 * (lsgan(self.d_b(to_gan_range(fake_b)), True) + lsgan(self.d_a(to_gan_range(fake_a)), True))
+        gan = 0.5 * (
+            lsgan(self.d_b(to_gan_range(fake_b)), True)
+            + lsgan(self.d_a(to_gan_range(fake_a)), True)
+        )
         hazed = fake_b.detach()
         t_hat, air_hat = op.estimator(hazed)
-        cyc = 0.5 * (F.l1_loss(unscatter(hazed, t_hat, air_hat, op.t_min).clamp(0.0, 1.0), a) + F.l1_loss(op.A(fake_a), b))
-        param = F.l1_loss(t_hat, t_a.detach().expand_as(t_hat)) + F.l1_loss(air_hat, air_a.detach().expand_as(air_hat))
+        cyc = 0.5 * (
+            F.l1_loss(unscatter(hazed, t_hat, air_hat, op.t_min).clamp(0.0, 1.0), a)
+            + F.l1_loss(op.A(fake_a), b)
+        )
+        param = F.l1_loss(t_hat, t_a.detach().expand_as(t_hat)) + F.l1_loss(
+            air_hat, air_a.detach().expand_as(air_hat)
+        )
         ident = F.l1_loss(op.A_dagger(a), a)
         density = F.relu(lam.density_min - (1 - t_a).mean(dim=(1, 2, 3))).mean()
         terms = {"gan": gan, "cyc": cyc, "param": param, "id": ident, "density": density}
-        terms["g"] = gan + lam.lambda_cyc * cyc + lam.lambda_param * param + lam.lambda_id * ident + lam.lambda_density * density
+        terms["g"] = (
+            gan
+            + lam.lambda_cyc * cyc
+            + lam.lambda_param * param
+            + lam.lambda_id * ident
+            + lam.lambda_density * density
+        )
         if lam.lambda_dcp > 0 or lam.lambda_dcp_pair > 0:
             with torch.no_grad():  # one DCP estimate of the real hazy crops serves both terms
                 j_dcp, t_dcp, a_dcp = self.dcp.estimate(b)
         if lam.lambda_dcp > 0:  # the estimator pulled towards DCP's maps
             est_t, est_a = est_b["transmission"], est_b["airlight"]
-            terms["dcp"] = F.l1_loss(est_t, t_dcp.expand_as(est_t)) + F.l1_loss(est_a, a_dcp.expand_as(est_a))
+            terms["dcp"] = F.l1_loss(est_t, t_dcp.expand_as(est_t)) + F.l1_loss(
+                est_a, a_dcp.expand_as(est_a)
+            )
             terms["g"] = terms["g"] + lam.lambda_dcp * terms["dcp"]
         if lam.lambda_dcp_pair > 0:  # the hazer re-creates the real haze from DCP's estimate
             terms["dcp_pair"] = F.l1_loss(op.A(j_dcp), b)

@@ -50,7 +50,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*val_dataloader.*but have no .validation_step.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero.*")
-    warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval.*")
+    warnings.filterwarnings(
+        "ignore", message="The number of training batches .* is smaller than the logging interval.*"
+    )
     for handler in logging.getLogger("lightning.pytorch").handlers:
         handler.addFilter(_DropMisleadingMessages())
 
@@ -62,7 +64,6 @@ class _DropMisleadingMessages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return "litlogger" not in message and "`max_steps=" not in message
-
 
 
 LOGGERS = ("csv", "tensorboard")
@@ -78,7 +79,9 @@ def build_logger(run_dir: str | Path, kind: str = "csv") -> Logger:
     if kind == "csv":
         return CSVLogger(run_dir, name="", version="logs")
     if importlib.util.find_spec("tensorboard") is None:
-        raise EIDError("--logger tensorboard needs TensorBoard: pip install 'eid-dehaze[tensorboard]'")
+        raise EIDError(
+            "--logger tensorboard needs TensorBoard: pip install 'eid-dehaze[tensorboard]'"
+        )
     return TensorBoardLogger(run_dir, name="", version="logs", default_hp_metric=False)
 
 
@@ -126,10 +129,17 @@ def build_trainer(
     log = build_logger(run_dir, logger)
     if strategy == "auto" and isinstance(devices, int) and devices * num_nodes > 1:
         strategy = DDPStrategy(find_unused_parameters=steps_per_batch > 1)
-    bar: Callback = RichProgressBar(leave=True) if sys.stderr.isatty() else LineProgress(steps_per_batch)
+    bar: Callback = (
+        RichProgressBar(leave=True) if sys.stderr.isatty() else LineProgress(steps_per_batch)
+    )
     extra: list[Callback] = [
         NonFiniteGuard(),
-        RunCheckpoint(run_dir / CHECKPOINT_DIR, checkpoint_every_n_batches, checkpoint_every_n_epochs, min_batches_between),
+        RunCheckpoint(
+            run_dir / CHECKPOINT_DIR,
+            checkpoint_every_n_batches,
+            checkpoint_every_n_epochs,
+            min_batches_between,
+        ),
     ]
     if samples:
         extra.append(SampleGrid(run_dir, min_batches=min_batches_between))
@@ -155,6 +165,11 @@ def build_trainer(
     )
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: Path | None = None) -> None:
+def fit(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: Path | None = None,
+) -> None:
     """``trainer.fit`` resuming from ``ckpt_path`` if given; checkpoints are read with ``weights_only=True``."""
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

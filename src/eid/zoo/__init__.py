@@ -19,7 +19,10 @@ from eid.run_layout import CONFIG, DEHAZER, MODEL_CARD, OPERATOR, WEIGHTS_SUFFIX
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 """Where the shipped run folders live (package data)."""
-ZOO_FILES = (CONFIG, *(stem + suffix for stem in (OPERATOR, DEHAZER) for suffix in (WEIGHTS_SUFFIX, ".yaml")))
+ZOO_FILES = (
+    CONFIG,
+    *(stem + suffix for stem in (OPERATOR, DEHAZER) for suffix in (WEIGHTS_SUFFIX, ".yaml")),
+)
 """The files a shipped model copies from its run folder (its card, ``MODEL.md``, is written for it)."""
 
 
@@ -42,9 +45,13 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if str(name_or_path) in models:
         return models[str(name_or_path)]
     if path.exists():
-        raise EIDError(f"{path} is a file; give a run folder (eid train --out) or a shipped model name")
+        raise EIDError(
+            f"{path} is a file; give a run folder (eid train --out) or a shipped model name"
+        )
     names = ", ".join(models) or "none installed"
-    raise EIDError(f"{name_or_path}: no such folder or shipped model; give a run folder or one of: {names} (eid models)")
+    raise EIDError(
+        f"{name_or_path}: no such folder or shipped model; give a run folder or one of: {names} (eid models)"
+    )
 
 
 def model_summary(folder: str | Path) -> str:

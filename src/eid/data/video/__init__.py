@@ -25,4 +25,12 @@ from eid.data.video.reader import (
 )
 from eid.data.video.writer import VideoWriter
 
-__all__ = ["VIDEO_SUFFIXES", "Frame", "VideoInfo", "VideoReader", "VideoWriter", "array_to_tensor", "tensor_to_array"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "Frame",
+    "VideoInfo",
+    "VideoReader",
+    "VideoWriter",
+    "array_to_tensor",
+    "tensor_to_array",
+]

@@ -53,7 +53,9 @@ class AudioCopy:
             if reason is None:
                 self._streams[stream.index] = output.add_stream_from_template(stream)
             else:
-                self.skipped.append(f"audio stream {stream.index} ({stream.codec_context.name}): {reason}")
+                self.skipped.append(
+                    f"audio stream {stream.index} ({stream.codec_context.name}): {reason}"
+                )
         self._packets: Iterator | None = None
         self._next = None
         if self._streams:

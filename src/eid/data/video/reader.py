@@ -16,7 +16,14 @@ from torch import Tensor
 
 from eid.errors import EIDError, VideoReadError
 
-__all__ = ["VIDEO_SUFFIXES", "Frame", "VideoInfo", "VideoReader", "array_to_tensor", "tensor_to_array"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "Frame",
+    "VideoInfo",
+    "VideoReader",
+    "array_to_tensor",
+    "tensor_to_array",
+]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".webm", ".ogv", ".wmv")
 
@@ -53,7 +60,9 @@ class Frame:
 
 def _unreadable(path: Path, problem: object) -> VideoReadError:
     problem = getattr(problem, "strerror", None) or problem
-    return VideoReadError(f"{path}: cannot read video ({problem}); check that the file is a complete video (mp4, avi, mkv...)")
+    return VideoReadError(
+        f"{path}: cannot read video ({problem}); check that the file is a complete video (mp4, avi, mkv...)"
+    )
 
 
 def array_to_tensor(array: np.ndarray) -> Tensor:
@@ -63,7 +72,9 @@ def array_to_tensor(array: np.ndarray) -> Tensor:
 
 def tensor_to_array(image: Tensor) -> np.ndarray:
     """Float ``(3, H, W)`` in ``[0, 1]`` -> ``(H, W, 3)`` uint8, rounded."""
-    return image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return (
+        image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    )
 
 
 class VideoReader:
@@ -117,7 +128,9 @@ class VideoReader:
         frames = s.frames or round(duration * float(fps))
         audio = len(self._container.streams.audio)
         start = float(s.start_time * s.time_base) if s.start_time and s.time_base else 0.0
-        return VideoInfo(self.path, s.width, s.height, fps, frames, duration, s.codec_context.name, audio, start)
+        return VideoInfo(
+            self.path, s.width, s.height, fps, frames, duration, s.codec_context.name, audio, start
+        )
 
     def __len__(self) -> int:
         return self.info.frames
@@ -151,7 +164,11 @@ class VideoReader:
         self._started = True
         target, counter, half = start, 0, 0.5 / fps
         for frame in self._decoded():
-            t = float((frame.pts - origin) * s.time_base) if frame.pts is not None else counter / fps
+            t = (
+                float((frame.pts - origin) * s.time_base)
+                if frame.pts is not None
+                else counter / fps
+            )
             counter += 1
             if t + half < target:
                 continue

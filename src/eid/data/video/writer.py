@@ -25,7 +25,9 @@ def _pick_codec(codec: str) -> str:
     av = _av()
     if codec != "auto":
         if codec not in av.codecs_available:
-            raise EIDError(f"video codec {codec!r} is not in this PyAV build; use auto, libx264 or mpeg4")
+            raise EIDError(
+                f"video codec {codec!r} is not in this PyAV build; use auto, libx264 or mpeg4"
+            )
         return codec
     for name in ("libx264", "mpeg4"):
         with contextlib.suppress(Exception):
@@ -55,7 +57,9 @@ class VideoWriter:
     ) -> None:  # fmt: skip
         self.path, self.width, self.height = Path(path), int(width), int(height)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise EIDError(f"{self.path}: unknown video suffix; use one of {', '.join(VIDEO_SUFFIXES)}")
+            raise EIDError(
+                f"{self.path}: unknown video suffix; use one of {', '.join(VIDEO_SUFFIXES)}"
+            )
         av = _av()
         self.codec = _pick_codec(codec)
         self._files = contextlib.ExitStack()
@@ -66,21 +70,30 @@ class VideoWriter:
             self._stream = self._container.add_stream(self.codec, rate=rate)
         except av.FFmpegError as exc:
             self._files.close()
-            raise EIDError(f"{self.path}: cannot open for writing ({exc}); check the folder and suffix") from None
+            raise EIDError(
+                f"{self.path}: cannot open for writing ({exc}); check the folder and suffix"
+            ) from None
         odd = bool(self.width % 2 or self.height % 2)
         self.pixel_format = "yuv444p" if odd and self.codec == "libx264" else "yuv420p"
         self.padded = odd and self.pixel_format == "yuv420p"  # 4:2:0 chroma needs even sides
         pad = int(self.padded)
-        self._stream.width, self._stream.height = self.width + pad * (self.width % 2), self.height + pad * (self.height % 2)
+        self._stream.width, self._stream.height = (
+            self.width + pad * (self.width % 2),
+            self.height + pad * (self.height % 2),
+        )
         self._stream.pix_fmt = self.pixel_format
         if self.codec == "libx264":
             self._stream.options = {"crf": str(crf), "preset": "medium"}
         else:
-            self._stream.codec_context.qscale = True  # fixed quantiser: q = crf / 6 (2-31, lower = better)
+            self._stream.codec_context.qscale = (
+                True  # fixed quantiser: q = crf / 6 (2-31, lower = better)
+            )
             self._stream.codec_context.global_quality = max(2, crf // 6) * _FF_QP2LAMBDA
         self.frames, self._rate = 0, rate
         try:
-            self.audio = AudioCopy(Path(audio_from), self._container, video_start) if audio_from else None
+            self.audio = (
+                AudioCopy(Path(audio_from), self._container, video_start) if audio_from else None
+            )
         except Exception:
             self._container.close()
             self._files.close()
@@ -90,7 +103,11 @@ class VideoWriter:
         """Append one frame ``(3, H, W)`` or a batch ``(B, 3, H, W)``."""
         av = _av()
         batch = frames.unsqueeze(0) if frames.dim() == 3 else frames
-        if batch.dim() != 4 or batch.shape[1] != 3 or tuple(batch.shape[2:]) != (self.height, self.width):
+        if (
+            batch.dim() != 4
+            or batch.shape[1] != 3
+            or tuple(batch.shape[2:]) != (self.height, self.width)
+        ):
             raise EIDError(
                 f"frame of shape {tuple(frames.shape)} does not fit the {self.width}x{self.height} RGB video; "
                 "pass (3,H,W) or (B,3,H,W) frames of the video's size"
@@ -123,5 +140,7 @@ class VideoWriter:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close(failed=kind is not None)
