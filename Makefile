@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
