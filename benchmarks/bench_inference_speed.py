@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from eid.inference import Dehazer as Runner
 from eid.inference.precision import cpu_flags, cpu_model, native_bf16
-from eid.models.dehazer import Dehazer, DehazerConfig, count_parameters
+from eid.models.dehazer import DehazerConfig, DehazerNet, count_parameters
 
 LOCAL = {"norm": "none", "circular_padding": False}
 VARIANTS: dict[str, dict] = {
@@ -64,7 +64,7 @@ def speed(args: argparse.Namespace) -> None:
     runners = {}
     for name, overrides in VARIANTS.items():
         torch.manual_seed(0)
-        net = Dehazer(DehazerConfig(**overrides)).eval()
+        net = DehazerNet(DehazerConfig(**overrides)).eval()
         runners[name] = (net, Runner.from_module(net, device="cpu", tile=None, precision="fp32"))
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}

@@ -49,7 +49,7 @@ from eid.baselines.dcp import DarkChannelPrior
 from eid.config import load_config
 from eid.data.io import write_image
 from eid.metrics.paired import psnr, ssim
-from eid.models import Dehazer, DehazerConfig
+from eid.models import DehazerConfig, DehazerNet
 from eid.physics import LearnedHaze
 from eid.physics.generators import VeilParamGenerator, apply_veil
 from eid.training.data import ImageDataModule
@@ -126,7 +126,7 @@ class Items(torch.utils.data.Dataset):
 
 def train_eid(
     cfg: EIDConfig, physics: Any, train: Items, run_dir: Path, clear: Items | None = None
-) -> Dehazer:
+) -> DehazerNet:
     L.seed_everything(cfg.seed, verbose=False)
     module = EIDModule(cfg, physics=physics, clear=clear, run_dir=run_dir)
     trainer = build_trainer(
@@ -144,10 +144,10 @@ def train_eid(
 
 def train_supervised(
     model_cfg: DehazerConfig, hazy: Tensor, clear: Tensor, cfg: EIDConfig
-) -> Dehazer:
+) -> DehazerNet:
     """The same UNet, MSE to the clear targets, same steps/batch/lr/schedule as EID."""
     torch.manual_seed(cfg.seed)
-    f = Dehazer(model_cfg)
+    f = DehazerNet(model_cfg)
     opt = torch.optim.Adam(f.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.max_steps)
     g = torch.Generator().manual_seed(cfg.seed)

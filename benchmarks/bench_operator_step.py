@@ -66,6 +66,7 @@ def worker(spec: dict) -> dict:
     from torch.utils.data import Dataset
     from torch.utils.flop_counter import FlopCounterMode
 
+    from eid.config import load_config
     from eid.training.data import ImageDataModule
     from eid.training.operator import STEPS_PER_BATCH, HazeOperatorModule, OperatorConfig
     from eid.training.trainer import build_trainer, fit
@@ -105,11 +106,11 @@ def worker(spec: dict) -> dict:
             self.times.append(time.perf_counter() - self.t0)
             self.cpu.append(time.process_time() - self.c0)
 
-    cfg = OperatorConfig(
-        max_steps=spec["steps"] + spec["warmup"],
-        channels_last=spec.get("channels_last", False),
-        winograd=spec.get("winograd", True),
-    )
+    overrides = {"max_steps": spec["steps"] + spec["warmup"], "epochs": None, "winograd": spec.get("winograd", True),
+                 "channels_last": spec.get("channels_last", False)}  # fmt: skip
+    cfg = load_config(
+        OperatorConfig, "operator", preset="paper", overrides=overrides
+    )  # the authors' recipe
     cfg.checkpoint_every_n_batches = 0
     cfg.checkpoint_every_n_epochs = 0
     cfg.data.batch_size = spec.get("batch", 1)

@@ -36,14 +36,14 @@ def build_net(cfg: dict):
     import torch
 
     from eid.config import load_config
-    from eid.models.dehazer import Dehazer, load_dehazer
+    from eid.models.dehazer import DehazerNet, load_dehazer
     from eid.training.eid import EIDConfig
 
     if cfg.get("run"):
         return load_dehazer(cfg["run"])[0]
     config = load_config(EIDConfig, "dehazer", preset=cfg["preset"], path=cfg.get("config"))
     torch.manual_seed(0)
-    return Dehazer(config.model, input="hazy").eval()
+    return DehazerNet(config.model, input="hazy").eval()
 
 
 def worker(cfg: dict) -> dict:

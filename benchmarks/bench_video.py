@@ -28,7 +28,7 @@ from eid.config import preset_dict
 from eid.data.video import VideoWriter
 from eid.inference import Dehazer as Runner
 from eid.inference.precision import cpu_model
-from eid.models.dehazer import Dehazer, DehazerConfig, count_parameters
+from eid.models.dehazer import DehazerConfig, DehazerNet, count_parameters
 from eid.video import dehaze_video
 
 LOCAL = {"norm": "none", "circular_padding": False}
@@ -59,9 +59,9 @@ def write(path: Path, clip: torch.Tensor, fps: int = 25) -> Path:
     return path
 
 
-def preset_model(name: str, **overrides: object) -> Dehazer:
+def preset_model(name: str, **overrides: object) -> DehazerNet:
     model = {**preset_dict("dehazer", name).get("model", {}), **overrides, "input": "hazy"}
-    return Dehazer(DehazerConfig(**model)).eval()
+    return DehazerNet(DehazerConfig(**model)).eval()
 
 
 def main() -> None:

@@ -172,11 +172,6 @@ class DehazerNet(Reconstructor):
         return F.pixel_shuffle(self.unet(F.pixel_unshuffle(padded, r)), r)[..., :h, :w]
 
 
-#: The network's name before ``DehazerNet`` (``eid.Dehazer`` is the runner), kept so that code written
-#: against it still imports.
-Dehazer = DehazerNet
-
-
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
