@@ -39,9 +39,20 @@ def main() -> None:
             (microscopy_data if task == "microscopy" else natural_data)(data)
         rows = results.setdefault(task, {})
         rows["hazy input"] = scores(data / "test-hazy", data / "test-clear", out / "hazy.json")
-        for name, method in (("DCP", ["--method", "dcp"]), (f"starter `{task}`", ["--model", task])):
+        for name, method in (
+            ("DCP", ["--method", "dcp"]),
+            (f"starter `{task}`", ["--model", task]),
+        ):
             pred = out / name.split()[0]
-            eid("dehaze", *method, str(data / "test-hazy"), "--out", str(pred), "--threads", args.threads)
+            eid(
+                "dehaze",
+                *method,
+                str(data / "test-hazy"),
+                "--out",
+                str(pred),
+                "--threads",
+                args.threads,
+            )
             rows[name] = scores(pred, data / "test-clear", out / f"{pred.name}.json")
         for name, row in rows.items():
             print(f"| {task} | {name} | {row['psnr']:.2f} | {row['ssim']:.3f} |")

@@ -38,13 +38,24 @@ def read_set(folder: Path) -> dict[str, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="a build_models.py --work folder")
-    parser.add_argument("--veil-sigma", type=float, default=0.05, help="the in-memory veil's blur (fraction of the side)")
+    parser.add_argument(
+        "--veil-sigma",
+        type=float,
+        default=0.05,
+        help="the in-memory veil's blur (fraction of the side)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="the held-out crops' synth seed")
     args = parser.parse_args()
     root = args.work / "microscopy"
     data = root / "data"
     print("| set | mean | std |\n|---|---|---|")
-    for sub in ("clear", "train-synth/clear", "train-synth/hazy", "test-synth/clear", "test-synth/hazy"):
+    for sub in (
+        "clear",
+        "train-synth/clear",
+        "train-synth/hazy",
+        "test-synth/clear",
+        "test-synth/hazy",
+    ):
         stack = torch.stack(list(read_set(data / sub).values()))
         print(f"| {sub} | {stack.mean():.4f} | {stack.std():.4f} |")
     operator, dehazer = load_operator(root / "eid"), Dehazer.load(root / "eid", device="cpu")
@@ -57,13 +68,18 @@ def main() -> None:
         with torch.no_grad():
             h_x = operator.A(x[None])[0]
         at_max = synthesize(x / peak, config, seed)[0] * peak
-        scores = [psnr(y[None].clamp(0, 1), x[None]).item() for y in (hazy[name], dehazer(hazy[name]), memory, dehazer(memory))]
+        scores = [
+            psnr(y[None].clamp(0, 1), x[None]).item()
+            for y in (hazy[name], dehazer(hazy[name]), memory, dehazer(memory))
+        ]
         rows.append([peak, x.mean().item(), hazy[name].mean().item(), h_x.mean().item(), *scores,
                      (hazy[name] - at_max).abs().max().item()])  # fmt: skip
     print("\n| crop | max | mean clear | mean hazy file | mean H(clear) | PSNR file hazy -> EID | PSNR in-memory hazy -> EID |"
           " max abs(file - max * synth(crop / max)) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for name, r in zip(clear, rows):
-        print(f"| {name} | {r[0]:.2f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.2f} -> {r[5]:.2f} | {r[6]:.2f} -> {r[7]:.2f} | {r[8]:.4f} |")
+        print(
+            f"| {name} | {r[0]:.2f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.2f} -> {r[5]:.2f} | {r[6]:.2f} -> {r[7]:.2f} | {r[8]:.4f} |"
+        )
     mean = [statistics.mean(r[i] for r in rows) for i in range(9)]
     print(f"| mean | {mean[0]:.2f} | {mean[1]:.3f} | {mean[2]:.3f} | {mean[3]:.3f} | {mean[4]:.2f} -> {mean[5]:.2f} |"
           f" {mean[6]:.2f} -> {mean[7]:.2f} | {max(r[8] for r in rows):.4f} |")  # fmt: skip
