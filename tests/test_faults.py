@@ -1014,3 +1014,16 @@ def test_epochs_alone_replaces_a_presets_step_budget(eid_cli, tmp_path, hazy_set
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (config["epochs"], config["max_steps"]) == (1, None)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
+def test_equal_weights_are_saved_as_identical_files(tmp_path):
+    """The safetensors header is written with sorted keys, so a deterministic rebuild gives the same bytes."""
+    import torch
+
+    from eid.weights import load_weights, save_weights
+
+    tensors = {"b": torch.arange(6.0).view(2, 3), "a": torch.ones(5, dtype=torch.float64)}
+    blobs = {save_weights(tmp_path / f"w{i}", tensors, {"k": i})[0].read_bytes() for i in range(6)}
+    assert len(blobs) == 1
+    loaded, _ = load_weights(tmp_path / "w0")
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())

@@ -10,12 +10,13 @@ instead of giving NaN or black outputs. Files exported before the checksum exist
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from eid.config import read_yaml, save_config
 from eid.errors import EIDError
@@ -38,6 +39,21 @@ def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _sorted_header(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the metadata in hash order, which changes from process to process, so two exports of
+    equal tensors would differ in bytes; sorted, a deterministic rebuild gives an identical file. The header
+    stays padded with spaces to a multiple of 8 bytes, as the format asks.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(
+        json.loads(blob[8 : 8 + size]), sort_keys=True, separators=(",", ":")
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + blob[8 + size :]
+
+
 def save_weights(
     stem: str | Path, weights: torch.nn.Module | dict[str, torch.Tensor], config: dict[str, Any]
 ) -> tuple[Path, Path]:
@@ -46,12 +62,9 @@ def save_weights(
     state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     weights_path = stem.with_suffix(".safetensors")
+    metadata = {"format": "pt", "eid": "1", CHECKSUM_KEY: tensor_checksum(tensors)}
     with atomic_write(weights_path) as tmp:
-        save_file(
-            tensors,
-            str(tmp),
-            metadata={"format": "pt", "eid": "1", CHECKSUM_KEY: tensor_checksum(tensors)},
-        )
+        tmp.write_bytes(_sorted_header(save(tensors, metadata=metadata)))
     config_path = save_config(config, stem.with_suffix(".yaml"))
     return weights_path, config_path
 
