@@ -67,3 +67,23 @@ class PatchGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def min_side(norm: str = "instance", strides: Sequence[int] = (2, 2, 2, 1)) -> int:
+    """Smallest square input :class:`PatchGANDiscriminator` accepts: every 4x4 convolution needs 2 pixels
+    (4 with its padding), and instance norm needs more than one position.
+
+    >>> min_side("instance"), min_side("none")
+    (24, 16)
+    """
+
+    def fits(side: int) -> bool:
+        for i, stride in enumerate(strides):
+            if side < 2:
+                return False
+            side = (side - 2) // stride + 1
+            if i > 0 and norm == "instance" and side < 2:
+                return False
+        return side >= 1
+
+    return next(side for side in range(1, 4096) if fits(side))

@@ -67,10 +67,17 @@ def fit_eid(
     from eid.config import save_config
     from eid.data.datasets import HazyFolder, PairedFolder
     from eid.models.dehazer import copy_operator
+    from eid.models.discriminators import min_side
 
     run_dir = Path(run_dir)
     cfg = with_operator_white(cfg)
     clear = [clear] if isinstance(clear, (str, Path)) else list(clear or cfg.clear)
+    smallest = min_side(cfg.disc_norm)
+    if cfg.adversarial_weight > 0 and 0 < cfg.crop < smallest:
+        raise EIDError(
+            f"crop {cfg.crop} is too small for the adversarial prior's discriminator ({cfg.disc_norm} norm); "
+            f"use --crop {smallest} or more, or --no-prior"
+        )
     if (
         not is_ddp_worker()
     ):  # rank 0 writes the config the DDP workers read, new or resumed (as fit_operator)
