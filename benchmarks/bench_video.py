@@ -1,6 +1,6 @@
 """Video dehazing throughput and flicker.
 
-1. Frames/s of :func:`eid.video.dehaze_video` at 480x480 on ``--threads`` CPU threads for the
+1. Frames/s of :func:`eid.inference.video.dehaze_video` at 480x480 on ``--threads`` CPU threads for the
    ``fast`` and ``paper`` dehazer presets and the space-to-depth candidates of
    ``bench_inference_speed.py`` (random weights: speed does not depend on the weights), through the
    runner ``eid.Dehazer.run`` as ``eid dehaze`` calls it. The network ``f`` is timed on the hazy
@@ -28,8 +28,8 @@ from eid.config import preset_dict
 from eid.data.video import VideoWriter
 from eid.inference import Dehazer as Runner
 from eid.inference.precision import cpu_model
+from eid.inference.video import dehaze_video
 from eid.models.dehazer import DehazerConfig, DehazerNet, count_parameters
-from eid.video import dehaze_video
 
 LOCAL = {"norm": "none", "circular_padding": False}
 CANDIDATES = {

@@ -1,7 +1,7 @@
 """The video pipeline as a stream: its own frame rate, and peak memory against the video's length.
 
 For each length (default 10 s and 60 s of 480x480 at 25 frames/s, with an AAC audio track), one fresh
-process runs :func:`eid.video.dehaze_video` with ``--model`` as the image function (``identity``: the
+process runs :func:`eid.inference.video.dehaze_video` with ``--model`` as the image function (``identity``: the
 pipeline alone, i.e. decode + flicker meters + encode + audio copy; ``dcp``: the dark channel prior), and
 reports frames/s and its peak RSS (``ru_maxrss``). Streaming means the peak RSS does not grow with the length.
 
@@ -54,7 +54,7 @@ def child(src: Path, model: str, threads: int) -> None:
     import torch
 
     from eid.baselines.dcp import DarkChannelPrior
-    from eid.video import dehaze_video
+    from eid.inference.video import dehaze_video
 
     torch.set_num_threads(threads)
     image_fn = (lambda x: x) if model == "identity" else DarkChannelPrior()

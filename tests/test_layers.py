@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("eid.data",),
     ("eid.physics", "eid.models", "eid.losses", "eid.transforms", "eid.baselines"),
-    ("eid.training", "eid.inference", "eid.metrics", "eid.synth", "eid.video"),
+    ("eid.training", "eid.inference", "eid.metrics", "eid.synth"),
     ("eid.report", "eid.prepare", "eid.export"),
     ("eid.demo", "eid.napari", "eid.cli", "eid.__main__", "eid"),
 )

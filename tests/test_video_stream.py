@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from eid.data.video import VideoReader
+from eid.inference.video import dehaze_video
 from eid.utils import prefetched
-from eid.video import dehaze_video
 
 
 def clip_with_audio(

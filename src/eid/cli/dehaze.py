@@ -17,7 +17,7 @@ from eid.utils import hiding_warnings, recording_warnings
 
 if TYPE_CHECKING:
     from eid.inference import Method
-    from eid.video import VideoReport
+    from eid.inference.video import VideoReport
 
 
 @app.command("dehaze")
@@ -130,7 +130,7 @@ def dehaze(
         0.0,
         "--temporal-smoothing",
         help="Videos: strength in [0,1) of the flicker-reducing temporal smoothing "
-        "of the output (0 = off; see eid.video.TemporalSmoother).",
+        "of the output (0 = off; see eid.inference.video.TemporalSmoother).",
     ),
 ) -> None:
     """Dehaze images and videos, keeping each file's size, format, bit depth and channels.

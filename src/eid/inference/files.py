@@ -18,9 +18,9 @@ from eid.data.video import VIDEO_SUFFIXES
 from eid.errors import EIDError, ImageReadError, describe_os_error
 from eid.inference.methods import Method
 from eid.inference.runner import Dehazer
+from eid.inference.video import VideoReport
 from eid.progress import LoggedProgress, stderr_console
 from eid.utils import remove_stale_temps
-from eid.video import VideoReport
 
 __all__ = ["VIDEO_SUFFIXES", "DehazeSummary", "dehaze_paths", "dehaze_video_file", "is_video"]
 
@@ -194,9 +194,9 @@ def dehaze_video_file(
 ) -> VideoReport:
     """Dehaze a video frame by frame with ``runner.run`` (batched, padded, tiled), keeping fps and size.
 
-    See :func:`eid.video.dehaze_video` for the side-by-side output and temporal smoothing.
+    See :func:`eid.inference.video.dehaze_video` for the side-by-side output and temporal smoothing.
     """
-    from eid.video import dehaze_video
+    from eid.inference.video import dehaze_video
 
     return dehaze_video(
         src,
