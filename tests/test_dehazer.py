@@ -16,12 +16,6 @@ from eid.physics import ASMHaze
 from eid.weights import save_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: one thread (two OpenMP threads spin badly when the shared machine is busy)."""
-    torch.set_num_threads(1)
-
-
 def tiny(**kw) -> DehazerNet:
     torch.manual_seed(0)
     return DehazerNet(DehazerConfig(**{"channels": 3, "scales": 2, "width": 4, **kw}))

@@ -11,11 +11,6 @@ from eid.models import DehazerConfig, DehazerNet
 from eid.models.dehazer import unet_receptive_radius
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def local_dehazer(**kw) -> DehazerNet:
     """A norm-free, zero-padded dehazer with He-initialised weights: unit gain per layer, so distant
     pixels matter and an inexact tiling shows (PyTorch's default init makes the residual tiny)."""
