@@ -8,7 +8,7 @@ Variants:
   naive        the same computation with the frozen generators' weights requiring gradients and the
                pseudo-inverse of the data computed with a graph (what the authors' closure does)
   eid          eid as shipped: frozen weights, H^dagger(y) of the data without a graph, the operator's
-               wide 3x3 convolutions by Winograd's algorithm (on CPU, ``EIDConfig.winograd``)
+               wide 3x3 convolutions by Winograd's algorithm (on CPU, ``fit_eid(winograd=True)``)
   eid+cl       eid with channels_last memory format
   eid+bf16     eid under CPU bfloat16 autocast
   eid+ckpt     eid with checkpoint_operator (generator activations recomputed in backward)
@@ -52,7 +52,7 @@ def build(variant: str):
         preset="paper",
         overrides={"checkpoint_operator": variant == "eid+ckpt"},
     )
-    winograd = cfg.winograd and variant != "eid+direct"  # as build_operator
+    winograd = variant != "eid+direct"  # as build_operator with fit_eid's default winograd=True
     physics = LearnedHaze(
         ResnetGenerator(3, 3, winograd=winograd), ResnetGenerator(3, 3, winograd=winograd)
     )

@@ -106,15 +106,18 @@ def worker(spec: dict) -> dict:
             self.times.append(time.perf_counter() - self.t0)
             self.cpu.append(time.process_time() - self.c0)
 
-    overrides = {"max_steps": spec["steps"] + spec["warmup"], "epochs": None, "winograd": spec.get("winograd", True),
-                 "channels_last": spec.get("channels_last", False)}  # fmt: skip
+    overrides = {"max_steps": spec["steps"] + spec["warmup"], "epochs": None}
     cfg = load_config(
         OperatorConfig, "operator", preset="paper", overrides=overrides
     )  # the authors' recipe
     cfg.checkpoint_every_n_batches = 0
     cfg.checkpoint_every_n_epochs = 0
     cfg.data.batch_size = spec.get("batch", 1)
-    module = (Standard if spec.get("standard") else HazeOperatorModule)(cfg)
+    machine = {
+        "winograd": spec.get("winograd", True),
+        "channels_last": spec.get("channels_last", False),
+    }  # machine settings, not recipe fields
+    module = (Standard if spec.get("standard") else HazeOperatorModule)(cfg, **machine)
     timer = Timer()
     counter = FlopCounterMode(display=False) if spec.get("flops") else contextlib.nullcontext()
     with tempfile.TemporaryDirectory() as run_dir, counter:

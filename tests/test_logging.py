@@ -61,7 +61,7 @@ def test_stage_2_tensorboard_log(toy: tuple[Path, Path], tmp_path: Path) -> None
     pytest.importorskip("tensorboard")
     cfg = EIDConfig(
         operator="asm", asm_transmission=0.6, asm_airlight=0.9, model=DehazerConfig(scales=2, width=4), epochs=None,
-        max_steps=2, batch_size=2, crop=16, winograd=False, checkpoint_every_n_batches=0, adversarial_weight=0.0,
+        max_steps=2, batch_size=2, crop=16, checkpoint_every_n_batches=0, adversarial_weight=0.0,
     )  # fmt: skip
     fit_eid(
         cfg,

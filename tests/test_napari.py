@@ -49,7 +49,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     cfg = EIDConfig(
         operator="asm", asm_transmission=0.6, asm_airlight=0.9, model=DehazerConfig(channels=1, scales=2, width=4),
-        epochs=None, max_steps=1, batch_size=2, crop=16, winograd=False, checkpoint_every_n_batches=0, adversarial_weight=0.0,
+        epochs=None, max_steps=1, batch_size=2, crop=16, checkpoint_every_n_batches=0, adversarial_weight=0.0,
     )  # fmt: skip
     fit_eid(
         cfg,

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from eid.config import config_to_dict, load_config, preset_names, saved_config
+from eid.errors import EIDError
 from eid.training.eid_config import EIDConfig
 from eid.training.operator_config import OperatorConfig
 
@@ -85,3 +86,22 @@ def test_a_run_saved_before_a_field_existed_keeps_the_value_it_was_made_with() -
         saved_config(EIDConfig, stage_2).adversarial_weight,
         saved_config(EIDConfig, stage_2).disc_norm,
     ) == (0.0, "instance")
+
+
+@pytest.mark.parametrize(("kind", "cls"), KINDS)
+def test_a_run_saved_with_the_former_machine_settings_loads_without_them(
+    kind: str, cls: type, tmp_path
+) -> None:
+    """``winograd`` and ``channels_last`` were recipe fields; old ``config.yaml`` files and checkpoints hold them."""
+    saved = config_to_dict(load_config(cls, kind, preset="paper"))
+    old = {**saved, "winograd": False, "channels_last": True}
+    if cls is EIDConfig:
+        del old["channels_last"]  # stage 2 never had it
+    assert saved_config(cls, old) == saved_config(cls, saved)
+    user = tmp_path / "mine.yaml"
+    user.write_text("winograd: false\n")
+    with pytest.raises(
+        EIDError, match=r"winograd is not a config field any more.*machine setting"
+    ) as err:
+        load_config(cls, kind, path=user)
+    assert "\n" not in str(err.value)

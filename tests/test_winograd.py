@@ -107,10 +107,10 @@ def test_paper_generator_agrees_with_direct_convolution(rng: torch.Generator) ->
 
 
 @pytest.mark.parametrize(("winograd", "batch"), [(True, 1), (True, 4), (False, 1)])
-def test_stage_one_builds_winograd_generators_when_configured(winograd: bool, batch: int) -> None:
-    cfg = OperatorConfig(winograd=winograd)
+def test_stage_one_builds_winograd_generators_when_asked(winograd: bool, batch: int) -> None:
+    cfg = OperatorConfig()
     cfg.model.width, cfg.model.blocks, cfg.data.batch_size = 4, 1, batch
-    module = HazeOperatorModule(cfg)
+    module = HazeOperatorModule(cfg, winograd=winograd)
     for generator in (module.g_ab, module.g_ba):
         assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is winograd
     assert not any(
@@ -119,16 +119,29 @@ def test_stage_one_builds_winograd_generators_when_configured(winograd: bool, ba
 
 
 @pytest.mark.parametrize(("winograd", "batch"), [(True, 1), (True, 4), (False, 1)])
-def test_stage_two_builds_a_winograd_operator_when_configured(
+def test_stage_two_builds_a_winograd_operator_when_asked(
     winograd: bool, batch: int, tmp_path: Path
 ) -> None:
     config = {"model": {"channels": 1, "width": 4, "blocks": 1, "n_down": 2}}
     LearnedHaze(*[ResnetGenerator(1, 1, width=4, blocks=1) for _ in range(2)], config=config).save(
         tmp_path
     )
-    physics = build_operator(EIDConfig(operator=str(tmp_path), winograd=winograd, batch_size=batch))
+    physics = build_operator(EIDConfig(operator=str(tmp_path), batch_size=batch), winograd=winograd)
     for generator in (physics.g_ab, physics.g_ba):
         assert any(isinstance(m, WinogradConv2d) for m in generator.modules()) is winograd
+
+
+def test_winograd_is_on_by_default_in_both_stages(tmp_path: Path) -> None:
+    cfg = OperatorConfig()
+    cfg.model.width, cfg.model.blocks = 4, 1
+    module = HazeOperatorModule(cfg)
+    assert any(isinstance(m, WinogradConv2d) for m in module.g_ab.modules())
+    config = {"model": {"channels": 1, "width": 4, "blocks": 1, "n_down": 2}}
+    LearnedHaze(*[ResnetGenerator(1, 1, width=4, blocks=1) for _ in range(2)], config=config).save(
+        tmp_path
+    )
+    physics = build_operator(EIDConfig(operator=str(tmp_path)))
+    assert any(isinstance(m, WinogradConv2d) for m in physics.g_ab.modules())
 
 
 def test_frozen_winograd_operator_under_checkpointing_and_inference_mode(

@@ -105,6 +105,10 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
     """Build ``cls`` from ``data``; unknown keys raise an error listing the valid ones."""
     types_ = _field_types(cls)
     unknown = set(data) - set(types_)
+    removed = getattr(cls, "REMOVED_FIELDS", {})
+    if unknown & set(removed):
+        name = min(unknown & set(removed))
+        raise EIDError(f"{where}: {name} is not a config field any more; {removed[name]}")
     if unknown:
         raise EIDError(
             f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid fields: {', '.join(types_)}"
@@ -122,8 +126,12 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
 def saved_config(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Rebuild ``cls`` from the full config a run saved (``config.yaml``, a checkpoint). A field it lacks was added
     after it was written: it takes ``cls.SAVED_DEFAULTS`` where the default has changed since (the value the run
-    was made with), else the dataclass default."""
-    return config_from_dict(cls, merge_dicts(getattr(cls, "SAVED_DEFAULTS", {}), data), where=where)
+    was made with), else the dataclass default. A field named in ``cls.REMOVED_FIELDS`` (one that is no longer part
+    of the recipe, such as a machine setting) is dropped; a user's config naming one gets an error instead
+    (:func:`config_from_dict`)."""
+    removed = getattr(cls, "REMOVED_FIELDS", {})
+    kept = {k: v for k, v in data.items() if k not in removed}
+    return config_from_dict(cls, merge_dicts(getattr(cls, "SAVED_DEFAULTS", {}), kept), where=where)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}

@@ -97,14 +97,24 @@ class HazeOperatorModule(L.LightningModule):
 
     :param config: :class:`OperatorConfig` (or its dict form, as stored in a checkpoint).
     :param run_dir: where the operator files are exported (``None``: no export).
+    :param winograd: the generators' wide 3x3 convolutions by Winograd's algorithm (CPU, float32; same
+        results, :mod:`eid.models.winograd`). A machine setting, not part of the recipe.
+    :param channels_last: the networks and batches in the ``channels_last`` memory format (a machine setting).
     """
 
     def __init__(
-        self, config: OperatorConfig | dict[str, Any], run_dir: str | Path | None = None
+        self,
+        config: OperatorConfig | dict[str, Any],
+        run_dir: str | Path | None = None,
+        *,
+        winograd: bool = True,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         cfg = config if isinstance(config, OperatorConfig) else saved_config(OperatorConfig, config)
         self.cfg = cfg
+        self.winograd = winograd
+        self.channels_last = channels_last
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.automatic_optimization = False
         self.save_hyperparameters(config_to_dict(cfg), ignore=["run_dir"])
@@ -115,17 +125,17 @@ class HazeOperatorModule(L.LightningModule):
         self.buffer_a = ReplayBuffer(cfg.buffer_size, cfg.seed)
         self.buffer_b = ReplayBuffer(cfg.buffer_size, cfg.seed + 1)
         self._buffers_restored = False
-        if cfg.channels_last:
+        if channels_last:
             self.to(memory_format=torch.channels_last)
 
     def _build_generators(self) -> None:
         """The operator's networks: ``G_AB`` and ``G_BA`` (a subclass builds another operator)."""
-        m, cfg = self.cfg.model, self.cfg
+        m = self.cfg.model
         self.g_ab = ResnetGenerator(
-            m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd
+            m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, self.winograd
         )
         self.g_ba = ResnetGenerator(
-            m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, cfg.winograd
+            m.channels, m.channels, m.width, m.blocks, m.n_down, m.residual, self.winograd
         )
 
     def generator_parameters(self) -> list[nn.Parameter]:
@@ -149,7 +159,7 @@ class HazeOperatorModule(L.LightningModule):
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The clear and hazy batch in the generators' range (``[-1, 1]``)."""
-        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return (to_gan_range(batch[k]).contiguous(memory_format=fmt) for k in ("clear", "hazy"))
 
     def to_discriminator(self, x: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,7 @@ def fit_eid(
     ckpt: Path | None = None,
     workers: int = 0,
     init_from: Path | None = None,
+    winograd: bool = True,
     **trainer_kwargs: Any,
 ) -> tuple[EIDModule, L.Trainer]:
     """Train (or resume from ``ckpt``) a stage-2 run in ``run_dir`` from the hazy images ``hazy``.
@@ -62,7 +63,9 @@ def fit_eid(
     PSNR/SSIM each epoch. With the ASM oracle and no constant ``t``/``A`` the per-image parameters come
     from the ``eid synth`` folder holding ``hazy``. ``trainer_kwargs`` go to
     :func:`eid.training.trainer.build_trainer` (``devices``, ``num_nodes``, ``precision``...). A new run starts
-    from the dehazer of the run folder ``init_from`` when given (:mod:`eid.training.init_from`).
+    from the dehazer of the run folder ``init_from`` when given (:mod:`eid.training.init_from`). ``winograd``
+    computes a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU, float32; same results,
+    :mod:`eid.models.winograd`): a machine setting, not part of the recipe.
     """
     from eid.config import save_config
     from eid.data.datasets import HazyFolder, PairedFolder
@@ -125,7 +128,7 @@ def fit_eid(
             white=cfg.white,
         )
         val_set = SameCropEveryEpoch(pairs)
-    module = EIDModule(cfg, clear=clear_set, run_dir=run_dir)
+    module = EIDModule(cfg, clear=clear_set, run_dir=run_dir, winograd=winograd)
     if init_from is not None and ckpt is None:
         load_initial_weights(
             module.dehazer, Path(init_from), DEHAZER, config_to_dict(cfg)["model"], "dehazer"

@@ -39,8 +39,6 @@ class EIDConfig:
     :param int batch_size: images per batch; ``crop``: random square crop side (0 = whole images).
     :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
         instead of storing them (less memory, one more operator forward per call).
-    :param bool winograd: a learned operator's wide 3x3 convolutions by Winograd's algorithm (CPU,
-        float32; :mod:`eid.models.winograd`).
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
     :param tuple clear: the unpaired clear folders of the prior (:func:`with_prior` fills it in).
     :param float disc_lr: learning rate of its discriminator.
@@ -61,6 +59,11 @@ class EIDConfig:
         "adversarial_weight": 0.0,
         "disc_norm": "instance",
     }
+    #: Fields older runs saved that are machine settings now, not part of the recipe (dropped when such a run
+    #: is loaded; :func:`eid.config.saved_config`).
+    REMOVED_FIELDS: ClassVar[dict[str, str]] = {
+        "winograd": "it is a machine setting now: fit_eid(..., winograd=...)",
+    }
 
     operator: str = "asm"
     asm_transmission: float | None = None
@@ -80,7 +83,6 @@ class EIDConfig:
     batch_size: int = 8
     crop: int = 64
     checkpoint_operator: bool = False
-    winograd: bool = True
     adversarial_weight: float = 0.05
     clear: tuple[str, ...] = ()
     disc_lr: float = 2e-4

@@ -39,6 +39,8 @@ class EIDModule(L.LightningModule):
     :param clear: optional dataset of unpaired clear images for the adversarial prior; items are
         dicts with ``clear``, indexed by ``(index, item_seed)``.
     :param run_dir: where ``dehazer.{safetensors,yaml}`` are exported at each epoch end.
+    :param winograd: build a learned operator (when ``physics`` is not given) with Winograd layers
+        (:func:`build_operator`; a machine setting, not part of the recipe).
     """
 
     def __init__(
@@ -47,6 +49,8 @@ class EIDModule(L.LightningModule):
         physics: nn.Module | None = None,
         clear: Any = None,
         run_dir: str | Path | None = None,
+        *,
+        winograd: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
@@ -54,7 +58,9 @@ class EIDModule(L.LightningModule):
         self.automatic_optimization = False
         self.dehazer = DehazerNet(config.model)
         physics = (
-            build_operator(config) if physics is None else physics.eval().requires_grad_(False)
+            build_operator(config, winograd)
+            if physics is None
+            else physics.eval().requires_grad_(False)
         )
         if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
             physics = CheckpointedOperator(physics)

@@ -10,8 +10,10 @@ from torch import Tensor, nn
 from eid.training.eid_config import EIDConfig
 
 
-def build_operator(config: EIDConfig) -> nn.Module:
-    """The frozen haze operator ``H`` named by ``config.operator`` (in eval mode, no gradients)."""
+def build_operator(config: EIDConfig, winograd: bool = True) -> nn.Module:
+    """The frozen haze operator ``H`` named by ``config.operator`` (in eval mode, no gradients); ``winograd``
+    builds a learned operator's generators with Winograd layers (a machine setting: same results on CPU,
+    :mod:`eid.models.winograd`)."""
     if config.operator == "asm":
         from eid.physics import ASMHaze
 
@@ -21,7 +23,7 @@ def build_operator(config: EIDConfig) -> nn.Module:
     else:
         from eid.physics import load_operator
 
-        physics = load_operator(config.operator, winograd=config.winograd)
+        physics = load_operator(config.operator, winograd=winograd)
     return physics.eval().requires_grad_(False)
 
 

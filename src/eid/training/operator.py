@@ -45,11 +45,15 @@ def fit_operator(
     workers: int = 0,
     callbacks: Sequence[L.Callback] = (),
     init_from: Path | None = None,
+    winograd: bool = True,
+    channels_last: bool = False,
     **trainer_kwargs: Any,
 ) -> tuple[HazeOperatorModule, L.Trainer]:
     """Train (or resume from ``ckpt``) a stage-1 run in ``run_dir``; ``trainer_kwargs`` go to :func:`build_trainer`
     (``devices``, ``num_nodes``, ``precision``, ``accelerator``, ``progress``...). A new run starts from the
-    operator of the run folder ``init_from`` when given (:mod:`eid.training.init_from`)."""
+    operator of the run folder ``init_from`` when given (:mod:`eid.training.init_from`). ``winograd`` and
+    ``channels_last`` are machine settings, not part of the recipe (:class:`HazeOperatorModule`): they change how
+    the step is computed, not what is trained, and a resumed run may change them."""
     from eid.data.datasets import UnpairedFolders
 
     run_dir = Path(run_dir)
@@ -63,7 +67,7 @@ def fit_operator(
         clear, hazy, crop=cfg.data.crop, load_size=cfg.data.load_size, channels=cfg.model.channels,
         flip=cfg.data.flip, seed=cfg.seed, white=cfg.data.white,
     )  # fmt: skip
-    module = operator_module(cfg, run_dir)
+    module = operator_module(cfg, run_dir, winograd=winograd, channels_last=channels_last)
     if init_from is not None and ckpt is None:
         load_initial_weights(
             operator_networks(module),
@@ -87,11 +91,17 @@ def fit_operator(
     return module, trainer
 
 
-def operator_module(cfg: OperatorConfig, run_dir: str | Path | None = None) -> HazeOperatorModule:
-    """The stage-1 module for ``cfg.model.kind``."""
-    if cfg.model.kind == "scattering":
-        return ScatteringOperatorModule(cfg, run_dir=run_dir)
-    return HazeOperatorModule(cfg, run_dir=run_dir)
+def operator_module(
+    cfg: OperatorConfig,
+    run_dir: str | Path | None = None,
+    *,
+    winograd: bool = True,
+    channels_last: bool = False,
+) -> HazeOperatorModule:
+    """The stage-1 module for ``cfg.model.kind`` (machine settings ``winograd``, ``channels_last``:
+    :class:`HazeOperatorModule`)."""
+    cls = ScatteringOperatorModule if cfg.model.kind == "scattering" else HazeOperatorModule
+    return cls(cfg, run_dir=run_dir, winograd=winograd, channels_last=channels_last)
 
 
 def parameter_count(module: nn.Module) -> int:

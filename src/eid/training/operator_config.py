@@ -108,6 +108,12 @@ class OperatorConfig:
         "data": {"crop": 256, "load_size": 286, "batch_size": 1},
         "epochs": 200, "max_steps": None, "checkpoint_every_n_batches": 500, "checkpoint_every_n_epochs": 10, "log_every": 10,
     }  # fmt: skip
+    #: Fields older runs saved that are machine settings now, not part of the recipe (dropped when such a run
+    #: is loaded; :func:`eid.config.saved_config`).
+    REMOVED_FIELDS: ClassVar[dict[str, str]] = {
+        "winograd": "it is a machine setting now: fit_operator(..., winograd=...)",
+        "channels_last": "it is a machine setting now: fit_operator(..., channels_last=...)",
+    }
 
     model: OperatorModelConfig = field(default_factory=OperatorModelConfig)
     loss: OperatorLossConfig = field(default_factory=OperatorLossConfig)
@@ -120,6 +126,3 @@ class OperatorConfig:
     checkpoint_every_n_batches: int = 100
     checkpoint_every_n_epochs: int = 0
     log_every: int = 5
-    channels_last: bool = False
-    #: Winograd 3x3 convolutions in the generators (CPU, float32; see ``eid.models.winograd``).
-    winograd: bool = True

@@ -117,7 +117,7 @@ class ScatteringOperatorModule(HazeOperatorModule):
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The clear and hazy batch in ``[0, 1]``, the operator's range."""
-        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return (batch[k].contiguous(memory_format=fmt) for k in ("clear", "hazy"))
 
     def to_discriminator(self, x: torch.Tensor) -> torch.Tensor:
