@@ -318,3 +318,34 @@ def test_cli_synth(tmp_path: Path, clear_folder: Path) -> None:
         ],
     )
     assert isinstance(bad.exception, EIDError)
+
+
+@pytest.mark.parametrize("white", ["max", "dtype"])
+def test_cli_synth_white_sets_one_scale_for_crops(tmp_path: Path, white: str) -> None:
+    """A crop and its half-bright copy (same name, so the same haze draw): ``--white max`` hazes each at its own
+    maximum, so the dim one's output is the bright one's halved; ``--white dtype`` puts the veil on the files'
+    common scale, so the dim crop gets the same absolute veil."""
+    g = np.random.default_rng(0)
+    bright = (60 + 180 * g.random((48, 48))).astype(np.uint8)
+    for folder, image in (("bright", bright), ("dim", (bright // 2).astype(np.uint8))):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(image).save(tmp_path / folder / "crop.png")
+        args = [
+            "synth",
+            str(tmp_path / folder),
+            "--out",
+            str(tmp_path / f"out-{folder}"),
+            "--model",
+            "veil",
+        ]
+        assert CliRunner().invoke(app, [*args, "--white", white]).exit_code == 0
+    hazy = {
+        f: np.asarray(Image.open(tmp_path / f"out-{f}" / "hazy" / "crop.png"), float)
+        for f in ("bright", "dim")
+    }
+    halved = np.abs(hazy["dim"] - hazy["bright"] / 2).mean()
+    assert (halved < 1.0) if white == "max" else (halved > 5.0)
+    bad = CliRunner().invoke(
+        app, ["synth", str(tmp_path / "dim"), "--out", str(tmp_path / "x"), "--white", "-3"]
+    )
+    assert bad.exit_code != 0

@@ -8,9 +8,10 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-from eid.cli import app, console
+from eid.cli import WHITE_HELP, app, console
 from eid.data.listing import iter_inputs
 from eid.data.naming import check_existing, plan_outputs
+from eid.data.scale import parse_white
 from eid.errors import EIDError
 from eid.progress import LoggedProgress
 from eid.synth import SynthConfig, synthesize_folder
@@ -105,6 +106,13 @@ def synth_command(
     max_pixels: int = typer.Option(
         None, "--max-pixels", help="Refuse larger images (default 150 MP)."
     ),
+    white: str = typer.Option(
+        "auto",
+        "--white",
+        help=WHITE_HELP
+        + " Default auto: dtype for asm, max for veil. Crops or tiles of one image need one "
+        "scale for all (dtype or a number): max scales each crop's haze by the crop's own brightness.",
+    ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
@@ -131,6 +139,7 @@ def synth_command(
         veil=_floats(veil_range, "--veil-range", 2),
         background=_floats(background_range, "--background-range", 2),
         veil_sigma=veil_sigma,
+        white=white if white == "auto" else parse_white(white),
         seed=seed,
         save_depth=save_depth,
     )
