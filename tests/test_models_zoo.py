@@ -239,6 +239,12 @@ def test_a_shipped_operator_needs_the_users_clear_images_for_the_prior(
     assert config["clear"] == [str(grey.resolve())] and config["operator"] == str(
         MODELS_DIR / "microscopy"
     )
+    card = (
+        tmp_path / "ft" / "MODEL.md"
+    ).read_text()  # stage 1 is the shipped model's stage 1, not its stage 2
+    shipped = (MODELS_DIR / "microscopy" / "MODEL.md").read_text()
+    stage1 = next(line for line in shipped.splitlines() if line.startswith("- stage 1 training: "))
+    assert stage1 in card.splitlines()
 
 
 def test_resolve_model_prefers_an_existing_folder_and_names_the_shipped_ones(

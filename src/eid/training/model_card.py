@@ -72,7 +72,7 @@ def write_model_card(
     )
     kind = "EID dehazer (stage 2)" if stage == DEHAZER else "haze operator (stage 1)"
     recorded = (
-        {"stage 1 training": _recorded_training(Path(str(config.get("operator", ""))))}
+        {"stage 1 training": _operator_training(Path(str(config.get("operator", ""))))}
         if stage == DEHAZER
         else {}
     )
@@ -135,14 +135,20 @@ def training_line(steps: int, seconds: float) -> dict[str, str]:
     return {"training": f"{steps} training batches; wall time of the last session {seconds:.0f} s"}
 
 
-def _recorded_training(run_dir: Path) -> str | None:
-    """The ``training`` line of the card already in ``run_dir`` (``None`` without one)."""
+def _recorded_training(run_dir: Path, line: str = "training") -> str | None:
+    """The ``- {line}:`` entry of the card already in ``run_dir`` (``None`` without one)."""
     card = RunFolder(run_dir).model_card
     lines = card.read_text(encoding="utf-8").splitlines() if card.is_file() else []
-    return next(
-        (line.removeprefix("- training: ") for line in lines if line.startswith("- training: ")),
-        None,
-    )
+    prefix = f"- {line}: "
+    return next((entry.removeprefix(prefix) for entry in lines if entry.startswith(prefix)), None)
+
+
+def _operator_training(operator: Path) -> str | None:
+    """The stage-1 training recorded for an operator folder: its own ``training`` entry, or, when it is a whole
+    model's folder (a shipped model used as ``--operator NAME``), that card's ``stage 1 training`` entry."""
+    if (operator / f"{DEHAZER}.yaml").is_file():
+        return _recorded_training(operator, "stage 1 training")
+    return _recorded_training(operator)
 
 
 def _read(path: Path) -> dict[str, Any]:
