@@ -81,4 +81,17 @@ def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
 def test_default_overlap_fits_a_small_tile():
     f = local_dehazer(unshuffle=2)  # R = 59, multiple 8
     runner = Dehazer.from_module(f, device="cpu", tile=64)
-    assert runner.overlap == 56 and not runner.exact_tiling
+    assert runner.overlap == 48 and not runner.exact_tiling  # 2R = 118 does not fit; a 16 px stride
+
+
+def test_default_overlap_leaves_tiles_a_quarter_stride() -> None:
+    """``--tile 64`` alone once overlapped 60 px, a 4 px stride (hundreds of tiles per megapixel); an explicit
+    ``--overlap`` is still taken as given, and a known radius keeps its exact overlap where the tile has room."""
+    from eid.inference import Method
+
+    identity = Method(lambda y: y, multiple=4)
+    assert Dehazer(identity, device="cpu", tile=64).overlap == 48
+    assert Dehazer(identity, device="cpu", tile=512).overlap == 64
+    assert Dehazer(identity, device="cpu", tile=64, overlap=60).overlap == 60
+    local = Method(lambda y: y, multiple=4, receptive_radius=29)
+    assert Dehazer(local, device="cpu", tile=96).exact_tiling

@@ -60,7 +60,7 @@ def dehaze(
         None,
         "--overlap",
         help="Overlap between neighbouring tiles in pixels. Default: 64, or twice the receptive "
-        "radius of a norm-free model if larger, which makes its tiling exact.",
+        "radius of a norm-free model if larger, which makes its tiling exact; at most three quarters of the tile.",
         show_default=False,
     ),
     tile_norm: str = typer.Option(

@@ -133,10 +133,12 @@ class Dehazer:
         radius = method.receptive_radius
         if overlap is None:  # exact where the radius is known and the tile leaves room for it
             overlap = DEFAULT_OVERLAP if radius is None else max(DEFAULT_OVERLAP, 2 * radius)
-            if tile:
-                overlap = max(
-                    0, min(overlap, tile // self.multiple * self.multiple - self.multiple)
-                )
+            if (
+                tile
+            ):  # tiles advance by at least a quarter tile: --tile 64 alone once gave a 4 px stride
+                side = tile // self.multiple * self.multiple
+                stride = max(self.multiple, -(-side // 4 // self.multiple) * self.multiple)
+                overlap = max(0, min(overlap, side - stride))
         self.tile = self._check_tile(tile, overlap) if method.tileable else None
         self.overlap = overlap
         self.margin = radius  # pixels discarded at internal tile edges (None: overlap // 4)
