@@ -67,15 +67,17 @@ class FlickerMeter:
                 f"FlickerMeter expects {len(self.streams)} output(s) {self.streams}, got {len(ys)}"
             )
         frames = (x, *ys) if x.dim() == 4 else (x.unsqueeze(0), *(y.unsqueeze(0) for y in ys))
+        is_input = [y is x for y in ys]  # the input's own flicker reuses its change map
         for now in zip(*frames, strict=True):
             if self._prev is not None:
-                motion = F.max_pool2d(
-                    _grey((now[0] - self._prev[0]).abs()).unsqueeze(0), 3, stride=1, padding=1
-                )[0]
-                static = motion < self.delta
+                change = _grey((now[0] - self._prev[0]).abs())
+                static = F.max_pool2d(change.unsqueeze(0), 3, stride=1, padding=1)[0] < self.delta
                 self.count += int(static.sum())
-                for name, y, py in zip(self.streams, now[1:], self._prev[1:], strict=True):
-                    self.totals[name] += float((_grey((y - py).abs()) * static).sum())
+                for name, same, y, py in zip(
+                    self.streams, is_input, now[1:], self._prev[1:], strict=True
+                ):
+                    diff = change if same else _grey((y - py).abs())
+                    self.totals[name] += float((diff * static).sum())
             self._prev = now
 
     @property
