@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``eid dehaze`` caches ONNX exports (``--backend auto``, the default): in a folder of this session, shared by
+    its tests (a model is exported once), never in ``~/.cache/eid``."""
+    previous = os.environ.get("EID_CACHE_DIR")
+    os.environ["EID_CACHE_DIR"] = str(tmp_path_factory.mktemp("eid-cache"))
+    yield Path(os.environ["EID_CACHE_DIR"])
+    if previous is None:
+        os.environ.pop("EID_CACHE_DIR", None)
+    else:
+        os.environ["EID_CACHE_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

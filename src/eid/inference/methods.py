@@ -40,6 +40,10 @@ class Method:
     :param receptive_radius: ``R`` such that each output pixel depends only on inputs within ``R``
         pixels, with no per-image statistics; tiling with ``overlap >= 2R`` is then exact
         (:mod:`eid.inference.tiling`). ``None``: unknown or not local (norms, circular padding).
+    :param norm_fn: the function the runner calls instead of ``fn`` while it records and applies whole-image
+        norm statistics, whose hooks act on ``modules``; ``None``: ``fn``. An ONNX session has no layers to
+        hook, so ``eid dehaze --backend auto`` gives it its torch twin here
+        (:func:`eid.inference.backends.with_torch_norms`).
     """
 
     fn: Callable[[Tensor], Tensor]
@@ -52,6 +56,7 @@ class Method:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     modules: tuple[torch.nn.Module, ...] = ()
     receptive_radius: int | None = None
+    norm_fn: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, y: Tensor) -> Tensor:
         return self.fn(y)

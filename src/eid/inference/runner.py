@@ -148,12 +148,19 @@ class Dehazer:
         self.norm_stats = GlobalNormStatistics(method.modules) if tile_norm == "global" else None
         self.amp_dtype = autocast_dtype(precision, self.device)
         self.channels_last = channels_last
-        fn: Callable[[Tensor], Tensor] = self._forward
         self.tta_group: str | None = None
         if tta:
             self.tta_group = exact_tta_group(method.group) if tta is True else str(tta)
-            fn = GroupAverage(fn, self.tta_group)
-        self._fn = fn
+        self._fn = self._averaged(self._forward)
+        # what runs while whole-image norm statistics are recorded and applied: the hooked torch modules
+        norm_fn = method.norm_fn
+        self._norm_fn = (
+            self._fn if norm_fn is None else self._averaged(lambda y: self._forward(y, norm_fn))
+        )
+
+    def _averaged(self, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        """``fn``, averaged over the test-time group when there is one."""
+        return GroupAverage(fn, self.tta_group) if self.tta_group else fn
 
     def _check_tile(self, tile: int | None, overlap: int) -> int | None:
         if tile is None or tile <= 0:
@@ -189,8 +196,8 @@ class Dehazer:
 
     # -- tensor core ---------------------------------------------------------------------------
 
-    def _forward(self, y: Tensor) -> Tensor:
-        """One call of the method on the compute device, under autocast when enabled."""
+    def _forward(self, y: Tensor, fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """One call of the method (or ``fn``) on the compute device, under autocast when enabled."""
         y = y.to(self.device, non_blocking=True)
         if self.channels_last:
             y = y.contiguous(memory_format=torch.channels_last)
@@ -200,7 +207,7 @@ class Dehazer:
             else contextlib.nullcontext()
         )
         with ctx:
-            out = self.method(y)
+            out = (fn or self.method)(y)
         return out.float()
 
     def run(self, y: Tensor) -> Tensor:
@@ -248,11 +255,12 @@ class Dehazer:
             reference is x
         ):  # the whole image fits the reference budget: its one forward is the result
             return self._fn(x)
+        fn = self._norm_fn  # the method's norm_fn if any: the hooks act on its torch modules
         with self.norm_stats.recording():
-            self._fn(reference)
+            fn(reference)
         with self.norm_stats.applying():
             return tiled_apply(
-                self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin
+                fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin
             )
 
     # -- any-kind front end ----------------------------------------------------------------------
