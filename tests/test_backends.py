@@ -131,7 +131,9 @@ def test_onnx_backend_refusals_are_one_line(eid_cli, tmp_path, monkeypatch):
     )
     assert (
         "add --backend onnx"
-        in eid_cli("dehaze", "--model", tmp_path / "m.onnx", hazy, "--out", out).error_line()
+        in eid_cli(
+            "dehaze", "--model", tmp_path / "m.onnx", hazy, "--out", out, "--backend", "torch"
+        ).error_line()
     )
     assert (
         "unknown --backend 'tf'"
