@@ -1,6 +1,7 @@
 """eid.physics: haze operators as deepinv ``Physics``."""
 
 from eid.physics.asm import ASMHaze, transmission_from_depth
+from eid.physics.density import PerImageDensity
 from eid.physics.learned import LearnedHaze, from_gan_range, to_gan_range
 from eid.physics.loading import OPERATOR_KINDS, load_operator, operator_kind
 from eid.physics.scattering import ScatteringHaze
@@ -9,6 +10,7 @@ __all__ = [
     "OPERATOR_KINDS",
     "ASMHaze",
     "LearnedHaze",
+    "PerImageDensity",
     "ScatteringHaze",
     "from_gan_range",
     "load_operator",

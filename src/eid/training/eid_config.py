@@ -15,6 +15,7 @@ from eid.models.dehazer_config import DehazerConfig
 from eid.transforms import parse_group
 
 SCHEDULES = ("cosine", "constant")
+DENSITIES = ("fixed", "per_image")
 
 
 @dataclass
@@ -32,6 +33,10 @@ class EIDConfig:
     :param str loss_norm: ``l2`` or ``l1`` for both terms.
     :param bool detach: stop the gradient through the equivariance target ``T_g f(y)``.
     :param bool transform_physics: transform a per-image transmission map with the image.
+    :param str density: ``fixed`` (the learned operator as it is) or ``per_image``: a scattering operator's
+        transmission raised to a density fitted to each hazy image (:class:`~eid.physics.PerImageDensity`;
+        needs ``model.input`` ``dcp`` or ``pinv``, the estimate the density is fitted to).
+    :param tuple density_range: the smallest and largest per-image density searched.
     :param DehazerConfig model: architecture of ``f_theta``.
     :param float lr: Adam learning rate; ``weight_decay`` its L2 term (Adam, as the authors).
     :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
@@ -74,6 +79,8 @@ class EIDConfig:
     loss_norm: str = "l2"
     detach: bool = False
     transform_physics: bool = True
+    density: str = "fixed"
+    density_range: tuple[float, float] = (0.25, 4.0)
     model: DehazerConfig = field(default_factory=DehazerConfig)
     lr: float = 5e-4
     weight_decay: float = 0.0
@@ -103,6 +110,15 @@ class EIDConfig:
         if self.schedule not in SCHEDULES:
             raise EIDError(
                 f"schedule {self.schedule!r} is not valid; use one of {', '.join(SCHEDULES)}"
+            )
+        if self.density not in DENSITIES:
+            raise EIDError(
+                f"density {self.density!r} is not valid; use one of {', '.join(DENSITIES)}"
+            )
+        if self.density == "per_image" and self.model.input == "hazy":
+            raise EIDError(
+                "density: per_image fits each image's density to the dehazer's input estimate; "
+                "set model.input to dcp or pinv, or use density: fixed"
             )
         if self.model.norm == "batch" and self.batch_size < 8:
             raise EIDError(

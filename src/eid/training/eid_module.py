@@ -16,6 +16,7 @@ from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.models.dehazer import DehazerNet
+from eid.physics.density import PerImageDensity
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
 from eid.training.eid_operator import CheckpointedOperator, build_operator
@@ -65,6 +66,11 @@ class EIDModule(L.LightningModule):
         if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
             physics = CheckpointedOperator(physics)
         self.__dict__["physics"] = physics
+        self.__dict__["per_image_density"] = (
+            PerImageDensity(physics, config.density_range)
+            if config.density == "per_image"
+            else None
+        )
         self.group_rng = torch.Generator().manual_seed(config.seed)
         self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
         self.equivariance = EquivarianceLoss(
@@ -93,6 +99,8 @@ class EIDModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.physics.to(self.device)
+        if self.per_image_density is not None:
+            self.per_image_density.to(self.device)
         if self.adversarial:  # deepinv fixes its LSGAN label tensors' device at construction
             from deepinv.loss.adversarial import (
                 SupAdversarialDiscriminatorLoss,
@@ -135,8 +143,12 @@ class EIDModule(L.LightningModule):
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
     def losses(self, y: Tensor, physics: nn.Module) -> tuple[Tensor, dict[str, Tensor]]:
-        """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch."""
-        x_net = self.dehazer(y, physics)
+        """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch (through ``H_s`` with each
+        image's density fitted to the dehazer's input estimate when ``density: per_image``)."""
+        z = self.dehazer.network_input(y, physics)
+        x_net = self.dehazer.from_network_input(z)
+        if self.per_image_density is not None:
+            physics = self.per_image_density.fit(z, y)
         mc = self.haze_consistency(y=y, x_net=x_net, physics=physics)
         eq = self.equivariance(x_net=x_net, physics=physics, model=self.dehazer)
         return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}

@@ -1,0 +1,98 @@
+"""The per-image haze density ``H_s(x) = t(x)^s x + (1 - t(x)^s) a(x)`` (eid.physics.density)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eid.errors import EIDError
+from eid.losses import EquivarianceLoss
+from eid.models.dehazer_config import DehazerConfig
+from eid.physics import ASMHaze, LearnedHaze, PerImageDensity, ScatteringHaze
+from eid.physics.scattering import scattering_nets
+from eid.training.eid_config import EIDConfig
+from eid.training.eid_module import EIDModule
+from eid.transforms import build_group
+
+
+class KnownMaps(ScatteringHaze):
+    """A scattering operator whose maps are given: ``t`` a left-to-right ramp, grey airlight 0.8."""
+
+    def __init__(self) -> None:
+        nets = scattering_nets({"channels": 3, "width": 4, "scales": 2})
+        super().__init__(nets["hazer"], nets["estimator"])
+
+    def maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        ramp = torch.linspace(0.2, 0.9, x.shape[-1]).expand(len(x), 1, x.shape[-2], -1)
+        return {"transmission": ramp, "airlight": torch.full((len(x), 1, 1, 1), 0.8)}
+
+
+def test_density_one_is_the_operator(rng: torch.Generator) -> None:
+    physics = KnownMaps()
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    assert torch.equal(PerImageDensity(physics).A(x), physics.A(x))
+
+
+def test_density_scales_the_optical_depth_exactly(rng: torch.Generator) -> None:
+    """``t^s`` is the same scene at ``s`` times the density: the ASM with ``exp(-s beta d)``."""
+    physics = PerImageDensity(KnownMaps())
+    x = torch.rand(1, 3, 8, 8, generator=rng)
+    physics.density = torch.full((1, 1, 1, 1), 2.0)
+    t = KnownMaps().maps(x)["transmission"]
+    assert torch.allclose(physics.A(x), ASMHaze(transmission=t**2, airlight=0.8).A(x), atol=1e-6)
+
+
+def test_fit_recovers_each_images_density(rng: torch.Generator) -> None:
+    physics = PerImageDensity(KnownMaps())
+    x = torch.rand(3, 3, 16, 16, generator=rng)
+    t = KnownMaps().maps(x)["transmission"]
+    truth = torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1, 1)  # points of the default log grid
+    y = ASMHaze(transmission=t**truth, airlight=0.8).A(x)
+    physics.fit(x, y)
+    assert torch.allclose(physics.density, truth, rtol=1e-4)
+
+
+def test_fit_clips_to_the_density_range(rng: torch.Generator) -> None:
+    physics = PerImageDensity(KnownMaps(), density_range=(0.5, 2.0))
+    x = torch.rand(2, 3, 16, 16, generator=rng)
+    t = KnownMaps().maps(x)["transmission"]
+    y = torch.cat([x[:1], ASMHaze(transmission=t[1:] ** 8, airlight=0.8).A(x[1:])])
+    physics.fit(x, y)
+    assert physics.density.flatten().tolist() == pytest.approx([0.5, 2.0])
+
+
+def test_equivariance_keeps_each_images_density(rng: torch.Generator) -> None:
+    """The transformed copies are hazed at their own image's density, repeated for ``n_trans`` copies."""
+    physics = PerImageDensity(KnownMaps())
+    physics.density = torch.tensor([0.5, 2.0]).view(2, 1, 1, 1)
+    loss = EquivarianceLoss(build_group("rot90", 2, rng))
+    params = loss.T.get_params(torch.rand(2, 3, 8, 8))
+    moved = loss.transformed_physics(physics, params, batch=2, n_trans=2)
+    assert moved.density.flatten().tolist() == [0.5, 2.0, 0.5, 2.0]
+    assert physics.density.flatten().tolist() == [0.5, 2.0]
+
+
+def test_needs_a_scattering_operator_and_an_estimate() -> None:
+    with pytest.raises(EIDError, match="scattering operator"):
+        PerImageDensity(LearnedHaze(torch.nn.Identity()))
+    with pytest.raises(EIDError, match="model.input to dcp or pinv"):
+        EIDConfig(density="per_image")
+    with pytest.raises(EIDError, match="density 'sometimes'"):
+        EIDConfig(density="sometimes")
+    with pytest.raises(EIDError, match="density_range"):
+        PerImageDensity(KnownMaps(), density_range=(2.0, 4.0))
+
+
+def test_stage2_fits_the_density_of_every_batch(rng: torch.Generator) -> None:
+    """With ``density: per_image`` the losses go through ``H_s``, fitted to the dehazer's DCP input."""
+    cfg = EIDConfig(
+        density="per_image", adversarial_weight=0.0,
+        model=DehazerConfig(channels=3, scales=2, width=4, input="dcp"),
+    )  # fmt: skip
+    module = EIDModule(cfg, physics=KnownMaps())
+    y = torch.rand(2, 3, 16, 16, generator=rng)
+    losses = module.losses(y, module.physics)[1]
+    assert torch.isfinite(losses["loss"])
+    z = module.dehazer.network_input(y)
+    expected = PerImageDensity(KnownMaps()).fit(z, y).density
+    assert torch.equal(module.per_image_density.density, expected)
