@@ -112,3 +112,21 @@ def make_unreadable(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
         monkeypatch.setattr(builtins, "open", guarded_open)
 
     return block
+
+
+@pytest.fixture
+def asm_oracle() -> tuple[str, ...]:
+    """``eid train`` flags for the analytic ASM oracle (``t`` 0.6, airlight 0.9) on batches of two 16-px crops:
+    a stage-2 run of seconds, with no stage-1 run to make first."""
+    return (
+        "--operator",
+        "asm",
+        "--asm-t",
+        "0.6",
+        "--asm-a",
+        "0.9",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+    )

@@ -480,24 +480,26 @@ def test_messages_of_tiling_and_black_images(tmp_path):
 
 # --- 8, 9, 12, 13, 16, 17: training runs ---------------------------------------------------------------------
 
-_ASM = (
-    "--operator",
-    "asm",
-    "--asm-t",
-    "0.6",
-    "--asm-a",
-    "0.9",
-    "--batch-size",
-    "2",
-    "--crop",
-    "16",
-    "--no-prior",
-)
 
+@pytest.fixture
+def train_asm(eid_cli, asm_oracle):
+    """``eid train HAZY OUT [extra]`` with the analytic ASM oracle on tiny crops, no prior, one step."""
 
-def _train(eid_cli, hazy: Path, out: Path, *extra: object):
-    """``eid train`` with the analytic ASM oracle on tiny crops: a stage-2 run of a few seconds."""
-    return eid_cli("train", "--hazy", hazy, *_ASM, "--out", out, "--max-steps", "1", *extra)
+    def train(hazy: Path, out: Path, *extra: object):
+        return eid_cli(
+            "train",
+            "--hazy",
+            hazy,
+            *asm_oracle,
+            "--no-prior",
+            "--out",
+            out,
+            "--max-steps",
+            "1",
+            *extra,
+        )
+
+    return train
 
 
 @pytest.fixture
@@ -512,21 +514,21 @@ def hazy_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "hazy"
 
 
-def test_a_start_failing_before_the_first_checkpoint_leaves_no_stub(eid_cli, tmp_path, hazy_set):
+def test_a_start_failing_before_the_first_checkpoint_leaves_no_stub(train_asm, tmp_path, hazy_set):
     bad = np.zeros((24, 32), np.float32)
     bad[3, 4] = np.nan
     tifffile.imwrite(
         hazy_set / "z.tif", bad
     )  # read last: the failure comes once the run folder exists
-    run = _train(eid_cli, hazy_set, tmp_path / "run")
+    run = train_asm(hazy_set, tmp_path / "run")
     assert run.code == 2 and "z.tif" in run.err.splitlines()[-1] and "Traceback" not in run.err
     assert not (tmp_path / "run").exists()
     (hazy_set / "z.tif").unlink()
-    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0  # the rerun is not blocked
+    assert train_asm(hazy_set, tmp_path / "run").code == 0  # the rerun is not blocked
 
 
 def test_a_full_disk_at_the_first_checkpoint_leaves_no_stub(
-    eid_cli, tmp_path, hazy_set, monkeypatch
+    train_asm, tmp_path, hazy_set, monkeypatch
 ):
     import errno
 
@@ -539,21 +541,21 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_no_stub(
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", full_disk)
     (tmp_path / "run").mkdir()  # an empty folder given as --out stays, empty
-    run = _train(eid_cli, hazy_set, tmp_path / "run")
+    run = train_asm(hazy_set, tmp_path / "run")
     line = run.err.splitlines()[-1]
     assert run.code == 2 and "last.ckpt: No space left on device; free space on that disk" in line
     assert "Traceback" not in run.err, run.err
     assert list((tmp_path / "run").iterdir()) == []
 
 
-def test_a_killed_start_is_named_as_such_not_sent_to_resume(eid_cli, tmp_path, hazy_set):
+def test_a_killed_start_is_named_as_such_not_sent_to_resume(train_asm, tmp_path, hazy_set):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("{}\n")  # kill -9 before the first checkpoint
-    line = _train(eid_cli, hazy_set, tmp_path / "run").error_line()
+    line = train_asm(hazy_set, tmp_path / "run").error_line()
     assert "holds no checkpoint to resume; remove it or choose another --out" in line
     assert (
         "nothing to resume; start a new run without --resume"
-        in _train(eid_cli, hazy_set, tmp_path / "run", "--resume").error_line()
+        in train_asm(hazy_set, tmp_path / "run", "--resume").error_line()
     )
 
 
@@ -628,13 +630,13 @@ def test_train_operator_out_file_and_input_folder(eid_cli, tmp_path, hazy_set):
     )
 
 
-def test_resume_checks_its_inputs_and_takes_a_new_lr(eid_cli, tmp_path, hazy_set):
+def test_resume_checks_its_inputs_and_takes_a_new_lr(train_asm, eid_cli, tmp_path, hazy_set):
     from eid.training.checkpoints import load_checkpoint
 
-    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
+    assert train_asm(hazy_set, tmp_path / "run").code == 0
     other = tmp_path / "other"
     _png(other / "a.png", 9)
-    line = _train(eid_cli, other, tmp_path / "run", "--resume").error_line()
+    line = train_asm(other, tmp_path / "run", "--resume").error_line()
     assert f"--hazy {other} differs from the run's {hazy_set}" in line
     run = eid_cli(
         "train",
@@ -670,22 +672,20 @@ def test_the_non_finite_loss_advice_names_what_works():
         ensure_finite({"loss": torch.tensor(float("nan"))})
 
 
-def test_temp_files_of_a_killed_training_run_are_removed(eid_cli, tmp_path, hazy_set):
+def test_temp_files_of_a_killed_training_run_are_removed(train_asm, tmp_path, hazy_set):
     from eid.utils import _host_tag
 
     dead = 2**22 + 7  # no such process
     orphan = tmp_path / "run" / "checkpoints" / f".last.eid-{_host_tag()}-{dead}-abcd1234.tmp.ckpt"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"partial")
-    assert (
-        _train(eid_cli, hazy_set, tmp_path / "run").code == 0
-    )  # a folder holding only orphans is free
+    assert train_asm(hazy_set, tmp_path / "run").code == 0  # a folder holding only orphans is free
     orphan.write_bytes(b"partial")
-    assert _train(eid_cli, hazy_set, tmp_path / "run", "--resume", "--max-steps", "2").code == 0
+    assert train_asm(hazy_set, tmp_path / "run", "--resume", "--max-steps", "2").code == 0
     assert not orphan.exists()
 
 
-def test_training_messages_name_the_option_given(eid_cli, tmp_path, hazy_set):
+def test_training_messages_name_the_option_given(train_asm, eid_cli, tmp_path, hazy_set):
     (tmp_path / "empty").mkdir()
     line = eid_cli(
         "train",
@@ -711,7 +711,7 @@ def test_training_messages_name_the_option_given(eid_cli, tmp_path, hazy_set):
         and ".safetensors" not in line
         and ".yaml" not in line
     )
-    line = _train(eid_cli, hazy_set, hazy_set).error_line()
+    line = train_asm(hazy_set, hazy_set).error_line()
     assert "is also an input folder (--hazy)" in line and "--resume" not in line
 
 
@@ -725,21 +725,21 @@ def test_training_messages_name_the_option_given(eid_cli, tmp_path, hazy_set):
         (("--preset", "paper"), "--preset paper differs from the run's fast"),
     ],
 )
-def test_resume_refuses_options_it_cannot_apply(eid_cli, tmp_path, hazy_set, option, cause):
-    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
+def test_resume_refuses_options_it_cannot_apply(train_asm, tmp_path, hazy_set, option, cause):
+    assert train_asm(hazy_set, tmp_path / "run").code == 0
     before = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
-    line = _train(
-        eid_cli, hazy_set, tmp_path / "run", "--resume", "--max-steps", "2", *option
+    line = train_asm(
+        hazy_set, tmp_path / "run", "--resume", "--max-steps", "2", *option
     ).error_line()
     assert cause in line
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes() == before  # nothing ran
 
 
-def test_resume_refuses_a_config_file_that_changes_the_run(eid_cli, tmp_path, hazy_set):
-    assert _train(eid_cli, hazy_set, tmp_path / "run").code == 0
+def test_resume_refuses_a_config_file_that_changes_the_run(train_asm, tmp_path, hazy_set):
+    assert train_asm(hazy_set, tmp_path / "run").code == 0
     (tmp_path / "c.yaml").write_text("model:\n  width: 8\n")
-    line = _train(
-        eid_cli, hazy_set, tmp_path / "run", "--resume", "--config", tmp_path / "c.yaml"
+    line = train_asm(
+        hazy_set, tmp_path / "run", "--resume", "--config", tmp_path / "c.yaml"
     ).error_line()
     assert f"--config {tmp_path / 'c.yaml'} would change the run's model.width" in line
 
@@ -1003,13 +1003,23 @@ def test_a_tiff_without_pages_is_one_line_without_tifffiles_log(eid_cli, tmp_pat
     assert f"warning: skipped {tmp_path / 'in' / 'empty.tif'}: no image in the file" in run.err
 
 
-def test_epochs_alone_replaces_a_presets_step_budget(eid_cli, tmp_path, hazy_set):
+def test_epochs_alone_replaces_a_presets_step_budget(asm_oracle, eid_cli, tmp_path, hazy_set):
     """The fast preset budgets 300 steps; ``--epochs 1`` on 4 images in batches of 2 runs 2 steps, not 300."""
     import yaml
 
     from eid.training.checkpoints import load_checkpoint
 
-    run = eid_cli("train", "--hazy", hazy_set, *_ASM, "--out", tmp_path / "run", "--epochs", "1")
+    run = eid_cli(
+        "train",
+        "--hazy",
+        hazy_set,
+        *asm_oracle,
+        "--no-prior",
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+    )
     assert run.code == 0, run.err
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (config["epochs"], config["max_steps"]) == (1, None)

@@ -52,6 +52,19 @@ def test_fit_recovers_each_images_density(rng: torch.Generator) -> None:
     assert torch.allclose(physics.density, truth, rtol=1e-4)
 
 
+def test_fit_counts_the_operators_residual(rng: torch.Generator) -> None:
+    """A residual ``r(x)`` is part of ``H``: the density is fitted to ``H_s`` with it, computed once."""
+    physics = KnownMaps()
+    physics.residual = torch.nn.Module()
+    calls = []
+    physics.residual.forward = lambda x: calls.append(1) or torch.full_like(x, 0.05)
+    x = torch.rand(1, 3, 16, 16, generator=rng)
+    t = physics.maps(x)["transmission"]
+    y = ASMHaze(transmission=t**2, airlight=0.8).A(x) + 0.05
+    assert PerImageDensity(physics).fit(x, y).density.item() == pytest.approx(2.0)
+    assert len(calls) == 1
+
+
 def test_fit_clips_to_the_density_range(rng: torch.Generator) -> None:
     physics = PerImageDensity(KnownMaps(), density_range=(0.5, 2.0))
     x = torch.rand(2, 3, 16, 16, generator=rng)
@@ -93,6 +106,7 @@ def test_stage2_fits_the_density_of_every_batch(rng: torch.Generator) -> None:
     y = torch.rand(2, 3, 16, 16, generator=rng)
     losses = module.losses(y, module.physics)[1]
     assert torch.isfinite(losses["loss"])
+    fitted = module.per_image_density.density
+    assert fitted.shape == (2, 1, 1, 1)  # one per image, where it starts as one for all
     z = module.dehazer.network_input(y)
-    expected = PerImageDensity(KnownMaps()).fit(z, y).density
-    assert torch.equal(module.per_image_density.density, expected)
+    assert torch.equal(fitted, PerImageDensity(KnownMaps()).fit(z, y).density)

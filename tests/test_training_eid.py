@@ -154,7 +154,7 @@ def test_presets_resolve() -> None:
     assert load_config(EIDConfig, "dehazer", preset="microscopy").group == "rot90*flip"
 
 
-def test_cli_trains_with_asm_oracle(tmp_path: Path) -> None:
+def test_cli_trains_with_asm_oracle(tmp_path: Path, asm_oracle: tuple[str, ...]) -> None:
     from eid.cli import app
     from eid.data.io import write_image
 
@@ -165,20 +165,11 @@ def test_cli_trains_with_asm_oracle(tmp_path: Path) -> None:
         "train",
         "--hazy",
         str(tmp_path / "hazy"),
-        "--operator",
-        "asm",
-        "--asm-t",
-        "0.6",
-        "--asm-a",
-        "0.9",
+        *asm_oracle,
         "--out",
         str(tmp_path / "run"),
         "--max-steps",
         "2",
-        "--batch-size",
-        "2",
-        "--crop",
-        "16",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -401,7 +392,7 @@ def test_stage_2_follows_the_operators_channels(tmp_path: Path) -> None:
     assert saved["model"]["channels"] == 3 and saved["white"] == "dtype"
 
 
-def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+def test_ddp_two_cpu_processes(tmp_path: Path, asm_oracle: tuple[str, ...]) -> None:
     import os
     import subprocess
     import sys
@@ -420,20 +411,11 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
         "train",
         "--hazy",
         str(tmp_path / "hazy"),
-        "--operator",
-        "asm",
-        "--asm-t",
-        "0.6",
-        "--asm-a",
-        "0.9",
+        *asm_oracle,
         "--out",
         str(tmp_path / "run"),
         "--max-steps",
         "2",
-        "--batch-size",
-        "2",
-        "--crop",
-        "16",
         "--devices",
         "2",
         "--accelerator",

@@ -76,11 +76,9 @@ def _with_norms(
     onnx: Method, model: Path, device: torch.device, whole_image_norms: bool, choice: BackendChoice
 ) -> tuple[Method, BackendChoice]:
     """``onnx``, with the torch module for tiled images when they take whole-image norm statistics."""
+    # never tiled, tiled exactly (no norms), or per-tile norms under both backends: ONNX alone
     if not (whole_image_norms and onnx.tileable and onnx.receptive_radius is None):
-        return (
-            onnx,
-            choice,
-        )  # never tiled, or tiled exactly (no norms), or per-tile norms under both
+        return onnx, choice
     torch_method = build_method("eid", model=model, device=device)
     if not image_normalising_layers(torch_method.modules):
         return onnx, choice

@@ -25,6 +25,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from eid.errors import EIDError
+from eid.physics.asm import scatter
 
 
 class PerImageDensity(Physics):
@@ -73,13 +74,13 @@ class PerImageDensity(Physics):
 
     @torch.no_grad()
     def fit(self, estimate: Tensor, y: Tensor) -> PerImageDensity:
-        """Set ``density`` to each image's best ``s`` on the grid for clear ``estimate`` and hazy ``y``; returns self."""
+        """Set ``density`` to each image's best ``s`` on the grid for clear ``estimate`` and hazy ``y``; returns self.
+
+        The frozen networks run once; the grid is one broadcast scatter ``(S, B, C, H, W)``."""
         maps = self.physics.maps(estimate)
-        t, a = maps["transmission"], maps["airlight"]
-        errors = []
-        for s in self.grid:  # (S, B): one scatter per grid point, elementwise
-            hazed = self.physics.A(estimate, transmission=t**s, airlight=a)
-            errors.append((hazed - y).square().flatten(1).mean(1))
-        best = torch.stack(errors).argmin(0)
-        self.density = self.grid.view(-1)[best].view(-1, 1, 1, 1).to(y.dtype)
+        residual = getattr(self.physics, "residual", None)
+        extra = 0.0 if residual is None else residual(estimate)
+        hazed = scatter(estimate, maps["transmission"] ** self.grid, maps["airlight"]) + extra
+        errors = (hazed - y).square().flatten(2).mean(2)  # (S, B)
+        self.density = self.grid.view(-1)[errors.argmin(0)].view(-1, 1, 1, 1).to(y.dtype)
         return self

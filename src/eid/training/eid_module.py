@@ -16,6 +16,7 @@ from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.models.dehazer import DehazerNet
+from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.density import PerImageDensity
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
@@ -87,7 +88,8 @@ class EIDModule(L.LightningModule):
                 raise EIDError(
                     "adversarial_weight > 0 needs unpaired clear images; pass --clear DIR"
                 )
-            self.discriminator = _discriminator(config.model.channels, config.disc_norm)
+            # the stage-1 PatchGAN (the authors' CycleGAN D)
+            self.discriminator = PatchGANDiscriminator(config.model.channels, norm=config.disc_norm)
         self.run_dir = None if run_dir is None else Path(run_dir)
 
     # -- operator handling ------------------------------------------------------------------------
@@ -216,15 +218,16 @@ class EIDModule(L.LightningModule):
         physics = self.physics_for(
             {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
         )
-        z = self.dehazer.network_input(
-            y, physics
-        )  # H^dagger(y) computed once for f and for the grid
+        # H^dagger(y) computed once for f and for the grid
+        z = self.dehazer.network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         columns = [y] if z is y else [y, z]
-        if hasattr(
-            physics, "maps"
-        ):  # a scattering operator: its maps computed once for H(f(y)) and the grid
+        # a scattering operator: its maps once for H(f(y)) and the grid, at the density the losses use
+        if hasattr(physics, "maps"):
             maps = physics.maps(x_net)
+            if self.per_image_density is not None:
+                density = self.per_image_density.fit(z, y).density
+                maps["transmission"] = maps["transmission"] ** density
             columns += [x_net, physics.A(x_net, **maps), maps["transmission"].expand_as(x_net)]
         else:
             columns += [x_net, physics.A(x_net)]
@@ -250,10 +253,3 @@ class EIDModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "eid_group_rng" in checkpoint:
             self.group_rng.set_state(checkpoint["eid_group_rng"])
-
-
-def _discriminator(channels: int, norm: str) -> nn.Module:
-    """The stage-1 PatchGAN discriminator (authors' CycleGAN ``D``), for the adversarial prior."""
-    from eid.models.discriminators import PatchGANDiscriminator
-
-    return PatchGANDiscriminator(in_channels=channels, norm=norm)
