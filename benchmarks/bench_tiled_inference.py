@@ -54,7 +54,10 @@ def worker(cfg: dict) -> dict:
 
     torch.set_num_threads(cfg["threads"])
     net = build_net(cfg)
-    x = torch.rand(1, 3, cfg["size"], cfg["size"], generator=torch.Generator().manual_seed(0))
+    channels = net.config.channels
+    x = torch.rand(
+        1, channels, cfg["size"], cfg["size"], generator=torch.Generator().manual_seed(0)
+    )
     runner = Runner.from_module(
         net,
         device="cpu",
@@ -63,6 +66,7 @@ def worker(cfg: dict) -> dict:
         batch_size=cfg["batch"],
         tta=cfg["tta"],
         channels_last=cfg["channels_last"],
+        tile_norm=cfg.get("tile_norm", "auto"),
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     times = []
@@ -85,17 +89,27 @@ def compare(cfg: dict) -> dict:
     net = build_net(cfg)
     g = torch.Generator().manual_seed(0)
     x = F.interpolate(
-        torch.rand(1, 3, cfg["size"] // 16, cfg["size"] // 16, generator=g),
+        torch.rand(1, net.config.channels, cfg["size"] // 16, cfg["size"] // 16, generator=g),
         size=cfg["size"],
         mode="bicubic",
     ).clamp(0, 1)
     out = {}
     for name, tile in (("tiled", cfg["tile"]), ("untiled", None)):
-        runner = Runner.from_module(net, device="cpu", tile=tile, overlap=cfg["overlap"])
+        runner = Runner.from_module(
+            net,
+            device="cpu",
+            tile=tile,
+            overlap=cfg["overlap"],
+            tile_norm=cfg.get("tile_norm", "auto"),
+        )
+        start = time.perf_counter()
         out[name] = runner.run(x)
+        out[f"{name}_seconds"] = time.perf_counter() - start
     diff = (out["tiled"] - out["untiled"]).abs()
     mse = float((diff**2).mean())
     return {
+        "tiled_seconds": out["tiled_seconds"],
+        "untiled_seconds": out["untiled_seconds"],
         "max_abs": float(diff.max()),
         "mean_abs": float(diff.mean()),
         "psnr_db": 10 * math.log10(1 / max(mse, 1e-20)),
@@ -133,11 +147,17 @@ def main() -> None:
     parser.add_argument(
         "--overlap", type=int, default=None, help="default: the runner's (64, or 2R if local)"
     )
+    parser.add_argument(
+        "--tile-norm", default="auto", help="auto, exact, global or tile (eid.inference.tile_plan)"
+    )
     parser.add_argument("--config", help="YAML of config fields applied on top of each preset")
     parser.add_argument("--run", help="a trained stage-2 run folder (replaces the presets)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--untiled-max", type=int, default=2048, help="largest side run untiled (memory)"
+    )
+    parser.add_argument(
+        "--compare-size", type=int, default=2048, help="image side of the tiled-vs-untiled table"
     )
     args = parser.parse_args()
     if args.worker or args.compare:
@@ -161,6 +181,7 @@ def main() -> None:
         "repeats": 1,
         "config": args.config,
         "run": args.run,
+        "tile_norm": args.tile_norm,
     }
     if args.run:
         args.presets = Path(args.run).name
@@ -203,17 +224,21 @@ def main() -> None:
             f"{res['rss_before_gib']:.2f} |"
         )
     print(
-        "\n| preset | image | tile/overlap | max abs diff | mean abs diff | PSNR tiled vs untiled (dB) |"
+        "\n| preset | image | tile/overlap | tile norm | max abs diff | mean abs diff | PSNR tiled vs untiled (dB) "
+        "| tiled / untiled time (s) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
+    side = args.compare_size
     for preset in [] if args.no_compare else args.presets.split(","):
-        cfg = dict(base, preset=preset, size=1024, tile=args.tile)
+        cfg = dict(base, preset=preset, size=side, tile=args.tile)
         res = spawn("compare", cfg)
+        row = f"| {preset} | {side}² | {args.tile}/{overlap} | {args.tile_norm} |"
         if "error" in res:
-            print(f"| {preset} | 1024² | {args.tile}/{overlap} | error: {res['error']} | | |")
+            print(f"{row} error: {res['error']} | | | |")
         else:
             print(
-                f"| {preset} | 1024² | {args.tile}/{overlap} | {res['max_abs']:.4f} | {res['mean_abs']:.5f} | {res['psnr_db']:.1f} |"
+                f"{row} {res['max_abs']:.2e} | {res['mean_abs']:.2e} | {res['psnr_db']:.1f} | "
+                f"{res['tiled_seconds']:.1f} / {res['untiled_seconds']:.1f} |"
             )
 
 

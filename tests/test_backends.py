@@ -109,7 +109,7 @@ def test_onnx_file_tiles_exactly_like_torch(tmp_path):
     )  # 12-bit data, white 4095
     by_torch = Dehazer.load(run, device="cpu", tile=64, overlap=24)(image)
     by_onnx = Dehazer(onnx_method(path), device="cpu", tile=64, overlap=24)  # 24 >= 2R: exact
-    assert by_onnx.white == 4095.0 and by_onnx.exact_tiling and by_onnx.tile == 64
+    assert by_onnx.white == 4095.0 and by_onnx.plan.exact and by_onnx.plan.tile == 64
     assert np.abs(by_onnx(image).astype(np.int64) - by_torch.astype(np.int64)).max() <= 1
     untiled = Dehazer(onnx_method(path), device="cpu", tile=None)(
         torch.from_numpy(image.astype(np.float32) / 4095)

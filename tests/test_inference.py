@@ -199,7 +199,7 @@ def test_global_norm_statistics_make_tiling_exact(tta, rng):
 
 
 def test_reference_image_fits_the_budget(rng):
-    from eid.models.global_norm import reference_image
+    from eid.inference.tile_plan import reference_image
 
     x = torch.rand(1, 3, 300, 500, generator=rng)
     assert reference_image(x, 512, 16) is x
@@ -378,7 +378,7 @@ def test_build_method_errors():
 
 def test_dcp_method_is_not_tiled():
     runner = Dehazer(build_method("dcp", device="cpu"), device="cpu", tile=32, overlap=8)
-    assert runner.tile is None
+    assert runner.plan.tile is None
 
 
 # -- the folder driver -----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_tiled_equals_untiled_for_a_norm_free_model(unshuffle, tile, rng):
     f = local_dehazer(unshuffle=unshuffle)
     y = torch.rand(1, 3, 203, 331, generator=rng)
     tiled = Dehazer.from_module(f, device="cpu", tile=tile)  # default overlap: 2R, so exact
-    assert tiled.exact_tiling and tiled.overlap == max(64, 2 * f.receptive_radius)
+    assert tiled.plan.exact and tiled.plan.overlap == max(64, 2 * f.receptive_radius)
     whole = Dehazer.from_module(f, device="cpu", tile=None)
     assert (tiled.run(y) - whole.run(y)).abs().max() < 1e-5
 
@@ -61,27 +61,39 @@ def test_tiled_equals_untiled_for_a_norm_free_model(unshuffle, tile, rng):
 def test_too_small_an_overlap_is_not_exact(rng):
     f = local_dehazer()
     runner = Dehazer.from_module(f, device="cpu", tile=96, overlap=16)
-    assert not runner.exact_tiling
+    assert not runner.plan.exact
     y = torch.rand(1, 3, 203, 331, generator=rng)
     whole = Dehazer.from_module(f, device="cpu", tile=None).run(y)
     assert (runner.run(y) - whole).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize(
-    "kw", [{"norm": "group"}, {"norm": "instance"}, {"circular_padding": True}, {"input": "dcp"}]
+    "kw", [{"norm": "group"}, {"norm": "instance"}, {"circular_padding": True}]
 )
 def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
-    """Group/instance norms keep today's tiling (whole-image statistics from a down-scaled reference)."""
+    """Group/instance norms and circular padding: not local, so only the exact tile norm (the default
+    for them, :mod:`eid.inference.exact_tiling`) tiles them exactly, not the down-scaled reference."""
     f = local_dehazer(**kw)
-    assert f.receptive_radius is None
+    assert f.receptive_radius is None and f.local_radius == 29
+    runner = Dehazer.from_module(f, device="cpu", tile=96, tile_norm="global")
+    assert not runner.plan.exact and runner.plan.overlap == 64
     runner = Dehazer.from_module(f, device="cpu", tile=96)
-    assert not runner.exact_tiling and runner.overlap == 64
+    assert runner.plan.norm == "exact" and runner.plan.exact and runner.plan.margin == 29
+
+
+def test_a_dcp_input_is_not_local():
+    """DCP's airlight is a whole-image estimate: no radius, so no exact tiling (and ``eid`` never tiles it)."""
+    f = local_dehazer(input="dcp")
+    assert f.receptive_radius is None and f.local_radius is None
+    assert Dehazer.from_module(f, device="cpu", tile=96).plan.norm == "global"
 
 
 def test_default_overlap_fits_a_small_tile():
     f = local_dehazer(unshuffle=2)  # R = 59, multiple 8
     runner = Dehazer.from_module(f, device="cpu", tile=64)
-    assert runner.overlap == 48 and not runner.exact_tiling  # 2R = 118 does not fit; a 16 px stride
+    assert (
+        runner.plan.overlap == 48 and not runner.plan.exact
+    )  # 2R = 118 does not fit; a 16 px stride
 
 
 def test_default_overlap_leaves_tiles_a_quarter_stride() -> None:
@@ -90,8 +102,8 @@ def test_default_overlap_leaves_tiles_a_quarter_stride() -> None:
     from eid.inference import Method
 
     identity = Method(lambda y: y, multiple=4)
-    assert Dehazer(identity, device="cpu", tile=64).overlap == 48
-    assert Dehazer(identity, device="cpu", tile=512).overlap == 64
-    assert Dehazer(identity, device="cpu", tile=64, overlap=60).overlap == 60
+    assert Dehazer(identity, device="cpu", tile=64).plan.overlap == 48
+    assert Dehazer(identity, device="cpu", tile=512).plan.overlap == 64
+    assert Dehazer(identity, device="cpu", tile=64, overlap=60).plan.overlap == 60
     local = Method(lambda y: y, multiple=4, receptive_radius=29)
-    assert Dehazer(local, device="cpu", tile=96).exact_tiling
+    assert Dehazer(local, device="cpu", tile=96).plan.exact

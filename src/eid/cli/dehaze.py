@@ -62,11 +62,12 @@ def dehaze(
         show_default=False,
     ),
     tile_norm: str = typer.Option(
-        "global",
+        "auto",
         "--tile-norm",
-        help="Statistics of group/instance norms when tiling: global (recorded on the "
-        "whole image, down-scaled to 2 tiles if larger; tiles approach the untiled result) or tile (each tile's "
-        "own). A norm-free model with zero padding needs neither: its tiles equal the untiled result.",
+        help="Statistics of group/instance norms when tiling: exact (measured tile by tile, one pass per "
+        "norm layer; tiles equal the untiled result, at several times the time), global (recorded on the "
+        "whole image down-scaled to 2 tiles; close to it), tile (each tile's own), or auto: exact where the "
+        "model allows it (hazy input, no --tta), else global. Images up to 2 tiles are never tiled.",
     ),
     batch_size: int = typer.Option(
         1,
@@ -156,7 +157,7 @@ def dehaze(
     skips = _check_outputs(images, videos, out, video_targets, overwrite, skip_existing)
     chosen, choice = backend_method(
         backend, method, model=model, operator=operator, device=device, precision=precision,
-        whole_image_norms=tile_norm == "global" and tile > 0,
+        whole_image_norms=tile_norm != "tile" and tile > 0,
     )  # fmt: skip
     runner = Dehazer(
         chosen,

@@ -20,6 +20,7 @@ The layers, from the inside out, one module each:
 """
 
 from eid.inference.backends import BACKENDS, onnx_method
+from eid.inference.exact_tiling import exact_tiled_apply
 from eid.inference.files import (
     VIDEO_SUFFIXES,
     DehazeSummary,
@@ -29,7 +30,8 @@ from eid.inference.files import (
 )
 from eid.inference.methods import METHODS, Method, build_method
 from eid.inference.precision import PRECISIONS, autocast_dtype, native_bf16
-from eid.inference.runner import REFERENCE_TILES, TILE_NORMS, Dehazer
+from eid.inference.runner import Dehazer
+from eid.inference.tile_plan import REFERENCE_TILES, TILE_NORMS, TilePlan
 from eid.inference.tiling import crop_to, pad_to_multiple, pad_to_shape, tile_windows, tiled_apply
 from eid.inference.tta import GroupAverage, exact_tta_group
 
@@ -44,11 +46,13 @@ __all__ = [
     "Dehazer",
     "GroupAverage",
     "Method",
+    "TilePlan",
     "autocast_dtype",
     "build_method",
     "crop_to",
     "dehaze_paths",
     "dehaze_video_file",
+    "exact_tiled_apply",
     "exact_tta_group",
     "is_video",
     "native_bf16",

@@ -118,7 +118,12 @@ def with_torch_norms(onnx: Method, torch_method: Method) -> Method:
     """``onnx`` whose :attr:`Method.norm_fn` and modules are ``torch_method``'s: the runner then runs on torch only
     an image it tiles with whole-image norm statistics (their hooks need torch layers), every other on ONNX Runtime,
     so each image gets torch's result."""
-    return replace(onnx, modules=torch_method.modules, norm_fn=torch_method.fn)
+    return replace(
+        onnx,
+        modules=torch_method.modules,
+        norm_fn=torch_method.fn,
+        local_radius=torch_method.local_radius,
+    )
 
 
 def onnx_available() -> bool:

@@ -40,6 +40,9 @@ class Method:
     :param receptive_radius: ``R`` such that each output pixel depends only on inputs within ``R``
         pixels, with no per-image statistics; tiling with ``overlap >= 2R`` is then exact
         (:mod:`eid.inference.tiling`). ``None``: unknown or not local (norms, circular padding).
+    :param local_radius: ``R`` once whole-image norm statistics are fixed and circular padding is unrolled
+        (:mod:`eid.inference.exact_tiling`): equal to ``receptive_radius`` for a local method, known also for
+        a dehazer with group norms; ``None``: unknown (a DCP or pseudo-inverse input).
     :param norm_fn: the function the runner calls instead of ``fn`` while it records and applies whole-image
         norm statistics, whose hooks act on ``modules``; ``None``: ``fn``. An ONNX session has no layers to
         hook, so ``eid dehaze --backend auto`` gives it its torch twin here
@@ -56,6 +59,7 @@ class Method:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     modules: tuple[torch.nn.Module, ...] = ()
     receptive_radius: int | None = None
+    local_radius: int | None = None
     norm_fn: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, y: Tensor) -> Tensor:
@@ -83,9 +87,9 @@ def module_multiple(module: Any) -> int:
     return 2 ** (scales - 1) if isinstance(scales, int) else 1
 
 
-def module_radius(module: Any) -> int | None:
-    """``module.receptive_radius`` if it declares one (see :attr:`Method.receptive_radius`)."""
-    radius = getattr(module, "receptive_radius", None)
+def module_radius(module: Any, kind: str = "receptive_radius") -> int | None:
+    """``module.receptive_radius`` (or ``module.local_radius``) if it declares one (see :class:`Method`)."""
+    radius = getattr(module, kind, None)
     return radius if isinstance(radius, int) else None
 
 
@@ -165,5 +169,6 @@ def build_method(
             device=dev,
             modules=(net,) if physics is None else (net, physics),
             receptive_radius=module_radius(net),
+            local_radius=module_radius(net, "local_radius"),
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")

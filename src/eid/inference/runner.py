@@ -28,17 +28,12 @@ from eid.inference.methods import (
     module_radius,
 )
 from eid.inference.precision import autocast_dtype
-from eid.inference.tiling import crop_to, pad_to_multiple, tiled_apply
+from eid.inference.tile_plan import REFERENCE_TILES, TILE_NORMS, TilePlan
+from eid.inference.tiling import crop_to, pad_to_multiple
 from eid.inference.tta import GroupAverage, exact_tta_group
-from eid.models.global_norm import GlobalNormStatistics, reference_image
 from eid.utils import resolve_device
 
 __all__ = ["REFERENCE_TILES", "TILE_NORMS", "Dehazer"]
-
-TILE_NORMS = ("global", "tile")
-REFERENCE_TILES = 2
-"""Side of the reference image for whole-image norm statistics, in tiles (its forward costs ~4 tiles)."""
-DEFAULT_OVERLAP = 64
 
 
 class Dehazer:
@@ -64,16 +59,10 @@ class Dehazer:
     planes of e.g. multi-stain microscopy are independent images to such a model).
 
     Size: images are reflect-padded to the method's multiple and cropped back; an image with a
-    side above ``tile`` is processed in ``tile x tile`` tiles blended over ``overlap`` pixels
-    (:func:`tiled_apply`), so memory does not grow with the image. ``tile=None`` never tiles. Group and
-    instance norms of the method then normalise every tile with statistics recorded in one forward of the
-    whole image down-scaled to ``REFERENCE_TILES * tile`` (``tile_norm="global"``,
-    :mod:`eid.models.global_norm`) rather than with the tile's own (``tile_norm="tile"``), so tiles come
-    close to the whole-image result (not exactly: the reference is down-scaled); an image that fits that size
-    needs no tiles: its one forward is the result. A method without per-image statistics that declares its
-    receptive radius ``R`` (:attr:`Method.receptive_radius`, e.g. a dehazer with ``norm: none`` and zero
-    padding) is tiled *exactly*: the blend discards ``R`` pixels next to internal tile edges, and the
-    default overlap is raised to ``2R`` (:mod:`eid.inference.tiling`).
+    side above ``tile`` is processed in ``tile x tile`` tiles blended over ``overlap`` pixels, so memory
+    does not grow with the image (``tile=None`` never tiles). How group and instance norms see the tiles
+    is ``tile_norm``; by default the tiles reproduce the untiled output where the model allows it
+    (:mod:`eid.inference.tile_plan`).
 
     :param method: a :class:`Method` or any callable/``nn.Module`` on ``(B,C,H,W)`` [0,1] tensors.
     :param device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
@@ -86,7 +75,8 @@ class Dehazer:
     :param tta: test-time group averaging: ``False``, ``True`` (the exact finite part of the group
         the model was trained with, else ``rot90*flip``) or a group name such as ``"hflip"``.
     :param bool channels_last: use the channels-last memory format for the forward pass.
-    :param str tile_norm: ``global`` or ``tile``: statistics of group/instance norms when tiling.
+    :param str tile_norm: statistics of group/instance norms when tiling: ``auto``, ``exact``, ``global`` or
+        ``tile`` (:mod:`eid.inference.tile_plan`).
     :param white: the stored value of integer images and files read as 1.0: ``dtype``, ``max`` (each
         image's maximum), a number (e.g. 4095 for 12-bit data in 16-bit files), or ``None`` for the
         method's (the scale its model was trained on).
@@ -108,7 +98,7 @@ class Dehazer:
         precision: str = "auto",
         tta: bool | str = False,
         channels_last: bool = False,
-        tile_norm: str = "global",
+        tile_norm: str = "auto",
         white: White | None = None,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -123,6 +113,7 @@ class Dehazer:
                 device=self.device,
                 modules=(method,) if isinstance(method, torch.nn.Module) else (),
                 receptive_radius=module_radius(method),
+                local_radius=module_radius(method, "local_radius"),
             )
         self.method = method
         self.white = parse_white(method.white if white is None else white)
@@ -130,22 +121,7 @@ class Dehazer:
         if batch_size < 1:
             raise EIDError(f"--batch-size must be >= 1 (got {batch_size})")
         self.batch_size = batch_size
-        radius = method.receptive_radius
-        if overlap is None:  # exact where the radius is known and the tile leaves room for it
-            overlap = DEFAULT_OVERLAP if radius is None else max(DEFAULT_OVERLAP, 2 * radius)
-            if (
-                tile
-            ):  # tiles advance by at least a quarter tile: --tile 64 alone once gave a 4 px stride
-                side = tile // self.multiple * self.multiple
-                stride = max(self.multiple, -(-side // 4 // self.multiple) * self.multiple)
-                overlap = max(0, min(overlap, side - stride))
-        self.tile = self._check_tile(tile, overlap) if method.tileable else None
-        self.overlap = overlap
-        self.margin = radius  # pixels discarded at internal tile edges (None: overlap // 4)
-        self.exact_tiling = radius is not None and overlap >= 2 * radius
-        if tile_norm not in TILE_NORMS:
-            raise EIDError(f"unknown tile norm {tile_norm!r}; use one of {', '.join(TILE_NORMS)}")
-        self.norm_stats = GlobalNormStatistics(method.modules) if tile_norm == "global" else None
+        self.plan = TilePlan.choose(method, self.multiple, tile, overlap, tile_norm, bool(tta))
         self.amp_dtype = autocast_dtype(precision, self.device)
         self.channels_last = channels_last
         self.tta_group: str | None = None
@@ -161,18 +137,6 @@ class Dehazer:
     def _averaged(self, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
         """``fn``, averaged over the test-time group when there is one."""
         return GroupAverage(fn, self.tta_group) if self.tta_group else fn
-
-    def _check_tile(self, tile: int | None, overlap: int) -> int | None:
-        if tile is None or tile <= 0:
-            return None
-        requested, tile = tile, tile // self.multiple * self.multiple
-        if tile < self.multiple or not 0 <= overlap <= tile - self.multiple:
-            raise EIDError(
-                f"invalid tiling (--tile {requested}, --overlap {overlap}; this model needs sides in multiples of "
-                f"{self.multiple}); use a tile of at "
-                f"least {2 * self.multiple} and 0 <= overlap <= tile - {self.multiple}"
-            )
-        return tile
 
     @classmethod
     def load(
@@ -227,8 +191,13 @@ class Dehazer:
         )
         padded, size = pad_to_multiple(y, self.multiple)
         h, w = padded.shape[-2:]
-        if self.tile is not None and max(h, w) > self.tile:
-            out = torch.cat([self._tiled(padded[i : i + 1]) for i in range(padded.shape[0])])
+        if self.plan.tile is not None and max(h, w) > self.plan.tile:
+            out = torch.cat(
+                [
+                    self.plan.apply(self._fn, self._norm_fn, padded[i : i + 1], self.batch_size)
+                    for i in range(padded.shape[0])
+                ]
+            )
         else:
             out = torch.cat(
                 [
@@ -242,26 +211,6 @@ class Dehazer:
                 "corrupt: copy the run again or re-export it"
             )
         return restore(crop_to(out, size)).clamp_(0.0, 1.0)
-
-    def _tiled(self, x: Tensor) -> Tensor:
-        """One padded image ``(1,C,H,W)`` tile by tile, norms with whole-image statistics if enabled."""
-        assert self.tile is not None
-        if not self.norm_stats:
-            return tiled_apply(
-                self._fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin
-            )
-        reference = reference_image(x, REFERENCE_TILES * self.tile, self.multiple)
-        if (
-            reference is x
-        ):  # the whole image fits the reference budget: its one forward is the result
-            return self._fn(x)
-        fn = self._norm_fn  # the method's norm_fn if any: the hooks act on its torch modules
-        with self.norm_stats.recording():
-            fn(reference)
-        with self.norm_stats.applying():
-            return tiled_apply(
-                fn, x, self.tile, self.overlap, self.multiple, self.batch_size, self.margin
-            )
 
     # -- any-kind front end ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["crop_to", "pad_to_multiple", "pad_to_shape", "tile_windows", "tiled_apply"]
+__all__ = ["crop_to", "pad_to_multiple", "pad_to_shape", "tile_grid", "tile_windows", "tiled_apply"]
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
@@ -116,6 +116,16 @@ def tile_windows(
     return [(start, w / total[start : start + size]) for start, w in zip(starts, weights)]
 
 
+def tile_grid(
+    h: int, w: int, tile: int, overlap: int, multiple: int = 1, margin: int | None = None
+) -> list[tuple[int, int, Tensor]]:
+    """Tiles of an ``h x w`` image: ``(row, column, weight)`` with the 2-D partition-of-unity weight
+    ``w_i^{row} \\otimes w_i^{col}`` (float64, ``min(tile, h) x min(tile, w)``) of :func:`tile_windows`."""
+    rows = tile_windows(h, tile, overlap, multiple, margin)
+    cols = tile_windows(w, tile, overlap, multiple, margin)
+    return [(r0, c0, wr[:, None] * wc[None, :]) for r0, wr in rows for c0, wc in cols]
+
+
 def tiled_apply(
     fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -144,19 +154,16 @@ def tiled_apply(
     if x.shape[0] != 1:
         raise ValueError("tiled_apply processes one image at a time")
     _, _, h, w = x.shape
-    rows = tile_windows(h, tile, overlap, multiple, margin)
-    cols = tile_windows(w, tile, overlap, multiple, margin)
     th, tw = min(tile, h), min(tile, w)
-    coords = [(r, c) for r in rows for c in cols]
+    grid = tile_grid(h, w, tile, overlap, multiple, margin)
     out: Tensor | None = None
-    for first in range(0, len(coords), batch_size):
-        chunk = coords[first : first + batch_size]
-        tiles = torch.cat([x[..., r0 : r0 + th, c0 : c0 + tw] for (r0, _), (c0, _) in chunk])
+    for first in range(0, len(grid), batch_size):
+        chunk = grid[first : first + batch_size]
+        tiles = torch.cat([x[..., r0 : r0 + th, c0 : c0 + tw] for r0, c0, _ in chunk])
         result = fn(tiles).to(device=x.device, dtype=torch.float32)
         if out is None:
             out = torch.zeros(1, result.shape[1], h, w, device=x.device)
-        for k, ((r0, wr), (c0, wc)) in enumerate(chunk):
-            weight = (wr[:, None] * wc[None, :]).to(device=x.device, dtype=torch.float32)
-            out[0, :, r0 : r0 + th, c0 : c0 + tw] += result[k] * weight
+        for k, (r0, c0, weight) in enumerate(chunk):
+            out[0, :, r0 : r0 + th, c0 : c0 + tw] += result[k] * weight.to(x.device, torch.float32)
     assert out is not None
     return out

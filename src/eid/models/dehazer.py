@@ -128,10 +128,18 @@ class DehazerNet(Reconstructor):
 
         Local means no per-image statistics (``norm: none``), zero padding (circular padding wraps
         around the image) and the hazy image as input (``H^dagger`` and DCP are not bounded here).
+        """
+        c = self.config
+        return None if c.norm != "none" or c.circular_padding else self.local_radius
+
+    @property
+    def local_radius(self) -> int | None:
+        """``R`` once the norm statistics are fixed and circular padding is unrolled (exact tiling of a
+        group-norm model, :mod:`eid.inference.exact_tiling`); ``None`` unless the input is the hazy image.
         Space-to-depth by ``r`` scales the UNet's radius by ``r`` and adds ``r - 1`` for the block grid.
         """
         c = self.config
-        if c.norm != "none" or c.circular_padding or c.input != "hazy":
+        if c.input != "hazy":
             return None
         return c.unshuffle * unet_receptive_radius(c.scales) + c.unshuffle - 1
 

@@ -6,7 +6,7 @@ output: a dark tile is brightened, a hazy tile gets its contrast stretched. :cla
 removes that difference at the cost of one extra forward:
 
 1. *record*: run the network once on a reference image, the whole input (down-scaled when it is larger
-   than the reference budget, :func:`reference_image`), and keep, for every norm layer and every call of
+   than the reference budget, :func:`eid.inference.tile_plan.reference_image`), and keep, for every norm layer and every call of
    it, the per-sample mean and variance :math:`\\mu_{g}, \\sigma^2_{g}` of its input over each group ``g``
    (instance norm: one channel per group);
 2. *apply*: run the tiles; every norm layer normalises with the recorded statistics
@@ -20,6 +20,12 @@ against 14.0 / 12.7 dB with per-tile statistics (``benchmarks/bench_tile_norm.py
 ``docs/benchmarks/inference.md``). Calls are matched in order, so a network that calls a norm layer
 several times per forward (test-time averaging over a group) gets the statistics of the same call of
 the reference pass.
+
+*Exact* statistics need no reference: :meth:`GlobalNormStatistics.measuring` accumulates, tile by tile,
+the moments of one norm call's input weighted by the tiles' blending weights (a partition of unity that
+is zero next to internal tile edges), with every earlier call already normalised by its exact statistics.
+One pass per norm call, each stopped right after that call (:class:`StopForward`), gives the whole-image
+statistics of every layer (:mod:`eid.inference.exact_tiling` drives the passes).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GlobalNormStatistics", "image_normalising_layers"]
+__all__ = ["GlobalNormStatistics", "StopForward", "WeightedMoments", "image_normalising_layers"]
 
 _NORM_LAYERS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
@@ -72,6 +78,57 @@ def _normalise(layer: nn.Module, x: Tensor, mean: Tensor, var: Tensor) -> Tensor
     mean_c, var_c = (t[0].repeat_interleave(per_group).to(x.dtype) for t in (mean, var))
     weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
     return F.batch_norm(x, mean_c, var_c, weight, bias, training=False, eps=layer.eps)
+
+
+class StopForward(Exception):
+    """Raised by a measuring hook once it has seen the measured norm call: the rest of the forward is not needed."""
+
+
+class WeightedMoments:
+    """Weighted per-group mean and variance of one norm call's input, accumulated over tiles (float64).
+
+    ``weight`` ``(N,1,h,w)`` is the tiles' blending weight at image resolution; a layer running at
+    ``1/f`` of it gets the weight average-pooled by ``f``, which is again a partition of unity.
+    """
+
+    def __init__(self) -> None:
+        self.layer: nn.Module | None = None
+        self.weight: Tensor | None = None
+        self.calls_seen = 0
+        self._sums = torch.zeros(3, 1, dtype=torch.float64)
+
+    def start(self, weight: Tensor) -> None:
+        """Before each forward: the weight ``(N,1,h,w)`` of its ``N`` tiles; norm calls are counted from here."""
+        self.weight, self.calls_seen = weight, 0
+
+    def add(self, layer: nn.Module, x: Tensor) -> None:
+        """Add ``x`` ``(N,C,h,w)``, the input of ``layer`` for the tiles whose weight is :attr:`weight`."""
+        assert self.weight is not None
+        self.layer, (n, c, h, w) = layer, x.shape
+        factor = self.weight.shape[-1] // w
+        if factor * w != self.weight.shape[-1] or factor * h != self.weight.shape[-2]:
+            raise ValueError(
+                f"a norm input of {h}x{w} does not divide the tile {tuple(self.weight.shape[-2:])}"
+            )
+        weight = F.avg_pool2d(self.weight, factor) if factor > 1 else self.weight
+        groups = _groups(layer, c)
+        values = x.detach().double().reshape(n, groups, -1, h * w)
+        weight = weight.to(values.device).reshape(n, 1, 1, h * w)
+        weighted = values * weight
+        sums = torch.stack(
+            [
+                (weight.sum() * (c // groups)).expand(groups),
+                weighted.sum((0, 2, 3)),
+                (weighted * values).sum((0, 2, 3)),
+            ]
+        ).cpu()
+        self._sums = self._sums + sums
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """``(mean, variance)``, each ``(1, groups)`` float32, as :meth:`GlobalNormStatistics.recording` keeps them."""
+        count, total, squares = self._sums
+        mean = total / count
+        return mean[None].float(), (squares / count - mean**2).clamp_min(0.0)[None].float()
 
 
 class GlobalNormStatistics:
@@ -116,6 +173,49 @@ class GlobalNormStatistics:
             for handle in handles:
                 handle.remove()
 
+    def clear(self) -> None:
+        """Forget the recorded statistics (layers keep their own until :meth:`measuring` fills them)."""
+        self._records = {layer: [] for layer in self.layers}
+
+    def count_calls(self, forward: Callable[[], object]) -> int:
+        """Norm calls made by ``forward()``."""
+        calls = [0]
+
+        def count(layer: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            calls[0] += 1
+
+        handles = [layer.register_forward_pre_hook(count) for layer in self.layers]
+        try:
+            forward()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return calls[0]
+
+    @contextlib.contextmanager
+    def measuring(self, call: int) -> Iterator[WeightedMoments]:
+        """Context in which the ``call``-th norm call of each forward adds its input to the yielded
+        :class:`WeightedMoments`, then raises :class:`StopForward`. Call ``moments.start(weight)`` with the
+        tiles' weight before each forward; on exit the moments become that call's statistics, appended to its layer's
+        records. Use inside :meth:`applying` so that the earlier calls are normalised with their statistics.
+        """
+        moments = WeightedMoments()
+
+        def measure(layer: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            if moments.calls_seen == call:
+                moments.add(layer, inputs[0])
+                raise StopForward
+            moments.calls_seen += 1
+
+        handles = [layer.register_forward_pre_hook(measure) for layer in self.layers]
+        try:
+            yield moments
+        finally:
+            for handle in handles:
+                handle.remove()
+        if moments.layer is not None:
+            self._records.setdefault(moments.layer, []).append(moments.result())
+
     @contextlib.contextmanager
     def applying(self) -> Iterator[None]:
         """Context in which every norm layer normalises with the recorded statistics (its own forward,
@@ -145,14 +245,3 @@ class GlobalNormStatistics:
         finally:
             for layer in recorded:
                 del layer.forward
-
-
-def reference_image(x: Tensor, side: int, multiple: int) -> Tensor:
-    """``x`` ``(1,C,H,W)`` itself if its longer side is at most ``side``, else down-scaled (antialiased)
-    to fit, both sides rounded down to multiples of ``multiple`` (at least one), aspect ratio kept."""
-    h, w = x.shape[-2:]
-    if max(h, w) <= side:
-        return x
-    scale = side / max(h, w)
-    size = [max(multiple, int(d * scale / multiple) * multiple) for d in (h, w)]
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)

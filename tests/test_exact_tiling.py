@@ -1,0 +1,135 @@
+"""Exact tiling of dehazers with group/instance norms and circular padding (eid.inference.exact_tiling)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from eid.errors import EIDError
+from eid.inference import Dehazer, Method
+from eid.inference.tiling import tile_grid
+from eid.models import DehazerConfig, DehazerNet
+from eid.models.global_norm import GlobalNormStatistics, WeightedMoments
+
+
+def dehazer(**kw) -> DehazerNet:
+    """A random 2-scale dehazer (receptive radius 11 once its statistics are fixed)."""
+    torch.manual_seed(0)
+    config = {"channels": 3, "scales": 2, "width": 8, **kw}
+    return DehazerNet(DehazerConfig(**config)).eval()
+
+
+def veiled(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
+    """Texture under a veil that thickens from left to right: each tile's own statistics differ."""
+    texture = torch.nn.functional.avg_pool2d(
+        torch.rand(1, 3, height, width, generator=rng), 3, 1, 1
+    )
+    veil = torch.linspace(0.0, 0.8, width).expand(1, 1, height, width)
+    return texture * (1 - veil) + 0.9 * veil
+
+
+@pytest.mark.parametrize(
+    ("kw", "tile"),
+    [
+        ({"norm": "group"}, 48),  # the presets' dehazer: group norm, circular padding
+        ({"norm": "instance", "circular_padding": False}, 48),
+        ({"norm": "none"}, 48),  # circular padding alone
+        ({"norm": "group", "unshuffle": 2}, 96),  # R = 23: 2R needs a larger tile
+    ],
+)
+def test_exact_tiles_equal_the_untiled_output(rng, kw, tile):
+    net = dehazer(**kw)
+    x = veiled(rng, 210, 250)  # above 2 tiles: tiled
+    whole = Dehazer.from_module(net, device="cpu", tile=None).run(x)
+    exact = Dehazer.from_module(net, device="cpu", tile=tile, batch_size=3)
+    assert exact.plan.norm == "exact" and exact.plan.overlap >= 2 * exact.plan.margin
+    assert float((exact.run(x) - whole).abs().max()) < 1e-5
+    # the test can fail: the down-scaled reference is not exact
+    close = Dehazer.from_module(net, device="cpu", tile=tile, tile_norm="global").run(x)
+    assert float((close - whole).abs().max()) > 1e-3
+
+
+def test_exact_statistics_take_one_stopped_pass_per_norm_call(rng):
+    """Pass k runs the tiles up to norm call k only; the final pass runs them whole."""
+    net = dehazer(norm="group")
+    stats = GlobalNormStatistics([net])
+    calls = stats.count_calls(lambda: net(torch.rand(1, 3, 16, 16)))
+    assert (
+        calls == len(stats.layers) == 7
+    )  # 2 scales: 2 + 2 encoder convs, the up-conv, 2 decoder convs
+    runner = Dehazer.from_module(net, device="cpu", tile=48)
+    plan = runner.plan
+    firsts, lasts = [], []
+    hooks = [
+        net.unet.Conv1.register_forward_hook(lambda *_: firsts.append(1)),
+        net.unet.Conv_1x1.register_forward_hook(lambda *_: lasts.append(1)),
+    ]
+    runner.run(veiled(rng, 150, 170))
+    for hook in hooks:
+        hook.remove()
+    wrap = 12  # the radius 11 rounded up to the size multiple 2, on each side
+    tiles = len(tile_grid(150 + 2 * wrap, 170 + 2 * wrap, 48, plan.overlap, 2, plan.margin))
+    # one whole forward counts the calls; then only the final pass reaches the output layer
+    assert len(lasts) == 1 + tiles
+    # the first block (norm calls 0 and 1) completes in the count, in passes 2..6 and in the final pass
+    assert len(firsts) == 1 + (calls - 2) * tiles + tiles
+
+
+def test_weighted_moments_of_a_partition_are_the_whole_images():
+    """Weights that sum to one over tiles give the whole input's mean and variance, at any layer scale."""
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    layer = nn.GroupNorm(2, 4)
+    moments = WeightedMoments()
+    left = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    left[..., :8] = 1.0
+    for weight in (left, 1 - left):  # the layer runs at half the tiles' resolution
+        moments.start(weight)
+        moments.add(layer, x)
+    mean, var = moments.result()
+    grouped = x.reshape(2, -1)
+    torch.testing.assert_close(mean[0].double(), grouped.mean(1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(var[0].double(), grouped.var(1, unbiased=False), rtol=0, atol=1e-6)
+
+
+def test_auto_falls_back_to_the_global_reference_where_exact_cannot_run():
+    net = dehazer(norm="group")
+    assert Dehazer.from_module(net, device="cpu", tile=48, tta=True).plan.norm == "global"
+    assert (
+        Dehazer.from_module(net, device="cpu", tile=24).plan.norm == "global"
+    )  # no room for 2R = 22
+    unknown = Method(net, multiple=2, modules=(net,))  # no local radius declared
+    assert Dehazer(unknown, device="cpu", tile=48).plan.norm == "global"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"tta": True}, "--tta"),
+        ({"tile": 24}, "--overlap >= 22"),
+        ({"overlap": 8}, "--overlap >= 22"),
+    ],
+)
+def test_exact_refuses_what_it_cannot_reproduce(kw, message):
+    net = dehazer(norm="group")
+    with pytest.raises(EIDError, match=message):
+        Dehazer.from_module(net, device="cpu", **{"tile": 48, "tile_norm": "exact", **kw})
+
+
+def test_cli_tiles_a_group_norm_run_exactly(eid_cli, tmp_path, rng):
+    """``eid dehaze --tile 48`` (default tile norm) writes the untiled result of a saved group-norm run."""
+    import tifffile
+
+    from eid.config import config_to_dict
+    from eid.weights import save_weights
+
+    net = dehazer(norm="group")
+    save_weights(tmp_path / "run" / "dehazer", net, {"model": config_to_dict(net.config)})
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", veiled(rng, 150, 170)[0].permute(1, 2, 0).numpy())
+    for tile, out in (("48", "tiled"), ("0", "whole")):
+        result = eid_cli("dehaze", "--model", tmp_path / "run", tmp_path / "in", "--out", tmp_path / out,
+                         "--tile", tile, "--backend", "torch")  # fmt: skip
+        assert result.code == 0, result
+    tiled, whole = (tifffile.imread(tmp_path / name / "a.tif") for name in ("tiled", "whole"))
+    assert tiled.dtype == "float32" and abs(tiled - whole).max() < 1e-5
