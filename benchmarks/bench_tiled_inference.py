@@ -66,7 +66,7 @@ def worker(cfg: dict) -> dict:
         batch_size=cfg["batch"],
         tta=cfg["tta"],
         channels_last=cfg["channels_last"],
-        tile_norm=cfg.get("tile_norm", "auto"),
+        tile_norm="auto" if cfg["tta"] else cfg.get("tile_norm", "auto"),  # exact refuses TTA
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     times = []

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from eid.errors import EIDError
+
 __all__ = ["GlobalNormStatistics", "StopForward", "WeightedMoments", "image_normalising_layers"]
 
 _NORM_LAYERS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
@@ -107,8 +109,9 @@ class WeightedMoments:
         self.layer, (n, c, h, w) = layer, x.shape
         factor = self.weight.shape[-1] // w
         if factor * w != self.weight.shape[-1] or factor * h != self.weight.shape[-2]:
-            raise ValueError(
-                f"a norm input of {h}x{w} does not divide the tile {tuple(self.weight.shape[-2:])}"
+            raise EIDError(
+                f"exact tile statistics need norm inputs on a grid dividing the tile (got {h}x{w} for a "
+                f"{tuple(self.weight.shape[-2:])} tile); use --tile-norm global"
             )
         weight = F.avg_pool2d(self.weight, factor) if factor > 1 else self.weight
         groups = _groups(layer, c)
