@@ -1,8 +1,8 @@
 """Inference backends side by side: torch eager fp32, ``channels_last``, ``torch.compile`` and ONNX Runtime.
 
 Two models: the shipped ``natural`` model (``input: dcp``: the dark channel prior runs inside the forward) and
-the ``fast`` preset's dehazer (the default architecture: UNet 3 scales x 16, group norm, circular padding; random
-weights, hazy input). Each backend runs through ``eid.Dehazer`` untiled, as ``eid dehaze`` would, on a smooth
+the ``fast`` preset's dehazer (the default architecture: space-to-depth 2, UNet 3 scales x 32, group norm, circular
+padding; random weights, hazy input). Each backend runs through ``eid.Dehazer`` untiled, as ``eid dehaze`` would, on a smooth
 random RGB square of each ``--sizes`` side. The machine is shared, so each round runs every backend once in a new
 random order, and "vs eager" is the median of the per-round ratios to eager in that round. The first call of each
 backend at each size is a warm-up, timed apart: it includes ``torch.compile``'s compilation (``dynamic=False``: one
@@ -29,19 +29,21 @@ import torch
 # the date, CPU model and flags line of the inference benchmarks (this folder is on sys.path when run as a script)
 from bench_inference_speed import machine
 
-from eid.config import config_to_dict
+from eid.config import config_to_dict, load_config
 from eid.export import export_onnx
 from eid.export.graph import smooth_image
 from eid.inference import Dehazer as Runner
 from eid.inference import build_method, onnx_method
-from eid.models import DehazerConfig, DehazerNet
+from eid.models import DehazerNet
+from eid.training.eid import EIDConfig
 from eid.weights import save_weights
 
 
 def fast_preset_run(folder: Path) -> Path:
-    """A run folder holding the ``fast`` preset's dehazer (the ``DehazerConfig`` defaults) with seeded weights."""
+    """A run folder holding the ``fast`` preset's dehazer with seeded weights."""
+    config = load_config(EIDConfig, "dehazer", preset="fast")
     torch.manual_seed(0)
-    net = DehazerNet(DehazerConfig())
+    net = DehazerNet(config.model)
     save_weights(folder / "dehazer", net, {"model": config_to_dict(net.config)})
     return folder
 

@@ -112,6 +112,21 @@ def test_space_to_depth_runs_the_unet_at_low_resolution(
         assert torch.equal(f(z), inner.clamp(0, 1))
 
 
+@pytest.mark.parametrize("circular", [True, False])
+def test_affine_head_is_a_smooth_gain_and_offset(circular: bool, rng: torch.Generator) -> None:
+    """``head: affine``: the identity at the start; then ``(1 + a) z + b`` with a field that is constant when the
+    UNet's output is, so a 2x2 block pattern cannot appear; any size in and out."""
+    f = tiny(unshuffle=2, head="affine", circular_padding=circular)
+    assert f.unet.out_channels == 6
+    y = torch.rand(1, 3, 37, 50, generator=rng) * 0.8
+    with torch.no_grad():
+        assert torch.equal(f(y), y)  # the output layer starts at zero
+        f.unet.Conv_1x1.bias.copy_(torch.tensor([0.5, 0.5, 0.5, 0.1, 0.1, 0.1]))
+        torch.testing.assert_close(f(y), (1.5 * y + 0.1).clamp(0, 1))
+    with pytest.raises(EIDError, match="head"):
+        DehazerConfig(head="pixelshuffle")
+
+
 def test_load_round_trip_and_test_path_equals_training_path(
     tmp_path: Path, rng: torch.Generator
 ) -> None:

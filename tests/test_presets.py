@@ -16,7 +16,13 @@ KINDS = [("operator", OperatorConfig), ("dehazer", EIDConfig)]
 
 @pytest.mark.parametrize(("kind", "cls"), KINDS)
 def test_the_defaults_are_the_fast_preset(kind: str, cls: type) -> None:
-    assert cls() == load_config(cls, kind, preset="fast")
+    """All but the dehazer's architecture: its dataclass defaults stay the UNet 3x16 with a residual head, which is
+    what a ``dehazer.yaml`` written before ``unshuffle`` and ``head`` existed means."""
+    fast = load_config(cls, kind, preset="fast")
+    if kind == "dehazer":
+        assert (fast.model.unshuffle, fast.model.width, fast.model.head) == (2, 32, "affine")
+        fast = dataclasses.replace(fast, model=cls().model)
+    assert cls() == fast
 
 
 def test_paper_presets_spell_out_the_authors_recipe() -> None:

@@ -30,12 +30,25 @@ def local_dehazer(**kw) -> DehazerNet:
     return f
 
 
-@pytest.mark.parametrize("scales,unshuffle", [(2, 1), (3, 1), (2, 2), (3, 2)])
-def test_output_depends_only_on_inputs_within_the_receptive_radius(scales, unshuffle, rng):
+@pytest.mark.parametrize(
+    "scales,unshuffle,head",
+    [
+        (2, 1, "residual"),
+        (3, 1, "residual"),
+        (2, 2, "residual"),
+        (3, 2, "residual"),
+        (2, 2, "affine"),
+        (3, 2, "affine"),
+    ],
+)
+def test_output_depends_only_on_inputs_within_the_receptive_radius(scales, unshuffle, head, rng):
     """Perturb one pixel (in the unclamped UNet path, float64): no output changes beyond R."""
-    f = local_dehazer(scales=scales, unshuffle=unshuffle).double()
+    f = local_dehazer(scales=scales, unshuffle=unshuffle, head=head).double()
     radius = f.receptive_radius
-    assert radius == unshuffle * unet_receptive_radius(scales) + unshuffle - 1
+    upsampling = (
+        head == "affine"
+    )  # the bilinear up-sampling of the affine field reads one more UNet pixel
+    assert radius == unshuffle * (unet_receptive_radius(scales) + upsampling) + unshuffle - 1
     side = 2 * radius + 4 * f.multiple
     y = torch.rand(1, 3, side, side, generator=rng, dtype=torch.float64)
     c = side // 2

@@ -93,13 +93,14 @@ def train(
     from eid.config import config_from_dict, config_to_dict, load_config, read_yaml, saved_config
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
+    from eid.models.dehazer import DehazerConfig
     from eid.physics.learned import operator_channels, read_operator_config
     from eid.run_layout import DEHAZER
     from eid.training.callbacks import LearningRates
     from eid.training.checkpoints import load_checkpoint
     from eid.training.eid import fit_eid
     from eid.training.eid_config import EIDConfig, with_operator_white, with_prior
-    from eid.training.init_from import check_model
+    from eid.training.init_from import check_model, source_model
     from eid.training.limits import DEHAZER_LIMITS, check_limits
     from eid.training.run_folder import RunFolder, is_ddp_worker
     from eid.zoo import resolve_model
@@ -107,6 +108,7 @@ def train(
     set_threads(machine.threads)
     folder = RunFolder(out)
     start_from = init_weights_from(init_from, resume)
+    dehazer_defaults = config_to_dict(DehazerConfig())
     inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
     changes = {
         **training_budget(max_steps, epochs),
@@ -153,7 +155,12 @@ def train(
         ) | changes  # fmt: skip
         base = load_config(EIDConfig, "dehazer", preset=preset or "fast", path=config)
         data = config_to_dict(base)
-        data = {**data, **overrides, "model": {**data["model"], "channels": channels}}
+        model = {**data["model"], "channels": channels}
+        if (
+            start_from is not None
+        ):  # fine-tuning: the source's architecture, the only one its weights fit
+            model = {**source_model(start_from, DEHAZER, dehazer_defaults), "channels": channels}
+        data = {**data, **overrides, "model": model}
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
         cfg = with_prior(cfg, clear, prior=not no_prior)
         data_channels(
@@ -162,7 +169,7 @@ def train(
         warn_if_dim(hazy, cfg.white)
     check_limits(cfg, DEHAZER_LIMITS, "eid config")
     if start_from is not None:
-        check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer")
+        check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer", dehazer_defaults)
     if not is_ddp_worker():
         prior = (
             f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}"

@@ -6,7 +6,16 @@
     z = y \\ (\\texttt{hazy}),\\quad z = H^\\dagger(y) \\ (\\texttt{pinv})\\quad\\text{or}\\quad
     z = \\mathrm{DCP}(y) \\ (\\texttt{dcp})
 
-``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger`` of stage 1: the
+With ``head: affine`` the UNet's output is a gain and an offset per channel instead, computed at its own
+resolution and bilinearly up-sampled (:math:`\\uparrow`):
+
+.. math::
+
+    f_\\theta(y) = \\operatorname{clip}_{[0,1]}\\big((1 + \\uparrow a_\\theta(z))\\, z + \\uparrow b_\\theta(z)\\big),
+
+the form of the scattering model's inverse :math:`x = z/t - A(1/t - 1)` with a smooth transmission and airlight.
+At half resolution (``unshuffle: 2``) it keeps the full-resolution detail of ``z`` and adds no 2x2 block
+pattern, which a residual put back by ``pixel_shuffle`` does. ``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger`` of stage 1: the
 CycleGAN's ``G_BA``, the scattering operator's physical inversion, or the exact ASM inverse);
 ``input: dcp`` starts from the dark channel prior's estimate, so that where DCP is already strong
 (atmospheric haze) the network refines it instead of starting from the hazy image. With ``dcp`` the
@@ -91,10 +100,11 @@ class DehazerNet(Reconstructor):
             config = DehazerConfig(**{**config.__dict__, **overrides})
         self.config = config
         unet_channels = config.channels * config.unshuffle**2
+        affine = config.head == "affine"
         self.unet = UNet(
             in_channels=unet_channels,
-            out_channels=unet_channels,
-            residual=True,
+            out_channels=2 * config.channels if affine else unet_channels,
+            residual=not affine,
             circular_padding=config.circular_padding,
             batch_norm=config.norm != "none",
             scales=config.scales,
@@ -106,9 +116,7 @@ class DehazerNet(Reconstructor):
             from eid.baselines.dcp import DarkChannelPrior
 
             self.dcp = DarkChannelPrior()
-        if (
-            config.input == "dcp"
-        ):  # start exactly at DCP's estimate (f = clip(z)) and learn its correction
+        if config.input == "dcp" or affine:  # start exactly at f = clip(z) and learn its correction
             nn.init.zeros_(self.unet.Conv_1x1.weight)
             nn.init.zeros_(self.unet.Conv_1x1.bias)
 
@@ -141,7 +149,8 @@ class DehazerNet(Reconstructor):
         c = self.config
         if c.input != "hazy":
             return None
-        return c.unshuffle * unet_receptive_radius(c.scales) + c.unshuffle - 1
+        upsampling = c.head == "affine"  # the bilinear up-sampling reads one more UNet pixel
+        return c.unshuffle * (unet_receptive_radius(c.scales) + upsampling) + c.unshuffle - 1
 
     @property
     def needs_physics(self) -> bool:
@@ -170,8 +179,24 @@ class DehazerNet(Reconstructor):
 
     def from_network_input(self, z: torch.Tensor) -> torch.Tensor:
         """``f`` given its network input ``z`` (from :meth:`network_input`), so ``H^dagger(y)`` can be reused."""
-        x = self.unet(z) if self.config.unshuffle == 1 else self._unet_at_low_resolution(z)
+        if self.config.head == "affine":
+            x = self._affine(z)
+        else:
+            x = self.unet(z) if self.config.unshuffle == 1 else self._unet_at_low_resolution(z)
         return clamp_straight_through(x) if self.config.output == "clamp_st" else x.clamp(0.0, 1.0)
+
+    def _affine(self, z: torch.Tensor) -> torch.Tensor:
+        """``(1 + a) z + b`` with ``(a, b)`` from the UNet at ``1/r`` resolution, bilinearly up-sampled; the
+        field is padded like the convolutions (circularly or by replication), so borders stay consistent."""
+        r, (h, w), c = self.config.unshuffle, z.shape[-2:], self.config.channels
+        padded = F.pad(z, (0, -w % r, 0, -h % r), mode="replicate")
+        field = self.unet(F.pixel_unshuffle(padded, r) if r > 1 else padded)
+        field = F.pad(
+            field, (1, 1, 1, 1), mode="circular" if self.config.circular_padding else "replicate"
+        )
+        field = F.interpolate(field, scale_factor=r, mode="bilinear", align_corners=False)
+        field = field[..., r : r + h, r : r + w]
+        return z * (1 + field[:, :c]) + field[:, c:]
 
     def _unet_at_low_resolution(self, z: torch.Tensor) -> torch.Tensor:
         """``S_r^{-1}(UNet(S_r(z)))``; a side that is not a multiple of ``r`` is edge-padded, then cropped."""

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from eid.errors import EIDError
 
-__all__ = ["INPUTS", "NORMS", "OUTPUTS", "DehazerConfig", "unet_receptive_radius"]
+__all__ = ["HEADS", "INPUTS", "NORMS", "OUTPUTS", "DehazerConfig", "unet_receptive_radius"]
 
 INPUTS = ("hazy", "pinv", "dcp")
 NORMS = ("batch", "group", "instance", "none")
 OUTPUTS = ("clamp_st", "clamp")
+HEADS = ("residual", "affine")
 
 
 @dataclass
@@ -28,6 +29,9 @@ class DehazerConfig:
     :param bool circular_padding: circular instead of zero padding in every 3x3 conv (authors: on).
     :param int unshuffle: space-to-depth factor ``r`` before the UNet (1: none; 2 or 4: the UNet runs
         at ``1/r`` resolution on ``C r^2`` channels, about ``r^2`` times fewer FLOPs at equal width).
+    :param str head: how the UNet's output makes the image: ``residual`` (``x = z + UNet(z)``, the authors')
+        or ``affine``: a gain and an offset per channel at the UNet's resolution, bilinearly up-sampled,
+        ``x = (1 + a) z + b`` (the form of the scattering model's inverse; no block pattern from ``r``).
     """
 
     channels: int = 3
@@ -38,9 +42,15 @@ class DehazerConfig:
     output: str = "clamp_st"
     circular_padding: bool = True
     unshuffle: int = 1
+    head: str = "residual"
 
     def __post_init__(self) -> None:
-        for name, valid in (("input", INPUTS), ("norm", NORMS), ("output", OUTPUTS)):
+        for name, valid in (
+            ("input", INPUTS),
+            ("norm", NORMS),
+            ("output", OUTPUTS),
+            ("head", HEADS),
+        ):
             if getattr(self, name) not in valid:
                 raise EIDError(
                     f"dehazer {name} {getattr(self, name)!r} is not valid; use one of {', '.join(valid)}"

@@ -3,7 +3,9 @@
 Only the exported weights are taken (stage 1: the operator's networks; stage 2: the dehazer ``f``); the optimiser,
 the discriminators and the data order start fresh. The architecture must match: the ``model`` section of the
 source's ``operator.yaml`` / ``dehazer.yaml`` is compared with the new run's, and any difference (channels, kind,
-widths...) is one error line naming both.
+widths...) is one error line naming both. A field the source's file predates counts as its default value. Stage 2
+takes the dehazer's architecture from the source (:func:`source_model`), so a shipped model fine-tunes under any
+preset.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ IGNORED = ("disc_",)
 
 
 def load_initial_weights(
-    target: nn.Module, source: Path, stem: str, model: dict[str, Any], what: str
+    target: nn.Module,
+    source: Path,
+    stem: str,
+    model: dict[str, Any],
+    what: str,
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """Load ``source/stem.safetensors`` into ``target`` once ``source/stem.yaml``'s ``model`` section matches ``model``.
 
-    ``what`` names the part in errors (``operator``, ``dehazer``).
+    ``what`` names the part in errors (``operator``, ``dehazer``); ``defaults``: the values of fields a file lacks.
     """
-    check_model(source, stem, model, what)
+    check_model(source, stem, model, what, defaults)
     state, _ = load_weights(source / stem)
     try:
         target.load_state_dict(state)
@@ -40,14 +47,27 @@ def load_initial_weights(
         ) from exc
 
 
-def check_model(source: Path, stem: str, model: dict[str, Any], what: str) -> None:
+def source_model(source: Path, stem: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``model`` section of ``source/stem.yaml``, with ``defaults`` for the fields it lacks."""
+    return {**(defaults or {}), **read_yaml(source / f"{stem}.yaml").get("model", {})}
+
+
+def check_model(
+    source: Path,
+    stem: str,
+    model: dict[str, Any],
+    what: str,
+    defaults: dict[str, Any] | None = None,
+) -> None:
     """Refuse, in one line naming both, a source whose ``stem.yaml`` ``model`` section differs from ``model``
-    (the training commands call it before they start, so that nothing is created)."""
+    (the training commands call it before they start, so that nothing is created). ``defaults``: the values of
+    fields that either lacks."""
     if not (source / f"{stem}.safetensors").is_file():
         raise EIDError(
             f"{OPTION} {source}: holds no {stem}.safetensors; give a run folder with a {what} or a shipped model (eid models)"
         )
-    theirs = read_yaml(source / f"{stem}.yaml").get("model", {})
+    theirs = source_model(source, stem, defaults)
+    model = {**(defaults or {}), **model}
     keys = [k for k in sorted(set(theirs) | set(model)) if not k.startswith(IGNORED)]
     differ = [k for k in keys if _norm(theirs.get(k)) != _norm(model.get(k))]
     if differ:
