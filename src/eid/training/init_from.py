@@ -24,13 +24,17 @@ IGNORED = ("disc_",)
 """Model fields of parts that are not exported (the discriminator's), hence not compared."""
 
 
+Model = dict[str, Any]
+"""A ``model`` section: field -> value."""
+
+
 def load_initial_weights(
     target: nn.Module,
     source: Path,
     stem: str,
-    model: dict[str, Any],
+    model: Model,
     what: str,
-    defaults: dict[str, Any] | None = None,
+    defaults: Model | None = None,
 ) -> None:
     """Load ``source/stem.safetensors`` into ``target`` once ``source/stem.yaml``'s ``model`` section matches ``model``.
 
@@ -47,17 +51,13 @@ def load_initial_weights(
         ) from exc
 
 
-def source_model(source: Path, stem: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+def source_model(source: Path, stem: str, defaults: Model | None = None) -> Model:
     """The ``model`` section of ``source/stem.yaml``, with ``defaults`` for the fields it lacks."""
     return {**(defaults or {}), **read_yaml(source / f"{stem}.yaml").get("model", {})}
 
 
 def check_model(
-    source: Path,
-    stem: str,
-    model: dict[str, Any],
-    what: str,
-    defaults: dict[str, Any] | None = None,
+    source: Path, stem: str, model: Model, what: str, defaults: Model | None = None
 ) -> None:
     """Refuse, in one line naming both, a source whose ``stem.yaml`` ``model`` section differs from ``model``
     (the training commands call it before they start, so that nothing is created). ``defaults``: the values of
