@@ -18,7 +18,8 @@ def dehazer(**kw) -> DehazerNet:
     torch.manual_seed(0)
     config = {"channels": 3, "scales": 2, "width": 8, **kw}
     net = DehazerNet(DehazerConfig(**config)).eval()
-    nn.init.normal_(net.unet.Conv_1x1.weight, std=0.1)  # the affine head starts at zero: make it act
+    # the affine head starts at zero: make it act
+    nn.init.normal_(net.unet.Conv_1x1.weight, std=0.1)
     return net
 
 
