@@ -33,8 +33,23 @@ from eid.models.dehazer import DehazerConfig, DehazerNet, count_parameters
 
 LOCAL = {"norm": "none", "circular_padding": False}
 CANDIDATES = {
-    "space-to-depth 2, UNet 3x16, norm-free": {**LOCAL, "unshuffle": 2},
-    "space-to-depth 2, UNet 3x32, norm-free": {**LOCAL, "unshuffle": 2, "width": 32},
+    "the default before 2026-12-04 (UNet 3x16, residual)": {
+        "unshuffle": 1,
+        "width": 16,
+        "head": "residual",
+    },
+    "space-to-depth 2, UNet 3x16, norm-free": {
+        **LOCAL,
+        "unshuffle": 2,
+        "width": 16,
+        "head": "residual",
+    },
+    "space-to-depth 2, UNet 3x32, norm-free": {
+        **LOCAL,
+        "unshuffle": 2,
+        "width": 32,
+        "head": "residual",
+    },
 }
 
 
