@@ -87,6 +87,17 @@ def test_random_norm_free_model_exports_its_radius_and_scale(tmp_path):
     assert meta["eid.white"] == "4095" and meta["eid.group"] == "rot90"
 
 
+def test_the_default_architecture_exports(tmp_path):
+    """Space-to-depth, group norm, circular padding and the affine head's padded bilinear field (the fast
+    preset's dehazer), with an output layer that acts (it starts at zero)."""
+    torch.manual_seed(0)
+    net = DehazerNet(DehazerConfig(channels=3, scales=2, width=4, unshuffle=2, head="affine"))
+    torch.nn.init.normal_(net.unet.Conv_1x1.weight, std=0.1)
+    save_weights(tmp_path / "run" / "dehazer", net, {"model": config_to_dict(net.config)})
+    result = export_onnx(tmp_path / "run", tmp_path / "default.onnx")
+    assert_matches_torch(tmp_path / "run", result.path, ((1, 40, 56), (2, 36, 44)))
+
+
 @pytest.mark.slow  # the torch.export-based exporter takes 10-20 s
 def test_pinv_dehazer_exports_with_its_operator(tmp_path):
     run = random_run(tmp_path / "run", channels=1, scales=2, width=4, input="pinv")
