@@ -73,8 +73,14 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
 
 
 def test_shell_completion_script_is_offered(eid_cli, monkeypatch):
-    """``eid --show-completion`` prints a completion script for the shell (bash here) that names the command."""
+    """``eid --show-completion`` prints a completion script for the shell (bash here) that names the command.
+
+    typer finds the shell in the process tree (shellingham), which a background job or CI runner may lack: the
+    test says it is bash rather than depend on how pytest was started."""
+    import shellingham
+
     monkeypatch.setenv("SHELL", "/bin/bash")
+    monkeypatch.setattr(shellingham, "detect_shell", lambda *a, **k: ("bash", "/bin/bash"))
     run = eid_cli("--show-completion", "bash")
     assert run.code == 0 and "complete" in run.out and "eid" in run.out
 
