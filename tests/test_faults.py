@@ -1039,20 +1039,10 @@ def test_equal_weights_are_saved_as_identical_files(tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
 
 
-def test_a_crop_too_small_for_the_prior_is_one_line(eid_cli, tmp_path, hazy_set):
-    """The prior's PatchGAN needs 16 px (24 with instance norm): a smaller --crop is refused before the run folder."""
-    args = (
-        "--operator",
-        "asm",
-        "--asm-t",
-        "0.6",
-        "--asm-a",
-        "0.9",
-        "--clear",
-        hazy_set,
-        "--max-steps",
-        "1",
-    )
+def test_a_crop_too_small_for_the_prior_is_one_line(eid_cli, tmp_path, hazy_set, asm_oracle):
+    """The prior's PatchGAN needs 16 px (24 with instance norm): a smaller --crop is refused before the run folder.
+    (The ``--crop`` given after the oracle's flags is the one the command takes.)"""
+    args = (*asm_oracle, "--clear", hazy_set, "--max-steps", "1")
     run = eid_cli("train", "--hazy", hazy_set, *args, "--crop", "8", "--out", tmp_path / "run")
     line = run.err.strip().splitlines()[-1]
     assert run.code == 2 and "Traceback" not in run.err

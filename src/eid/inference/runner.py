@@ -28,12 +28,12 @@ from eid.inference.methods import (
     module_radius,
 )
 from eid.inference.precision import autocast_dtype
-from eid.inference.tile_plan import REFERENCE_TILES, TILE_NORMS, TilePlan
+from eid.inference.tile_plan import TilePlan
 from eid.inference.tiling import crop_to, pad_to_multiple
 from eid.inference.tta import GroupAverage, exact_tta_group
 from eid.utils import resolve_device
 
-__all__ = ["REFERENCE_TILES", "TILE_NORMS", "Dehazer"]
+__all__ = ["Dehazer"]
 
 
 class Dehazer:

@@ -189,20 +189,21 @@ class DehazerNet(Reconstructor):
         """``(1 + a) z + b`` with ``(a, b)`` from the UNet at ``1/r`` resolution, bilinearly up-sampled; the
         field is padded like the convolutions (circularly or by replication), so borders stay consistent."""
         r, (h, w), c = self.config.unshuffle, z.shape[-2:], self.config.channels
-        padded = F.pad(z, (0, -w % r, 0, -h % r), mode="replicate")
-        field = self.unet(F.pixel_unshuffle(padded, r) if r > 1 else padded)
-        field = F.pad(
-            field, (1, 1, 1, 1), mode="circular" if self.config.circular_padding else "replicate"
-        )
+        mode = "circular" if self.config.circular_padding else "replicate"
+        field = F.pad(self._unet_on_blocks(z), (1, 1, 1, 1), mode=mode)
         field = F.interpolate(field, scale_factor=r, mode="bilinear", align_corners=False)
         field = field[..., r : r + h, r : r + w]
         return z * (1 + field[:, :c]) + field[:, c:]
 
     def _unet_at_low_resolution(self, z: torch.Tensor) -> torch.Tensor:
-        """``S_r^{-1}(UNet(S_r(z)))``; a side that is not a multiple of ``r`` is edge-padded, then cropped."""
+        """``S_r^{-1}(UNet(S_r(z)))``, cropped back to ``z``'s size."""
         r, (h, w) = self.config.unshuffle, z.shape[-2:]
-        padded = F.pad(z, (0, -w % r, 0, -h % r), mode="replicate")
-        return F.pixel_shuffle(self.unet(F.pixel_unshuffle(padded, r)), r)[..., :h, :w]
+        return F.pixel_shuffle(self._unet_on_blocks(z), r)[..., :h, :w]
+
+    def _unet_on_blocks(self, z: torch.Tensor) -> torch.Tensor:
+        """``UNet(S_r(z))`` at ``1/r`` resolution; a side that is not a multiple of ``r`` is edge-padded first."""
+        r, (h, w) = self.config.unshuffle, z.shape[-2:]
+        return self.unet(F.pixel_unshuffle(F.pad(z, (0, -w % r, 0, -h % r), mode="replicate"), r))
 
 
 def count_parameters(module: nn.Module) -> int:

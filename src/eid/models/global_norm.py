@@ -97,7 +97,7 @@ class WeightedMoments:
         self.layer: nn.Module | None = None
         self.weight: Tensor | None = None
         self.calls_seen = 0
-        self._sums = torch.zeros(3, 1, dtype=torch.float64)
+        self._sums: Tensor | None = None  # (3, groups) on the layer's device: no sync per tile
 
     def start(self, weight: Tensor) -> None:
         """Before each forward: the weight ``(N,1,h,w)`` of its ``N`` tiles; norm calls are counted from here."""
@@ -124,11 +124,12 @@ class WeightedMoments:
                 weighted.sum((0, 2, 3)),
                 (weighted * values).sum((0, 2, 3)),
             ]
-        ).cpu()
-        self._sums = self._sums + sums
+        )
+        self._sums = sums if self._sums is None else self._sums + sums
 
     def result(self) -> tuple[Tensor, Tensor]:
         """``(mean, variance)``, each ``(1, groups)`` float32, as :meth:`GlobalNormStatistics.recording` keeps them."""
+        assert self._sums is not None, "no tile reached the measured norm call"
         count, total, squares = self._sums
         mean = total / count
         return mean[None].float(), (squares / count - mean**2).clamp_min(0.0)[None].float()
