@@ -1,8 +1,8 @@
 """Inference backends side by side: torch eager fp32, ``channels_last``, ``torch.compile`` and ONNX Runtime.
 
 Two models: the shipped ``natural`` model (``input: dcp``: the dark channel prior runs inside the forward) and
-the ``fast`` preset's dehazer (the default architecture: space-to-depth 2, UNet 3 scales x 32, group norm, circular
-padding; random weights, hazy input). Each backend runs through ``eid.Dehazer`` untiled, as ``eid dehaze`` would, on a smooth
+the ``fast`` preset's dehazer (the default architecture: space-to-depth 4, UNet 3 scales x 32, group norm, circular
+padding, affine head; random weights, hazy input). Each backend runs through ``eid.Dehazer`` untiled, as ``eid dehaze`` would, on a smooth
 random RGB square of each ``--sizes`` side. The machine is shared, so each round runs every backend once in a new
 random order, and "vs eager" is the median of the per-round ratios to eager in that round. The first call of each
 backend at each size is a warm-up, timed apart: it includes ``torch.compile``'s compilation (``dynamic=False``: one

@@ -40,8 +40,13 @@ VARIANTS: dict[str, dict] = {
     "space-to-depth 2, UNet 3x16, norm-free": {**LOCAL, "unshuffle": 2},
     "space-to-depth 2, UNet 3x32, norm-free": {**LOCAL, "unshuffle": 2, "width": 32},
     "space-to-depth 2, UNet 3x32, group norm, circular": {"unshuffle": 2, "width": 32},
-    "the default: space-to-depth 2, UNet 3x32, group norm, circular, affine head": {
+    "space-to-depth 2, UNet 3x32, group norm, circular, affine head (natural, endoscopy)": {
         "unshuffle": 2,
+        "width": 32,
+        "head": "affine",
+    },
+    "the default: space-to-depth 4, UNet 3x32, group norm, circular, affine head": {
+        "unshuffle": 4,
         "width": 32,
         "head": "affine",
     },

@@ -6,8 +6,8 @@ adversarial prior; rows 256-511: the *hazy* training crops), columns 384-511 for
 non-overlapping grid). Each crop is hazed with the microscopy veil of :mod:`eid.physics.generators`,
 ``y = clip(c x + v G_sigma x / max G_sigma x + b F)``, with its own random ``c, v, b, F``.
 
-Methods (all networks: the ``fast`` dehazer, i.e. UNet 3 scales x 16, group norm, hazy input; the
-group is ``microscopy`` = rot90*flip; the same number of steps for every trained dehazer):
+Methods (all networks: the ``microscopy`` preset's dehazer, hazy input; the group is rot90*flip; the same
+number of steps for every trained dehazer; the adversarial prior only where the row says so):
   hazy               the input itself
   DCP                eid.baselines.dcp with default parameters
   CycleGAN-only      G_BA of the stage-1 run (``fast`` operator preset: residual generators)
@@ -231,9 +231,11 @@ def main() -> None:
     hazy_train, buffers_train = veil(clear_train, seed=1)
     hazy_test, _ = veil(clear_test, seed=2)  # stage 1 and EID see only the training hazy crops
 
+    # the prior is off except in the row that names it (the preset has turned it on since)
     cfg = load_config(
-        EIDConfig, "dehazer", preset="microscopy", overrides={"max_steps": args.steps}
-    )
+        EIDConfig, "dehazer", preset="microscopy",
+        overrides={"max_steps": args.steps, "adversarial_weight": 0.0},
+    )  # fmt: skip
     cfg.model.channels = 1
     wanted = set(filter(None, args.only.split(",")))
     results: dict[str, dict[str, float]] = {}

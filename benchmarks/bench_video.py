@@ -3,7 +3,8 @@
 1. Frames/s of :func:`eid.inference.video.dehaze_video` at 480x480 on ``--threads`` CPU threads for the
    ``fast`` and ``paper`` dehazer presets and the space-to-depth candidates of
    ``bench_inference_speed.py`` (random weights: speed does not depend on the weights), through the
-   runner ``eid.Dehazer.run`` as ``eid dehaze`` calls it. The network ``f`` is timed on the hazy
+   runner ``eid.Dehazer.run`` on torch; the ``fast`` preset also as ``eid dehaze`` runs it (``--backend auto``:
+   ONNX Runtime where the export gives torch's result, ``bench_inference.default_runner``). The network ``f`` is timed on the hazy
    frame: the ``paper`` preset's pseudo-inverse input adds one G_BA pass per frame, which belongs to
    the stage-1 operator and is not counted here. Variants alternate run by run (the machine is shared).
 2. Flicker (mean |y_t - y_{t-1}| in the input's static regions, 8-bit levels) of a synthetic hazy
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_inference import default_runner, preset_run
 
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import preset_dict
@@ -49,6 +51,9 @@ CANDIDATES = {
         "unshuffle": 2,
         "width": 32,
         "head": "residual",
+    },
+    "space-to-depth 2, UNet 3x32, affine head (the fast default until 2026-12-05; natural)": {
+        "unshuffle": 2
     },
 }
 
@@ -105,12 +110,18 @@ def main() -> None:
         frames: write(work / f"clip{frames}.mp4", hazy_clip(frames))
         for frames in {f for _, f in nets.values()}
     }
+    runners = {
+        name: Runner.from_module(net, device="cpu", tile=None, batch_size=2)
+        for name, (net, _) in nets.items()
+    }
+    default = "fast (default), eid dehaze's backend (auto)"
+    runners[default] = default_runner(preset_run("fast", work / "fast"), batch_size=2)
+    nets[default] = nets["fast (default)"]
     rates: dict[str, list[float]] = {name: [] for name in nets}
     for r in range(args.repeats):
-        for name, (net, frames) in nets.items():
-            runner = Runner.from_module(net, device="cpu", tile=None, batch_size=2)
+        for name, (_, frames) in nets.items():
             report = dehaze_video(
-                clips[frames], work / f"out{r}.mp4", runner.run, batch_size=2, progress=False
+                clips[frames], work / f"out{r}.mp4", runners[name].run, batch_size=2, progress=False
             )
             rates[name].append(report.frames_per_second)
     print(f"CPU {cpu_model()}, {args.threads} threads, 480x480, batch 2\n")

@@ -2,8 +2,8 @@
 
 For each length (default 10 s and 60 s of 480x480 at 25 frames/s, with an AAC audio track), one fresh
 process runs :func:`eid.inference.video.dehaze_video` with ``--model`` as the image function (``identity``: the
-pipeline alone, i.e. decode + flicker meters + encode + audio copy; ``dcp``: the dark channel prior), and
-reports frames/s and its peak RSS (``ru_maxrss``). Streaming means the peak RSS does not grow with the length.
+pipeline alone, i.e. decode + flicker meters + encode + audio copy; ``dcp``: the dark channel prior; ``fast``: the
+default dehazer, random weights, as ``eid dehaze`` runs it), and reports frames/s and its peak RSS (``ru_maxrss``). Streaming means the peak RSS does not grow with the length.
 
 Run: .venv/bin/python benchmarks/bench_video_stream.py [--seconds 10 60] [--model identity] [--threads 2]
 """
@@ -57,7 +57,12 @@ def child(src: Path, model: str, threads: int) -> None:
     from eid.inference.video import dehaze_video
 
     torch.set_num_threads(threads)
-    image_fn = (lambda x: x) if model == "identity" else DarkChannelPrior()
+    if model == "fast":
+        from bench_inference import default_runner, preset_run
+
+        image_fn = default_runner(preset_run("fast", src.with_name("fast-run")), batch_size=4).run
+    else:
+        image_fn = (lambda x: x) if model == "identity" else DarkChannelPrior()
     report = dehaze_video(
         src, src.with_name(f"out-{src.name}"), image_fn, batch_size=4, progress=False
     )
@@ -77,14 +82,14 @@ def child(src: Path, model: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, nargs="+", default=[10, 60])
-    parser.add_argument("--model", choices=["identity", "dcp"], default="identity")
+    parser.add_argument("--model", choices=["identity", "dcp", "fast"], default="identity")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.child:
         child(args.child, args.model, args.threads)
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
     from bench_inference_speed import machine
 

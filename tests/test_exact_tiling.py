@@ -39,12 +39,13 @@ def veiled(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
         ({"norm": "instance", "circular_padding": False}, 48),
         ({"norm": "none"}, 48),  # circular padding alone
         ({"norm": "group", "unshuffle": 2}, 96),  # R = 23: 2R needs a larger tile
-        ({"norm": "group", "unshuffle": 2, "head": "affine"}, 96),  # the fast preset's dehazer
+        ({"norm": "group", "unshuffle": 2, "head": "affine"}, 96),  # the natural preset's dehazer
+        ({"norm": "group", "unshuffle": 4, "head": "affine"}, 144),  # the fast preset's (R = 51)
     ],
 )
 def test_exact_tiles_equal_the_untiled_output(rng, kw, tile):
     net = dehazer(**kw)
-    x = veiled(rng, 210, 250)  # above 2 tiles: tiled
+    x = veiled(rng, max(210, 2 * tile + 18), max(250, 2 * tile + 58))  # above 2 tiles: tiled
     whole = Dehazer.from_module(net, device="cpu", tile=None).run(x)
     exact = Dehazer.from_module(net, device="cpu", tile=tile, batch_size=3)
     assert exact.plan.norm == "exact" and exact.plan.overlap >= 2 * exact.plan.margin
@@ -137,3 +138,13 @@ def test_cli_tiles_a_group_norm_run_exactly(eid_cli, tmp_path, rng):
         assert result.code == 0, result
     tiled, whole = (tifffile.imread(tmp_path / name / "a.tif") for name in ("tiled", "whole"))
     assert tiled.dtype == "float32" and abs(tiled - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize(("unshuffle", "tile"), [(1, 512), (2, 1024), (4, 2048)])
+def test_the_default_tile_grows_with_the_space_to_depth_factor(unshuffle, tile):
+    """Tiles hold as many pixels of the widest layers: 512 for a full-resolution network, 2048 for the fast preset's."""
+    runner = Dehazer.from_module(dehazer(unshuffle=unshuffle), device="cpu")
+    assert runner.method.working_scale == unshuffle and runner.plan.tile == tile
+    assert Dehazer.from_module(dehazer(unshuffle=unshuffle), device="cpu", tile=96).plan.tile == 96
+    with pytest.raises(EIDError, match="unknown tile 'big'"):
+        Dehazer.from_module(dehazer(unshuffle=unshuffle), device="cpu", tile="big")

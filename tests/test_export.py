@@ -18,6 +18,7 @@ from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.export import METADATA_KEYS, export_bioimageio, export_onnx
 from eid.export.graph import smooth_image
+from eid.inference.backends import onnx_method
 from eid.models import DehazerConfig, DehazerNet
 from eid.models.dehazer import load_dehazer
 from eid.weights import save_weights
@@ -84,18 +85,30 @@ def test_random_norm_free_model_exports_its_radius_and_scale(tmp_path):
     meta = ort.InferenceSession(str(result.path)).get_modelmeta().custom_metadata_map
     net, _, _ = load_dehazer(run)
     assert meta["eid.receptive_radius"] == str(net.receptive_radius) and meta["eid.multiple"] == "4"
-    assert meta["eid.white"] == "4095" and meta["eid.group"] == "rot90"
+    assert (
+        meta["eid.white"] == "4095"
+        and meta["eid.group"] == "rot90"
+        and meta["eid.working_scale"] == "2"
+    )
+    assert (
+        onnx_method(result.path).working_scale == 2
+    )  # so --backend onnx picks the same default tile
 
 
-def test_the_default_architecture_exports(tmp_path):
-    """Space-to-depth, group norm, circular padding and the affine head's padded bilinear field (the fast
-    preset's dehazer), with an output layer that acts (it starts at zero)."""
+@pytest.mark.parametrize("unshuffle", [2, 4])  # the natural and the fast presets
+def test_the_default_architecture_exports(tmp_path, unshuffle):
+    """Space-to-depth, group norm, circular padding and the affine head's padded bilinear field (the presets'
+    dehazer), with an output layer that acts (it starts at zero)."""
     torch.manual_seed(0)
-    net = DehazerNet(DehazerConfig(channels=3, scales=2, width=4, unshuffle=2, head="affine"))
+    net = DehazerNet(
+        DehazerConfig(channels=3, scales=2, width=4, unshuffle=unshuffle, head="affine")
+    )
     torch.nn.init.normal_(net.unet.Conv_1x1.weight, std=0.1)
     save_weights(tmp_path / "run" / "dehazer", net, {"model": config_to_dict(net.config)})
     result = export_onnx(tmp_path / "run", tmp_path / "default.onnx")
-    assert_matches_torch(tmp_path / "run", result.path, ((1, 40, 56), (2, 36, 44)))
+    assert_matches_torch(
+        tmp_path / "run", result.path, ((1, 40, 56), (2, 48, 32))
+    )  # multiples of 8
 
 
 @pytest.mark.slow  # the torch.export-based exporter takes 10-20 s

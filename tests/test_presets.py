@@ -20,9 +20,16 @@ def test_the_defaults_are_the_fast_preset(kind: str, cls: type) -> None:
     what a ``dehazer.yaml`` written before ``unshuffle`` and ``head`` existed means."""
     fast = load_config(cls, kind, preset="fast")
     if kind == "dehazer":
-        assert (fast.model.unshuffle, fast.model.width, fast.model.head) == (2, 32, "affine")
+        assert (fast.model.unshuffle, fast.model.width, fast.model.head) == (4, 32, "affine")
         fast = dataclasses.replace(fast, model=cls().model)
     assert cls() == fast
+
+
+@pytest.mark.parametrize("preset", ["natural", "endoscopy"])
+def test_the_dcp_start_presets_keep_half_resolution(preset: str) -> None:
+    """A quarter resolution lost 3 dB on the natural benchmark (fast.yaml, natural.yaml)."""
+    model = load_config(EIDConfig, "dehazer", preset=preset).model
+    assert (model.input, model.unshuffle, model.width, model.head) == ("dcp", 2, 32, "affine")
 
 
 def test_paper_presets_spell_out_the_authors_recipe() -> None:

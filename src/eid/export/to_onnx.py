@@ -47,6 +47,7 @@ METADATA_KEYS = (
     "group",
     "input",
     "receptive_radius",
+    "working_scale",
     "version",
 )
 CHECK_SIDE = 64
@@ -82,7 +83,8 @@ def onnx_metadata(model: ExportedDehazer, config: dict[str, Any]) -> dict[str, s
         "multiple": model.multiple, "channels": model.channels, "white": config.get("white") or "dtype",
         "tileable": int(model.input_mode != "dcp"),  # DCP's airlight is a whole-image estimate
         "group": config.get("group") or "", "input": model.input_mode,
-        "receptive_radius": "" if radius is None else radius, "version": package_version(),
+        "receptive_radius": "" if radius is None else radius, "working_scale": model.net.working_scale,
+        "version": package_version(),
     }  # fmt: skip
     return {f"eid.{key}": str(values[key]) for key in METADATA_KEYS}
 

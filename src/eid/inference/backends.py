@@ -110,7 +110,7 @@ def onnx_method(path: str | Path, device: torch.device | None = None) -> Method:
         run, name=f"eid (onnx: {path.name})", multiple=int(meta["eid.multiple"]), channels=int(meta["eid.channels"]),
         tileable=meta.get("eid.tileable", "1") == "1", group=meta.get("eid.group") or None,
         white=parse_white(meta.get("eid.white", "dtype")), device=torch.device("cpu"),
-        receptive_radius=int(radius) if radius else None,
+        receptive_radius=int(radius) if radius else None, working_scale=int(meta.get("eid.working_scale", "1")),
     )  # fmt: skip
 
 
@@ -123,6 +123,7 @@ def with_torch_norms(onnx: Method, torch_method: Method) -> Method:
         modules=torch_method.modules,
         norm_fn=torch_method.fn,
         local_radius=torch_method.local_radius,
+        working_scale=torch_method.working_scale,
     )
 
 

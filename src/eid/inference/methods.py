@@ -47,6 +47,8 @@ class Method:
         norm statistics, whose hooks act on ``modules``; ``None``: ``fn``. An ONNX session has no layers to
         hook, so ``eid dehaze --backend auto`` gives it its torch twin here
         (:func:`eid.inference.backends.with_torch_norms`).
+    :param working_scale: image pixels per pixel of the network's widest layers (its space-to-depth factor);
+        the default tile side is ``DEFAULT_TILE`` times it (:mod:`eid.inference.tile_plan`).
     """
 
     fn: Callable[[Tensor], Tensor]
@@ -61,6 +63,7 @@ class Method:
     receptive_radius: int | None = None
     local_radius: int | None = None
     norm_fn: Callable[[Tensor], Tensor] | None = None
+    working_scale: int = 1
 
     def __call__(self, y: Tensor) -> Tensor:
         return self.fn(y)
@@ -91,6 +94,12 @@ def module_radius(module: Any, kind: str = "receptive_radius") -> int | None:
     """``module.receptive_radius`` (or ``module.local_radius``) if it declares one (see :class:`Method`)."""
     radius = getattr(module, kind, None)
     return radius if isinstance(radius, int) else None
+
+
+def module_scale(module: Any) -> int:
+    """``module.working_scale`` if it declares one (see :class:`Method`), else 1."""
+    scale = getattr(module, "working_scale", None)
+    return scale if isinstance(scale, int) and scale >= 1 else 1
 
 
 def _load_operator(run_dir: str | Path, device: torch.device) -> Any:
@@ -170,5 +179,6 @@ def build_method(
             modules=(net,) if physics is None else (net, physics),
             receptive_radius=module_radius(net),
             local_radius=module_radius(net, "local_radius"),
+            working_scale=module_scale(net),
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")

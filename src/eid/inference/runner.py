@@ -26,6 +26,7 @@ from eid.inference.methods import (
     module_channels,
     module_multiple,
     module_radius,
+    module_scale,
 )
 from eid.inference.precision import autocast_dtype
 from eid.inference.tile_plan import TilePlan
@@ -66,7 +67,8 @@ class Dehazer:
 
     :param method: a :class:`Method` or any callable/``nn.Module`` on ``(B,C,H,W)`` [0,1] tensors.
     :param device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
-    :param int tile: tile side for large images (rounded down to the method's multiple).
+    :param tile: tile side for large images (rounded down to the method's multiple); ``"auto"``: ``DEFAULT_TILE``
+        (512) times the method's :attr:`~Method.working_scale`, 2048 for the ``fast`` preset's dehazer.
     :param overlap: overlap of neighbouring tiles in pixels; ``None``: 64, or ``2R`` if larger for a
         method of receptive radius ``R``, at most ``tile`` less the size multiple.
     :param int batch_size: images (or tiles) per forward pass.
@@ -92,7 +94,7 @@ class Dehazer:
         method: Method | Callable[[Tensor], Tensor],
         *,
         device: str | torch.device = "auto",
-        tile: int | None = 512,
+        tile: int | str | None = "auto",
         overlap: int | None = None,
         batch_size: int = 1,
         precision: str = "auto",
@@ -114,6 +116,7 @@ class Dehazer:
                 modules=(method,) if isinstance(method, torch.nn.Module) else (),
                 receptive_radius=module_radius(method),
                 local_radius=module_radius(method, "local_radius"),
+                working_scale=module_scale(method),
             )
         self.method = method
         self.white = parse_white(method.white if white is None else white)

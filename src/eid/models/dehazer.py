@@ -14,8 +14,8 @@ resolution and bilinearly up-sampled (:math:`\\uparrow`):
     f_\\theta(y) = \\operatorname{clip}_{[0,1]}\\big((1 + \\uparrow a_\\theta(z))\\, z + \\uparrow b_\\theta(z)\\big),
 
 the form of the scattering model's inverse :math:`x = z/t - A(1/t - 1)` with a smooth transmission and airlight.
-At half resolution (``unshuffle: 2``) it keeps the full-resolution detail of ``z`` and adds no 2x2 block
-pattern, which a residual put back by ``pixel_shuffle`` does. ``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger`` of stage 1: the
+Below full resolution (``unshuffle: 2`` or ``4``) it keeps the full-resolution detail of ``z`` and adds no
+block pattern, which a residual put back by ``pixel_shuffle`` does. ``input: hazy`` is the paper's Fig. 3; ``input: pinv`` is the authors' code (``H^dagger`` of stage 1: the
 CycleGAN's ``G_BA``, the scattering operator's physical inversion, or the exact ASM inverse);
 ``input: dcp`` starts from the dark channel prior's estimate, so that where DCP is already strong
 (atmospheric haze) the network refines it instead of starting from the hazy image. With ``dcp`` the
@@ -129,6 +129,12 @@ class DehazerNet(Reconstructor):
     def multiple(self) -> int:
         """The size multiple H and W need: ``r * 2^(scales-1)`` (space-to-depth, then pooling)."""
         return self.config.unshuffle * 2 ** (self.config.scales - 1)
+
+    @property
+    def working_scale(self) -> int:
+        """Image pixels per pixel of the widest layers (the space-to-depth factor): a tile's memory goes with
+        its area divided by the square of it, so the default tile grows with it (:mod:`eid.inference.tile_plan`)."""
+        return self.config.unshuffle
 
     @property
     def receptive_radius(self) -> int | None:
