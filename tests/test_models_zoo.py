@@ -74,7 +74,8 @@ def test_a_user_runs_cards_state_its_data_recipe_steps_and_unknown_licences(
         "stage 1 training: 1 training batches" in card and "- training: 1 training batches" in card
     )
     assert (
-        "dehazer: model.channels=3, model.input=hazy" in card
+        "dehazer: model.channels=3, model.input=hazy, model.scales=3" in card
+        and "model.unshuffle=4, model.head=affine, model.norm=group" in card
         and "No validation figures" in card
         and "weights: Unknown" in card
     )

@@ -85,6 +85,19 @@ def test_dehaze_widget_adds_the_result_over_its_input(run_folder: Path) -> None:
     assert widget.progress.value == 3 and widget.button.enabled
 
 
+def test_the_widget_tile_defaults_to_eid_dehazes(run_folder: Path) -> None:
+    """-1 (the widget's default) is the CLI's default tile, 0 the whole image, any other value that side."""
+    from eid.napari.planes import AUTO_TILE, build_runner
+
+    widget = dehaze_widget.DehazeWidget(ViewerModel())
+    assert widget.tile.value == AUTO_TILE
+    assert (
+        build_runner(run_folder, AUTO_TILE, False, "fp32").plan.tile == 512
+    )  # full-resolution UNet
+    assert build_runner(run_folder, 0, False, "fp32").plan.tile is None
+    assert build_runner(run_folder, 128, False, "fp32").plan.tile == 128
+
+
 def test_dehaze_widget_reports_a_wrong_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,7 +26,7 @@ from napari.utils.notifications import show_error
 from superqt.utils import GeneratorWorker, thread_worker
 
 from eid.errors import EIDError
-from eid.napari.planes import PRECISIONS, build_runner, dehaze_planes, plane_count
+from eid.napari.planes import AUTO_TILE, PRECISIONS, build_runner, dehaze_planes, plane_count
 
 if TYPE_CHECKING:
     import napari
@@ -42,12 +42,13 @@ class DehazeWidget(Container):
             label="run folder", mode="d", tooltip="A folder written by eid train"
         )
         self.tile = SpinBox(
-            label="tile",
-            value=512,
-            min=0,
+            label="tile (-1: auto)",
+            value=AUTO_TILE,
+            min=AUTO_TILE,
             max=16384,
             step=64,
-            tooltip="Tile side in pixels (0: whole image)",
+            tooltip="Tile side in pixels; -1: eid dehaze's default (512 times the model's space-to-depth "
+            "factor); 0: whole image",
         )
         self.tta = CheckBox(text="test-time augmentation", value=False)
         self.precision = ComboBox(label="precision", choices=PRECISIONS, value="auto")

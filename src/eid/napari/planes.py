@@ -32,11 +32,17 @@ from eid.training.run_folder import RunFolder
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+#: the widget's tile value for ``eid dehaze``'s default tile (``Dehazer(tile="auto")``)
+AUTO_TILE = -1
+
+
 def build_runner(run: str | Path, tile: int, tta: bool, precision: str) -> Dehazer:
-    """The dehazer of the ``eid train`` run folder ``run`` (``tile`` 0: never tile), as ``eid dehaze`` builds it."""
+    """The dehazer of the ``eid train`` run folder ``run`` (``tile`` 0: never tile; :data:`AUTO_TILE`: the default
+    tile), as ``eid dehaze`` builds it."""
     if not RunFolder(run).dehazer_weights.is_file():
         raise EIDError(f"{run}: no dehazer.safetensors; choose a run folder written by eid train")
-    return Dehazer.load(run, tile=tile or None, tta=tta, precision=precision)
+    side = "auto" if tile == AUTO_TILE else tile or None
+    return Dehazer.load(run, tile=side, tta=tta, precision=precision)
 
 
 def plane_count(shape: tuple[int, ...], rgb: bool) -> int:

@@ -35,8 +35,8 @@ LIMITS = ("Trained without clear references (self-supervised); quality on other 
 KEYS = {
     OPERATOR: ("model.kind", "model.channels", "model.width", "model.blocks", "model.scales", "model.airlight",
                "data.crop", "data.batch_size", "data.white", "optim.lr", "loss.lambda_dcp_pair", "seed"),
-    DEHAZER: ("model.channels", "model.input", "model.scales", "model.width", "model.norm", "group", "alpha", "adversarial_weight",
-              "crop", "batch_size", "lr", "white", "seed"),
+    DEHAZER: ("model.channels", "model.input", "model.scales", "model.width", "model.unshuffle", "model.head",
+              "model.norm", "group", "alpha", "adversarial_weight", "crop", "batch_size", "lr", "white", "seed"),
 }  # fmt: skip
 """The config entries a card shows, per stage (the full config is ``operator.yaml`` / ``dehazer.yaml``)."""
 MAX_READ = 16
