@@ -160,10 +160,13 @@ def test_the_second_run_reads_the_cache_and_a_corrupt_file_is_replaced(
     assert exports == [path] * 3 and [p.name for p in path.parent.iterdir()] == [path.name]
 
 
-def test_the_key_follows_the_weights(tmp_path, cache_dir):
+def test_the_key_follows_the_weights_and_the_metadata(tmp_path, cache_dir, monkeypatch):
     run = tiny_run(tmp_path / "run", "none")
     before = cache.cache_key(run)
     assert cache.cache_key(run) == before
+    monkeypatch.setattr(cache, "METADATA_KEYS", (*cache.METADATA_KEYS, "a_new_key"))
+    assert cache.cache_key(run) != before  # an export that writes more metadata is re-exported
+    monkeypatch.undo()
     assert cache.cache_key(tiny_run(tmp_path / "run", "none", seed=1)) != before  # retrained
 
 

@@ -2,7 +2,8 @@
 
 The file of a run is ``<cache>/onnx/<key>.onnx`` (:func:`cached_onnx_path`), ``<cache>`` being :func:`cache_dir`.
 The key hashes what the graph is made of: the run's ``dehazer.{safetensors,yaml}`` (and ``operator.*``, which a
-``pinv`` export embeds, when the run holds them) and the versions of eid, torch, onnx and onnxruntime. A retrained
+``pinv`` export embeds, when the run holds them), the versions of eid, torch, onnx and onnxruntime, and the names
+of the metadata the export writes. A retrained
 run or an upgrade gets a new key; the old files stay until the cache is cleared (``rm -r <cache>/onnx``).
 
 Files are written atomically (:func:`export_onnx`). A cached file that ONNX Runtime cannot read is deleted and
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from eid.errors import EIDError
-from eid.export.to_onnx import export_onnx, package_version
+from eid.export.to_onnx import METADATA_KEYS, export_onnx, package_version
 from eid.inference.backends import onnx_method
 from eid.inference.methods import Method
 from eid.zoo import resolve_model
@@ -50,9 +51,16 @@ def _version(package: str) -> str:
 
 
 def cache_key(folder: str | Path) -> str:
-    """sha256 of the run ``folder``'s dehazer (and operator) files and of the versions the export depends on."""
+    """sha256 of the run ``folder``'s dehazer (and operator) files, of the versions the export depends on and of
+    the ``eid.*`` metadata keys it writes (a key added since, e.g. ``working_scale``, re-exports)."""
     digest = hashlib.sha256()
-    for part in (package_version(), torch.__version__, _version("onnx"), _version("onnxruntime")):
+    for part in (
+        package_version(),
+        torch.__version__,
+        _version("onnx"),
+        _version("onnxruntime"),
+        *METADATA_KEYS,
+    ):
         digest.update(f"{part}\0".encode())
     for name in _RUN_FILES:
         path = Path(folder) / name
