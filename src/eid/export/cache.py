@@ -3,8 +3,8 @@
 The file of a run is ``<cache>/onnx/<key>.onnx`` (:func:`cached_onnx_path`), ``<cache>`` being :func:`cache_dir`.
 The key hashes what the graph is made of: the run's ``dehazer.{safetensors,yaml}`` (and ``operator.*``, which a
 ``pinv`` export embeds, when the run holds them), the versions of eid, torch, onnx and onnxruntime, and the names
-of the metadata the export writes. A retrained
-run or an upgrade gets a new key; the old files stay until the cache is cleared (``rm -r <cache>/onnx``).
+of the metadata the export writes. A retrained run or an upgrade gets a new key; the old files stay until the cache
+is cleared (``rm -r <cache>/onnx``).
 
 Files are written atomically (:func:`export_onnx`). A cached file that ONNX Runtime cannot read is deleted and
 exported again; a cache folder that cannot be written gives a temporary export, as without a cache. No network.
