@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 from bench_inference import default_runner, preset_run
+from bench_inference_speed import machine
 
 from eid.baselines.dcp import DarkChannelPrior
 from eid.config import preset_dict
 from eid.data.video import VideoWriter
 from eid.inference import Dehazer as Runner
-from eid.inference.precision import cpu_model
 from eid.inference.video import dehaze_video
 from eid.models.dehazer import DehazerConfig, DehazerNet, count_parameters
 
@@ -124,7 +124,7 @@ def main() -> None:
                 clips[frames], work / f"out{r}.mp4", runners[name].run, batch_size=2, progress=False
             )
             rates[name].append(report.frames_per_second)
-    print(f"CPU {cpu_model()}, {args.threads} threads, 480x480, batch 2\n")
+    print(f"{machine()}; 480x480, batch 2\n")  # date, CPU model and flags, threads
     print("| variant | params | frames | frames/s (median) | s/frame | runs |")
     print("|---|---|---|---|---|---|")
     for name, (net, frames) in nets.items():

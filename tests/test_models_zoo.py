@@ -326,3 +326,25 @@ def test_dehaze_by_name_in_the_cli_and_the_api(tmp_path: Path, eid_cli) -> None:
     assert run.code == 0, run.err
     assert (tmp_path / "out" / "a.png").is_file()
     assert eid.Dehazer.from_pretrained("natural", device="cpu")(image).shape == image.shape
+
+
+def test_a_dehazer_saved_before_a_model_field_existed_counts_as_its_default(tmp_path: Path) -> None:
+    """A ``dehazer.yaml`` written before ``unshuffle`` and ``head`` means the full-resolution residual UNet."""
+    import yaml
+
+    from eid.config import config_to_dict
+    from eid.models import DehazerConfig
+    from eid.run_layout import DEHAZER
+    from eid.training.init_from import check_model, source_model
+
+    old = {"channels": 1, "input": "hazy", "scales": 3, "width": 16}
+    (tmp_path / "dehazer.yaml").write_text(yaml.safe_dump({"model": old}))
+    (tmp_path / "dehazer.safetensors").write_bytes(b"")
+    model = config_to_dict(DehazerConfig(channels=1))
+    assert source_model(tmp_path, DEHAZER) == model
+    check_model(tmp_path, DEHAZER, model, "dehazer")  # the same architecture: accepted
+    with pytest.raises(
+        EIDError,
+        match=r"head=residual, unshuffle=1\) does not fit this run's \(head=affine, unshuffle=4",
+    ):
+        check_model(tmp_path, DEHAZER, {**model, "head": "affine", "unshuffle": 4}, "dehazer")

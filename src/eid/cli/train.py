@@ -93,7 +93,6 @@ def train(
     from eid.config import config_from_dict, config_to_dict, load_config, read_yaml, saved_config
     from eid.data.datasets import data_channels
     from eid.errors import EIDError
-    from eid.models.dehazer import DehazerConfig
     from eid.physics.learned import operator_channels, read_operator_config
     from eid.run_layout import DEHAZER
     from eid.training.callbacks import LearningRates
@@ -108,7 +107,6 @@ def train(
     set_threads(machine.threads)
     folder = RunFolder(out)
     start_from = init_weights_from(init_from, resume)
-    dehazer_defaults = config_to_dict(DehazerConfig())
     inputs = {"--hazy": hazy, "--operator": operator, "--clear": clear}
     changes = {
         **training_budget(max_steps, epochs),
@@ -155,11 +153,9 @@ def train(
         ) | changes  # fmt: skip
         base = load_config(EIDConfig, "dehazer", preset=preset or "fast", path=config)
         data = config_to_dict(base)
-        model = {**data["model"], "channels": channels}
-        if (
-            start_from is not None
-        ):  # fine-tuning: the source's architecture, the only one its weights fit
-            model = {**source_model(start_from, DEHAZER, dehazer_defaults), "channels": channels}
+        # fine-tuning takes the source's architecture, the only one its weights fit
+        source = data["model"] if start_from is None else source_model(start_from, DEHAZER)
+        model = {**source, "channels": channels}
         data = {**data, **overrides, "model": model}
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
         cfg = with_prior(cfg, clear, prior=not no_prior)
@@ -169,7 +165,7 @@ def train(
         warn_if_dim(hazy, cfg.white)
     check_limits(cfg, DEHAZER_LIMITS, "eid config")
     if start_from is not None:
-        check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer", dehazer_defaults)
+        check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer")
     if not is_ddp_worker():
         prior = (
             f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}"

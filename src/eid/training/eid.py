@@ -25,7 +25,6 @@ import lightning as L
 
 from eid.config import config_to_dict
 from eid.errors import EIDError
-from eid.models.dehazer import DehazerConfig
 from eid.run_layout import DEHAZER
 from eid.training.data import ImageDataModule
 from eid.training.eid_config import EIDConfig, with_operator_white
@@ -131,9 +130,9 @@ def fit_eid(
         val_set = SameCropEveryEpoch(pairs)
     module = EIDModule(cfg, clear=clear_set, run_dir=run_dir, winograd=winograd)
     if init_from is not None and ckpt is None:
-        model = config_to_dict(cfg)["model"]
-        defaults = config_to_dict(DehazerConfig())
-        load_initial_weights(module.dehazer, Path(init_from), DEHAZER, model, "dehazer", defaults)
+        load_initial_weights(
+            module.dehazer, Path(init_from), DEHAZER, config_to_dict(cfg)["model"], "dehazer"
+        )
     trainer = build_trainer(
         run_dir,
         max_steps=cfg.max_steps,

@@ -15,8 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from eid.config import read_yaml
+from eid.config import config_to_dict, read_yaml
 from eid.errors import EIDError
+from eid.models.dehazer_config import DehazerConfig
+from eid.run_layout import DEHAZER
 from eid.weights import load_weights
 
 OPTION = "--init-from"
@@ -27,20 +29,19 @@ IGNORED = ("disc_",)
 Model = dict[str, Any]
 """A ``model`` section: field -> value."""
 
+DEFAULTS: dict[str, Model] = {DEHAZER: config_to_dict(DehazerConfig())}
+"""Per file stem, the values of ``model`` fields a file written before they existed lacks. Not for the operator: an
+``operator.yaml`` without ``kind`` is a CycleGAN, whatever the default kind is now."""
+
 
 def load_initial_weights(
-    target: nn.Module,
-    source: Path,
-    stem: str,
-    model: Model,
-    what: str,
-    defaults: Model | None = None,
+    target: nn.Module, source: Path, stem: str, model: Model, what: str
 ) -> None:
     """Load ``source/stem.safetensors`` into ``target`` once ``source/stem.yaml``'s ``model`` section matches ``model``.
 
-    ``what`` names the part in errors (``operator``, ``dehazer``); ``defaults``: the values of fields a file lacks.
+    ``what`` names the part in errors (``operator``, ``dehazer``).
     """
-    check_model(source, stem, model, what, defaults)
+    check_model(source, stem, model, what)
     state, _ = load_weights(source / stem)
     try:
         target.load_state_dict(state)
@@ -51,23 +52,21 @@ def load_initial_weights(
         ) from exc
 
 
-def source_model(source: Path, stem: str, defaults: Model | None = None) -> Model:
-    """The ``model`` section of ``source/stem.yaml``, with ``defaults`` for the fields it lacks."""
-    return {**(defaults or {}), **read_yaml(source / f"{stem}.yaml").get("model", {})}
+def source_model(source: Path, stem: str) -> Model:
+    """The ``model`` section of ``source/stem.yaml``, with :data:`DEFAULTS` for the fields it lacks."""
+    return {**DEFAULTS.get(stem, {}), **read_yaml(source / f"{stem}.yaml").get("model", {})}
 
 
-def check_model(
-    source: Path, stem: str, model: Model, what: str, defaults: Model | None = None
-) -> None:
+def check_model(source: Path, stem: str, model: Model, what: str) -> None:
     """Refuse, in one line naming both, a source whose ``stem.yaml`` ``model`` section differs from ``model``
-    (the training commands call it before they start, so that nothing is created). ``defaults``: the values of
-    fields that either lacks."""
+    (the training commands call it before they start, so that nothing is created); fields either lacks count as
+    their :data:`DEFAULTS`."""
     if not (source / f"{stem}.safetensors").is_file():
         raise EIDError(
             f"{OPTION} {source}: holds no {stem}.safetensors; give a run folder with a {what} or a shipped model (eid models)"
         )
-    theirs = source_model(source, stem, defaults)
-    model = {**(defaults or {}), **model}
+    theirs = source_model(source, stem)
+    model = {**DEFAULTS.get(stem, {}), **model}
     keys = [k for k in sorted(set(theirs) | set(model)) if not k.startswith(IGNORED)]
     differ = [k for k in keys if _norm(theirs.get(k)) != _norm(model.get(k))]
     if differ:
