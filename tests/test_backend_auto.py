@@ -204,3 +204,29 @@ def test_a_model_that_does_not_export_runs_on_torch(tmp_path, cache_dir, monkeyp
     assert choice.name == "torch" and "export failed" in choice.reason and method.name == "eid"
     with pytest.raises(EIDError, match="could not be exported"):  # asked for explicitly: the error
         backend_method("onnx", "eid", model=tmp_path / "run", device="cpu")
+
+
+def test_a_dcp_input_model_is_tiled_on_torch_over_dcp_in_tiles(tmp_path, cache_dir):
+    """The export holds DCP whole (not tileable); auto gives tiled images torch's DCP in tiles and network."""
+    torch.manual_seed(0)
+    config = DehazerConfig(channels=3, scales=2, width=8, input="dcp", unshuffle=2, head="affine")
+    net = DehazerNet(config)
+    torch.nn.init.normal_(net.unet.Conv_1x1.weight, std=0.1)
+    run = tmp_path / "run"
+    save_weights(run / "dehazer", net, {"model": config_to_dict(config)})
+    method, choice = backend_method("auto", "eid", model=run, device="cpu", precision="fp32")
+    assert choice.name == "onnx" and "DCP input in tiles" in choice.reason
+    assert method.tileable and method.prepare is not None
+    onnx_alone = onnx_method(cache.cached_onnx_path(run))
+    assert not onnx_alone.tileable and onnx_alone.prepare is None
+    options = {"device": "cpu", "precision": "fp32", "tile": 256}
+    big = smooth_image(1, 3, 600, 560, seed=1)
+    out = {
+        "auto": Dehazer(method, **options).run(big),
+        "torch": Dehazer(build_method("eid", model=run, device="cpu"), **options).run(big),
+        "whole": Dehazer(onnx_alone, **options).run(
+            big
+        ),  # never tiled: one forward on ONNX Runtime
+    }
+    assert float((out["auto"] - out["torch"]).abs().max()) < 1e-5
+    assert float((out["auto"] - out["whole"]).abs().max()) < 1e-4

@@ -87,7 +87,9 @@ def test_shell_completion_script_is_offered(eid_cli, monkeypatch):
 
 def test_error_lines_keep_square_brackets(eid_cli, tmp_path):
     """Rich markup must not eat ``[...]`` in an error line (a folder name, an extra like ``eid-dehaze[export]``)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"")  # an input, so the missing model is the error
     run = eid_cli(
-        "dehaze", "--model", tmp_path / "run[export]", tmp_path, "--out", tmp_path / "out"
+        "dehaze", "--model", tmp_path / "run[export]", tmp_path / "in", "--out", tmp_path / "out"
     )
     assert run.code == 2 and "run[export]" in run.err and "Traceback" not in run.err

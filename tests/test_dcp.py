@@ -153,3 +153,26 @@ def test_runs_on_gpu(rng: torch.Generator) -> None:
     torch.testing.assert_close(
         DarkChannelPrior()(y.cuda()).cpu(), DarkChannelPrior()(y), atol=1e-4, rtol=0
     )
+
+
+def test_tiles_with_the_whole_images_airlight_give_the_whole_image_estimate(
+    rng: torch.Generator,
+) -> None:
+    """With the airlight fixed DCP is local (radius patch // 2 + 2 r), so tiles that discard R px reproduce it."""
+    from eid.inference.dcp_tiles import tiled_dcp
+    from eid.inference.tiling import tiled_apply
+
+    dcp = DarkChannelPrior(gf_radius=12)
+    assert dcp.radius == 7 + 24
+    depth = torch.linspace(0.2, 0.9, 260).expand(1, 1, 190, 260)
+    y = ASMHaze()(torch.rand(2, 3, 190, 260, generator=rng), transmission=depth, airlight=0.8)
+    whole = dcp(y)
+    seen: list[tuple[int, ...]] = []
+    recover = dcp.recover
+    dcp.recover = lambda tiles, a: seen.append(tuple(tiles.shape[-2:])) or recover(tiles, a)
+    tiled = tiled_dcp(dcp, y, 64)
+    assert seen and max(max(shape) for shape in seen) == 4 * dcp.radius  # never the whole image
+    assert float((tiled - whole).abs().max()) < 1e-5
+    # the test can fail: tiles with their own airlight are not the whole image's estimate
+    own = tiled_apply(dcp, y[:1], 4 * dcp.radius, 2 * dcp.radius, margin=dcp.radius)
+    assert float((own - whole[:1]).abs().max()) > 1e-2

@@ -55,6 +55,36 @@ def test_exact_tiles_equal_the_untiled_output(rng, kw, tile):
     assert float((close - whole).abs().max()) > 1e-3
 
 
+def test_exact_tiles_run_under_bf16_autocast(rng):
+    """The measured statistics (float32) normalise bf16 activations: batch_norm wants its parameters in one dtype,
+    which on a CPU with native bf16, where ``--precision auto`` is bf16, once stopped every tiled image."""
+    net = dehazer(norm="group")
+    x = veiled(rng, 150, 170)
+    whole = Dehazer.from_module(net, device="cpu", tile=None, precision="bf16").run(x)
+    exact = Dehazer.from_module(net, device="cpu", tile=48, precision="bf16")
+    assert exact.plan.norm == "exact" and exact.amp_dtype is torch.bfloat16
+    assert float((exact.run(x) - whole).abs().mean()) < 2e-3  # bf16 rounding, in another order
+
+
+def test_a_dcp_input_dehazer_is_tiled_exactly_on_dcps_tiled_estimate(rng):
+    """The natural preset's dehazer: DCP in tiles with the whole image's airlight, then the network exactly on it."""
+    net = dehazer(norm="group", unshuffle=2, head="affine", input="dcp")
+    net.dcp.gf_radius = 12  # R = 31: tiles of 124 px
+    x = veiled(rng, 260, 300)
+    whole = Dehazer.from_module(net, device="cpu", tile=None, precision="fp32").run(x)
+    runner = Dehazer.from_module(net, device="cpu", tile=96, precision="fp32")
+    assert runner.method.prepare is not None and runner.plan.norm == "exact"
+    assert runner.plan.margin == net.network_local_radius == 25
+    sides: list[int] = []
+    recover = net.dcp.recover
+    net.dcp.recover = lambda tiles, a: sides.append(max(tiles.shape[-2:])) or recover(tiles, a)
+    assert float((runner.run(x) - whole).abs().max()) < 1e-4
+    assert sides and max(sides) == 124  # DCP never ran on the whole image
+    # the test can fail: the network alone on the hazy image is another function
+    with torch.no_grad():
+        assert float((runner.method.body(x) - whole).abs().max()) > 1e-2
+
+
 def test_exact_statistics_take_one_stopped_pass_per_norm_call(rng):
     """Pass k runs the tiles up to norm call k only; the final pass runs them whole."""
     net = dehazer(norm="group")

@@ -14,6 +14,7 @@ from eid.inference import Dehazer, autocast_dtype, native_bf16
 from eid.inference import precision as prec
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+pytestmark = pytest.mark.machine_precision  # the real detection, not conftest's fp32 stand-in
 
 
 @pytest.fixture

@@ -94,11 +94,14 @@ def test_models_with_image_statistics_or_wrap_around_are_not_local(kw):
     assert runner.plan.norm == "exact" and runner.plan.exact and runner.plan.margin == 29
 
 
-def test_a_dcp_input_is_not_local():
-    """DCP's airlight is a whole-image estimate: no radius, so no exact tiling (and ``eid`` never tiles it)."""
+def test_a_dcp_input_is_local_only_past_its_dcp_stage():
+    """DCP's airlight is a whole-image estimate: the dehazer has no radius on ``y``, but its network has one on
+    ``z = DCP(y)``, which the runner computes first (in tiles) and then tiles exactly."""
     f = local_dehazer(input="dcp")
     assert f.receptive_radius is None and f.local_radius is None
-    assert Dehazer.from_module(f, device="cpu", tile=96).plan.norm == "global"
+    assert f.network_receptive_radius == f.network_local_radius == 29
+    runner = Dehazer.from_module(f, device="cpu", tile=96)
+    assert runner.method.prepare is not None and runner.plan.exact and runner.plan.margin == 29
 
 
 def test_default_overlap_fits_a_small_tile():

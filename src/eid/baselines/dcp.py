@@ -169,9 +169,19 @@ class DarkChannelPrior(Reconstructor):
                 f"DCP expects images of shape (B,1|3,H,W), got {tuple(y.shape)}; drop alpha or add a batch dimension"
             )
         a = self.airlight(y, self.dark_channel(y))
-        t = self.transmission(y, a)
-        j = ((y - a) / t + a).clamp(0, 1)
-        return j, t, a
+        return (*self.recover(y, a), a)
+
+    def recover(self, y: Tensor, airlight: Tensor) -> tuple[Tensor, Tensor]:
+        """``(J, t)`` for hazy ``y`` and a given airlight ``(B,C,1,1)``: with ``A`` fixed every step is local, each
+        output pixel depending on inputs within :attr:`radius` of it, so large images can be recovered in tiles
+        (:mod:`eid.inference.dcp_tiles`)."""
+        t = self.transmission(y, airlight)
+        return ((y - airlight) / t + airlight).clamp(0, 1), t
+
+    @property
+    def radius(self) -> int:
+        """``R`` of :meth:`recover`: the dark channel's half patch, plus the guided filter's two box means."""
+        return self.patch // 2 + 2 * self.gf_radius
 
     def forward(self, y: Tensor, physics: object = None, **kwargs) -> Tensor:
         """Dehaze ``y`` ``(B,C,H,W)``; ``physics`` is ignored (DCP is model-free), kept for deepinv's API."""

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from eid.cli import THREADS_HELP, WHITE_HELP, app, console, set_threads, warn_if_dim
+from eid.data.listing import no_images_error
 from eid.data.naming import check_existing, output_paths
 from eid.errors import EIDError
 from eid.utils import hiding_warnings, recording_warnings
@@ -230,7 +231,11 @@ def _check_outputs(
     (sources, targets), skips = (
         recording_warnings(output_paths, images, out) if images else (([], []), [])
     )
-    if skips and not sources and not videos:
+    if (
+        images and not sources and not videos
+    ):  # refused before the run prints its backend and precision
+        if not skips:
+            raise no_images_error(images)
         more = f" (and {len(skips) - 1} more)" if len(skips) > 1 else ""
         raise EIDError(f"{', '.join(images)}: no image to process: {skips[0]}{more}")
     check_existing([*targets, *video_targets], [*sources, *videos], overwrite, skip_existing)

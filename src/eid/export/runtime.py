@@ -75,12 +75,16 @@ def backend_method(
 def _with_norms(
     onnx: Method, model: Path, device: torch.device, whole_image_norms: bool, choice: BackendChoice
 ) -> tuple[Method, BackendChoice]:
-    """``onnx``, with the torch module for tiled images when they take whole-image norm statistics."""
-    # never tiled, tiled exactly (no norms), or per-tile norms under both backends: ONNX alone
-    if not (whole_image_norms and onnx.tileable and onnx.receptive_radius is None):
+    """``onnx``, with the torch module for tiled images when they take whole-image norm statistics or, for a
+    ``dcp``-input model (not tileable as exported), a DCP input computed in tiles (:func:`with_torch_norms`)."""
+    # tiled exactly (no norms), or per-tile norms under both backends: ONNX alone
+    if onnx.tileable and not (whole_image_norms and onnx.receptive_radius is None):
         return onnx, choice
     torch_method = build_method("eid", model=model, device=device)
-    if not image_normalising_layers(torch_method.modules):
+    if not onnx.tileable and torch_method.prepare is not None:
+        reason = f"{choice.reason}; images tiled run on torch (DCP input in tiles)"
+    elif onnx.tileable and image_normalising_layers(torch_method.modules):
+        reason = f"{choice.reason}; images tiled with whole-image norm statistics run on torch"
+    else:
         return onnx, choice
-    reason = f"{choice.reason}; images tiled with whole-image norm statistics run on torch"
     return with_torch_norms(onnx, torch_method), BackendChoice("onnx", reason)

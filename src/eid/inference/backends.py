@@ -117,13 +117,19 @@ def onnx_method(path: str | Path, device: torch.device | None = None) -> Method:
 def with_torch_norms(onnx: Method, torch_method: Method) -> Method:
     """``onnx`` whose :attr:`Method.norm_fn` and modules are ``torch_method``'s: the runner then runs on torch only
     an image it tiles with whole-image norm statistics (their hooks need torch layers), every other on ONNX Runtime,
-    so each image gets torch's result."""
+    so each image gets torch's result. A ``dcp``-input model, which the export holds whole, also takes torch's
+    :attr:`Method.prepare` and ``body``, so that it can be tiled at all."""
+    stages = torch_method.prepare is not None
     return replace(
         onnx,
         modules=torch_method.modules,
         norm_fn=torch_method.fn,
         local_radius=torch_method.local_radius,
         working_scale=torch_method.working_scale,
+        prepare=torch_method.prepare,
+        body=torch_method.body,
+        tileable=onnx.tileable or stages,
+        receptive_radius=torch_method.receptive_radius if stages else onnx.receptive_radius,
     )
 
 

@@ -31,7 +31,7 @@ class Method:
     :param int multiple: H and W the function needs to be divisible by (16 for a 5-scale UNet).
     :param channels: the channel count it expects (1 or 3), or ``None`` for any.
     :param bool tileable: ``False`` for methods with a global estimate (the DCP airlight and its
-        60-pixel guided filter), which must see the whole image.
+        60-pixel guided filter) that must see the whole image (see ``prepare`` for one that need not).
     :param group: the transformation group the model was trained with (default group for TTA).
     :param white: the stored value its training images were read as 1.0 (:func:`eid.data.io.read_image`);
         files and integer arrays are read on the same scale.
@@ -49,6 +49,11 @@ class Method:
         (:func:`eid.inference.backends.with_torch_norms`).
     :param working_scale: image pixels per pixel of the network's widest layers (its space-to-depth factor);
         the default tile side is ``DEFAULT_TILE`` times it (:mod:`eid.inference.tile_plan`).
+    :param prepare: for a method with a whole-image estimate at its input, ``prepare(y, tile)`` computes that input
+        ``z`` for a batch with the memory of a tile (a ``dcp``-input dehazer's :func:`~eid.inference.dcp_tiles.tiled_dcp`);
+        the runner then tiles ``body`` on ``z``, and the radii above are ``body``'s. ``None``: the runner tiles
+        ``fn`` on ``y``. An image the runner does not tile goes through ``fn``, whatever this is.
+    :param body: the rest of the method, ``fn(y) = body(prepare(y))``; torch modules (norm statistics hook them).
     """
 
     fn: Callable[[Tensor], Tensor]
@@ -64,6 +69,8 @@ class Method:
     local_radius: int | None = None
     norm_fn: Callable[[Tensor], Tensor] | None = None
     working_scale: int = 1
+    prepare: Callable[[Tensor, int | None], Tensor] | None = None
+    body: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, y: Tensor) -> Tensor:
         return self.fn(y)
@@ -100,6 +107,24 @@ def module_scale(module: Any) -> int:
     """``module.working_scale`` if it declares one (see :class:`Method`), else 1."""
     scale = getattr(module, "working_scale", None)
     return scale if isinstance(scale, int) and scale >= 1 else 1
+
+
+def module_stages(module: Any) -> dict[str, Any]:
+    """The :class:`Method` fields that let the runner tile a dehazer whose input is the dark channel prior's
+    estimate (``prepare``, ``body`` and ``body``'s radii; :mod:`eid.inference.dcp_tiles`); ``{}`` for any other."""
+    from eid.baselines.dcp import DarkChannelPrior
+
+    dcp = getattr(module, "dcp", None)
+    if not isinstance(dcp, DarkChannelPrior) or not hasattr(module, "from_network_input"):
+        return {}
+    from eid.inference.dcp_tiles import tiled_dcp
+
+    return {
+        "prepare": lambda y, tile: tiled_dcp(dcp, y, tile),
+        "body": module.from_network_input,
+        "receptive_radius": module.network_receptive_radius,
+        "local_radius": module.network_local_radius,
+    }
 
 
 def _load_operator(run_dir: str | Path, device: torch.device) -> Any:
@@ -172,13 +197,15 @@ def build_method(
             name="eid",
             multiple=multiple,
             channels=net.config.channels,
-            tileable=net.config.input != "dcp",  # DCP's airlight is a whole-image estimate
             group=str(group) if group is not None else None,
             white=parse_white(config.get("white") or "dtype"),
             device=dev,
             modules=(net,) if physics is None else (net, physics),
-            receptive_radius=module_radius(net),
-            local_radius=module_radius(net, "local_radius"),
             working_scale=module_scale(net),
+            **{
+                "receptive_radius": module_radius(net),
+                "local_radius": module_radius(net, "local_radius"),
+                **module_stages(net),
+            },
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")

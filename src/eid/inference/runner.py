@@ -27,6 +27,7 @@ from eid.inference.methods import (
     module_multiple,
     module_radius,
     module_scale,
+    module_stages,
 )
 from eid.inference.precision import autocast_dtype
 from eid.inference.tile_plan import TilePlan
@@ -107,6 +108,10 @@ class Dehazer:
         if not isinstance(method, Method):
             if isinstance(method, torch.nn.Module):
                 method = method.to(self.device).eval()
+            radii = {
+                "receptive_radius": module_radius(method),
+                "local_radius": module_radius(method, "local_radius"),
+            }
             method = Method(
                 method,
                 name=type(method).__name__,
@@ -114,9 +119,8 @@ class Dehazer:
                 channels=module_channels(method),
                 device=self.device,
                 modules=(method,) if isinstance(method, torch.nn.Module) else (),
-                receptive_radius=module_radius(method),
-                local_radius=module_radius(method, "local_radius"),
                 working_scale=module_scale(method),
+                **{**radii, **module_stages(method)},
             )
         self.method = method
         self.white = parse_white(method.white if white is None else white)
@@ -136,6 +140,8 @@ class Dehazer:
         self._norm_fn = (
             self._fn if norm_fn is None else self._averaged(lambda y: self._forward(y, norm_fn))
         )
+        body = method.body
+        self._body_fn = None if body is None else self._averaged(lambda z: self._forward(z, body))
 
     def _averaged(self, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
         """``fn``, averaged over the test-time group when there is one."""
@@ -195,12 +201,7 @@ class Dehazer:
         padded, size = pad_to_multiple(y, self.multiple)
         h, w = padded.shape[-2:]
         if self.plan.tile is not None and max(h, w) > self.plan.tile:
-            out = torch.cat(
-                [
-                    self.plan.apply(self._fn, self._norm_fn, padded[i : i + 1], self.batch_size)
-                    for i in range(padded.shape[0])
-                ]
-            )
+            out = torch.cat([self._tiled(padded[i : i + 1]) for i in range(padded.shape[0])])
         else:
             out = torch.cat(
                 [
@@ -214,6 +215,15 @@ class Dehazer:
                 "corrupt: copy the run again or re-export it"
             )
         return restore(crop_to(out, size)).clamp_(0.0, 1.0)
+
+    def _tiled(self, y: Tensor) -> Tensor:
+        """One padded image ``(1,C,H,W)`` larger than a tile, tile by tile: the method itself, or its ``body`` on the
+        input ``prepare`` computes (:attr:`Method.prepare`)."""
+        prepare = self.method.prepare
+        if prepare is None or self._body_fn is None:
+            return self.plan.apply(self._fn, self._norm_fn, y, self.batch_size)
+        z = prepare(y.to(self.device), self.plan.tile).to(y.device)
+        return self.plan.apply(self._body_fn, self._body_fn, z, self.batch_size)
 
     # -- any-kind front end ----------------------------------------------------------------------
 

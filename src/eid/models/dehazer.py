@@ -143,18 +143,25 @@ class DehazerNet(Reconstructor):
         Local means no per-image statistics (``norm: none``), zero padding (circular padding wraps
         around the image) and the hazy image as input (``H^dagger`` and DCP are not bounded here).
         """
-        c = self.config
-        return None if c.norm != "none" or c.circular_padding else self.local_radius
+        return self.network_receptive_radius if self.config.input == "hazy" else None
 
     @property
     def local_radius(self) -> int | None:
         """``R`` once the norm statistics are fixed and circular padding is unrolled (exact tiling of a
-        group-norm model, :mod:`eid.inference.exact_tiling`); ``None`` unless the input is the hazy image.
-        Space-to-depth by ``r`` scales the UNet's radius by ``r`` and adds ``r - 1`` for the block grid.
-        """
+        group-norm model, :mod:`eid.inference.exact_tiling`); ``None`` unless the input is the hazy image."""
+        return self.network_local_radius if self.config.input == "hazy" else None
+
+    @property
+    def network_receptive_radius(self) -> int | None:
+        """:attr:`receptive_radius` of :meth:`from_network_input`, on its input ``z`` whatever that is."""
         c = self.config
-        if c.input != "hazy":
-            return None
+        return None if c.norm != "none" or c.circular_padding else self.network_local_radius
+
+    @property
+    def network_local_radius(self) -> int:
+        """:attr:`local_radius` of :meth:`from_network_input` on ``z``. Space-to-depth by ``r`` scales the UNet's
+        radius by ``r`` and adds ``r - 1`` for the block grid."""
+        c = self.config
         upsampling = c.head == "affine"  # the bilinear up-sampling reads one more UNet pixel
         return c.unshuffle * (unet_receptive_radius(c.scales) + upsampling) + c.unshuffle - 1
 

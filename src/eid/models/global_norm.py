@@ -77,8 +77,10 @@ def _normalise(layer: nn.Module, x: Tensor, mean: Tensor, var: Tensor) -> Tensor
     """``layer``'s output for input ``x`` with the given ``(1, groups)`` statistics: inference-mode batch norm
     (``F.batch_norm`` with these as running statistics), each group's values repeated over its channels."""
     per_group = x.shape[1] // mean.shape[-1]
-    mean_c, var_c = (t[0].repeat_interleave(per_group).to(x.dtype) for t in (mean, var))
     weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    # batch_norm takes a bf16/fp16 input (autocast) with float32 parameters, but all parameters in one dtype
+    dtype = x.dtype if weight is None else weight.dtype
+    mean_c, var_c = (t[0].repeat_interleave(per_group).to(dtype) for t in (mean, var))
     return F.batch_norm(x, mean_c, var_c, weight, bias, training=False, eps=layer.eps)
 
 
