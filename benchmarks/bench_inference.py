@@ -9,6 +9,7 @@ measured side by side in one run, on a smooth random RGB square:
   auto --precision auto``, the tile side of ``--tile`` unset), as ``eid dehaze --model RUN`` runs it;
 - **torch fp32** and **torch bf16** (autocast): the torch module, to show what bf16 gives on this CPU (it is
   emulated, slow, where the CPU lacks avx512_bf16 / AMX; the line above the table says which);
+- **onnx fp32**: the run's ONNX export on ONNX Runtime (``--backend onnx``), where onnxruntime is installed;
 - **DCP** (``eid dehaze --method dcp``) on the same image: issue 18's 1 MP target, re-based as a ratio;
 - **convolution throughput**: the best of three fp32 3x3 convolutions (batch 1; 256 channels at 64², 64 at
   256², 32 at 512²), timed in the same rounds. "% of conv" divides the model's GFLOP/s by it.
@@ -46,6 +47,7 @@ from eid.config import config_to_dict, load_config
 from eid.export.graph import smooth_image
 from eid.export.runtime import backend_method
 from eid.inference import Dehazer, build_method
+from eid.inference.backends import onnx_available
 from eid.models import DehazerNet
 from eid.training.eid import EIDConfig
 from eid.training.operator import OperatorConfig, operator_module
@@ -133,8 +135,11 @@ def worker(run: str, side: int) -> None:
     )
 
 
-def timing_table(runs: dict[str, Path], side: int, rounds: int, precisions: list[str]) -> list[str]:
-    """Rows: each preset's default path and torch in each precision, with DCP and the conv reference."""
+def timing_table(
+    runs: dict[str, Path], side: int, rounds: int, precisions: list[str], onnx: bool
+) -> list[str]:
+    """Rows: each preset's default path, torch in each precision and (``onnx``) ONNX Runtime, with DCP and the conv
+    reference."""
     runners = {"dcp": Dehazer(build_method("dcp", device="cpu"), device="cpu", tile=None)}
     convs = {f"conv {c}x{s}²": ConvReference(c, s) for c, s in CONV_SHAPES}
     runners |= convs
@@ -144,6 +149,11 @@ def timing_table(runs: dict[str, Path], side: int, rounds: int, precisions: list
         for precision in precisions:
             runners[f"{preset}: torch {precision}"] = Dehazer(
                 method, device="cpu", tile=None, precision=precision
+            )
+        if onnx:
+            exported, _ = backend_method("onnx", "eid", model=run, device="cpu", precision="fp32")
+            runners[f"{preset}: onnx fp32"] = Dehazer(
+                exported, device="cpu", tile=None, precision="fp32"
             )
     x = smooth_image(1, 3, side, side)
     _, times, failed = time_rounds(runners, x, rounds)
@@ -157,7 +167,7 @@ def timing_table(runs: dict[str, Path], side: int, rounds: int, precisions: list
             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for preset, run in runs.items():
         flops = gflop_per_mp(run, side)
-        for path in ("default path", *(f"torch {p}" for p in precisions)):
+        for path in ("default path", *(f"torch {p}" for p in precisions), *(["onnx fp32"] * onnx)):
             per_mp = median[f"{preset}: {path}"] / mp
             ratio = (
                 per_mp / (median[f"{preset}: torch fp32"] / mp) if path == "torch bf16" else None
@@ -189,6 +199,9 @@ def main() -> None:
         help="torch rows; bf16 is emulated, 50-150x slower, where the CPU lacks avx512_bf16 / AMX",
     )
     parser.add_argument("--no-timing", action="store_true", help="the peak RSS table only")
+    parser.add_argument(
+        "--no-onnx", action="store_true", help="without the ONNX Runtime rows (exports each model)"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("RUN", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -204,7 +217,8 @@ def main() -> None:
         )
         precisions = args.precisions.split(",")
         if not args.no_timing:
-            print("\n".join(timing_table(runs, args.side, args.rounds, precisions)))
+            onnx = onnx_available() and not args.no_onnx
+            print("\n".join(timing_table(runs, args.side, args.rounds, precisions, onnx)))
         sides = [args.side] + ([args.big] if args.big else [])
         print(
             "\n| preset | image | default path: seconds (one run) | peak RSS (GiB) | RSS before the run (GiB) |"

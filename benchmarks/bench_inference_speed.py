@@ -11,7 +11,7 @@
 
 The CPU model and its bf16-relevant flags are printed with every speed figure.
 
-    .venv/bin/python benchmarks/bench_inference_speed.py --threads 1 --rounds 5
+    .venv/bin/python benchmarks/bench_inference_speed.py --threads 1 --rounds 5 [--precision bf16]
     .venv/bin/python benchmarks/bench_inference_speed.py --skip-speed --run demo-output/runs/eid \\
         --hazy demo-output/data/test/hazy --clear demo-output/data/test/clear
 """
@@ -76,7 +76,10 @@ def speed(args: argparse.Namespace) -> None:
     for name, overrides in VARIANTS.items():
         torch.manual_seed(0)
         net = DehazerNet(DehazerConfig(**overrides)).eval()
-        runners[name] = (net, Runner.from_module(net, device="cpu", tile=None, precision="fp32"))
+        runners[name] = (
+            net,
+            Runner.from_module(net, device="cpu", tile=None, precision=args.precision),
+        )
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _, runner in runners.values():
@@ -90,7 +93,9 @@ def speed(args: argparse.Namespace) -> None:
             times[name].append(time.perf_counter() - start)
     mp = args.size**2 / 1e6
     base = next(iter(VARIANTS))
-    print(f"\n{machine()}; input {args.size}x{args.size}, {args.rounds} interleaved rounds\n")
+    print(
+        f"\n{machine()}; input {args.size}x{args.size}, precision {args.precision}, {args.rounds} interleaved rounds\n"
+    )
     print(
         "| variant | params | GFLOP/MP | s/MP (median) | GFLOP/s | time vs the first row (median of rounds) | R (px) |"
     )
@@ -141,6 +146,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=512, help="side of the timed square image")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--precision", default="fp32", help="of the speed table: fp32, bf16 or auto"
+    )
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--run", help="a trained stage-2 run for the precision table")
     parser.add_argument("--hazy", help="hazy images of the precision table")

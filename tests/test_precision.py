@@ -107,3 +107,26 @@ def test_runner_autocasts_to_bf16_where_native(cpu_with):
     a, b = fp32.run(y), bf16.run(y)
     assert b.dtype == torch.float32
     assert 0 < (a - b).abs().max() < 2e-2  # bf16 keeps 8 bits of mantissa
+
+
+def test_training_auto_is_bf16_mixed_only_where_the_cpu_has_native_bf16(cpu_with, monkeypatch):
+    from eid.training.trainer import training_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu_with("avx512_bf16")
+    assert training_precision("auto") == "bf16-mixed"
+    assert training_precision("32-true") == "32-true"
+    cpu_with("avx512f")
+    assert training_precision("auto") == training_precision("auto", "cpu") == "32-true"
+    assert training_precision("bf16-mixed") == "bf16-mixed"
+
+
+def test_a_trainer_built_with_auto_precision_trains_in_what_auto_resolves_to(cpu_with, tmp_path):
+    from eid.training.trainer import build_trainer
+
+    options = {"max_steps": 1, "accelerator": "cpu", "progress": False, "samples": False}
+    cpu_with("amx_bf16")
+    assert build_trainer(tmp_path, precision="auto", **options).precision == "bf16-mixed"
+    assert build_trainer(tmp_path, **options).precision == "32-true"  # the default, measured
+    cpu_with()
+    assert build_trainer(tmp_path, precision="auto", **options).precision == "32-true"

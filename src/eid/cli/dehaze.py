@@ -53,7 +53,7 @@ def dehaze(
         None,
         "--tile",
         help="Images with a side above this are processed in tiles of this side, blended over "
-        "--overlap pixels (memory independent of image size); 0 disables tiling. DCP is never tiled. "
+        "--overlap pixels (memory independent of image size); 0 disables tiling. --method dcp is never tiled. "
         "Default: 512 times the model's space-to-depth factor (2048 for the fast preset's dehazer).",
         show_default=False,
     ),

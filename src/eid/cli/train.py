@@ -173,7 +173,8 @@ def train(
             else "no prior"
         )
         console.print(
-            f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior} -> {out}",
+            f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior}, "
+            f"precision {machine.resolved_precision} -> {out}",
             highlight=False,
         )
     with folder.starting(resume):

@@ -133,7 +133,9 @@ def train_operator(
 
     if not is_ddp_worker():
         console.print(
-            f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}", highlight=False
+            f"stage 1: {'resuming ' + str(ckpt) if ckpt else 'new run'} in {out}, precision "
+            f"{machine.resolved_precision}",
+            highlight=False,
         )
     with folder.starting(resume):
         if not is_ddp_worker() and ckpt is None:

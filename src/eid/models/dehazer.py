@@ -200,10 +200,12 @@ class DehazerNet(Reconstructor):
 
     def _affine(self, z: torch.Tensor) -> torch.Tensor:
         """``(1 + a) z + b`` with ``(a, b)`` from the UNet at ``1/r`` resolution, bilinearly up-sampled; the
-        field is padded like the convolutions (circularly or by replication), so borders stay consistent."""
+        field is padded like the convolutions (circularly or by replication), so borders stay consistent. Under
+        autocast the field is up-sampled in ``z``'s precision: a bf16 gain and offset would round every output pixel
+        to 8 bits of mantissa, and the CPU's bf16 up-sampling is the slower one."""
         r, (h, w), c = self.config.unshuffle, z.shape[-2:], self.config.channels
         mode = "circular" if self.config.circular_padding else "replicate"
-        field = F.pad(self._unet_on_blocks(z), (1, 1, 1, 1), mode=mode)
+        field = F.pad(self._unet_on_blocks(z).to(z.dtype), (1, 1, 1, 1), mode=mode)
         field = F.interpolate(field, scale_factor=r, mode="bilinear", align_corners=False)
         field = field[..., r : r + h, r : r + w]
         return z * (1 + field[:, :c]) + field[:, c:]

@@ -85,6 +85,22 @@ def build_logger(run_dir: str | Path, kind: str = "csv") -> Logger:
     return TensorBoardLogger(run_dir, name="", version="logs", default_hp_metric=False)
 
 
+def training_precision(precision: str, accelerator: str = "auto") -> str:
+    """Lightning's precision for ``precision``; ``auto``: ``bf16-mixed`` where the device that trains computes bf16
+    natively (:func:`eid.inference.precision.native_bf16`: a CPU with avx512_bf16 or AMX, an Ampere or later GPU),
+    else ``32-true``. Not the default: on such a CPU (docs/benchmarks/inference-speed.md, section 9) the microscopy
+    benchmark's stage 2 took 0.67-0.78x fp32's time but gave 31.67 / 30.86 dB against 31.48 / 31.53 (seeds 0 / 1),
+    and stage 1 in bf16 was no faster and lost 0.2-0.9 dB more."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    from eid.inference.precision import native_bf16
+
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if native_bf16(torch.device("cuda" if gpu else "cpu")) else "32-true"
+
+
 def build_trainer(
     run_dir: str | Path,
     *,
@@ -118,6 +134,7 @@ def build_trainer(
     :param checkpoint_every_n_batches: also refresh ``last.ckpt`` every this many batches (0 = epoch ends only).
     :param min_batches_between: epoch-end checkpoints and sample grids are skipped when fewer batches ran
         since the previous one (small data sets have epochs of one batch).
+    :param precision: Lightning's, or ``auto`` (:func:`training_precision`).
     :param logger: ``csv`` or ``tensorboard`` (:func:`build_logger`).
     """
     from lightning.pytorch.strategies import DDPStrategy
@@ -151,7 +168,7 @@ def build_trainer(
         devices=devices,
         num_nodes=num_nodes,
         strategy=strategy,
-        precision=precision,
+        precision=training_precision(precision, accelerator),
         max_steps=max_steps * steps_per_batch if max_steps is not None else -1,
         max_epochs=None if max_steps is not None else epochs,
         logger=log,

@@ -1,0 +1,110 @@
+"""A ``dcp``-input dehazer (``natural``, ``endoscopy``) on a large image, tiled against untiled: time, peak RSS, PSNR.
+
+Such a dehazer is tiled in two steps (``eid.inference.dcp_tiles``): DCP in tiles with the whole image's airlight, then
+the network exactly on that estimate. The image is ``skimage.data.chelsea`` up-scaled to ``--size`` and hazed with a
+transmission that falls from left to right. Each mode (``none``: one whole-image forward; a tile side; ``auto``: the
+runner's default) runs in a fresh process, which reports its seconds, its peak RSS (``VmHWM``: ``ru_maxrss`` would
+include this parent's) and its RSS before the run; the outputs are compared with the untiled one.
+
+Run: .venv/bin/python benchmarks/bench_dcp_tiles.py [--model natural] [--size 4096] [--modes none,512,auto]
+     [--precision fp32] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def status_kib(field: str) -> int:
+    """``field`` (``VmHWM``, ``VmRSS``) of this process, in KiB."""
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith(field)).split()[1])
+
+
+def hazy_image(side: int) -> np.ndarray:
+    """A ``side x side`` RGB photo under haze that thickens from left to right (float32 in [0, 1])."""
+    from skimage import data, transform
+
+    rng = np.random.default_rng(0)
+    clear = transform.resize(data.chelsea() / 255.0, (side, side), order=3).clip(0, 1)
+    t = np.linspace(0.9, 0.3, side)[None, :, None]
+    noise = rng.normal(0, 0.01, clear.shape)
+    return (clear * t + 0.85 * (1 - t) + noise).clip(0, 1).astype(np.float32)
+
+
+def one_mode(args: argparse.Namespace) -> None:
+    """Child: dehaze the image in one mode, save the result, print one line."""
+    import torch
+
+    from eid.inference import Dehazer
+
+    torch.set_num_threads(args.threads)
+    hazy = hazy_image(args.size)
+    before = status_kib("VmRSS")
+    tile = {"none": None, "auto": "auto"}.get(args.mode, args.mode)
+    runner = Dehazer.load(
+        args.model,
+        device="cpu",
+        tile=tile if tile in (None, "auto") else int(tile),
+        precision=args.precision,
+    )
+    start = time.perf_counter()
+    result = runner(hazy)
+    seconds = time.perf_counter() - start
+    np.save(args.save, result)
+    print(
+        f"{seconds:.1f} {status_kib('VmHWM') / 2**20:.2f} {before / 2**20:.2f} {runner.plan.tile}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="natural", help="a shipped model's name or a run folder")
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--modes", default="none,512,auto")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--save", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        return one_mode(args)
+    from eid.inference.precision import cpu_flags, cpu_model
+
+    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags())
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU {cpu_model()} ({flags}); {args.threads} threads; "
+          f"model {args.model}, {args.size}², {args.precision}\n")  # fmt: skip
+    print(
+        "| mode | tile | seconds | peak RSS (GiB) | RSS before the run (GiB) | PSNR vs untiled (dB) | max abs diff |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = {}
+        for mode in args.modes.split(","):
+            save = Path(tmp) / f"{mode}.npy"
+            line = subprocess.run(
+                [sys.executable, __file__, "--mode", mode, "--save", str(save), "--model", args.model,
+                 "--size", str(args.size), "--precision", args.precision, "--threads", str(args.threads)],
+                check=True, capture_output=True, text=True,
+            ).stdout.split()  # fmt: skip
+            outputs[mode] = np.load(save).astype(np.float64)
+            seconds, peak, before, tile = line[-4:]
+            reference = outputs.get("none")
+            if reference is None or mode == "none":
+                psnr = diff = "–"
+            else:
+                mse = float(np.mean((outputs[mode] - reference) ** 2))
+                psnr = f"{10 * np.log10(1 / max(mse, 1e-30)):.1f}"
+                diff = f"{np.abs(outputs[mode] - reference).max():.1e}"
+            print(f"| {mode} | {tile} | {seconds} | {peak} | {before} | {psnr} | {diff} |")
+
+
+if __name__ == "__main__":
+    main()
