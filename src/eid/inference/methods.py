@@ -109,6 +109,17 @@ def module_scale(module: Any) -> int:
     return scale if isinstance(scale, int) and scale >= 1 else 1
 
 
+def module_tiling(module: Any) -> dict[str, Any]:
+    """The :class:`Method` fields by which a runner tiles ``module``: its radii and working scale, and for a dehazer
+    whose input is the dark channel prior's estimate, its two stages (:func:`module_stages`)."""
+    return {
+        "receptive_radius": module_radius(module),
+        "local_radius": module_radius(module, "local_radius"),
+        "working_scale": module_scale(module),
+        **module_stages(module),
+    }
+
+
 def module_stages(module: Any) -> dict[str, Any]:
     """The :class:`Method` fields that let the runner tile a dehazer whose input is the dark channel prior's
     estimate (``prepare``, ``body`` and ``body``'s radii; :mod:`eid.inference.dcp_tiles`); ``{}`` for any other."""
@@ -201,11 +212,6 @@ def build_method(
             white=parse_white(config.get("white") or "dtype"),
             device=dev,
             modules=(net,) if physics is None else (net, physics),
-            working_scale=module_scale(net),
-            **{
-                "receptive_radius": module_radius(net),
-                "local_radius": module_radius(net, "local_radius"),
-                **module_stages(net),
-            },
+            **module_tiling(net),
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")

@@ -25,9 +25,7 @@ from eid.inference.methods import (
     build_method,
     module_channels,
     module_multiple,
-    module_radius,
-    module_scale,
-    module_stages,
+    module_tiling,
 )
 from eid.inference.precision import autocast_dtype
 from eid.inference.tile_plan import TilePlan
@@ -108,10 +106,6 @@ class Dehazer:
         if not isinstance(method, Method):
             if isinstance(method, torch.nn.Module):
                 method = method.to(self.device).eval()
-            radii = {
-                "receptive_radius": module_radius(method),
-                "local_radius": module_radius(method, "local_radius"),
-            }
             method = Method(
                 method,
                 name=type(method).__name__,
@@ -119,8 +113,7 @@ class Dehazer:
                 channels=module_channels(method),
                 device=self.device,
                 modules=(method,) if isinstance(method, torch.nn.Module) else (),
-                working_scale=module_scale(method),
-                **{**radii, **module_stages(method)},
+                **module_tiling(method),
             )
         self.method = method
         self.white = parse_white(method.white if white is None else white)
