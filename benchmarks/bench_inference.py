@@ -73,8 +73,9 @@ def preset_run(preset: str, folder: Path) -> Path:
 def default_runner(run: Path, batch_size: int = 1) -> Dehazer:
     """What ``eid dehaze --model RUN [--batch-size N]`` runs with its default options."""
     method, choice = backend_method("auto", "eid", model=run, device="cpu", precision="auto")
-    precision = "fp32" if choice.name == "onnx" else "auto"
-    return Dehazer(method, device="cpu", batch_size=batch_size, precision=precision)
+    return Dehazer(
+        method, device="cpu", batch_size=batch_size, precision=choice.runner_precision("auto")
+    )
 
 
 class ConvReference:

@@ -168,7 +168,7 @@ def dehaze(
         tile="auto" if tile is None else tile or None,
         overlap=overlap,
         batch_size=batch_size,
-        precision="fp32" if choice.name == "onnx" else precision,
+        precision=choice.runner_precision(precision),
         tta=tta_group or tta,
         tile_norm=tile_norm,
         white=white,

@@ -152,6 +152,14 @@ class BackendChoice(NamedTuple):
     name: str
     reason: str
 
+    def runner_precision(self, precision: str) -> str:
+        """The runner's precision for the requested one: ONNX Runtime computes in fp32, whatever ``auto`` would pick.
+
+        >>> BackendChoice("onnx", "CPU, fp32").runner_precision("auto")
+        'fp32'
+        """
+        return "fp32" if self.name == "onnx" else precision
+
 
 def choose_backend(
     backend: str,
