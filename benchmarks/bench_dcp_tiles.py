@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-
-def status_kib(field: str) -> int:
-    """``field`` (``VmHWM``, ``VmRSS``) of this process, in KiB."""
-    with open("/proc/self/status") as status:
-        return int(next(line for line in status if line.startswith(field)).split()[1])
+# the memory and machine-line helpers of the inference benchmarks (this folder is on sys.path when run as a script)
+from bench_inference import memory_gib
+from bench_inference_speed import machine
 
 
 def hazy_image(side: int) -> np.ndarray:
@@ -41,13 +40,11 @@ def hazy_image(side: int) -> np.ndarray:
 
 def one_mode(args: argparse.Namespace) -> None:
     """Child: dehaze the image in one mode, save the result, print one line."""
-    import torch
-
     from eid.inference import Dehazer
 
     torch.set_num_threads(args.threads)
     hazy = hazy_image(args.size)
-    before = status_kib("VmRSS")
+    before = memory_gib("VmRSS")
     tile = {"none": None, "auto": "auto"}.get(args.mode, args.mode)
     runner = Dehazer.load(
         args.model,
@@ -59,9 +56,7 @@ def one_mode(args: argparse.Namespace) -> None:
     result = runner(hazy)
     seconds = time.perf_counter() - start
     np.save(args.save, result)
-    print(
-        f"{seconds:.1f} {status_kib('VmHWM') / 2**20:.2f} {before / 2**20:.2f} {runner.plan.tile}"
-    )
+    print(f"{seconds:.1f} {memory_gib('VmHWM'):.2f} {before:.2f} {runner.plan.tile}")
 
 
 def main() -> None:
@@ -76,11 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode:
         return one_mode(args)
-    from eid.inference.precision import cpu_flags, cpu_model
-
-    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags())
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU {cpu_model()} ({flags}); {args.threads} threads; "
-          f"model {args.model}, {args.size}², {args.precision}\n")  # fmt: skip
+    torch.set_num_threads(args.threads)
+    print(f"{machine()}; model {args.model}, {args.size}², {args.precision}\n")
     print(
         "| mode | tile | seconds | peak RSS (GiB) | RSS before the run (GiB) | PSNR vs untiled (dB) | max abs diff |"
     )

@@ -3,7 +3,9 @@
 For each length (default 10 s and 60 s of 480x480 at 25 frames/s, with an AAC audio track), one fresh
 process runs :func:`eid.inference.video.dehaze_video` with ``--model`` as the image function (``identity``: the
 pipeline alone, i.e. decode + flicker meters + encode + audio copy; ``dcp``: the dark channel prior; ``fast``: the
-default dehazer, random weights, as ``eid dehaze`` runs it), and reports frames/s and its peak RSS (``ru_maxrss``). Streaming means the peak RSS does not grow with the length.
+default dehazer, random weights, as ``eid dehaze`` runs it), and reports frames/s and its peak RSS (``VmHWM``;
+``ru_maxrss`` would carry the parent's peak through fork and exec). Streaming means the peak RSS does not grow with
+the length.
 
 Run: .venv/bin/python benchmarks/bench_video_stream.py [--seconds 10 60] [--model identity] [--threads 2]
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def write_clip(path: Path, seconds: int, size: int = 480, fps: int = 25, rate: i
 
 
 def child(src: Path, model: str, threads: int) -> None:
-    """Run one clip and print its figures as JSON (in a fresh process, so ru_maxrss is this clip's)."""
+    """Run one clip and print its figures as JSON (in a fresh process, so its peak RSS is this clip's)."""
     import torch
 
     from eid.baselines.dcp import DarkChannelPrior
@@ -66,7 +67,9 @@ def child(src: Path, model: str, threads: int) -> None:
     report = dehaze_video(
         src, src.with_name(f"out-{src.name}"), image_fn, batch_size=4, progress=False
     )
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    from bench_inference import memory_gib
+
+    rss = memory_gib("VmHWM")
     print(
         json.dumps(
             {

@@ -221,12 +221,16 @@ def test_a_dcp_input_model_is_tiled_on_torch_over_dcp_in_tiles(tmp_path, cache_d
     assert not onnx_alone.tileable and onnx_alone.prepare is None
     options = {"device": "cpu", "precision": "fp32", "tile": 256}
     big = smooth_image(1, 3, 600, 560, seed=1)
+    auto = Dehazer(method, **options)
+    assert auto.plan.tile == 256 < big.shape[-1] and auto.plan.exact  # tiled, exactly
+    whole = Dehazer(
+        onnx_alone, **options
+    )  # the export alone is never tiled: one forward on ONNX Runtime
+    assert whole.plan.tile is None
     out = {
-        "auto": Dehazer(method, **options).run(big),
+        "auto": auto.run(big),
         "torch": Dehazer(build_method("eid", model=run, device="cpu"), **options).run(big),
-        "whole": Dehazer(onnx_alone, **options).run(
-            big
-        ),  # never tiled: one forward on ONNX Runtime
+        "whole": whole.run(big),
     }
     assert float((out["auto"] - out["torch"]).abs().max()) < 1e-5
     assert float((out["auto"] - out["whole"]).abs().max()) < 1e-4

@@ -59,9 +59,8 @@ def test_exact_tiles_run_under_bf16_autocast(rng):
     """The measured statistics (float32) normalise bf16 activations: batch_norm wants its parameters in one dtype,
     which on a CPU with native bf16, where ``--precision auto`` is bf16, once stopped every tiled image."""
     net = dehazer(norm="group")
-    x = veiled(
-        rng, 110, 130
-    )  # above 2 tiles of 48, few tiles: bf16 is emulated, slow, on most CPUs
+    # above 2 tiles of 48, but few: bf16 is emulated, slow, on most CPUs
+    x = veiled(rng, 110, 130)
     whole = Dehazer.from_module(net, device="cpu", tile=None, precision="bf16").run(x)
     exact = Dehazer.from_module(net, device="cpu", tile=48, precision="bf16")
     assert exact.plan.norm == "exact" and exact.amp_dtype is torch.bfloat16

@@ -231,9 +231,8 @@ def _check_outputs(
     (sources, targets), skips = (
         recording_warnings(output_paths, images, out) if images else (([], []), [])
     )
-    if (
-        images and not sources and not videos
-    ):  # refused before the run prints its backend and precision
+    # refused here, before the run prints its backend and precision
+    if images and not sources and not videos:
         if not skips:
             raise no_images_error(images)
         more = f" (and {len(skips) - 1} more)" if len(skips) > 1 else ""

@@ -12,7 +12,7 @@ import torch
 
 from eid.errors import EIDError
 from eid.export.cache import cached_onnx_method
-from eid.inference.backends import BackendChoice, choose_backend, onnx_method, with_torch_norms
+from eid.inference.backends import BackendChoice, choose_backend, onnx_method, with_torch_tiles
 from eid.inference.methods import Method, build_method
 from eid.models.global_norm import image_normalising_layers
 from eid.utils import resolve_device
@@ -35,7 +35,7 @@ def backend_method(
     ONNX Runtime runs an ``.onnx`` file, or the run's export from the cache (:func:`cached_onnx_method`). Under
     ``auto``, where ``whole_image_norms`` (the runner tiles and records whole-image norm statistics) and the
     model has group or instance norms, the torch module comes along for the images that are tiled
-    (:func:`with_torch_norms`); a model that cannot be exported runs on torch.
+    (:func:`with_torch_tiles`); a model that cannot be exported runs on torch.
     """
     dev = resolve_device(device)
     choice = choose_backend(
@@ -76,7 +76,7 @@ def _with_norms(
     onnx: Method, model: Path, device: torch.device, whole_image_norms: bool, choice: BackendChoice
 ) -> tuple[Method, BackendChoice]:
     """``onnx``, with the torch module for tiled images when they take whole-image norm statistics or, for a
-    ``dcp``-input model (not tileable as exported), a DCP input computed in tiles (:func:`with_torch_norms`)."""
+    ``dcp``-input model (not tileable as exported), a DCP input computed in tiles (:func:`with_torch_tiles`)."""
     # tiled exactly (no norms), or per-tile norms under both backends: ONNX alone
     if onnx.tileable and not (whole_image_norms and onnx.receptive_radius is None):
         return onnx, choice
@@ -87,4 +87,4 @@ def _with_norms(
         reason = f"{choice.reason}; images tiled with whole-image norm statistics run on torch"
     else:
         return onnx, choice
-    return with_torch_norms(onnx, torch_method), BackendChoice("onnx", reason)
+    return with_torch_tiles(onnx, torch_method), BackendChoice("onnx", reason)

@@ -9,7 +9,7 @@ model with group or instance norms, when tiled, normalises each tile with its ow
 statistics of ``--tile-norm global`` are recorded by hooks on torch modules); ``--tile 0`` avoids tiling.
 
 ``--backend auto`` (the default) takes ONNX Runtime only where it gives torch's result (:func:`choose_backend`),
-and hands tiled images of a model with norms to torch (:func:`with_torch_norms`).
+and hands tiled images of a model with norms to torch (:func:`with_torch_tiles`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = [
     "onnx_method",
     "onnx_session",
     "optional_import",
-    "with_torch_norms",
+    "with_torch_tiles",
 ]
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -114,11 +114,11 @@ def onnx_method(path: str | Path, device: torch.device | None = None) -> Method:
     )  # fmt: skip
 
 
-def with_torch_norms(onnx: Method, torch_method: Method) -> Method:
-    """``onnx`` whose :attr:`Method.norm_fn` and modules are ``torch_method``'s: the runner then runs on torch only
-    an image it tiles with whole-image norm statistics (their hooks need torch layers), every other on ONNX Runtime,
-    so each image gets torch's result. A ``dcp``-input model, which the export holds whole, also takes torch's
-    :attr:`Method.prepare` and ``body``, so that it can be tiled at all."""
+def with_torch_tiles(onnx: Method, torch_method: Method) -> Method:
+    """``onnx`` with ``torch_method`` for the images the runner tiles: its :attr:`Method.norm_fn` and modules (whole-image
+    norm statistics are measured by hooks on torch layers) and, for a ``dcp``-input model, which the export holds
+    whole, its :attr:`Method.prepare` and ``body``, so that it can be tiled at all. Every other image runs on ONNX
+    Runtime, so each image gets torch's result."""
     stages = torch_method.prepare is not None
     return replace(
         onnx,
@@ -182,7 +182,7 @@ def choose_backend(
     * onnx and onnxruntime are installed (:func:`onnx_available`; else torch, the reason naming the extra).
 
     Neither test-time averaging nor norms are conditions: the runner averages whatever the method computes, and
-    images it tiles with whole-image norm statistics run on torch (:func:`with_torch_norms`).
+    images it tiles with whole-image norm statistics run on torch (:func:`with_torch_tiles`).
 
     >>> choose_backend("auto", method="dcp", model=None, device=torch.device("cpu"))
     BackendChoice(name='torch', reason='--method dcp')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class Method:
     :param norm_fn: the function the runner calls instead of ``fn`` while it records and applies whole-image
         norm statistics, whose hooks act on ``modules``; ``None``: ``fn``. An ONNX session has no layers to
         hook, so ``eid dehaze --backend auto`` gives it its torch twin here
-        (:func:`eid.inference.backends.with_torch_norms`).
+        (:func:`eid.inference.backends.with_torch_tiles`).
     :param working_scale: image pixels per pixel of the network's widest layers (its space-to-depth factor);
         the default tile side is ``DEFAULT_TILE`` times it (:mod:`eid.inference.tile_plan`).
     :param prepare: for a method with a whole-image estimate at its input, ``prepare(y, tile)`` computes that input
@@ -131,7 +132,7 @@ def module_stages(module: Any) -> dict[str, Any]:
     from eid.inference.dcp_tiles import tiled_dcp
 
     return {
-        "prepare": lambda y, tile: tiled_dcp(dcp, y, tile),
+        "prepare": partial(tiled_dcp, dcp),
         "body": module.from_network_input,
         "receptive_radius": module.network_receptive_radius,
         "local_radius": module.network_local_radius,

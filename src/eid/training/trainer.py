@@ -90,7 +90,7 @@ def training_precision(precision: str, accelerator: str = "auto") -> str:
     natively (:func:`eid.inference.precision.native_bf16`: a CPU with avx512_bf16 or AMX, an Ampere or later GPU),
     else ``32-true``. Not the default: on such a CPU (docs/benchmarks/inference-speed.md, section 9) the microscopy
     benchmark's stage 2 took 0.67-0.78x fp32's time but gave 31.67 / 30.86 dB against 31.48 / 31.53 (seeds 0 / 1),
-    and stage 1 in bf16 was no faster and lost 0.2-0.9 dB more."""
+    and both stages in bf16 gave 31.28 / 30.64."""
     if precision != "auto":
         return precision
     import torch
