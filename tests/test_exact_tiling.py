@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from eid.config import config_to_dict
 from eid.errors import EIDError
-from eid.inference import Dehazer, Method
+from eid.inference import Dehazer, Method, build_method
 from eid.inference.tiling import tile_grid
-from eid.models import DehazerConfig, DehazerNet
+from eid.models import DehazerConfig, DehazerNet, ResnetGenerator
 from eid.models.global_norm import GlobalNormStatistics, WeightedMoments
+from eid.physics import LearnedHaze
+from eid.weights import save_weights
 
 
 def dehazer(**kw) -> DehazerNet:
@@ -84,6 +89,62 @@ def test_a_dcp_input_dehazer_is_tiled_exactly_on_dcps_tiled_estimate(rng):
     # the test can fail: the network alone on the hazy image is another function
     with torch.no_grad():
         assert float((runner.method.body(x) - whole).abs().max()) > 1e-2
+
+
+def pinv_run(folder: Path) -> Path:
+    """A saved ``paper``-like run, small: a CycleGAN operator (``G_BA`` of radius 29) and an instance-norm dehazer with
+    circular padding on its estimate (``input: pinv``)."""
+    torch.manual_seed(0)
+    physics = LearnedHaze(
+        ResnetGenerator(width=4, blocks=1), ResnetGenerator(width=4, blocks=1),
+        config={"model": {"kind": "cyclegan", "width": 4, "blocks": 1, "residual": False}},
+    )  # fmt: skip
+    for layer in physics.g_ba.modules():  # a trained generator's scale, not the initial N(0, 0.02)
+        if isinstance(layer, nn.Conv2d):
+            nn.init.normal_(layer.weight, std=0.3)
+    physics.save(folder)
+    net = dehazer(norm="instance", input="pinv", circular_padding=True)
+    save_weights(folder / "dehazer", net, {"model": config_to_dict(net.config)})
+    return folder
+
+
+def test_a_pinv_input_dehazer_is_tiled_exactly_on_g_bas_tiled_estimate(rng, tmp_path):
+    """The paper preset's dehazer: the CycleGAN's G_BA in exact tiles, then the UNet exactly on its estimate."""
+    run = pinv_run(tmp_path / "run")
+    x = veiled(rng, 260, 300)
+    whole = Dehazer.load(run, device="cpu", tile=None, precision="fp32").run(x)
+    runner = Dehazer.load(run, device="cpu", tile=48, precision="fp32", batch_size=2)
+    assert runner.method.prepare is not None and runner.plan.norm == "exact"
+    physics = runner.method.prepare.args[0]
+    assert runner.plan.margin == 11 and physics.g_ba.local_radius == 29
+    sides: list[int] = []
+    physics.g_ba.register_forward_pre_hook(lambda _, args: sides.append(max(args[0].shape[-2:])))
+    assert float((runner.run(x) - whole).abs().max()) < 1e-4
+    assert sides and max(sides) == 116  # G_BA never ran on the whole image: tiles of 4R
+    sides.clear()
+    runner.run(
+        x[..., :90, :90]
+    )  # at most two tiles a side: one forward of the whole method, as untiled
+    assert sides == [92]
+    # the test can fail: G_BA's tiles with their own or down-scaled statistics give another estimate
+    for norm in ("tile", "global"):
+        approximate = Dehazer.load(run, device="cpu", tile=48, precision="fp32", tile_norm=norm)
+        z = approximate.method.prepare(x, 48, norm)
+        assert float((z - runner.method.prepare(x, 48, "exact")).abs().max()) > 1e-2
+
+
+def test_the_cyclegan_only_baseline_is_tiled_exactly(rng, tmp_path):
+    """``eid dehaze --method cyclegan``: G_BA alone, its statistics measured pass by pass."""
+    run = pinv_run(tmp_path / "run")
+    x = veiled(rng, 200, 236)
+    method = build_method("cyclegan", operator=run, device="cpu")
+    assert method.local_radius == 29
+    whole = Dehazer(method, device="cpu", tile=None, precision="fp32").run(x)
+    runner = Dehazer(method, device="cpu", tile=96, precision="fp32")
+    assert runner.plan.norm == "exact" and runner.plan.overlap >= 58 and not runner.plan.wrap
+    assert float((runner.run(x) - whole).abs().max()) < 1e-4
+    per_tile = Dehazer(method, device="cpu", tile=96, precision="fp32", tile_norm="tile").run(x)
+    assert float((per_tile - whole).abs().max()) > 1e-2
 
 
 def test_exact_statistics_take_one_stopped_pass_per_norm_call(rng):

@@ -85,6 +85,25 @@ def test_residual_generator_has_the_same_parameters_and_passes_gradients_through
     assert x.grad is not None and x.grad.abs().min() > 0
 
 
+@pytest.mark.parametrize(("n_down", "blocks"), [(2, 2), (1, 3), (3, 1)])
+def test_generator_local_radius_bounds_its_measured_support(n_down: int, blocks: int) -> None:
+    """With its norm statistics fixed (here: no norms), no output pixel depends on an input farther than
+    ``local_radius``, and the bound is close (the exact tiling of ``G_BA`` rests on it)."""
+    torch.manual_seed(0)
+    generator = ResnetGenerator(3, 3, width=4, blocks=blocks, n_down=n_down).double()
+    for parent in list(generator.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.InstanceNorm2d):
+                setattr(parent, name, nn.Identity())
+    side, reach = 192, 0
+    for centre in range(96, 96 + generator.multiple):  # every phase of the down-sampling grid
+        x = torch.rand(1, 3, side, side, dtype=torch.float64, requires_grad=True)
+        generator(x)[0, :, centre, centre].sum().backward()
+        rows_cols = (x.grad.abs().sum(1)[0] > 0).nonzero()
+        reach = max(reach, int((rows_cols - centre).abs().max()))
+    assert reach <= generator.local_radius <= reach + 16
+
+
 def test_residual_generator_needs_matching_channels() -> None:
     with pytest.raises(EIDError, match="residual"):
         ResnetGenerator(1, 3, width=4, blocks=1, residual=True)

@@ -75,8 +75,9 @@ def backend_method(
 def _with_norms(
     onnx: Method, model: Path, device: torch.device, whole_image_norms: bool, choice: BackendChoice
 ) -> tuple[Method, BackendChoice]:
-    """``onnx``, with the torch module for tiled images when they take whole-image norm statistics or, for a
-    ``dcp``-input model (not tileable as exported), a DCP input computed in tiles (:func:`with_torch_tiles`)."""
+    """``onnx``, with the torch module for tiled images when they take whole-image norm statistics (a CycleGAN
+    ``pinv``-input model's ``G_BA`` included) or, for a ``dcp``-input model (not tileable as exported), a DCP input
+    computed in tiles (:func:`with_torch_tiles`)."""
     # tiled exactly (no norms), or per-tile norms under both backends: ONNX alone
     if onnx.tileable and not (whole_image_norms and onnx.receptive_radius is None):
         return onnx, choice

@@ -116,9 +116,9 @@ def onnx_method(path: str | Path, device: torch.device | None = None) -> Method:
 
 def with_torch_tiles(onnx: Method, torch_method: Method) -> Method:
     """``onnx`` with ``torch_method`` for the images the runner tiles: its :attr:`Method.norm_fn` and modules (whole-image
-    norm statistics are measured by hooks on torch layers) and, for a ``dcp``-input model, which the export holds
-    whole, its :attr:`Method.prepare` and ``body``, so that it can be tiled at all. Every other image runs on ONNX
-    Runtime, so each image gets torch's result."""
+    norm statistics are measured by hooks on torch layers) and, for a model with a whole-image estimate at its input
+    (``dcp``, a CycleGAN ``pinv``), which the export holds whole, its :attr:`Method.prepare` and ``body``, so that it
+    can be tiled at all. Every other image runs on ONNX Runtime, so each image gets torch's result."""
     stages = torch_method.prepare is not None
     return replace(
         onnx,

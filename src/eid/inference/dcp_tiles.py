@@ -26,9 +26,12 @@ from eid.inference.tiling import tiled_apply
 __all__ = ["tiled_dcp"]
 
 
-def tiled_dcp(dcp: DarkChannelPrior, y: Tensor, tile: int | None, batch_size: int = 1) -> Tensor:
+def tiled_dcp(
+    dcp: DarkChannelPrior, y: Tensor, tile: int | None, norm: str = "exact", batch_size: int = 1
+) -> Tensor:
     """``dcp(y)`` for a batch ``(B,C,H,W)``; an image with a side above ``tile`` is recovered in tiles of at least
     ``4R`` (so they advance by half their side or more) with its whole-image airlight. ``tile=None``: never tile.
+    ``norm`` (the runner's tile norm) does not apply: DCP has no norm statistics, and its tiles are always exact.
 
     >>> dcp, y = DarkChannelPrior(gf_radius=8), torch.rand(1, 3, 150, 170)
     >>> bool((tiled_dcp(dcp, y, 64) - dcp(y)).abs().max() < 1e-5)

@@ -43,16 +43,18 @@ class Method:
         (:mod:`eid.inference.tiling`). ``None``: unknown or not local (norms, circular padding).
     :param local_radius: ``R`` once whole-image norm statistics are fixed and circular padding is unrolled
         (:mod:`eid.inference.exact_tiling`): equal to ``receptive_radius`` for a local method, known also for
-        a dehazer with group norms; ``None``: unknown (a DCP or pseudo-inverse input).
+        a dehazer with group norms; ``None``: unknown (a DCP or pseudo-inverse input without ``prepare``).
     :param norm_fn: the function the runner calls instead of ``fn`` while it records and applies whole-image
         norm statistics, whose hooks act on ``modules``; ``None``: ``fn``. An ONNX session has no layers to
         hook, so ``eid dehaze --backend auto`` gives it its torch twin here
         (:func:`eid.inference.backends.with_torch_tiles`).
     :param working_scale: image pixels per pixel of the network's widest layers (its space-to-depth factor);
         the default tile side is ``DEFAULT_TILE`` times it (:mod:`eid.inference.tile_plan`).
-    :param prepare: for a method with a whole-image estimate at its input, ``prepare(y, tile)`` computes that input
-        ``z`` for a batch with the memory of a tile (a ``dcp``-input dehazer's :func:`~eid.inference.dcp_tiles.tiled_dcp`);
-        the runner then tiles ``body`` on ``z``, and the radii above are ``body``'s. ``None``: the runner tiles
+    :param prepare: for a method with a whole-image estimate at its input, ``prepare(y, tile, norm)`` computes that
+        input ``z`` for a batch with the memory of a tile, with norm statistics (if it has any) as the runner's tile
+        norm: a ``dcp``-input dehazer's :func:`~eid.inference.dcp_tiles.tiled_dcp`, a CycleGAN ``pinv``-input one's
+        :func:`~eid.inference.pinv_tiles.tiled_pinv`. The runner then tiles ``body`` on ``z``, and the radii above are
+        ``body``'s. ``None``: the runner tiles
         ``fn`` on ``y``. An image the runner does not tile goes through ``fn``, whatever this is.
     :param body: the rest of the method, ``fn(y) = body(prepare(y))``; torch modules (norm statistics hook them).
     """
@@ -70,7 +72,7 @@ class Method:
     local_radius: int | None = None
     norm_fn: Callable[[Tensor], Tensor] | None = None
     working_scale: int = 1
-    prepare: Callable[[Tensor, int | None], Tensor] | None = None
+    prepare: Callable[[Tensor, int | None, str], Tensor] | None = None
     body: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, y: Tensor) -> Tensor:
@@ -110,29 +112,40 @@ def module_scale(module: Any) -> int:
     return scale if isinstance(scale, int) and scale >= 1 else 1
 
 
-def module_tiling(module: Any) -> dict[str, Any]:
+def module_tiling(module: Any, physics: Any = None) -> dict[str, Any]:
     """The :class:`Method` fields by which a runner tiles ``module``: its radii and working scale, and for a dehazer
-    whose input is the dark channel prior's estimate, its two stages (:func:`module_stages`)."""
+    whose input is a whole-image estimate, its two stages (:func:`module_stages`)."""
     return {
         "receptive_radius": module_radius(module),
         "local_radius": module_radius(module, "local_radius"),
         "working_scale": module_scale(module),
-        **module_stages(module),
+        **module_stages(module, physics),
     }
 
 
-def module_stages(module: Any) -> dict[str, Any]:
-    """The :class:`Method` fields that let the runner tile a dehazer whose input is the dark channel prior's
-    estimate (``prepare``, ``body`` and ``body``'s radii; :mod:`eid.inference.dcp_tiles`); ``{}`` for any other."""
+def module_stages(module: Any, physics: Any = None) -> dict[str, Any]:
+    """The :class:`Method` fields that let the runner tile a dehazer whose input is a whole-image estimate: ``prepare``
+    computes it tile by tile (the dark channel prior's, :mod:`eid.inference.dcp_tiles`, or the CycleGAN operator
+    ``physics``'s ``G_BA``, :mod:`eid.inference.pinv_tiles`), ``body`` is the network on it, with its radii; ``{}`` for
+    any other (a hazy input, or a pseudo-inverse that is not local)."""
     from eid.baselines.dcp import DarkChannelPrior
+    from eid.inference.pinv_tiles import pinv_radius
 
-    dcp = getattr(module, "dcp", None)
-    if not isinstance(dcp, DarkChannelPrior) or not hasattr(module, "from_network_input"):
+    if not hasattr(module, "from_network_input"):
         return {}
-    from eid.inference.dcp_tiles import tiled_dcp
+    dcp = getattr(module, "dcp", None)
+    if isinstance(dcp, DarkChannelPrior):
+        from eid.inference.dcp_tiles import tiled_dcp
 
+        prepare = partial(tiled_dcp, dcp)
+    elif getattr(module, "needs_physics", False) and pinv_radius(physics) is not None:
+        from eid.inference.pinv_tiles import tiled_pinv
+
+        prepare = partial(tiled_pinv, physics)
+    else:
+        return {}
     return {
-        "prepare": partial(tiled_dcp, dcp),
+        "prepare": prepare,
         "body": module.from_network_input,
         "receptive_radius": module.network_receptive_radius,
         "local_radius": module.network_local_radius,
@@ -157,8 +170,8 @@ def build_method(
     * ``dcp``: :class:`eid.baselines.dcp.DarkChannelPrior` with its default parameters; not tiled
       (the airlight is a whole-image estimate).
     * ``cyclegan``: the operator-only baseline, ``H^dagger`` of the stage-1 run ``operator``: ``G_BA``
-      of a CycleGAN (``LearnedHaze.A_dagger``; sizes padded to a multiple of 4) or the physical
-      inversion of a scattering operator (``ScatteringHaze.A_dagger``).
+      of a CycleGAN (``LearnedHaze.A_dagger``; sizes padded to a multiple of 4; tiled exactly, its radius known) or
+      the physical inversion of a scattering operator (``ScatteringHaze.A_dagger``).
     * ``eid``: the stage-2 dehazer of run ``model``, :math:`f_\\theta(y)` (with the pseudo-inverse
       operator recorded in the run, or ``operator`` if given).
 
@@ -175,6 +188,7 @@ def build_method(
             raise EIDError(
                 "--method cyclegan needs --operator RUN (a folder written by eid train-operator)"
             )
+        from eid.inference.pinv_tiles import pinv_radius
         from eid.physics.learned import operator_white
 
         physics = _load_operator(operator, dev)
@@ -186,6 +200,7 @@ def build_method(
             white=operator_white(physics.config),
             device=dev,
             modules=(physics,),
+            local_radius=pinv_radius(physics),  # a CycleGAN's G_BA is tiled exactly
         )
     if name == "eid":
         if model is None:
@@ -213,6 +228,6 @@ def build_method(
             white=parse_white(config.get("white") or "dtype"),
             device=dev,
             modules=(net,) if physics is None else (net, physics),
-            **module_tiling(net),
+            **module_tiling(net, physics),
         )
     raise EIDError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")

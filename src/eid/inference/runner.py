@@ -213,10 +213,11 @@ class Dehazer:
         """One padded image ``(1,C,H,W)`` larger than a tile, tile by tile: the method itself, or its ``body`` on the
         input ``prepare`` computes (:attr:`Method.prepare`)."""
         prepare = self.method.prepare
-        if prepare is None or self._body_fn is None:
+        if prepare is None or self._body_fn is None or self.plan.one_forward(y):
             return self.plan.apply(self._fn, self._norm_fn, y, self.batch_size)
-        z = prepare(y.to(self.device), self.plan.tile).to(y.device)
-        return self.plan.apply(self._body_fn, self._body_fn, z, self.batch_size)
+        tile, norm = self.plan.tile, self.plan.norm
+        z = self._forward(y, lambda image: prepare(image, tile, norm))  # in fn's precision
+        return self.plan.apply(self._body_fn, self._body_fn, z.to(y.device), self.batch_size)
 
     # -- any-kind front end ----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ The norm statistics of group/instance norms when tiling (``tile_norm``):
   those passes. Needs the method's receptive radius with fixed statistics (:attr:`Method.local_radius`),
   tiles with room for twice it, and no test-time averaging.
 * ``global``: recorded in one forward of the whole image, down-scaled to ``REFERENCE_TILES`` tiles
-  (:mod:`eid.models.global_norm`): close to the untiled result, not equal to it.
+  (:mod:`eid.inference.reference_tiling`): close to the untiled result, not equal to it.
 * ``tile``: each tile's own.
 * ``auto``: ``exact`` where the method allows it, else ``global``.
 
@@ -23,27 +23,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from eid.errors import EIDError
 from eid.inference.exact_tiling import exact_tiled_apply, has_circular_padding
 from eid.inference.methods import Method
+from eid.inference.reference_tiling import REFERENCE_TILES, reference_tiled_apply
 from eid.inference.tiling import tiled_apply
 from eid.models.global_norm import GlobalNormStatistics
 
 __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
-    "REFERENCE_TILES",
     "TILE_NORMS",
     "TilePlan",
-    "reference_image",
 ]
 
 TILE_NORMS = ("auto", "exact", "global", "tile")
-REFERENCE_TILES = 2
-"""Side of the reference image for whole-image norm statistics, in tiles (its forward costs ~4 tiles)."""
 DEFAULT_OVERLAP = 64
 DEFAULT_TILE = 512
 """Tile side of ``tile="auto"`` for a network whose widest layers run at full resolution. One that runs them at
@@ -127,6 +123,15 @@ class TilePlan:
         wrap = norm == "exact" and has_circular_padding(method.modules)
         return cls(checked, overlap, multiple, norm, radius, stats, wrap)
 
+    def one_forward(self, x: Tensor) -> bool:
+        """Whether an image ``x`` larger than a tile is still run whole: a method with whole-image statistics whose
+        image fits the reference budget (``REFERENCE_TILES`` tiles a side), where one forward is the result."""
+        return (
+            bool(self.stats)
+            and self.tile is not None
+            and max(x.shape[-2:]) <= REFERENCE_TILES * self.tile
+        )
+
     def apply(
         self,
         fn: Callable[[Tensor], Tensor],
@@ -137,8 +142,7 @@ class TilePlan:
         """``fn(x)`` for one padded image ``(1,C,H,W)`` larger than a tile, tile by tile; ``norm_fn`` is what
         runs where norm statistics are recorded or applied (its hooks act on torch modules)."""
         assert self.tile is not None
-        budget = REFERENCE_TILES * self.tile
-        if self.stats and max(x.shape[-2:]) <= budget:
+        if self.one_forward(x):
             return fn(x)  # fits the reference budget: its one forward is the result
         if self.norm == "exact":
             return exact_tiled_apply(
@@ -149,12 +153,9 @@ class TilePlan:
             return tiled_apply(
                 fn, x, self.tile, self.overlap, self.multiple, batch_size, self.margin
             )
-        with self.stats.recording():
-            norm_fn(reference_image(x, budget, self.multiple))
-        with self.stats.applying():
-            return tiled_apply(
-                norm_fn, x, self.tile, self.overlap, self.multiple, batch_size, self.margin
-            )
+        return reference_tiled_apply(
+            norm_fn, self.stats, x, self.tile, self.overlap, self.multiple, batch_size, self.margin
+        )
 
 
 def _check_tile(tile: int | None, overlap: int, multiple: int) -> int | None:
@@ -168,14 +169,3 @@ def _check_tile(tile: int | None, overlap: int, multiple: int) -> int | None:
             f"{multiple}); use a tile of at least {2 * multiple} and 0 <= overlap <= tile - {multiple}"
         )
     return tile
-
-
-def reference_image(x: Tensor, side: int, multiple: int) -> Tensor:
-    """``x`` ``(1,C,H,W)`` itself if its longer side is at most ``side``, else down-scaled (antialiased)
-    to fit, both sides rounded down to multiples of ``multiple`` (at least one), aspect ratio kept."""
-    h, w = x.shape[-2:]
-    if max(h, w) <= side:
-        return x
-    scale = side / max(h, w)
-    size = [max(multiple, int(d * scale / multiple) * multiple) for d in (h, w)]
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)

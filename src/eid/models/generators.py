@@ -128,7 +128,29 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
         self.multiple = 2**n_down
         self.residual = residual
+        self.blocks, self.n_down = blocks, n_down
         init_normal(self)
+
+    @property
+    def local_radius(self) -> int:
+        """``R``: with its instance-norm statistics fixed, each output pixel depends only on inputs within ``R``
+        pixels (reflection and zero padding act at the image's own borders only), so tiles that discard ``R``
+        pixels next to internal edges reproduce the whole image (:mod:`eid.inference.pinv_tiles`).
+
+        At scale ``k`` (resolution ``2^-k``) a 3x3 convolution adds ``2^k``; a stride-2 convolution from scale
+        ``k`` adds ``2 \\cdot 2^k`` (its taps and the stride's rounding); a nearest up-sampling from scale ``k``
+        and its convolution add ``2^k + 2^{k-1}``; the two 7x7 convolutions add 3 each. With ``n`` down-samplings
+        and ``b`` residual blocks (two convolutions each at scale ``n``):
+
+        .. math:: R = 6 + \\sum_{k<n} 2^{k+1} + 2b\\,2^n + \\sum_{k=1}^{n} 3 \\cdot 2^{k-1}
+                  = 1 + 5 \\cdot 2^n + b\\,2^{n+1}
+
+        an upper bound (93 for the paper's ``n = 2``, ``b = 9``, whose measured support is 87; ``tests/test_models.py``).
+
+        >>> ResnetGenerator(width=4, blocks=9).local_radius
+        93
+        """
+        return 1 + 5 * 2**self.n_down + self.blocks * 2 ** (self.n_down + 1)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], prefix: str, *args, **kwargs

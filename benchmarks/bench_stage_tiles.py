@@ -1,13 +1,15 @@
-"""A ``dcp``-input dehazer (``natural``, ``endoscopy``) on a large image, tiled against untiled: time, peak RSS, PSNR.
+"""A dehazer whose input is a whole-image estimate, on a large image, tiled against untiled: time, peak RSS, PSNR.
 
-Such a dehazer is tiled in two steps (``eid.inference.dcp_tiles``): DCP in tiles with the whole image's airlight, then
-the network exactly on that estimate. The image is ``skimage.data.chelsea`` up-scaled to ``--size`` and hazed with a
-transmission that falls from left to right. Each mode (``none``: one whole-image forward; a tile side; ``auto``: the
-runner's default) runs in a fresh process, which reports its seconds, its peak RSS (``VmHWM``: ``ru_maxrss`` would
-include this parent's) and its RSS before the run; the outputs are compared with the untiled one.
+``natural`` and ``endoscopy`` start from the dark channel prior's estimate, ``paper`` from the CycleGAN's ``G_BA``. Such
+a dehazer is tiled in two steps: the estimate in tiles (DCP with the whole image's airlight,
+``eid.inference.dcp_tiles``; ``G_BA`` with whole-image norm statistics, ``eid.inference.pinv_tiles``), then the network
+exactly on it. The image is ``skimage.data.chelsea`` up-scaled to ``--size`` and hazed with a transmission that falls
+from left to right. Each mode (``none``: one whole-image forward; a tile side; ``auto``: the runner's default) runs in a
+fresh process, which reports its seconds, its peak RSS (``VmHWM``: ``ru_maxrss`` would include this parent's) and its
+RSS before the run; the outputs are compared with the untiled one.
 
-Run: .venv/bin/python benchmarks/bench_dcp_tiles.py [--model natural] [--size 4096] [--modes none,512,auto]
-     [--precision fp32] [--threads 2]
+Run: .venv/bin/python benchmarks/bench_stage_tiles.py [--model natural|RUN] [--size 4096] [--modes none,512,auto]
+     [--precision fp32] [--tile-norm auto] [--threads 2]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def one_mode(args: argparse.Namespace) -> None:
         device="cpu",
         tile=tile if tile in (None, "auto") else int(tile),
         precision=args.precision,
+        tile_norm=args.tile_norm,
     )
     start = time.perf_counter()
     result = runner(hazy)
@@ -65,6 +68,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--modes", default="none,512,auto")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument(
+        "--tile-norm",
+        default="auto",
+        help="the runner's tile norm: auto (exact here), global, tile",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
@@ -72,7 +80,9 @@ def main() -> None:
     if args.mode:
         return one_mode(args)
     torch.set_num_threads(args.threads)
-    print(f"{machine()}; model {args.model}, {args.size}², {args.precision}\n")
+    print(
+        f"{machine()}; model {args.model}, {args.size}², {args.precision}, tile norm {args.tile_norm}\n"
+    )
     print(
         "| mode | tile | seconds | peak RSS (GiB) | RSS before the run (GiB) | PSNR vs untiled (dB) | max abs diff |"
     )
@@ -83,7 +93,8 @@ def main() -> None:
             save = Path(tmp) / f"{mode}.npy"
             line = subprocess.run(
                 [sys.executable, __file__, "--mode", mode, "--save", str(save), "--model", args.model,
-                 "--size", str(args.size), "--precision", args.precision, "--threads", str(args.threads)],
+                 "--size", str(args.size), "--precision", args.precision, "--threads", str(args.threads),
+                 "--tile-norm", args.tile_norm],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
             outputs[mode] = np.load(save).astype(np.float64)
