@@ -70,7 +70,8 @@ def dehaze(
         help="Statistics of group/instance norms when tiling: exact (measured tile by tile, one pass per "
         "norm layer; tiles equal the untiled result, at several times the time), global (recorded on the "
         "whole image down-scaled to 2 tiles; close to it), tile (each tile's own), or auto: exact where the "
-        "model allows it (hazy input, no --tta), else global. Images up to 2 tiles are never tiled.",
+        "model allows it (no --tta; a hazy, DCP or CycleGAN H-dagger input), else global. Images up to 2 tiles "
+        "are never tiled.",
     ),
     batch_size: int = typer.Option(
         1,
