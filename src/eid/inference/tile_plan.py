@@ -103,7 +103,7 @@ class TilePlan:
         if norm == "exact" and (radius is None or tta):
             raise EIDError(
                 "--tile-norm exact needs a model whose receptive radius is known (input: hazy, dcp or a "
-                f"CycleGAN's pinv) and no --tta; "
+                "CycleGAN's pinv) and no --tta; "
                 f"{method.name} has {'--tta' if tta else 'no known radius'}: use --tile-norm global"
             )
         if overlap is None:  # exact where the radius is known and the tile leaves room for it
