@@ -22,6 +22,9 @@ path once (the whole process: Python, torch and the model included; ``VmHWM``, L
     .venv/bin/python benchmarks/bench_inference.py --threads 2
     .venv/bin/python benchmarks/bench_inference.py --threads 2 --presets fast,microscopy --big 0
 
+``paper`` at 4096² is tiled exactly (its ``G_BA`` then its UNet, one pass per norm call): hours on a 2-core CPU, so
+leave it out there (``--presets fast,microscopy,natural,endoscopy``) unless a GPU runs it.
+
 Figures: ``docs/benchmarks/inference-speed.md`` (section 8) and ``docs/benchmarks.md``.
 """
 
