@@ -9,7 +9,7 @@ fresh process, which reports its seconds, its peak RSS (``VmHWM``: ``ru_maxrss``
 RSS before the run; the outputs are compared with the untiled one.
 
 Run: .venv/bin/python benchmarks/bench_stage_tiles.py [--model natural|RUN] [--size 4096] [--modes none,512,auto]
-     [--precision fp32] [--tile-norm auto] [--threads 2]
+     [--precision fp32] [--tile-norm auto] [--threads 2] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -50,16 +50,18 @@ def one_mode(args: argparse.Namespace) -> None:
     tile = {"none": None, "auto": "auto"}.get(args.mode, args.mode)
     runner = Dehazer.load(
         args.model,
-        device="cpu",
+        device=args.device,
         tile=tile if tile in (None, "auto") else int(tile),
         precision=args.precision,
         tile_norm=args.tile_norm,
     )
     start = time.perf_counter()
-    result = runner(hazy)
+    result = runner(hazy)  # a NumPy array back: synchronised with the device
     seconds = time.perf_counter() - start
     np.save(args.save, result)
-    print(f"{seconds:.1f} {memory_gib('VmHWM'):.2f} {before:.2f} {runner.plan.tile}")
+    gpu = torch.cuda.max_memory_allocated() / 2**30 if runner.device.type == "cuda" else None
+    gpu_peak = "–" if gpu is None else f"{gpu:.2f}"
+    print(f"{seconds:.1f} {memory_gib('VmHWM'):.2f} {before:.2f} {gpu_peak} {runner.plan.tile}")
 
 
 def main() -> None:
@@ -74,19 +76,24 @@ def main() -> None:
         help="the runner's tile norm: auto (exact here), global, tile",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda (GPU memory gets its own column)"
+    )
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         return one_mode(args)
     torch.set_num_threads(args.threads)
+    gpu = f"; GPU {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
-        f"{machine()}; model {args.model}, {args.size}², {args.precision}, tile norm {args.tile_norm}\n"
+        f"{machine()}{gpu}; model {args.model}, {args.size}², {args.precision}, tile norm {args.tile_norm}\n"
     )
     print(
-        "| mode | tile | seconds | peak RSS (GiB) | RSS before the run (GiB) | PSNR vs untiled (dB) | max abs diff |"
+        "| mode | tile | seconds | peak RSS (GiB) | RSS before the run (GiB) | peak GPU memory (GiB) | PSNR vs untiled (dB) "
+        "| max abs diff |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         outputs = {}
         for mode in args.modes.split(","):
@@ -94,11 +101,11 @@ def main() -> None:
             line = subprocess.run(
                 [sys.executable, __file__, "--mode", mode, "--save", str(save), "--model", args.model,
                  "--size", str(args.size), "--precision", args.precision, "--threads", str(args.threads),
-                 "--tile-norm", args.tile_norm],
+                 "--tile-norm", args.tile_norm, "--device", args.device],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
             outputs[mode] = np.load(save).astype(np.float64)
-            seconds, peak, before, tile = line[-4:]
+            seconds, peak, before, gpu_peak, tile = line[-5:]
             reference = outputs.get("none")
             if reference is None or mode == "none":
                 psnr = diff = "–"
@@ -106,7 +113,9 @@ def main() -> None:
                 mse = float(np.mean((outputs[mode] - reference) ** 2))
                 psnr = f"{10 * np.log10(1 / max(mse, 1e-30)):.1f}"
                 diff = f"{np.abs(outputs[mode] - reference).max():.1e}"
-            print(f"| {mode} | {tile} | {seconds} | {peak} | {before} | {psnr} | {diff} |")
+            print(
+                f"| {mode} | {tile} | {seconds} | {peak} | {before} | {gpu_peak} | {psnr} | {diff} |"
+            )
 
 
 if __name__ == "__main__":
