@@ -54,8 +54,8 @@ class Method:
         input ``z`` for a batch with the memory of a tile, with norm statistics (if it has any) as the runner's tile
         norm: a ``dcp``-input dehazer's :func:`~eid.inference.dcp_tiles.tiled_dcp`, a CycleGAN ``pinv``-input one's
         :func:`~eid.inference.pinv_tiles.tiled_pinv`. The runner then tiles ``body`` on ``z``, and the radii above are
-        ``body``'s. ``None``: the runner tiles
-        ``fn`` on ``y``. An image the runner does not tile goes through ``fn``, whatever this is.
+        ``body``'s. ``None``: the runner tiles ``fn`` on ``y``. An image the runner does not tile, or runs in one
+        forward (at most two tiles a side), goes through ``fn``, whatever this is.
     :param body: the rest of the method, ``fn(y) = body(prepare(y))``; torch modules (norm statistics hook them).
     """
 
