@@ -23,7 +23,9 @@ path once (the whole process: Python, torch and the model included; ``VmHWM``, L
     .venv/bin/python benchmarks/bench_inference.py --threads 2 --presets fast,microscopy --big 0
 
 ``paper`` at 4096² is tiled exactly (its ``G_BA`` then its UNet, one pass per norm call): hours on a 2-core CPU, so
-leave it out there (``--presets fast,microscopy,natural,endoscopy``) unless a GPU runs it.
+leave it out there (``--presets fast,microscopy,natural,endoscopy``) unless a GPU runs it. ``--device cuda`` puts every
+torch row, DCP and the convolution reference on the GPU (inputs and outputs cross to it and back, as ``eid dehaze``
+does) and adds the peak GPU memory; ONNX Runtime rows stay on the CPU (``benchmarks/gpu_checks.sh``).
 
 Figures: ``docs/benchmarks/inference-speed.md`` (section 8) and ``docs/benchmarks.md``.
 """
@@ -73,11 +75,11 @@ def preset_run(preset: str, folder: Path) -> Path:
     return folder
 
 
-def default_runner(run: Path, batch_size: int = 1) -> Dehazer:
-    """What ``eid dehaze --model RUN [--batch-size N]`` runs with its default options."""
-    method, choice = backend_method("auto", "eid", model=run, device="cpu", precision="auto")
+def default_runner(run: Path, batch_size: int = 1, device: str = "cpu") -> Dehazer:
+    """What ``eid dehaze --model RUN [--batch-size N] [--device D]`` runs with its default options."""
+    method, choice = backend_method("auto", "eid", model=run, device=device, precision="auto")
     return Dehazer(
-        method, device="cpu", batch_size=batch_size, precision=choice.runner_precision("auto")
+        method, device=device, batch_size=batch_size, precision=choice.runner_precision("auto")
     )
 
 
@@ -85,14 +87,17 @@ class ConvReference:
     """One fp32 3x3 convolution ``channels -> channels`` on its own ``side`` square; ``run`` ignores the shared
     benchmark input, so that it times alongside the runners in :func:`time_rounds`."""
 
-    def __init__(self, channels: int, side: int) -> None:
-        self.weight = torch.randn(channels, channels, 3, 3) * 0.01
-        self.input = torch.rand(1, channels, side, side)
+    def __init__(self, channels: int, side: int, device: str = "cpu") -> None:
+        self.weight = torch.randn(channels, channels, 3, 3, device=device) * 0.01
+        self.input = torch.rand(1, channels, side, side, device=device)
         self.gflop = 2 * channels * channels * 9 * side * side / 1e9
 
     def run(self, _x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return F.conv2d(self.input, self.weight, padding=1)
+            out = F.conv2d(self.input, self.weight, padding=1)
+        if out.is_cuda:
+            torch.cuda.synchronize()  # the runners return to the CPU, which waits for the device too
+        return out
 
 
 def gflop_per_mp(run: Path, side: int) -> float:
@@ -103,10 +108,10 @@ def gflop_per_mp(run: Path, side: int) -> float:
     return counter.get_total_flops() / 1e9 / (side * side / 1e6)
 
 
-def peak_rss(run: Path, side: int, threads: int) -> dict:
-    """Peak RSS (GiB) and seconds of one default-path run on a ``side`` square, in a fresh process."""
+def peak_rss(run: Path, side: int, threads: int, device: str = "cpu") -> dict:
+    """Peak RSS (and GPU memory) in GiB and seconds of one default-path run on a ``side`` square, in a fresh process."""
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", str(run), str(side), "--threads", str(threads)],
+        [sys.executable, __file__, "--worker", str(run), str(side), "--threads", str(threads), "--device", device],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode:
@@ -125,34 +130,41 @@ def memory_gib(field: str) -> float:
     )
 
 
-def worker(run: str, side: int) -> None:
-    runner = default_runner(Path(run))
+def worker(run: str, side: int, device: str) -> None:
+    runner = default_runner(Path(run), device=device)
     x = smooth_image(1, 3, side, side)
     before = memory_gib("VmRSS")
     start = time.perf_counter()
-    runner.run(x)
+    runner.run(x)  # back on the CPU: synchronised with the device
     seconds = time.perf_counter() - start
+    gpu = torch.cuda.max_memory_allocated() / 2**30 if runner.device.type == "cuda" else None
     print(
         json.dumps(
-            {"seconds": seconds, "peak_rss_gib": memory_gib("VmHWM"), "rss_before_gib": before}
+            {"seconds": seconds, "peak_rss_gib": memory_gib("VmHWM"), "rss_before_gib": before,
+             "peak_gpu_gib": gpu}
         )
-    )
+    )  # fmt: skip
 
 
 def timing_table(
-    runs: dict[str, Path], side: int, rounds: int, precisions: list[str], onnx: bool
+    runs: dict[str, Path],
+    side: int,
+    rounds: int,
+    precisions: list[str],
+    onnx: bool,
+    device: str = "cpu",
 ) -> list[str]:
     """Rows: each preset's default path, torch in each precision and (``onnx``) ONNX Runtime, with DCP and the conv
-    reference."""
-    runners = {"dcp": Dehazer(build_method("dcp", device="cpu"), device="cpu", tile=None)}
-    convs = {f"conv {c}x{s}²": ConvReference(c, s) for c, s in CONV_SHAPES}
+    reference, on ``device`` (ONNX Runtime on the CPU)."""
+    runners = {"dcp": Dehazer(build_method("dcp", device=device), device=device, tile=None)}
+    convs = {f"conv {c}x{s}²": ConvReference(c, s, device) for c, s in CONV_SHAPES}
     runners |= convs
     for preset, run in runs.items():
-        runners[f"{preset}: default path"] = default_runner(run)
-        method = build_method("eid", model=run, device="cpu")
+        runners[f"{preset}: default path"] = default_runner(run, device=device)
+        method = build_method("eid", model=run, device=device)
         for precision in precisions:
             runners[f"{preset}: torch {precision}"] = Dehazer(
-                method, device="cpu", tile=None, precision=precision
+                method, device=device, tile=None, precision=precision
             )
         if onnx:
             exported, _ = backend_method("onnx", "eid", model=run, device="cpu", precision="fp32")
@@ -206,33 +218,43 @@ def main() -> None:
     parser.add_argument(
         "--no-onnx", action="store_true", help="without the ONNX Runtime rows (exports each model)"
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, or cuda: every torch row and the convolution reference on the GPU",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("RUN", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        worker(args.worker[0], int(args.worker[1]))
+        worker(args.worker[0], int(args.worker[1]), args.device)
         return
     random.seed(0)
     presets = args.presets.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         runs = {p: preset_run(p, Path(tmp) / p) for p in presets}
+        gpu = f"; GPU {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
         print(
-            f"\n{machine()}; {args.side}x{args.side}, {args.rounds} interleaved rounds after a warm-up\n"
+            f"\n{machine()}{gpu}; {args.side}x{args.side}, {args.rounds} interleaved rounds after a warm-up\n"
         )
         precisions = args.precisions.split(",")
         if not args.no_timing:
             onnx = onnx_available() and not args.no_onnx
-            print("\n".join(timing_table(runs, args.side, args.rounds, precisions, onnx)))
+            print(
+                "\n".join(timing_table(runs, args.side, args.rounds, precisions, onnx, args.device))
+            )
         sides = [args.side] + ([args.big] if args.big else [])
         print(
-            "\n| preset | image | default path: seconds (one run) | peak RSS (GiB) | RSS before the run (GiB) |"
+            "\n| preset | image | default path: seconds (one run) | peak RSS (GiB) | RSS before the run (GiB) "
+            "| peak GPU memory (GiB) |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         for preset, run in runs.items():
             for side in sides:
-                res = peak_rss(run, side, args.threads)
+                res = peak_rss(run, side, args.threads, args.device)
+                gpu_peak = "–" if res["peak_gpu_gib"] is None else f"{res['peak_gpu_gib']:.2f}"
                 print(f"| {preset} | {side}x{side} | {res['seconds']:.1f} | {res['peak_rss_gib']:.2f} | "
-                      f"{res['rss_before_gib']:.2f} |", flush=True)  # fmt: skip
+                      f"{res['rss_before_gib']:.2f} | {gpu_peak} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
