@@ -118,9 +118,13 @@ def test_a_pinv_input_dehazer_is_tiled_exactly_on_g_bas_tiled_estimate(rng, tmp_
     physics = runner.method.prepare.args[0]
     assert runner.plan.margin == 11 and physics.g_ba.local_radius == 29
     sides: list[int] = []
-    physics.g_ba.register_forward_pre_hook(lambda _, args: sides.append(max(args[0].shape[-2:])))
+    batches: list[int] = []
+    physics.g_ba.register_forward_pre_hook(
+        lambda _, args: sides.append(max(args[0].shape[-2:])) or batches.append(len(args[0]))
+    )
     assert float((runner.run(x) - whole).abs().max()) < 1e-4
     assert sides and max(sides) == 116  # G_BA never ran on the whole image: tiles of 4R
+    assert max(batches) == 2  # in the runner's batches
     sides.clear()
     runner.run(
         x[..., :90, :90]

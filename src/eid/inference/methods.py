@@ -50,9 +50,9 @@ class Method:
         (:func:`eid.inference.backends.with_torch_tiles`).
     :param working_scale: image pixels per pixel of the network's widest layers (its space-to-depth factor);
         the default tile side is ``DEFAULT_TILE`` times it (:mod:`eid.inference.tile_plan`).
-    :param prepare: for a method with a whole-image estimate at its input, ``prepare(y, tile, norm)`` computes that
-        input ``z`` for a batch with the memory of a tile, with norm statistics (if it has any) as the runner's tile
-        norm: a ``dcp``-input dehazer's :func:`~eid.inference.dcp_tiles.tiled_dcp`, a CycleGAN ``pinv``-input one's
+    :param prepare: for a method with a whole-image estimate at its input, ``prepare(y, tile, norm, batch_size)``
+        computes that input ``z`` for a batch with the memory of ``batch_size`` tiles, with norm statistics (if it has
+        any) as the runner's tile norm: a ``dcp``-input dehazer's :func:`~eid.inference.dcp_tiles.tiled_dcp`, a CycleGAN ``pinv``-input one's
         :func:`~eid.inference.pinv_tiles.tiled_pinv`. The runner then tiles ``body`` on ``z``, and the radii above are
         ``body``'s. ``None``: the runner tiles ``fn`` on ``y``. An image the runner does not tile, or runs in one
         forward (at most two tiles a side), goes through ``fn``, whatever this is.
@@ -72,7 +72,7 @@ class Method:
     local_radius: int | None = None
     norm_fn: Callable[[Tensor], Tensor] | None = None
     working_scale: int = 1
-    prepare: Callable[[Tensor, int | None, str], Tensor] | None = None
+    prepare: Callable[[Tensor, int | None, str, int], Tensor] | None = None
     body: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, y: Tensor) -> Tensor:

@@ -215,8 +215,8 @@ class Dehazer:
         prepare = self.method.prepare
         if prepare is None or self._body_fn is None or self.plan.one_forward(y):
             return self.plan.apply(self._fn, self._norm_fn, y, self.batch_size)
-        tile, norm = self.plan.tile, self.plan.norm
-        z = self._forward(y, lambda image: prepare(image, tile, norm))  # in fn's precision
+        tile, norm, batch = self.plan.tile, self.plan.norm, self.batch_size
+        z = self._forward(y, lambda image: prepare(image, tile, norm, batch))  # in fn's precision
         return self.plan.apply(self._body_fn, self._body_fn, z.to(y.device), self.batch_size)
 
     # -- any-kind front end ----------------------------------------------------------------------
