@@ -199,7 +199,7 @@ def test_global_norm_statistics_make_tiling_exact(tta, rng):
 
 
 def test_reference_image_fits_the_budget(rng):
-    from eid.inference.reference_tiling import reference_image
+    from eid.inference.norm_tiling import reference_image
 
     x = torch.rand(1, 3, 300, 500, generator=rng)
     assert reference_image(x, 512, 16) is x

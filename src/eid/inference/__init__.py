@@ -29,8 +29,8 @@ from eid.inference.files import (
     is_video,
 )
 from eid.inference.methods import METHODS, Method, build_method
+from eid.inference.norm_tiling import REFERENCE_TILES
 from eid.inference.precision import PRECISIONS, autocast_dtype, native_bf16
-from eid.inference.reference_tiling import REFERENCE_TILES
 from eid.inference.runner import Dehazer
 from eid.inference.tile_plan import TILE_NORMS, TilePlan
 from eid.inference.tiling import crop_to, pad_to_multiple, pad_to_shape, tile_windows, tiled_apply

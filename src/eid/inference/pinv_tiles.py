@@ -5,7 +5,7 @@ networks normalise with whole-image statistics (instance norms). ``G_BA`` pads b
 at the image's own borders only, so once its statistics are fixed each output pixel depends on inputs within its
 :attr:`~eid.models.generators.ResnetGenerator.local_radius` ``R`` (93 px at the paper's size). :func:`tiled_pinv`
 measures the statistics tile by tile, one pass per norm call, and then runs the tiles
-(:func:`eid.inference.exact_tiling.exact_tiled_apply`): the result equals ``G_BA`` on the whole image up to float
+(:func:`eid.inference.norm_tiling.norm_tiled_apply`): the result equals ``G_BA`` on the whole image up to float
 rounding, with the working memory of one tile.
 
 The dehazer is then tiled as a ``dcp``-input one is (:attr:`eid.inference.methods.Method.prepare`): ``z = G_BA(y)``
@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eid.inference.exact_tiling import exact_tiled_apply
-from eid.inference.reference_tiling import reference_tiled_apply
-from eid.inference.tiling import crop_to, pad_to_multiple, tiled_apply
+from eid.inference.norm_tiling import norm_tiled_apply
+from eid.inference.tiling import crop_to, pad_to_multiple
 from eid.models.global_norm import GlobalNormStatistics
 
 __all__ = ["pinv_radius", "tiled_pinv"]
@@ -59,23 +58,16 @@ def tiled_pinv(
         )
     multiple = generator.multiple
     side = -(-max(tile or 0, 4 * radius) // multiple) * multiple
-    stats = GlobalNormStatistics([generator] if norm != "tile" else [])
+    stats = GlobalNormStatistics([generator])
     images = []
     for image in y.split(1):
         if tile is None or max(image.shape[-2:]) <= side:
             images.append(physics.A_dagger(image))
             continue
         padded, size = pad_to_multiple(image, multiple)  # as A_dagger pads the whole image
-        tiles = (side, 2 * radius, multiple)
-        if norm == "exact":
-            estimate = exact_tiled_apply(
-                physics.A_dagger, stats, padded, *tiles, radius, batch_size=batch_size
-            )
-        elif stats:
-            estimate = reference_tiled_apply(
-                physics.A_dagger, stats, padded, *tiles, batch_size, radius
-            )
-        else:
-            estimate = tiled_apply(physics.A_dagger, padded, *tiles, batch_size, radius)
+        estimate = norm_tiled_apply(
+            physics.A_dagger, stats, padded, side, 2 * radius, multiple, radius,
+            norm=norm, batch_size=batch_size,
+        )  # fmt: skip
         images.append(crop_to(estimate, size))
     return torch.cat(images)

@@ -8,7 +8,7 @@ The norm statistics of group/instance norms when tiling (``tile_norm``):
   those passes. Needs the method's receptive radius with fixed statistics (:attr:`Method.local_radius`),
   tiles with room for twice it, and no test-time averaging.
 * ``global``: recorded in one forward of the whole image, down-scaled to ``REFERENCE_TILES`` tiles
-  (:mod:`eid.inference.reference_tiling`): close to the untiled result, not equal to it.
+  (:mod:`eid.inference.norm_tiling`): close to the untiled result, not equal to it.
 * ``tile``: each tile's own.
 * ``auto``: ``exact`` where the method allows it, else ``global``.
 
@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from eid.errors import EIDError
-from eid.inference.exact_tiling import exact_tiled_apply, has_circular_padding
+from eid.inference.exact_tiling import has_circular_padding
 from eid.inference.methods import Method
-from eid.inference.reference_tiling import REFERENCE_TILES, reference_tiled_apply
-from eid.inference.tiling import tiled_apply
+from eid.inference.norm_tiling import REFERENCE_TILES, norm_tiled_apply
 from eid.models.global_norm import GlobalNormStatistics
 
 __all__ = [
@@ -145,18 +144,10 @@ class TilePlan:
         assert self.tile is not None
         if self.one_forward(x):
             return fn(x)  # fits the reference budget: its one forward is the result
-        if self.norm == "exact":
-            return exact_tiled_apply(
-                norm_fn, self.stats, x, self.tile, self.overlap, self.multiple, self.margin or 0,
-                batch_size=batch_size, wrap=self.wrap,
-            )  # fmt: skip
-        if not self.stats:
-            return tiled_apply(
-                fn, x, self.tile, self.overlap, self.multiple, batch_size, self.margin
-            )
-        return reference_tiled_apply(
-            norm_fn, self.stats, x, self.tile, self.overlap, self.multiple, batch_size, self.margin
-        )
+        return norm_tiled_apply(
+            norm_fn if self.stats else fn, self.stats, x, self.tile, self.overlap, self.multiple, self.margin,
+            norm=self.norm, batch_size=batch_size, wrap=self.wrap,
+        )  # fmt: skip
 
 
 def _check_tile(tile: int | None, overlap: int, multiple: int) -> int | None:

@@ -6,7 +6,7 @@ output: a dark tile is brightened, a hazy tile gets its contrast stretched. :cla
 removes that difference at the cost of one extra forward:
 
 1. *record*: run the network once on a reference image, the whole input (down-scaled when it is larger
-   than the reference budget, :func:`eid.inference.reference_tiling.reference_image`), and keep, for every norm layer and every call of
+   than the reference budget, :func:`eid.inference.norm_tiling.reference_image`), and keep, for every norm layer and every call of
    it, the per-sample mean and variance :math:`\\mu_{g}, \\sigma^2_{g}` of its input over each group ``g``
    (instance norm: one channel per group);
 2. *apply*: run the tiles; every norm layer normalises with the recorded statistics
