@@ -110,3 +110,64 @@ def test_stage2_fits_the_density_of_every_batch(rng: torch.Generator) -> None:
     assert fitted.shape == (2, 1, 1, 1)  # one per image, where it starts as one for all
     z = module.dehazer.network_input(y)
     assert torch.equal(fitted, PerImageDensity(KnownMaps()).fit(z, y).density)
+
+
+def test_at_gives_the_operator_at_other_densities(rng: torch.Generator) -> None:
+    """``at`` hazes at the given densities and leaves the batch's operator as it was."""
+    physics = PerImageDensity(KnownMaps())
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    density = torch.tensor([0.5, 3.0]).view(2, 1, 1, 1)
+    moved = physics.at(density)
+    t = KnownMaps().maps(x)["transmission"]
+    assert torch.allclose(
+        moved.A(x), ASMHaze(transmission=t**density, airlight=0.8).A(x), atol=1e-6
+    )
+    assert physics.density.flatten().tolist() == [1.0]
+    assert moved.physics is physics.physics  # the networks are shared, not copied
+
+
+def spread_module(spread: float, physics: torch.nn.Module, seed: int = 0) -> EIDModule:
+    cfg = EIDConfig(
+        density_spread=spread, adversarial_weight=0.0, seed=seed,
+        model=DehazerConfig(channels=3, scales=2, width=4),
+    )  # fmt: skip
+    torch.manual_seed(seed)  # the same dehazer weights for every spread
+    return EIDModule(cfg, physics=physics)
+
+
+def test_spread_rehazes_the_equivariance_term_at_random_densities(
+    rng: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``density_spread: 4``: haze consistency at the image's density (1, fixed), the equivariance term's operator
+    at ``4 ** u`` per image, ``u`` in ``[-1, 1]``, drawn from the module's seeded generator."""
+    y = torch.rand(64, 3, 8, 8, generator=rng)
+    seen: dict[str, torch.Tensor] = {}
+    for name in ("a", "b"):
+        module = spread_module(4.0, KnownMaps())
+        monkeypatch.setattr(
+            module.equivariance, "forward",
+            lambda x_net, physics, model, name=name: seen.setdefault(name, physics.density) * 0,
+        )  # fmt: skip
+        module.losses(y, module.physics)
+        assert module.per_image_density.density.flatten().tolist() == [1.0]  # the MC term's
+    density = seen["a"].flatten()
+    assert torch.equal(density, seen["b"].flatten())  # seeded
+    assert density.shape == (64,) and 0.25 <= density.min() and density.max() <= 4.0
+    assert density.min() < 0.5 and density.max() > 2.0  # spread over the range, not one value
+    assert (density.log().mean()).abs() < 0.3  # log-uniform around the image's own density
+
+
+def test_spread_changes_the_equivariance_loss(rng: torch.Generator) -> None:
+    y = torch.rand(4, 3, 16, 16, generator=rng)
+    same, spread = (spread_module(s, KnownMaps()).losses(y, KnownMaps())[1] for s in (1.0, 4.0))
+    assert torch.equal(same["mc"], spread["mc"])
+    assert not torch.allclose(same["eq"], spread["eq"])
+
+
+def test_spread_needs_a_density() -> None:
+    """A spread below 1 is refused; an operator without a haze density (CycleGAN) ignores it with a warning."""
+    with pytest.raises(EIDError, match="density_spread 0.5"):
+        EIDConfig(density_spread=0.5)
+    with pytest.warns(UserWarning, match="density_spread 4.0 is ignored"):
+        module = spread_module(4.0, LearnedHaze(torch.nn.Identity()))
+    assert module.per_image_density is None

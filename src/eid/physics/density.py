@@ -13,10 +13,16 @@ one ``s`` per hazy image, by grid search in log space, to an estimate ``z`` of i
 The estimate is the dehazer's own network input (the dark channel prior or ``H^\dagger``), not ``f(y)``: a
 density fitted to ``f(y)`` would co-adapt with it down to the trivial ``s \to 0``, ``f(y) = y``. ``s`` is a
 per-image buffer (``density``, ``(B,1,1,1)``), so the equivariance term keeps it for the transformed images.
+
+:meth:`PerImageDensity.at` gives the same operator at other densities. Stage 2 uses it to re-haze ``T_g f(y)`` at
+each image's density times a random factor (``density_spread``): with one density per image, the pairs
+``(H(T_g f(y)), T_g f(y))`` of the equivariance term hold the haze the batch holds, and the dehazer learns to remove
+that amount whatever it sees; at spread densities it must read the amount from the image.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -71,6 +77,12 @@ class PerImageDensity(Physics):
     def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
         """The operator's own pseudo-inverse (its estimator sees the density in ``y``)."""
         return self.physics.A_dagger(y, **kwargs)
+
+    def at(self, density: Tensor) -> PerImageDensity:
+        """This operator at ``density`` (``(B,1,1,1)`` or a scalar tensor): a shallow copy sharing the networks."""
+        moved = copy.copy(self)
+        moved._buffers = {**self._buffers, "density": density}
+        return moved
 
     @torch.no_grad()
     def fit(self, estimate: Tensor, y: Tensor) -> PerImageDensity:

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from eid.config import config_to_dict
@@ -67,9 +68,15 @@ class EIDModule(L.LightningModule):
         if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
             physics = CheckpointedOperator(physics)
         self.__dict__["physics"] = physics
+        self.spread = config.density_spread > 1 and hasattr(physics, "maps")
+        if config.density_spread > 1 and not self.spread:
+            rank_zero_warn(
+                f"density_spread {config.density_spread} is ignored: the operator has no haze density "
+                "(only a scattering operator has one)"
+            )
         self.__dict__["per_image_density"] = (
             PerImageDensity(physics, config.density_range)
-            if config.density == "per_image"
+            if config.density == "per_image" or self.spread
             else None
         )
         self.group_rng = torch.Generator().manual_seed(config.seed)
@@ -150,10 +157,19 @@ class EIDModule(L.LightningModule):
         z = self.dehazer.network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         if self.per_image_density is not None:
-            physics = self.per_image_density.fit(z, y)
+            physics = self.per_image_density
+            if self.config.density == "per_image":
+                physics.fit(z, y)
         mc = self.haze_consistency(y=y, x_net=x_net, physics=physics)
-        eq = self.equivariance(x_net=x_net, physics=physics, model=self.dehazer)
+        eq_physics = self._spread(physics, len(y)) if self.spread else physics
+        eq = self.equivariance(x_net=x_net, physics=eq_physics, model=self.dehazer)
         return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
+
+    def _spread(self, physics: PerImageDensity, n: int) -> PerImageDensity:
+        """``physics`` at each image's density times ``density_spread ** u``, ``u ~ U(-1, 1)`` drawn from the
+        module's (checkpointed) generator: the equivariance term's operator."""
+        u = torch.rand(n, 1, 1, 1, generator=self.group_rng).to(physics.density)
+        return physics.at(physics.density * self.config.density_spread ** (2 * u - 1))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         y = batch["hazy"]
@@ -225,7 +241,7 @@ class EIDModule(L.LightningModule):
         # a scattering operator: its maps once for H(f(y)) and the grid, at the density the losses use
         if hasattr(physics, "maps"):
             maps = physics.maps(x_net)
-            if self.per_image_density is not None:
+            if self.config.density == "per_image":
                 density = self.per_image_density.fit(z, y).density
                 maps["transmission"] = maps["transmission"] ** density
             columns += [x_net, physics.A(x_net, **maps), maps["transmission"].expand_as(x_net)]
