@@ -21,7 +21,7 @@ number of steps for every trained dehazer; the adversarial prior only where the 
 ``--tta`` adds, for every trained row, the same model averaged over the training group at test time
 (``eid.inference.Dehazer(..., tta=group)``, the user path), and both rows' median inference time per crop.
 
-Run: .venv/bin/python benchmarks/bench_microscopy_quality.py [--steps 300] [--stage1-steps 600] [--tta] [--out DIR]
+Run: .venv/bin/python benchmarks/bench_microscopy_quality.py [--steps 300] [--stage1-steps 600] [--seed 0] [--tta] [--out DIR]
 Prints a markdown table and writes ``metrics.json`` and a few example images to ``--out``.
 """
 
@@ -204,6 +204,9 @@ def main() -> None:
     parser.add_argument(
         "--n-train", type=int, default=128, help="hazy training crops (and as many clear crops)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every trained row (stage 1, EID, supervised)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--tta", action="store_true", help="also score trained models with test-time averaging"
@@ -234,7 +237,7 @@ def main() -> None:
     # the prior is off except in the row that names it (the preset has turned it on since)
     cfg = load_config(
         EIDConfig, "dehazer", preset="microscopy",
-        overrides={"max_steps": args.steps, "adversarial_weight": 0.0},
+        overrides={"max_steps": args.steps, "adversarial_weight": 0.0, "seed": args.seed},
     )  # fmt: skip
     cfg.model.channels = 1
     wanted = set(filter(None, args.only.split(",")))
@@ -300,7 +303,7 @@ def main() -> None:
             "operator",
             preset="fast",
             path=args.stage1_config,
-            overrides={"max_steps": args.stage1_steps},
+            overrides={"max_steps": args.stage1_steps, "seed": args.seed},
         )
         op_cfg.model.channels, op_cfg.data.load_size, op_cfg.data.crop = 1, None, CROP
         fit_operator(
