@@ -40,9 +40,6 @@ class EIDConfig:
     :param float density_spread: the equivariance term re-hazes ``T_g f(y)`` at each image's density times
         ``spread ** u``, ``u ~ U(-1, 1)`` (1 = the image's own density; a scattering operator only, ignored
         with a warning for others; :meth:`~eid.physics.PerImageDensity.at`).
-    :param float density_spread: the equivariance term re-hazes ``T_g f(y)`` at each image's density times
-        ``spread ** u``, ``u ~ U(-1, 1)`` (1 = the same density; a scattering operator only), so that ``f`` sees
-        the same scene under more haze densities than the batch holds.
     :param DehazerConfig model: architecture of ``f_theta``.
     :param float lr: Adam learning rate; ``weight_decay`` its L2 term (Adam, as the authors).
     :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
@@ -88,7 +85,6 @@ class EIDConfig:
     density: str = "fixed"
     density_range: tuple[float, float] = (0.25, 4.0)
     density_spread: float = 1.0
-    density_fit: str = "input"
     model: DehazerConfig = field(default_factory=DehazerConfig)
     lr: float = 5e-4
     weight_decay: float = 0.0
@@ -127,11 +123,7 @@ class EIDConfig:
             raise EIDError(
                 f"density {self.density!r} is not valid; use one of {', '.join(DENSITIES)}"
             )
-        if (
-            self.density == "per_image"
-            and self.model.input == "hazy"
-            and self.density_fit == "input"
-        ):
+        if self.density == "per_image" and self.model.input == "hazy":
             raise EIDError(
                 "density: per_image fits each image's density to the dehazer's input estimate; "
                 "set model.input to dcp or pinv, or use density: fixed"
