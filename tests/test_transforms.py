@@ -26,7 +26,7 @@ def test_bad_names_list_the_valid_ones(bad: str) -> None:
 def test_modality_presets() -> None:
     assert parse_group("microscopy") == ["rot90", "flip"]
     assert parse_group("endoscopy") == ["rotate"]
-    assert parse_group("natural") == ["hflip", "shift"]
+    assert parse_group("natural") == ["hflip"]
 
 
 @pytest.mark.parametrize("size", [(8, 8), (9, 9)])

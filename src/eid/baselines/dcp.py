@@ -103,7 +103,8 @@ class DarkChannelPrior(Reconstructor):
 
     1. dark channel :math:`I^{dark}(x) = \min_{y\in\Omega(x)} \min_c I^c(y)` (edge-replicated erosion);
     2. airlight ``A``: among the ``top`` fraction (0.1 %) of pixels with the largest dark channel, the
-       input pixel with the highest intensity, intensity = mean over channels; ``A`` is that pixel's colour;
+       input pixel with the highest intensity, intensity = mean over channels; ``A`` is that pixel's colour
+       (``grey_airlight``: its mean over the channels, for achromatic haze such as daylight);
     3. raw transmission :math:`\tilde t = 1 - \omega \min_{\Omega}\min_c (I^c / A^c)`;
     4. refinement: guided filter of :math:`\tilde t` with the grey (Rec. 601) input as guide, radius
        ``gf_radius`` (window ``2r+1``) and ``gf_eps``; then clamped to ``[t0, 1]``;
@@ -118,6 +119,8 @@ class DarkChannelPrior(Reconstructor):
     :param int gf_radius: guided-filter radius ``r`` (window ``2r+1``); 0 disables refinement.
     :param float gf_eps: guided-filter regulariser.
     :param float t0: lower bound on the transmission.
+    :param bool grey_airlight: one airlight value for all channels (the picked pixel's mean): on a small image
+        the brightest hazy pixel is often a coloured object, and its colour then tints the whole result.
 
     >>> dcp = DarkChannelPrior()
     >>> y = torch.rand(2, 3, 32, 32)
@@ -133,16 +136,23 @@ class DarkChannelPrior(Reconstructor):
         gf_radius: int = 60,
         gf_eps: float = 1e-3,
         t0: float = 0.1,
+        grey_airlight: bool = False,
     ) -> None:
         super().__init__()
         self.patch, self.omega, self.top = patch, omega, top
         self.gf_radius, self.gf_eps, self.t0 = gf_radius, gf_eps, t0
+        self.grey_airlight = grey_airlight
 
     def dark_channel(self, x: Tensor) -> Tensor:
         """:math:`\\min_\\Omega \\min_c x^c`, shape ``(B,1,H,W)``."""
         return min_filter(x.amin(1, keepdim=True), self.patch)
 
     def airlight(self, y: Tensor, dark: Tensor) -> Tensor:
+        """``A`` ``(B,C,1,1)``: :meth:`brightest_haze`, or its mean over the channels with ``grey_airlight``."""
+        a = self.brightest_haze(y, dark)
+        return a.mean(1, keepdim=True).expand_as(a) if self.grey_airlight else a
+
+    def brightest_haze(self, y: Tensor, dark: Tensor) -> Tensor:
         """Colour ``(B,C,1,1)`` of the brightest input pixel among the top dark-channel pixels."""
         b, c = y.shape[:2]
         k = max(1, round(self.top * dark[0].numel()))

@@ -45,7 +45,7 @@ class TraceableDarkChannelPrior(DarkChannelPrior):
     True
     """
 
-    def airlight(self, y: Tensor, dark: Tensor) -> Tensor:
+    def brightest_haze(self, y: Tensor, dark: Tensor) -> Tensor:
         b, c = y.shape[:2]
         pixels_in_image = torch.ones_like(dark[0, 0], dtype=torch.float64).sum()
         k = torch.round(pixels_in_image * self.top).clamp(min=1).long()
@@ -57,8 +57,10 @@ class TraceableDarkChannelPrior(DarkChannelPrior):
 
     @classmethod
     def like(cls, dcp: DarkChannelPrior) -> TraceableDarkChannelPrior:
-        """A copy of ``dcp``'s parameters (patch, omega, top, guided filter, t0)."""
-        return cls(dcp.patch, dcp.omega, dcp.top, dcp.gf_radius, dcp.gf_eps, dcp.t0)
+        """A copy of ``dcp``'s parameters (patch, omega, top, guided filter, t0, grey airlight)."""
+        return cls(
+            dcp.patch, dcp.omega, dcp.top, dcp.gf_radius, dcp.gf_eps, dcp.t0, dcp.grey_airlight
+        )
 
 
 class ExportedDehazer(nn.Module):

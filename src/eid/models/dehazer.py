@@ -115,7 +115,7 @@ class DehazerNet(Reconstructor):
         if config.input == "dcp":
             from eid.baselines.dcp import DarkChannelPrior
 
-            self.dcp = DarkChannelPrior()
+            self.dcp = DarkChannelPrior(grey_airlight=config.dcp_airlight == "grey")
         if config.input == "dcp" or affine:  # start exactly at f = clip(z) and learn its correction
             nn.init.zeros_(self.unet.Conv_1x1.weight)
             nn.init.zeros_(self.unet.Conv_1x1.bias)

@@ -7,9 +7,18 @@ from dataclasses import dataclass
 
 from eid.errors import EIDError
 
-__all__ = ["HEADS", "INPUTS", "NORMS", "OUTPUTS", "DehazerConfig", "unet_receptive_radius"]
+__all__ = [
+    "DCP_AIRLIGHTS",
+    "HEADS",
+    "INPUTS",
+    "NORMS",
+    "OUTPUTS",
+    "DehazerConfig",
+    "unet_receptive_radius",
+]
 
 INPUTS = ("hazy", "pinv", "dcp")
+DCP_AIRLIGHTS = ("colour", "grey")
 NORMS = ("batch", "group", "instance", "none")
 OUTPUTS = ("clamp_st", "clamp")
 HEADS = ("residual", "affine")
@@ -22,6 +31,8 @@ class DehazerConfig:
     :param int channels: image channels (1 grey, 3 colour); set from the data.
     :param str input: ``hazy`` (``f(y) = g(y)``), ``pinv`` (``f(y) = g(H^dagger(y))``) or ``dcp``
         (``f(y) = g(DCP(y))``).
+    :param str dcp_airlight: with ``input: dcp``, the dark channel prior's airlight: ``colour`` (its picked
+        pixel's, He et al.) or ``grey`` (that colour's mean; :class:`~eid.baselines.dcp.DarkChannelPrior`).
     :param int scales: UNet scales (5 = the authors' 34,527,171 parameters at width 64, RGB).
     :param int width: channels at the first scale, doubled at each scale (authors: 64).
     :param str norm: ``batch`` (needs batch >= 8), ``group`` (8 groups), ``instance`` or ``none``.
@@ -36,6 +47,7 @@ class DehazerConfig:
 
     channels: int = 3
     input: str = "hazy"
+    dcp_airlight: str = "colour"
     scales: int = 3
     width: int = 16
     norm: str = "group"
@@ -47,6 +59,7 @@ class DehazerConfig:
     def __post_init__(self) -> None:
         for name, valid in (
             ("input", INPUTS),
+            ("dcp_airlight", DCP_AIRLIGHTS),
             ("norm", NORMS),
             ("output", OUTPUTS),
             ("head", HEADS),

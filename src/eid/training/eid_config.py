@@ -16,6 +16,7 @@ from eid.transforms import parse_group
 
 SCHEDULES = ("cosine", "constant")
 DENSITIES = ("fixed", "per_image")
+HAZES = ("learned", "observed")
 
 
 @dataclass
@@ -40,6 +41,10 @@ class EIDConfig:
     :param float density_spread: the equivariance term re-hazes ``T_g f(y)`` at each image's density times
         ``spread ** u``, ``u ~ U(-1, 1)`` (1 = the image's own density; a scattering operator only, ignored
         with a warning for others; :meth:`~eid.physics.PerImageDensity.at`).
+    :param str haze: the operator of both stage-2 terms: ``learned`` (the stage-1 operator ``H``, with
+        ``density``) or ``observed``: each hazy image's own transmission and airlight as the dark channel prior
+        reads them (:class:`~eid.physics.ObservedHaze`, with ``model.dcp_airlight``'s airlight); ``H`` is then
+        used only for its recorded clear set and ``H^dagger``.
     :param DehazerConfig model: architecture of ``f_theta``.
     :param float lr: Adam learning rate; ``weight_decay`` its L2 term (Adam, as the authors).
     :param str schedule: ``cosine`` (per step, to 0 at the end of the run) or ``constant``.
@@ -85,6 +90,7 @@ class EIDConfig:
     density: str = "fixed"
     density_range: tuple[float, float] = (0.25, 4.0)
     density_spread: float = 1.0
+    haze: str = "learned"
     model: DehazerConfig = field(default_factory=DehazerConfig)
     lr: float = 5e-4
     weight_decay: float = 0.0
@@ -122,6 +128,13 @@ class EIDConfig:
         if self.density not in DENSITIES:
             raise EIDError(
                 f"density {self.density!r} is not valid; use one of {', '.join(DENSITIES)}"
+            )
+        if self.haze not in HAZES:
+            raise EIDError(f"haze {self.haze!r} is not valid; use one of {', '.join(HAZES)}")
+        if self.haze == "observed" and (self.density != "fixed" or self.density_spread != 1):
+            raise EIDError(
+                "haze: observed reads each image's haze from it; density and density_spread apply to a "
+                "learned operator, so set density: fixed and density_spread: 1 (or haze: learned)"
             )
         if self.density == "per_image" and self.model.input == "hazy":
             raise EIDError(

@@ -13,12 +13,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from eid.baselines.dcp import DarkChannelPrior
 from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.models.dehazer import DehazerNet
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.density import PerImageDensity
+from eid.physics.observed import ObservedHaze
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
 from eid.training.eid_operator import CheckpointedOperator, build_operator
@@ -79,6 +81,13 @@ class EIDModule(L.LightningModule):
             if config.density == "per_image" or self.spread
             else None
         )
+        self.__dict__["observed_haze"] = (
+            ObservedHaze(self.dehazer.dcp if config.model.input == "dcp" else DarkChannelPrior(
+                grey_airlight=config.model.dcp_airlight == "grey"
+            ))
+            if config.haze == "observed"
+            else None
+        )  # fmt: skip
         self.group_rng = torch.Generator().manual_seed(config.seed)
         self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
         self.equivariance = EquivarianceLoss(
@@ -153,14 +162,19 @@ class EIDModule(L.LightningModule):
 
     def losses(self, y: Tensor, physics: nn.Module) -> tuple[Tensor, dict[str, Tensor]]:
         """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch (through ``H_s`` with each
-        image's density fitted to the dehazer's input estimate when ``density: per_image``)."""
+        image's density fitted to the dehazer's input estimate when ``density: per_image``, through each image's
+        own DCP maps with ``haze: observed``)."""
         z = self.dehazer.network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         if self.per_image_density is not None:
             physics = self.per_image_density
             if self.config.density == "per_image":
                 physics.fit(z, y)
-        mc = self.haze_consistency(y=y, x_net=x_net, physics=physics)
+        target = y
+        if self.observed_haze is not None:
+            physics = self.observed_haze.fit(y)
+            target = physics.reachable
+        mc = self.haze_consistency(y=target, x_net=x_net, physics=physics)
         eq_physics = self._spread(physics, len(y)) if self.spread else physics
         eq = self.equivariance(x_net=x_net, physics=eq_physics, model=self.dehazer)
         return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
@@ -228,7 +242,8 @@ class EIDModule(L.LightningModule):
     def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
         """Columns of the per-epoch grid: hazy, [network input], f(y), H(f(y)), [t(f(y)),] [clear].
 
-        The network input is ``H^dagger(y)`` or ``DCP(y)``; ``t(f(y))`` is a scattering operator's transmission.
+        The network input is ``H^dagger(y)`` or ``DCP(y)``; ``t(f(y))`` is a scattering operator's transmission
+        (with ``haze: observed``, ``t_hat(y)``).
         """
         y = batch["hazy"].to(self.device)
         physics = self.physics_for(
@@ -238,8 +253,11 @@ class EIDModule(L.LightningModule):
         z = self.dehazer.network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         columns = [y] if z is y else [y, z]
+        if self.observed_haze is not None:  # the losses' H_y and its transmission t_hat(y)
+            physics = self.observed_haze.fit(y)
+            columns += [x_net, physics.A(x_net), physics.transmission.expand_as(x_net)]
         # a scattering operator: its maps once for H(f(y)) and the grid, at the density the losses use
-        if hasattr(physics, "maps"):
+        elif hasattr(physics, "maps"):
             maps = physics.maps(x_net)
             if self.config.density == "per_image":
                 density = self.per_image_density.fit(z, y).density
