@@ -9,7 +9,9 @@
 2. **Stage 1** (``natural`` preset, as ``eid train-operator``): the physically structured haze operator
    ``H(x) = t(x) x + (1 - t(x)) a(x)`` and its inverse ``H^dagger`` from unpaired clear/hazy images.
 3. **Stage 2** (``natural`` preset, as ``eid train``): the equivariant dehazer from the hazy training
-   images, with the adversarial prior on the clear images stage 1 recorded.
+   images, starting at the dark channel prior's estimate and trained through each image's own haze as DCP reads it
+   (``haze: observed``); the preset's prior weight is 0 (it cost quality on outdoor scenes), so the clear images
+   stage 1 recorded serve stage 1 only.
 4. **Comparison** on the held-out test images: hazy input, dark channel prior, the operator's ``H^dagger``
    alone and EID, scored with PSNR/SSIM (and NIQE/BRISQUE when available); images, ``metrics.json``,
    a labelled ``comparison.png`` and the HTML report ``report/index.html`` (:mod:`eid.report.page`) are written

@@ -32,7 +32,9 @@ def demo(
         help="CPU threads for torch (0 = torch's default). One is as fast for the demo's small crops and immune to a busy machine.",
     ),
     no_prior: bool = typer.Option(
-        False, "--no-prior", help="Stage 2 without the adversarial prior (as eid train --no-prior)."
+        False,
+        "--no-prior",
+        help="Stage 2 without the adversarial prior (as eid train --no-prior; the natural preset's weight is 0 already).",
     ),
 ) -> None:
     """Run EID end to end on bundled images: haze, stage 1, stage 2, compare with DCP and the operator alone.
