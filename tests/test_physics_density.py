@@ -171,3 +171,28 @@ def test_spread_needs_a_density() -> None:
     with pytest.warns(UserWarning, match="density_spread 4.0 is ignored"):
         module = spread_module(4.0, LearnedHaze(torch.nn.Identity()))
     assert module.per_image_density is None
+
+
+def test_spread_survives_a_checkpointed_operator(rng: torch.Generator) -> None:
+    """``checkpoint_operator: true`` wraps the operator; its maps stay visible, checkpointed, so the spread and the
+    per-image density still apply, with the unwrapped operator's gradients."""
+    import warnings
+
+    from eid.training.eid_operator import CheckpointedOperator
+
+    torch.manual_seed(0)
+    nets = scattering_nets({"channels": 3, "width": 4, "scales": 2})
+    physics = ScatteringHaze(nets["hazer"], nets["estimator"])
+    y = torch.rand(2, 3, 16, 16, generator=rng)
+    grads, losses = [], []
+    for wrapped in (physics, CheckpointedOperator(physics)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "density_spread is ignored"
+            module = spread_module(4.0, wrapped)
+        assert module.spread and module.per_image_density is not None
+        loss = module.losses(y, module.physics)[1]
+        loss["loss"].backward()
+        losses.append(loss["eq"].detach())
+        grads.append([p.grad.clone() for p in module.dehazer.parameters()])
+    assert torch.allclose(*losses, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -28,22 +29,32 @@ def build_operator(config: EIDConfig, winograd: bool = True) -> nn.Module:
 
 
 class CheckpointedOperator(nn.Module):
-    """A frozen operator whose ``A``/``A_dagger`` keep no activations for the backward pass.
+    """A frozen operator whose ``A``/``A_dagger`` (and a scattering operator's ``maps``) keep no activations for
+    the backward pass.
 
     When the input carries a graph, the call runs under ``torch.utils.checkpoint`` (recomputed during
-    backward): the gradient still reaches the input, the generators' activations are not stored.
+    backward): the gradient still reaches the input, the generators' activations are not stored. A scattering
+    operator keeps its ``maps`` (checkpointed the same way), so its per-image density and ``density_spread`` work
+    wrapped; ``A`` with given maps is a pointwise scatter with nothing to recompute, and runs as it is.
     """
 
     def __init__(self, physics: nn.Module) -> None:
         super().__init__()
         self.inner = physics
+        if hasattr(physics, "maps"):
+            self.maps = functools.partial(self._call, physics.maps)
+            self.__dict__["residual"] = getattr(
+                physics, "residual", None
+            )  # read by PerImageDensity.fit
 
-    def _call(self, fn: Any, x: Tensor) -> Tensor:
+    def _call(self, fn: Any, x: Tensor) -> Any:
         if torch.is_grad_enabled() and x.requires_grad:
             return torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
         return fn(x)
 
     def A(self, x: Tensor, **kwargs: Any) -> Tensor:
+        if kwargs:  # the maps are given (PerImageDensity): no network runs
+            return self.inner.A(x, **kwargs)
         return self._call(self.inner.A, x)
 
     def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
