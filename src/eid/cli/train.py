@@ -172,8 +172,13 @@ def train(
             if cfg.adversarial_weight
             else "no prior"
         )
+        haze = (
+            f"operator {cfg.operator}"
+            if cfg.haze == "learned"
+            else f"each image's own haze (DCP maps; operator {cfg.operator} unused by the losses)"
+        )
         console.print(
-            f"stage 2: operator {cfg.operator}, group {cfg.group}, alpha {cfg.alpha}, {prior}, "
+            f"stage 2: {haze}, group {cfg.group}, alpha {cfg.alpha}, {prior}, "
             f"precision {machine.resolved_precision} -> {out}",
             highlight=False,
         )
