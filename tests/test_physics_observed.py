@@ -109,3 +109,20 @@ def test_stage2_sample_grid_shows_the_observed_transmission(rng: torch.Generator
     assert len(columns) == 5  # hazy, DCP(y), f(y), H_y(f(y)), t_hat(y)
     t = ObservedHaze(module.dehazer.dcp).fit(y).transmission
     assert torch.equal(columns[-1], t.expand_as(y))
+
+
+def test_stage2_runs_dcp_once_on_the_hazy_batch(
+    rng: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The maps' fit and a DCP-input dehazer share one DCP run on ``y``; the other runs on the re-hazed images of the
+    equivariance term. The input is the one ``network_input`` gives."""
+    module = observed_module()
+    y = hazy_scene(rng)
+    dcp = module.dehazer.dcp
+    inputs: list[torch.Tensor] = []
+    estimate = dcp.estimate
+    monkeypatch.setattr(dcp, "estimate", lambda image: inputs.append(image) or estimate(image))
+    x_net = module.losses(y, module.physics)[0]
+    assert len(inputs) == 2 and torch.equal(inputs[0], y) and not torch.equal(inputs[1], y)
+    monkeypatch.setattr(dcp, "estimate", estimate)
+    assert torch.equal(x_net, module.dehazer(y))

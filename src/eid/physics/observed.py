@@ -43,13 +43,12 @@ class ObservedHaze(ASMHaze):
         self.dcp = dcp
         self.recovered: torch.Tensor | None = None
 
+    @torch.no_grad()
     def fit(self, y: torch.Tensor) -> ObservedHaze:
-        """Set the maps to the dark channel prior's estimate on hazy ``y`` ``(B,C,H,W)``; returns self."""
-        recovered, transmission, airlight = self.dcp.estimate(y.detach())
-        self.transmission, self.airlight = transmission.detach(), airlight.detach().contiguous()
-        self.recovered = (
-            recovered.detach()
-        )  # not a buffer: the equivariance term must not transform it
+        """Set the maps to the dark channel prior's estimate on hazy ``y`` ``(B,C,H,W)``; returns self. DCP's clipped
+        recovery is kept too (``recovered``, not a buffer: the equivariance term must not transform it)."""
+        self.recovered, self.transmission, airlight = self.dcp.estimate(y)
+        self.airlight = airlight.contiguous()  # a grey airlight is an expanded view
         return self
 
     @property

@@ -164,20 +164,30 @@ class EIDModule(L.LightningModule):
         """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch (through ``H_s`` with each
         image's density fitted to the dehazer's input estimate when ``density: per_image``, through each image's
         own DCP maps with ``haze: observed``)."""
-        z = self.dehazer.network_input(y, physics)
+        z = self._network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         if self.per_image_density is not None:
             physics = self.per_image_density
             if self.config.density == "per_image":
                 physics.fit(z, y)
         target = y
-        if self.observed_haze is not None:
-            physics = self.observed_haze.fit(y)
+        if self.observed_haze is not None:  # fitted to y by _network_input
+            physics = self.observed_haze
             target = physics.reachable
         mc = self.haze_consistency(y=target, x_net=x_net, physics=physics)
         eq_physics = self._spread(physics, len(y)) if self.spread else physics
         eq = self.equivariance(x_net=x_net, physics=eq_physics, model=self.dehazer)
         return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
+
+    def _network_input(self, y: Tensor, physics: nn.Module) -> Tensor:
+        """The dehazer's input ``z`` for ``y``. With ``haze: observed`` the batch's DCP maps are fitted first, and a
+        DCP-input dehazer takes their recovery rather than running DCP on the same images again."""
+        if self.observed_haze is None:
+            return self.dehazer.network_input(y, physics)
+        observed = self.observed_haze.fit(y)
+        if self.config.model.input == "dcp" and not y.requires_grad:
+            return observed.recovered
+        return self.dehazer.network_input(y, physics)
 
     def _spread(self, physics: PerImageDensity, n: int) -> PerImageDensity:
         """``physics`` at each image's density times ``density_spread ** u``, ``u ~ U(-1, 1)`` drawn from the
@@ -249,12 +259,14 @@ class EIDModule(L.LightningModule):
         physics = self.physics_for(
             {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
         )
-        # H^dagger(y) computed once for f and for the grid
-        z = self.dehazer.network_input(y, physics)
+        # H^dagger(y) (or DCP(y)) computed once for f and for the grid
+        z = self._network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         columns = [y] if z is y else [y, z]
-        if self.observed_haze is not None:  # the losses' H_y and its transmission t_hat(y)
-            physics = self.observed_haze.fit(y)
+        if (
+            self.observed_haze is not None
+        ):  # the losses' H_y and its transmission t_hat(y), fitted to y above
+            physics = self.observed_haze
             columns += [x_net, physics.A(x_net), physics.transmission.expand_as(x_net)]
         # a scattering operator: its maps once for H(f(y)) and the grid, at the density the losses use
         elif hasattr(physics, "maps"):

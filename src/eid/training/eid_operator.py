@@ -43,9 +43,8 @@ class CheckpointedOperator(nn.Module):
         self.inner = physics
         if hasattr(physics, "maps"):
             self.maps = functools.partial(self._call, physics.maps)
-            self.__dict__["residual"] = getattr(
-                physics, "residual", None
-            )  # read by PerImageDensity.fit
+            # PerImageDensity.fit reads it; in __dict__, not registered a second time as a submodule
+            self.__dict__["residual"] = getattr(physics, "residual", None)
 
     def _call(self, fn: Any, x: Tensor) -> Any:
         if torch.is_grad_enabled() and x.requires_grad:
