@@ -21,7 +21,7 @@ from eid.physics.density import PerImageDensity
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
 from eid.training.eid_operator import density_operator, frozen_operator, observed_operator
-from eid.training.eid_samples import sample_columns
+from eid.training.eid_samples import SampleColumns
 from eid.training.progress import total_batches
 from eid.training.run_folder import RunFolder
 from eid.transforms import build_group
@@ -30,7 +30,7 @@ from eid.weights import save_weights
 __all__ = ["EIDModule"]
 
 
-class EIDModule(L.LightningModule):
+class EIDModule(SampleColumns, L.LightningModule):
     """Lightning module of stage 2 (manual optimisation: one Adam step for ``f``, one for ``D`` if on).
 
     Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for an analytic oracle with per-image
@@ -225,10 +225,6 @@ class EIDModule(L.LightningModule):
             prog_bar=True,
         )
         self.log("val/ssim", ssim(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True)
-
-    def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
-        """The per-epoch grid's columns (:func:`eid.training.eid_samples.sample_columns`)."""
-        return sample_columns(self, batch)
 
     # -- export and resume ------------------------------------------------------------------------
     def export(self, run_dir: str | Path) -> None:
