@@ -1,6 +1,6 @@
 """Stage 1 on the demo's data: does the CycleGAN learn the haze in the demo's budget?
 
-Builds the data of ``eid demo`` (:func:`eid.demo.build_demo_data`), trains the ``fast`` operator for
+Builds the data of ``eid demo`` (:func:`eid.demo_data.build_demo_data`), trains the ``fast`` operator for
 ``--steps`` optimiser steps (the demo: 400), and scores it on the held-out test images:
 
 * ``G_BA``: PSNR of ``G_BA(hazy)`` to the clear image (the CycleGAN-only baseline; the hazy
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from eid import demo
+from eid import demo_data
 from eid.config import load_config
 from eid.data.io import read_image, write_image
 from eid.inference import build_method
@@ -36,18 +36,20 @@ from eid.synth import synthesize
 from eid.training.operator import OperatorConfig, fit_operator
 
 
-def split_halves(data: demo.DemoData, short_side: int = 192) -> None:
+def split_halves(data: demo_data.DemoData, short_side: int = 192) -> None:
     """Replace the clear and hazy training folders: each training scene split along its long side,
     one half clear, the other hazed with the demo's haze (which half alternates between scenes)."""
     shutil.rmtree(data.clear)
     shutil.rmtree(data.train_hazy)
-    for index, name in enumerate(demo.CLEAR_SET + demo.TRAIN_SET):
-        image = demo.bundled_image(name, short_side)
+    for index, name in enumerate(demo_data.CLEAR_SET + demo_data.TRAIN_SET):
+        image = demo_data.bundled_image(name, short_side)
         axis = -1 if image.shape[-1] >= image.shape[-2] else -2
         first, second = image.chunk(2, dim=axis)
         clear, to_haze = (second, first) if index % 2 else (first, second)
         write_image(data.clear / f"{name}.png", clear)
-        write_image(data.train_hazy / f"{name}.png", synthesize(to_haze, demo.HAZE, seed=index)[0])
+        write_image(
+            data.train_hazy / f"{name}.png", synthesize(to_haze, demo_data.HAZE, seed=index)[0]
+        )
 
 
 def last_logged(log: Path, column: str) -> float:
@@ -72,7 +74,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
-        data = demo.build_demo_data(root / "data", seed=args.seed)
+        data = demo_data.build_demo_data(root / "data", seed=args.seed)
         if args.split == "halves":
             split_halves(data)
         overrides = {"max_steps": args.steps, "seed": args.seed}

@@ -39,7 +39,7 @@ from bench_microscopy_quality import IMAGE, crops, veil
 
 from eid.data.depth import motorcycle_depth
 from eid.data.io import write_image
-from eid.demo import bundled_image
+from eid.demo_data import bundled_image
 from eid.physics import ASMHaze, transmission_from_depth
 
 EID = shlex.split(os.environ.get("EID_BIN", str(Path(sys.executable).parent / "eid")))

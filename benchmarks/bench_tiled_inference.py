@@ -36,7 +36,8 @@ def build_net(cfg: dict):
     import torch
 
     from eid.config import load_config
-    from eid.models.dehazer import DehazerNet, load_dehazer
+    from eid.models.dehazer import DehazerNet
+    from eid.models.dehazer_files import load_dehazer
     from eid.training.eid import EIDConfig
 
     if cfg.get("run"):

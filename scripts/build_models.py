@@ -14,7 +14,7 @@ it, the scores). The build's folders recorded in the exports' YAMLs and card are
   veil, the benchmark's 6 px blur), not by ``eid synth``, which reads each file at its own maximum (``white=max``):
   on crops of one image that scales each crop's veil by the crop's brightness, a faint haze that stage 1 could not
   tell from the clear crops (see docs/models.md).
-* ``natural``: scikit-image's bundled public-domain / CC0 photos, the demo's roles (``eid.demo``: astronaut, Hubble
+* ``natural``: scikit-image's bundled public-domain / CC0 photos, the demo's roles (``eid.demo_data``: astronaut, Hubble
   deep field, immunohistochemistry clear; coffee, rocket, retina, chelsea hazed with a random smooth depth and the
   ASM, left two thirds for training, right third held out).
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from eid.data.io import read_image, write_image
-from eid.demo import CLEAR_SET, TRAIN_SET, bundled_image
+from eid.demo_data import CLEAR_SET, TRAIN_SET, bundled_image
 from eid.physics.generators import image_seed
 from eid.synth import SynthConfig, synthesize
 from eid.zoo import MODELS_DIR

@@ -13,7 +13,7 @@ from scipy import signal
 from eid.errors import EIDError
 from eid.metrics import METRICS, brisque_features
 from eid.metrics.brisque import BRISQUE, _read_libsvm, brisque
-from eid.metrics.brisque_features import _mscn
+from eid.metrics.brisque_mscn import brisque_mscn
 from eid.metrics.nss import imresize
 
 
@@ -37,7 +37,7 @@ def test_reference_all(shared_data: Path) -> None:
 
 def _mscn_2d(img: torch.Tensor, window: torch.Tensor, c: float) -> np.ndarray:
     """The MSCN map by the definition: ``scipy.signal.convolve2d`` (MATLAB ``filter2``, zero padding), in the
-    ``(B, H+2, W+1)`` layout of ``_mscn`` (map at ``[:, 1:-1, 1:]``)."""
+    ``(B, H+2, W+1)`` layout of ``brisque_mscn`` (map at ``[:, 1:-1, 1:]``)."""
     w = window.numpy()
     out = []
     for x in img[:, 0].double().numpy():
@@ -64,7 +64,7 @@ def test_flat_regions_follow_the_2d_filter(rng: torch.Generator) -> None:
         img = torch.cat(
             [img, imresize(img)[..., :48, :64].repeat(1, 1, 2, 2)]
         )  # non-integer flat values too
-        ours, ref = _mscn(img, window, c)[:, 1:-1, 1:], _mscn_2d(img, window, c)[:, 1:-1, 1:]
+        ours, ref = brisque_mscn(img, window, c)[:, 1:-1, 1:], _mscn_2d(img, window, c)[:, 1:-1, 1:]
         assert ((ref != 0) & (np.abs(ref) < 1e-12)).sum() > 1000  # the flat residues are there
         assert np.array_equal(np.sign(ours), np.sign(ref))
         assert np.allclose(ours, ref, rtol=0, atol=1e-11)
@@ -75,7 +75,7 @@ def test_flat_bordered_scores_match_the_2d_filter(
 ) -> None:
     x = _flat_bordered(rng)
     scores = {name: brisque(x, model=name) for name in ("brisque-live", "brisque-pkg")}
-    monkeypatch.setattr(brisque_features, "_mscn", _mscn_2d)
+    monkeypatch.setattr(brisque_features, "brisque_mscn", _mscn_2d)
     for name, got in scores.items():
         assert torch.allclose(got, brisque(x, model=name), rtol=0, atol=1e-9), name
 

@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from eid.demo import (
-    CLEAR_SET,
-    DEMO_MARKER,
-    TEST_SET,
-    TRAIN_SET,
-    build_demo_data,
-    prepare_output,
-    run_demo,
-)
+from eid.demo import DEMO_MARKER, prepare_output, run_demo
+from eid.demo_data import CLEAR_SET, TEST_SET, TRAIN_SET, build_demo_data
 from eid.errors import EIDError
 
 

@@ -20,7 +20,7 @@ from eid.export import METADATA_KEYS, export_bioimageio, export_onnx
 from eid.export.graph import smooth_image
 from eid.inference.backends import onnx_method
 from eid.models import DehazerConfig, DehazerNet
-from eid.models.dehazer import load_dehazer
+from eid.models.dehazer_files import load_dehazer
 from eid.weights import save_weights
 from eid.zoo import resolve_model
 

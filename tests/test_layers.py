@@ -7,7 +7,7 @@ The layers, lowest first (``docs/architecture.md`` draws them):
 2. ``physics``, ``models``, ``losses``, ``transforms``, ``baselines``: the maths
 3. ``training``, ``inference``, ``metrics``, ``synth``, ``video``: what uses the maths
 4. ``report``, ``prepare``: what consumes training, inference and metrics (dataset builders use synth + metrics)
-5. ``demo``, ``napari``, ``cli``, ``eid`` itself: the applications and the flat API
+5. ``demo`` (and its data, ``demo_data``), ``napari``, ``cli``, ``eid`` itself: the applications and the flat API
 
 Every ``import`` counts, also those inside functions (lazy imports are still dependencies). The AST is read,
 nothing is imported.
@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("eid.physics", "eid.models", "eid.losses", "eid.transforms", "eid.baselines"),
     ("eid.training", "eid.inference", "eid.metrics", "eid.synth"),
     ("eid.report", "eid.prepare", "eid.export"),
-    ("eid.demo", "eid.napari", "eid.cli", "eid.__main__", "eid"),
+    ("eid.demo", "eid.demo_data", "eid.napari", "eid.cli", "eid.__main__", "eid"),
 )
 
 

@@ -128,7 +128,7 @@ def _held_out(name: str, shared: Path | None) -> torch.Tensor:
                 for j in range(384, 512, 64)
             ]
         )
-    from eid.demo import bundled_image
+    from eid.demo_data import bundled_image
 
     photo = bundled_image("coffee", 192)
     return photo[None, :, :96, photo.shape[-1] * 2 // 3 :][..., :96]

@@ -10,7 +10,8 @@ import torch
 
 from eid.data.video import VideoReader, VideoWriter
 from eid.errors import EIDError
-from eid.inference.video import FlickerMeter, TemporalSmoother, dehaze_video, flicker
+from eid.inference.temporal import FlickerMeter, TemporalSmoother, flicker
+from eid.inference.video import dehaze_video
 
 
 def moving_clip(frames: int = 12, height: int = 32, width: int = 48, seed: int = 0) -> torch.Tensor:

@@ -55,14 +55,12 @@ def dehaze(
         help="Images with a side above this are processed in tiles of this side, blended over "
         "--overlap pixels (memory independent of image size); 0 disables tiling. --method dcp is never tiled. "
         "Default: 512 times the model's space-to-depth factor (2048 for the fast preset's dehazer).",
-        show_default=False,
     ),
     overlap: int | None = typer.Option(
         None,
         "--overlap",
         help="Overlap between neighbouring tiles in pixels. Default: 64, or twice the receptive "
         "radius of a norm-free model if larger, which makes its tiling exact; at most three quarters of the tile.",
-        show_default=False,
     ),
     tile_norm: str = typer.Option(
         "auto",
@@ -135,7 +133,7 @@ def dehaze(
         0.0,
         "--temporal-smoothing",
         help="Videos: strength in [0,1) of the flicker-reducing temporal smoothing "
-        "of the output (0 = off; see eid.inference.video.TemporalSmoother).",
+        "of the output (0 = off; see eid.inference.temporal.TemporalSmoother).",
     ),
 ) -> None:
     """Dehaze images and videos, keeping each file's size, format, bit depth and channels.
@@ -246,7 +244,6 @@ def _flicker(report: VideoReport) -> str:
     """The report's flicker figures; undefined (NaN) when no pixel of the input stays still between frames."""
     if math.isnan(report.flicker_input):
         return "flicker n/a (no static region in the input)"
-    smoothed = (
-        "" if report.flicker_smoothed is None else f", smoothed {report.flicker_smoothed:.4f}"
-    )
-    return f"flicker input {report.flicker_input:.4f}, output {report.flicker_raw:.4f}{smoothed}"
+    smoothed = report.flicker_smoothed
+    also = "" if smoothed is None else f", smoothed {smoothed:.4f}"
+    return f"flicker input {report.flicker_input:.4f}, output {report.flicker_raw:.4f}{also}"

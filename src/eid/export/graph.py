@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from eid.baselines.dcp import DarkChannelPrior
-from eid.models.dehazer import DehazerNet, load_dehazer
+from eid.models.dehazer import DehazerNet
+from eid.models.dehazer_files import load_dehazer
 from eid.models.scattering import VEIL_FACTOR
 from eid.physics import ScatteringHaze
 

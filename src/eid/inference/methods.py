@@ -207,7 +207,7 @@ def build_method(
             raise EIDError(
                 "--method eid needs --model RUN (a folder written by eid train); or use --method dcp"
             )
-        from eid.models.dehazer import load_dehazer
+        from eid.models.dehazer_files import load_dehazer
         from eid.zoo import resolve_model
 
         net, physics, config = load_dehazer(

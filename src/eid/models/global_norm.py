@@ -53,12 +53,20 @@ def image_normalising_layers(modules: Sequence[nn.Module]) -> list[nn.Module]:
     found: list[nn.Module] = []
     for module in modules:
         for layer in module.modules():
-            pointwise = (
-                getattr(layer, "track_running_stats", False) and not layer.training
-            )  # batch-norm-like
+            # batch-norm-like: normalised by running statistics, not by the input's
+            pointwise = getattr(layer, "track_running_stats", False) and not layer.training
             if isinstance(layer, _NORM_LAYERS) and not pointwise:
                 found.append(layer)
     return list(dict.fromkeys(found))
+
+
+@contextlib.contextmanager
+def _pre_hooks(layers: list[nn.Module], hook: Callable[[nn.Module, tuple], None]) -> Iterator[None]:
+    """Context in which ``hook(layer, inputs)`` runs before every call of each of ``layers``."""
+    with contextlib.ExitStack() as stack:
+        for layer in layers:
+            stack.enter_context(layer.register_forward_pre_hook(hook))
+        yield
 
 
 def _groups(layer: nn.Module, channels: int) -> int:
@@ -172,12 +180,8 @@ class GlobalNormStatistics:
                 raise ValueError("record norm statistics on one reference image at a time")
             self._records[layer].append(_group_moments(x, _groups(layer, x.shape[1])))
 
-        handles = [layer.register_forward_pre_hook(record) for layer in self.layers]
-        try:
+        with _pre_hooks(self.layers, record):
             yield
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def clear(self) -> None:
         """Forget the recorded statistics (layers keep their own until :meth:`measuring` fills them)."""
@@ -190,12 +194,8 @@ class GlobalNormStatistics:
         def count(layer: nn.Module, inputs: tuple[Tensor, ...]) -> None:
             calls[0] += 1
 
-        handles = [layer.register_forward_pre_hook(count) for layer in self.layers]
-        try:
+        with _pre_hooks(self.layers, count):
             forward()
-        finally:
-            for handle in handles:
-                handle.remove()
         return calls[0]
 
     @contextlib.contextmanager
@@ -213,12 +213,8 @@ class GlobalNormStatistics:
                 raise StopForward
             moments.calls_seen += 1
 
-        handles = [layer.register_forward_pre_hook(measure) for layer in self.layers]
-        try:
+        with _pre_hooks(self.layers, measure):
             yield moments
-        finally:
-            for handle in handles:
-                handle.remove()
         if moments.layer is not None:
             self._records.setdefault(moments.layer, []).append(moments.result())
 

@@ -69,7 +69,7 @@ def fit_eid(
     """
     from eid.config import save_config
     from eid.data.datasets import HazyFolder, PairedFolder
-    from eid.models.dehazer import copy_operator
+    from eid.models.dehazer_files import copy_operator
     from eid.models.discriminators import min_side
 
     run_dir = Path(run_dir)

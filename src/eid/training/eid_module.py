@@ -10,20 +10,18 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from eid.baselines.dcp import DarkChannelPrior
 from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.models.dehazer import DehazerNet
 from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.density import PerImageDensity
-from eid.physics.observed import ObservedHaze
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
-from eid.training.eid_operator import CheckpointedOperator, build_operator
+from eid.training.eid_operator import density_operator, frozen_operator, observed_operator
+from eid.training.eid_samples import SampleColumns
 from eid.training.progress import total_batches
 from eid.training.run_folder import RunFolder
 from eid.transforms import build_group
@@ -32,7 +30,7 @@ from eid.weights import save_weights
 __all__ = ["EIDModule"]
 
 
-class EIDModule(L.LightningModule):
+class EIDModule(SampleColumns, L.LightningModule):
     """Lightning module of stage 2 (manual optimisation: one Adam step for ``f``, one for ``D`` if on).
 
     Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for an analytic oracle with per-image
@@ -62,32 +60,11 @@ class EIDModule(L.LightningModule):
         self.save_hyperparameters({"config": config_to_dict(config)})
         self.automatic_optimization = False
         self.dehazer = DehazerNet(config.model)
-        physics = (
-            build_operator(config, winograd)
-            if physics is None
-            else physics.eval().requires_grad_(False)
-        )
-        if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
-            physics = CheckpointedOperator(physics)
+        physics = frozen_operator(config, physics, winograd)
         self.__dict__["physics"] = physics
+        self.__dict__["per_image_density"] = density_operator(config, physics)
         self.spread = config.density_spread > 1 and hasattr(physics, "maps")
-        if config.density_spread > 1 and not self.spread:
-            rank_zero_warn(
-                f"density_spread {config.density_spread} is ignored: the operator has no haze density "
-                "(only a scattering operator has one)"
-            )
-        self.__dict__["per_image_density"] = (
-            PerImageDensity(physics, config.density_range)
-            if config.density == "per_image" or self.spread
-            else None
-        )
-        self.__dict__["observed_haze"] = (
-            ObservedHaze(self.dehazer.dcp if config.model.input == "dcp" else DarkChannelPrior(
-                grey_airlight=config.model.dcp_airlight == "grey"
-            ))
-            if config.haze == "observed"
-            else None
-        )  # fmt: skip
+        self.__dict__["observed_haze"] = observed_operator(config, self.dehazer)
         self.group_rng = torch.Generator().manual_seed(config.seed)
         self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
         self.equivariance = EquivarianceLoss(
@@ -164,14 +141,14 @@ class EIDModule(L.LightningModule):
         """``f(y)`` and the loss terms ``{"mc", "eq", "loss"}`` for one hazy batch (through ``H_s`` with each
         image's density fitted to the dehazer's input estimate when ``density: per_image``, through each image's
         own DCP maps with ``haze: observed``)."""
-        z = self._network_input(y, physics)
+        z = self.network_input(y, physics)
         x_net = self.dehazer.from_network_input(z)
         if self.per_image_density is not None:
             physics = self.per_image_density
             if self.config.density == "per_image":
                 physics.fit(z, y)
         target = y
-        if self.observed_haze is not None:  # fitted to y by _network_input
+        if self.observed_haze is not None:  # fitted to y by network_input
             physics = self.observed_haze
             target = physics.reachable
         mc = self.haze_consistency(y=target, x_net=x_net, physics=physics)
@@ -179,7 +156,7 @@ class EIDModule(L.LightningModule):
         eq = self.equivariance(x_net=x_net, physics=eq_physics, model=self.dehazer)
         return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
 
-    def _network_input(self, y: Tensor, physics: nn.Module) -> Tensor:
+    def network_input(self, y: Tensor, physics: nn.Module) -> Tensor:
         """The dehazer's input ``z`` for ``y``. With ``haze: observed`` the batch's DCP maps are fitted first, and a
         DCP-input dehazer takes their recovery rather than running DCP on the same images again."""
         if self.observed_haze is None:
@@ -248,38 +225,6 @@ class EIDModule(L.LightningModule):
             prog_bar=True,
         )
         self.log("val/ssim", ssim(x_net, batch["clear"]).mean(), batch_size=n, sync_dist=True)
-
-    def sample_columns(self, batch: dict[str, Any]) -> list[Tensor]:
-        """Columns of the per-epoch grid: hazy, [network input], f(y), H(f(y)), [t(f(y)),] [clear].
-
-        The network input is ``H^dagger(y)`` or ``DCP(y)``; ``t(f(y))`` is a scattering operator's transmission
-        (with ``haze: observed``, ``t_hat(y)``).
-        """
-        y = batch["hazy"].to(self.device)
-        physics = self.physics_for(
-            {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
-        )
-        # H^dagger(y) (or DCP(y)) computed once for f and for the grid
-        z = self._network_input(y, physics)
-        x_net = self.dehazer.from_network_input(z)
-        columns = [y] if z is y else [y, z]
-        if (
-            self.observed_haze is not None
-        ):  # the losses' H_y and its transmission t_hat(y), fitted to y above
-            physics = self.observed_haze
-            columns += [x_net, physics.A(x_net), physics.transmission.expand_as(x_net)]
-        # a scattering operator: its maps once for H(f(y)) and the grid, at the density the losses use
-        elif hasattr(physics, "maps"):
-            maps = physics.maps(x_net)
-            if self.config.density == "per_image":
-                density = self.per_image_density.fit(z, y).density
-                maps["transmission"] = maps["transmission"] ** density
-            columns += [x_net, physics.A(x_net, **maps), maps["transmission"].expand_as(x_net)]
-        else:
-            columns += [x_net, physics.A(x_net)]
-        if "clear" in batch:
-            columns.append(batch["clear"].to(self.device))
-        return columns
 
     # -- export and resume ------------------------------------------------------------------------
     def export(self, run_dir: str | Path) -> None:

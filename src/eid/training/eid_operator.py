@@ -6,8 +6,13 @@ import functools
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from eid.baselines.dcp import DarkChannelPrior
+from eid.models.dehazer import DehazerNet
+from eid.physics.density import PerImageDensity
+from eid.physics.observed import ObservedHaze
 from eid.training.eid_config import EIDConfig
 
 
@@ -26,6 +31,45 @@ def build_operator(config: EIDConfig, winograd: bool = True) -> nn.Module:
 
         physics = load_operator(config.operator, winograd=winograd)
     return physics.eval().requires_grad_(False)
+
+
+def frozen_operator(
+    config: EIDConfig, physics: nn.Module | None = None, winograd: bool = True
+) -> nn.Module:
+    """Stage 2's ``H``: ``physics`` frozen (built by :func:`build_operator` when not given), and wrapped in
+    :class:`CheckpointedOperator` with ``checkpoint_operator`` unless it has per-pixel buffers (an analytic oracle)."""
+    physics = (
+        build_operator(config, winograd)
+        if physics is None
+        else physics.eval().requires_grad_(False)
+    )
+    if config.checkpoint_operator and not any(b.ndim == 4 for b in physics.buffers()):
+        return CheckpointedOperator(physics)
+    return physics
+
+
+def density_operator(config: EIDConfig, physics: nn.Module) -> PerImageDensity | None:
+    """``physics`` at per-image haze densities, for ``density: per_image`` or a ``density_spread`` above 1; ``None``
+    without either. The spread needs a scattering operator's density, and is ignored with a warning otherwise."""
+    spread = config.density_spread > 1 and hasattr(physics, "maps")
+    if config.density_spread > 1 and not spread:
+        rank_zero_warn(
+            f"density_spread {config.density_spread} is ignored: the operator has no haze density "
+            "(only a scattering operator has one)"
+        )
+    if config.density == "per_image" or spread:
+        return PerImageDensity(physics, config.density_range)
+    return None
+
+
+def observed_operator(config: EIDConfig, dehazer: DehazerNet) -> ObservedHaze | None:
+    """Each hazy image's own haze as DCP reads it, for ``haze: observed`` (the dehazer's own DCP when its input is
+    DCP, so that input and operator share one airlight); ``None`` otherwise."""
+    if config.haze != "observed":
+        return None
+    if config.model.input == "dcp":
+        return ObservedHaze(dehazer.dcp)
+    return ObservedHaze(DarkChannelPrior(grey_airlight=config.model.dcp_airlight == "grey"))
 
 
 class CheckpointedOperator(nn.Module):

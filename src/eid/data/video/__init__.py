@@ -12,7 +12,8 @@ tensors in ``[0, 1]`` (RGB; grey videos are decoded as RGB).
   one replicated row/column. The file is written to a temporary name and moved into place when the
   writer is closed cleanly.
 
-Video dehazing, temporal smoothing and the flicker measure are in :mod:`eid.inference.video`.
+Video dehazing is in :mod:`eid.inference.video`, temporal smoothing and the flicker measure in
+:mod:`eid.inference.temporal`.
 """
 
 from eid.data.video.reader import (
