@@ -126,3 +126,56 @@ def test_stage2_runs_dcp_once_on_the_hazy_batch(
     assert len(inputs) == 2 and torch.equal(inputs[0], y) and not torch.equal(inputs[1], y)
     monkeypatch.setattr(dcp, "estimate", estimate)
     assert torch.equal(x_net, module.dehazer(y))
+
+
+def test_the_natural_preset_trains_from_hazy_images_alone(
+    eid_cli, tmp_path, rng: torch.Generator
+) -> None:
+    """Its losses haze through each image's own maps: no stage-1 operator, no clear images; resume and dehaze work."""
+    from eid.config import read_yaml
+    from eid.data.io import read_image, write_image
+
+    for i, image in enumerate(hazy_scene(rng)):
+        write_image(tmp_path / "hazy" / f"{i}.png", image)
+    args = (
+        "--hazy",
+        tmp_path / "hazy",
+        "--out",
+        tmp_path / "run",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+    )
+    run = eid_cli("train", *args, "--preset", "natural", "--max-steps", "2")
+    assert run.code == 0, run.err
+    assert "no stage-1 operator" in run.err  # the start line (progress goes to stderr)
+    assert (tmp_path / "run" / "dehazer.safetensors").is_file()
+    assert not (tmp_path / "run" / "operator.safetensors").exists()
+    assert read_yaml(tmp_path / "run" / "dehazer.yaml")["operator"] == "none"
+    assert "--operator" not in read_yaml(tmp_path / "run" / "inputs.yaml")
+    assert (
+        "- operator: none (each image's own DCP maps)"
+        in (tmp_path / "run" / "MODEL.md").read_text()
+    )
+    resumed = eid_cli("train", *args, "--resume", "--max-steps", "3")
+    assert resumed.code == 0, resumed.err
+    dehazed = eid_cli(
+        "dehaze", "--model", tmp_path / "run", tmp_path / "hazy", "--out", tmp_path / "out"
+    )
+    assert dehazed.code == 0, dehazed.err
+    hazy, out = (read_image(tmp_path / folder / "0.png")[0] for folder in ("hazy", "out"))
+    assert out.shape == hazy.shape and (out - hazy).abs().mean() > 0.05  # DCP's start removes haze
+
+
+def test_a_preset_whose_losses_need_an_operator_asks_for_one(eid_cli, tmp_path, rng) -> None:
+    from eid.data.io import write_image
+
+    write_image(tmp_path / "hazy" / "0.png", hazy_scene(rng, n=1)[0])
+    run = eid_cli(
+        "train", "--hazy", tmp_path / "hazy", "--out", tmp_path / "run"
+    )  # the fast preset
+    assert "no operator" in run.error_line() and "--operator" in run.error_line()
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(EIDError, match="haze: observed"):
+        EIDConfig(operator="none", haze="observed", model=DehazerConfig(input="pinv"))

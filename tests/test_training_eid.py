@@ -175,6 +175,7 @@ def test_cli_trains_with_asm_oracle(tmp_path: Path, asm_oracle: tuple[str, ...])
     assert result.exit_code == 0, result.output
     dehazer, _, saved = load_dehazer(tmp_path / "run")
     assert saved["asm_transmission"] == 0.6 and dehazer.config.channels == 1
+    assert "- operator: asm (the analytic oracle)" in (tmp_path / "run" / "MODEL.md").read_text()
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0  # refuses to overwrite a run
 

@@ -26,7 +26,7 @@ def train(
     operator: str | None = typer.Option(
         None,
         "--operator",
-        help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA), a shipped model's name (its operator; eid models) or 'asm' (analytic oracle). Required for a new run.",
+        help="Stage-1 run folder (learned H = G_AB, H^dagger = G_BA), a shipped model's name (its operator; eid models) or 'asm' (analytic oracle). Required for a new run, unless the preset hazes through each image's own DCP maps (natural): stage 2 then needs no stage 1 and no clear images.",
     ),
     out: Path = opt.OUT,
     preset: str | None = typer.Option(
@@ -92,13 +92,18 @@ def train(
     """
     from eid.config import config_from_dict, config_to_dict, load_config, read_yaml, saved_config
     from eid.data.datasets import data_channels
-    from eid.errors import EIDError
     from eid.physics.learned import operator_channels, read_operator_config
     from eid.run_layout import DEHAZER
     from eid.training.callbacks import LearningRates
     from eid.training.checkpoints import load_checkpoint
     from eid.training.eid import fit_eid
-    from eid.training.eid_config import EIDConfig, with_operator_white, with_prior
+    from eid.training.eid_config import (
+        ANALYTIC_OPERATOR,
+        NO_OPERATOR,
+        EIDConfig,
+        with_operator_white,
+        with_prior,
+    )
     from eid.training.init_from import check_model, source_model
     from eid.training.limits import DEHAZER_LIMITS, check_limits
     from eid.training.run_folder import RunFolder, is_ddp_worker
@@ -134,20 +139,20 @@ def train(
         cfg = saved_config(EIDConfig, {**saved, **changes}, where="eid config")
     else:
         ckpt = None
-        if operator is None:
-            raise EIDError(
-                "--operator is required for a new run; give a stage-1 run folder, a shipped model or 'asm'"
-            )
-        if operator != "asm":
+        if (
+            operator is None
+        ):  # EIDConfig refuses it unless the losses need no operator (haze: observed)
+            operator = NO_OPERATOR
+        elif operator != ANALYTIC_OPERATOR:
             operator = str(resolve_model(operator))
             inputs["--operator"] = operator
         folder.check_new(inputs)
-        if operator == "asm":
+        if operator in (ANALYTIC_OPERATOR, NO_OPERATOR):
             channels = data_channels({"--hazy": hazy})
         else:  # the dehazer works in the channels of the operator H it is trained through
             channels = operator_channels(read_operator_config(operator))
         overrides = _overrides(
-            operator=operator if operator == "asm" else str(Path(operator).resolve()),
+            operator=operator if operator in (ANALYTIC_OPERATOR, NO_OPERATOR) else str(Path(operator).resolve()),
             group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, batch_size=batch_size, crop=crop,
             seed=seed, white=white,
         ) | changes  # fmt: skip
@@ -175,7 +180,12 @@ def train(
         haze = (
             f"operator {cfg.operator}"
             if cfg.haze == "learned"
-            else f"each image's own haze (DCP maps; operator {cfg.operator} unused by the losses)"
+            else "each image's own haze (DCP maps; "
+            + (
+                "no stage-1 operator)"
+                if cfg.operator == NO_OPERATOR
+                else f"operator {cfg.operator} unused by the losses)"
+            )
         )
         console.print(
             f"stage 2: {haze}, group {cfg.group}, alpha {cfg.alpha}, {prior}, "
@@ -185,7 +195,8 @@ def train(
     with folder.starting(resume):
         if not is_ddp_worker() and ckpt is None:
             folder.path.mkdir(parents=True, exist_ok=True)
-            folder.record_inputs({"--hazy": hazy, "--operator": cfg.operator, "--clear": list(cfg.clear) or None,
+            operator_given = None if cfg.operator == NO_OPERATOR else cfg.operator
+            folder.record_inputs({"--hazy": hazy, "--operator": operator_given, "--clear": list(cfg.clear) or None,
                                   "--init-from": start_from}, preset or "fast")  # fmt: skip
         fit_eid(
             cfg, hazy, out, val_hazy=val_hazy, val_clear=val_clear, ckpt=ckpt, workers=machine.workers, init_from=start_from,

@@ -27,7 +27,7 @@ from eid.config import config_to_dict
 from eid.errors import EIDError
 from eid.run_layout import DEHAZER
 from eid.training.data import ImageDataModule
-from eid.training.eid_config import EIDConfig, with_operator_white
+from eid.training.eid_config import ANALYTIC_OPERATOR, EIDConfig, with_operator_white
 from eid.training.eid_data import SameCropEveryEpoch, SynthASMFolder, synth_root
 from eid.training.eid_module import EIDModule
 from eid.training.init_from import load_initial_weights
@@ -85,8 +85,10 @@ def fit_eid(
         not is_ddp_worker()
     ):  # rank 0 writes the config the DDP workers read, new or resumed (as fit_operator)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None and cfg.operator != "asm":  # a new run: make the folder self-contained
-            copy_operator(cfg.operator, run_dir)
+        if (
+            ckpt is None and cfg.operator_run is not None
+        ):  # a new run: make the folder self-contained
+            copy_operator(cfg.operator_run, run_dir)
         save_config(cfg, RunFolder(run_dir).config)
     if cfg.adversarial_weight > 0 and not clear:
         raise EIDError(
@@ -98,7 +100,7 @@ def fit_eid(
     crop = cfg.crop or None
     channels = cfg.model.channels
     hazy = [Path(p) for p in hazy]
-    if cfg.operator == "asm" and cfg.asm_transmission is None:
+    if cfg.operator == ANALYTIC_OPERATOR and cfg.asm_transmission is None:
         train_set = SynthASMFolder(
             synth_root(hazy), crop=crop, channels=channels, seed=cfg.seed, white=cfg.white
         )

@@ -17,6 +17,10 @@ from eid.transforms import parse_group
 SCHEDULES = ("cosine", "constant")
 DENSITIES = ("fixed", "per_image")
 HAZES = ("learned", "observed")
+ANALYTIC_OPERATOR = "asm"
+"""``operator`` of the analytic oracle (:class:`~eid.physics.ASMHaze`)."""
+NO_OPERATOR = "none"
+"""``operator`` of a run that needs none (``haze: observed``)."""
 
 
 @dataclass
@@ -24,7 +28,8 @@ class EIDConfig:
     """Everything that defines a stage-2 run (saved in ``dehazer.yaml`` and in every checkpoint). The defaults are
     the ``fast`` preset (``eid/configs/dehazer/fast.yaml``), what ``eid train`` uses unless told otherwise.
 
-    :param str operator: ``asm`` (analytic oracle) or the path of a stage-1 run folder.
+    :param str operator: ``asm`` (analytic oracle), the path of a stage-1 run folder, or ``none``: no operator, for
+        ``haze: observed``, which needs none (a dehazer trained from hazy images alone, no clear images either).
     :param float asm_transmission: constant ``t`` of the ASM oracle when the data carry no per-image
         parameters (``None`` = read them from the batch).
     :param float asm_airlight: constant airlight of the ASM oracle (same rule).
@@ -78,7 +83,7 @@ class EIDConfig:
         "winograd": "it is a machine setting now: fit_eid(..., winograd=...)",
     }
 
-    operator: str = "asm"
+    operator: str = ANALYTIC_OPERATOR
     asm_transmission: float | None = None
     asm_airlight: float | None = None
     group: str = "rot90"
@@ -109,6 +114,11 @@ class EIDConfig:
     checkpoint_every_n_epochs: int = 0
     white: str | float | None = None
 
+    @property
+    def operator_run(self) -> str | None:
+        """The stage-1 run folder ``operator`` names (``None`` for the analytic oracle and for no operator)."""
+        return None if self.operator in (ANALYTIC_OPERATOR, NO_OPERATOR) else self.operator
+
     def __post_init__(self) -> None:
         parse_group(self.group)
         if self.white is not None:
@@ -136,6 +146,12 @@ class EIDConfig:
                 "haze: observed reads each image's haze from it; density and density_spread apply to a "
                 "learned operator, so set density: fixed and density_spread: 1 (or haze: learned)"
             )
+        if self.operator == NO_OPERATOR and (self.haze != "observed" or self.model.input == "pinv"):
+            raise EIDError(
+                "no operator: only haze: observed (each image's own DCP maps) trains without one, with model.input "
+                "hazy or dcp; give --operator (a stage-1 run folder, a shipped model or 'asm') or use such a preset "
+                "(natural)"
+            )
         if self.density == "per_image" and self.model.input == "hazy":
             raise EIDError(
                 "density: per_image fits each image's density to the dehazer's input estimate; "
@@ -155,12 +171,11 @@ def with_operator_white(cfg: EIDConfig) -> EIDConfig:
     """
     from eid.physics.learned import operator_white, read_operator_config
 
-    trained = (
-        "dtype" if cfg.operator == "asm" else operator_white(read_operator_config(cfg.operator))
-    )
+    run = cfg.operator_run
+    trained = "dtype" if run is None else operator_white(read_operator_config(run))
     if cfg.white is None:
         return dataclasses.replace(cfg, white=trained)
-    if cfg.white != trained and cfg.operator != "asm":
+    if cfg.white != trained and run is not None:
         raise EIDError(
             f"white {cfg.white} differs from the operator's ({trained}), the scale it learned the haze on; "
             "drop --white or retrain the operator with it"
@@ -181,10 +196,10 @@ def with_prior(
     if clear:
         return dataclasses.replace(cfg, clear=tuple(str(Path(c).resolve()) for c in clear))
     recorded: list[str] = []
-    if cfg.operator != "asm":
+    if cfg.operator_run is not None:
         from eid.physics.learned import read_operator_config
 
-        recorded = list(read_operator_config(cfg.operator).get("data", {}).get("clear", []))
+        recorded = list(read_operator_config(cfg.operator_run).get("data", {}).get("clear", []))
     for folder in recorded:
         if not _names_something(folder):
             raise EIDError(

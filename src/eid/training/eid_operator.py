@@ -13,14 +13,19 @@ from eid.baselines.dcp import DarkChannelPrior
 from eid.models.dehazer import DehazerNet
 from eid.physics.density import PerImageDensity
 from eid.physics.observed import ObservedHaze
-from eid.training.eid_config import EIDConfig
+from eid.training.eid_config import ANALYTIC_OPERATOR, NO_OPERATOR, EIDConfig
 
 
 def build_operator(config: EIDConfig, winograd: bool = True) -> nn.Module:
     """The frozen haze operator ``H`` named by ``config.operator`` (in eval mode, no gradients); ``winograd``
     builds a learned operator's generators with Winograd layers (a machine setting: same results on CPU,
-    :mod:`eid.models.winograd`)."""
-    if config.operator == "asm":
+    :mod:`eid.models.winograd`). With no operator (``haze: observed``, whose losses haze through each image's own
+    maps) it is the identity, which nothing trains through."""
+    if config.operator == NO_OPERATOR:
+        from deepinv.physics import Physics
+
+        physics = Physics()
+    elif config.operator == ANALYTIC_OPERATOR:
         from eid.physics import ASMHaze
 
         t = 1.0 if config.asm_transmission is None else config.asm_transmission

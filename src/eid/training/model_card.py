@@ -104,10 +104,9 @@ def write_model_card(
         else []
     )
     for stem in (OPERATOR, DEHAZER) if stage == DEHAZER else (OPERATOR,):
-        lines += [
-            f"- {stem}: "
-            + ", ".join(f"{k}={v}" for k, v in _pick(_read(source / f"{stem}.yaml"), KEYS[stem]))
-        ]
+        picked = _pick(_read(source / f"{stem}.yaml"), KEYS[stem])
+        described = ", ".join(f"{k}={v}" for k, v in picked) or _no_operator(source)
+        lines += [f"- {stem}: {described}"]
     lines += [f"- {name}: {value}" for name, value in training.items()]
     lines += ["", "## Validation", ""] + _validation(source, held_out)
     lines += ["", "## Intended use", "", intended_use, "", "## Known limits", "", limits, ""]
@@ -149,6 +148,14 @@ def _operator_training(operator: Path) -> str | None:
     if (operator / f"{DEHAZER}.yaml").is_file():
         return _recorded_training(operator, "stage 1 training")
     return _recorded_training(operator)
+
+
+def _no_operator(source: Path) -> str:
+    """What a stage-2 run without a stage-1 operator trained through: the analytic oracle, or each image's own maps."""
+    operator = _read(source / f"{DEHAZER}.yaml").get("operator")
+    return {"asm": "asm (the analytic oracle)", "none": "none (each image's own DCP maps)"}.get(
+        operator, f"{operator} (not found)"
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:
