@@ -9,9 +9,9 @@ Tasks (the data are fixed; ``--seeds`` reseeds both trainings):
   0-479 give the hazy training crops, columns 480-740 the non-overlapping 128x128 test grid; the unpaired
   clear crops come from other bundled photos (astronaut, coffee, chelsea, rocket).
 
-For each seed: stage 1 and stage 2 with ``--preset TASK --seed S`` (plus the step budget), then
-``eid dehaze`` with DCP, the operator's ``H^dagger`` alone (``--method cyclegan``) and EID, and
-``eid evaluate`` against the clear test crops. Prints a markdown table: mean and spread (min-max) over
+DCP runs once, with its airlight as picked (``--method dcp``) and averaged to grey (``dcp-grey``). For each seed:
+stage 1 and stage 2 with ``--preset TASK --seed S`` (plus the step budget), then ``eid dehaze`` with the operator's
+``H^dagger`` alone (``--method cyclegan``) and EID, and ``eid evaluate`` against the clear test crops. Prints a markdown table: mean and spread (min-max) over
 the seeds, and the wall time of each stage.
 
 Run: .venv/bin/python benchmarks/bench_quality_cli.py --task natural [--seeds 0,1] [--stage1-steps N] [--steps N]
@@ -139,16 +139,19 @@ def main() -> None:
     results["hazy input"] = [
         scores(root / "test-hazy", root / "test-clear", args.out / "hazy.json")
     ]
-    eid(
-        "dehaze",
-        "--method",
-        "dcp",
-        str(root / "test-hazy"),
-        "--out",
-        str(args.out / "dcp"),
-        *threads,
-    )
-    results["DCP"] = [scores(args.out / "dcp", root / "test-clear", args.out / "dcp.json")]
+    for name, method in (("DCP", "dcp"), ("DCP, grey airlight", "dcp-grey")):
+        eid(
+            "dehaze",
+            "--method",
+            method,
+            str(root / "test-hazy"),
+            "--out",
+            str(args.out / method),
+            *threads,
+        )
+        results[name] = [
+            scores(args.out / method, root / "test-clear", args.out / f"{method}.json")
+        ]
     for seed in args.seeds.split(","):
         run = args.out / f"seed{seed}"
         budget1 = ["--max-steps", str(args.stage1_steps)] if args.stage1_steps else []

@@ -32,6 +32,16 @@ def test_grey_airlight_is_the_picked_colours_mean(rng: torch.Generator) -> None:
     assert torch.allclose(grey.estimate(y)[2], a_grey)  # the recovery uses it
 
 
+def test_the_grey_dcp_is_a_dehaze_method(rng: torch.Generator) -> None:
+    from eid.inference import build_method
+
+    y = hazy_scene(rng)
+    grey = build_method("dcp-grey", device="cpu")
+    assert grey.name == "dcp-grey" and not grey.tileable
+    assert torch.equal(grey(y), DarkChannelPrior(grey_airlight=True)(y))
+    assert not torch.allclose(grey(y), build_method("dcp", device="cpu")(y))
+
+
 def test_dehazer_reads_its_dcp_airlight_and_the_export_keeps_it(rng: torch.Generator) -> None:
     y = hazy_scene(rng)
     net = DehazerNet(DehazerConfig(channels=3, scales=2, width=4, input="dcp", dcp_airlight="grey"))

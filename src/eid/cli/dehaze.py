@@ -36,7 +36,10 @@ def dehaze(
         show_default=False,
     ),
     method: str = typer.Option(
-        "eid", "--method", "-m", help="eid (needs --model), cyclegan (needs --operator) or dcp."
+        "eid",
+        "--method",
+        "-m",
+        help="eid (needs --model), cyclegan (needs --operator), dcp, dcp-grey.",
     ),
     model: Path | None = typer.Option(
         None,
@@ -53,7 +56,7 @@ def dehaze(
         None,
         "--tile",
         help="Images with a side above this are processed in tiles of this side, blended over "
-        "--overlap pixels (memory independent of image size); 0 disables tiling. --method dcp is never tiled. "
+        "--overlap pixels (memory independent of image size); 0 disables tiling. --method dcp(-grey) is never tiled. "
         "Default: 512 times the model's space-to-depth factor (2048 for the fast preset's dehazer).",
     ),
     overlap: int | None = typer.Option(
@@ -144,11 +147,11 @@ def dehaze(
     any file was skipped. An output that already exists is an error unless --overwrite or --skip-existing is given.
     """
     from eid.export.runtime import backend_method
-    from eid.inference import Dehazer, dehaze_paths, dehaze_video_file, is_video
+    from eid.inference import METHODS, Dehazer, dehaze_paths, dehaze_video_file, is_video
 
     set_threads(threads)
-    if method not in ("eid", "cyclegan", "dcp"):
-        raise EIDError(f"unknown --method {method!r}; use eid, cyclegan or dcp")
+    if method not in METHODS:
+        raise EIDError(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
     videos = [Path(item) for item in inputs if is_video(item) and Path(item).is_file()]
     images = [item for item in inputs if not (is_video(item) and Path(item).is_file())]
     if videos and is_video(out) and (len(videos) > 1 or images):

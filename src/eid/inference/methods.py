@@ -18,7 +18,7 @@ from eid.utils import resolve_device
 
 __all__ = ["METHODS", "Method", "build_method"]
 
-METHODS = ("eid", "cyclegan", "dcp")
+METHODS = ("eid", "cyclegan", "dcp", "dcp-grey")
 #: the CycleGAN ResNet generator down-samples twice by 2
 _GENERATOR_MULTIPLE = 4
 
@@ -168,7 +168,8 @@ def build_method(
     """The dehazing method ``name`` as a :class:`Method` on ``device``.
 
     * ``dcp``: :class:`eid.baselines.dcp.DarkChannelPrior` with its default parameters; not tiled
-      (the airlight is a whole-image estimate).
+      (the airlight is a whole-image estimate). ``dcp-grey``: the same with its airlight averaged to grey (the
+      ``natural`` preset's start: on small images the picked pixel is often a coloured object).
     * ``cyclegan``: the operator-only baseline, ``H^dagger`` of the stage-1 run ``operator``: ``G_BA``
       of a CycleGAN (``LearnedHaze.A_dagger``; sizes padded to a multiple of 4; tiled exactly, its radius known) or
       the physical inversion of a scattering operator (``ScatteringHaze.A_dagger``).
@@ -179,10 +180,11 @@ def build_method(
     torch.Size([1, 3, 16, 16])
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    if name == "dcp":
+    if name in ("dcp", "dcp-grey"):
         from eid.baselines.dcp import DarkChannelPrior
 
-        return Method(DarkChannelPrior().to(dev).eval(), name="dcp", tileable=False, device=dev)
+        dcp = DarkChannelPrior(grey_airlight=name == "dcp-grey")
+        return Method(dcp.to(dev).eval(), name=name, tileable=False, device=dev)
     if name == "cyclegan":
         if operator is None:
             raise EIDError(
