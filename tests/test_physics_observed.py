@@ -168,6 +168,11 @@ def test_the_natural_preset_trains_from_hazy_images_alone(
         "- operator: none (each image's own DCP maps)"
         in (tmp_path / "run" / "MODEL.md").read_text()
     )
+    unused = eid_cli("train", *args[:3], tmp_path / "run2", *args[4:], "--preset", "natural", "--max-steps", "1",
+                     "--clear", tmp_path / "hazy")  # fmt: skip
+    assert (
+        unused.code == 0 and "--clear is not used" in unused.err
+    )  # the preset's prior weight is 0
     resumed = eid_cli("train", *args, "--resume", "--max-steps", "3")
     assert resumed.code == 0, resumed.err
     dehazed = eid_cli(

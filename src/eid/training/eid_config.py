@@ -4,6 +4,7 @@ scale, :func:`with_operator_white`; its clear folders for the adversarial prior,
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -189,8 +190,15 @@ def with_prior(
     """``cfg`` with its adversarial prior resolved: on (the preset's weight) with ``clear``, else with the clear
     folders recorded by stage 1, else off; ``prior=False`` turns it off.
 
-    A recorded folder that has gone is an error naming it and both remedies, not a silent fallback.
+    A recorded folder that has gone is an error naming it and both remedies, not a silent fallback; ``clear`` given to
+    a config without a prior weight is a warning.
     """
+    if prior and clear and cfg.adversarial_weight <= 0:
+        warnings.warn(
+            "--clear is not used: the config's adversarial_weight is 0 (the natural preset's, measured); "
+            "set adversarial_weight in a --config file to train with the prior",
+            stacklevel=2,
+        )
     if not prior or cfg.adversarial_weight <= 0:
         return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
     if clear:
