@@ -44,7 +44,7 @@ def veiled(rng: torch.Generator, height: int, width: int) -> torch.Tensor:
         ({"norm": "instance", "circular_padding": False}, 48),
         ({"norm": "none"}, 48),  # circular padding alone
         ({"norm": "group", "unshuffle": 2}, 96),  # R = 23: 2R needs a larger tile
-        ({"norm": "group", "unshuffle": 2, "head": "affine"}, 96),  # the natural preset's dehazer
+        ({"norm": "group", "unshuffle": 2, "head": "affine"}, 96),  # the endoscopy preset's dehazer
         ({"norm": "group", "unshuffle": 4, "head": "affine"}, 144),  # the fast preset's (R = 51)
     ],
 )

@@ -97,7 +97,7 @@ def test_random_norm_free_model_exports_its_radius_and_scale(tmp_path):
     )  # so --backend onnx picks the same default tile
 
 
-@pytest.mark.parametrize("unshuffle", [2, 4])  # the natural and the fast presets
+@pytest.mark.parametrize("unshuffle", [2, 4])  # the endoscopy and the fast presets
 def test_the_default_architecture_exports(tmp_path, unshuffle):
     """Space-to-depth, group norm, circular padding and the affine head's padded bilinear field (the presets'
     dehazer), with an output layer that acts (it starts at zero)."""
