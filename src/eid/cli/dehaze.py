@@ -36,10 +36,7 @@ def dehaze(
         show_default=False,
     ),
     method: str = typer.Option(
-        "eid",
-        "--method",
-        "-m",
-        help="eid (needs --model), cyclegan (needs --operator), dcp, dcp-grey.",
+        "eid", "--method", "-m", help="eid (--model), cyclegan (--operator), dcp or dcp-grey."
     ),
     model: Path | None = typer.Option(
         None,
