@@ -98,7 +98,7 @@ def train(
     from eid.training.checkpoints import load_checkpoint
     from eid.training.eid import fit_eid
     from eid.training.eid_config import (
-        ANALYTIC_OPERATOR,
+        NAMED_OPERATORS,
         NO_OPERATOR,
         EIDConfig,
         with_operator_white,
@@ -139,20 +139,18 @@ def train(
         cfg = saved_config(EIDConfig, {**saved, **changes}, where="eid config")
     else:
         ckpt = None
-        if (
-            operator is None
-        ):  # EIDConfig refuses it unless the losses need no operator (haze: observed)
-            operator = NO_OPERATOR
-        elif operator != ANALYTIC_OPERATOR:
-            operator = str(resolve_model(operator))
+        # no --operator: EIDConfig refuses it unless the losses need none (haze: observed)
+        operator = NO_OPERATOR if operator is None else operator
+        if operator not in NAMED_OPERATORS:
+            operator = str(resolve_model(operator).resolve())
             inputs["--operator"] = operator
         folder.check_new(inputs)
-        if operator in (ANALYTIC_OPERATOR, NO_OPERATOR):
+        if operator in NAMED_OPERATORS:
             channels = data_channels({"--hazy": hazy})
         else:  # the dehazer works in the channels of the operator H it is trained through
             channels = operator_channels(read_operator_config(operator))
         overrides = _overrides(
-            operator=operator if operator in (ANALYTIC_OPERATOR, NO_OPERATOR) else str(Path(operator).resolve()),
+            operator=operator,
             group=group, alpha=alpha, asm_transmission=asm_t, asm_airlight=asm_a, batch_size=batch_size, crop=crop,
             seed=seed, white=white,
         ) | changes  # fmt: skip
@@ -177,16 +175,14 @@ def train(
             if cfg.adversarial_weight
             else "no prior"
         )
-        haze = (
-            f"operator {cfg.operator}"
-            if cfg.haze == "learned"
-            else "each image's own haze (DCP maps; "
-            + (
-                "no stage-1 operator)"
+        haze = f"operator {cfg.operator}"
+        if cfg.haze == "observed":
+            unused = (
+                "no stage-1 operator"
                 if cfg.operator == NO_OPERATOR
-                else f"operator {cfg.operator} unused by the losses)"
+                else f"{haze} unused by the losses"
             )
-        )
+            haze = f"each image's own haze (DCP maps; {unused})"
         console.print(
             f"stage 2: {haze}, group {cfg.group}, alpha {cfg.alpha}, {prior}, "
             f"precision {machine.resolved_precision} -> {out}",

@@ -85,9 +85,8 @@ def fit_eid(
         not is_ddp_worker()
     ):  # rank 0 writes the config the DDP workers read, new or resumed (as fit_operator)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if (
-            ckpt is None and cfg.operator_run is not None
-        ):  # a new run: make the folder self-contained
+        # a new run: make the folder self-contained
+        if ckpt is None and cfg.operator_run is not None:
             copy_operator(cfg.operator_run, run_dir)
         save_config(cfg, RunFolder(run_dir).config)
     if cfg.adversarial_weight > 0 and not clear:

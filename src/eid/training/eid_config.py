@@ -22,6 +22,8 @@ ANALYTIC_OPERATOR = "asm"
 """``operator`` of the analytic oracle (:class:`~eid.physics.ASMHaze`)."""
 NO_OPERATOR = "none"
 """``operator`` of a run that needs none (``haze: observed``)."""
+NAMED_OPERATORS = (ANALYTIC_OPERATOR, NO_OPERATOR)
+"""The ``operator`` values that name no stage-1 run folder."""
 
 
 @dataclass
@@ -118,7 +120,7 @@ class EIDConfig:
     @property
     def operator_run(self) -> str | None:
         """The stage-1 run folder ``operator`` names (``None`` for the analytic oracle and for no operator)."""
-        return None if self.operator in (ANALYTIC_OPERATOR, NO_OPERATOR) else self.operator
+        return None if self.operator in NAMED_OPERATORS else self.operator
 
     def __post_init__(self) -> None:
         parse_group(self.group)
@@ -195,8 +197,8 @@ def with_prior(
     """
     if prior and clear and cfg.adversarial_weight <= 0:
         warnings.warn(
-            "--clear is not used: the config's adversarial_weight is 0 (the natural preset's, measured); "
-            "set adversarial_weight in a --config file to train with the prior",
+            "--clear is not used: the config's adversarial_weight is 0; set adversarial_weight in a --config file "
+            "to train with the prior",
             stacklevel=2,
         )
     if not prior or cfg.adversarial_weight <= 0:

@@ -20,7 +20,12 @@ from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.density import PerImageDensity
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
-from eid.training.eid_operator import density_operator, frozen_operator, observed_operator
+from eid.training.eid_operator import (
+    density_operator,
+    frozen_operator,
+    observed_operator,
+    spreads_density,
+)
 from eid.training.eid_samples import SampleColumns
 from eid.training.progress import total_batches
 from eid.training.run_folder import RunFolder
@@ -63,7 +68,7 @@ class EIDModule(SampleColumns, L.LightningModule):
         physics = frozen_operator(config, physics, winograd)
         self.__dict__["physics"] = physics
         self.__dict__["per_image_density"] = density_operator(config, physics)
-        self.spread = config.density_spread > 1 and hasattr(physics, "maps")
+        self.spread = spreads_density(config, physics)
         self.__dict__["observed_haze"] = observed_operator(config, self.dehazer)
         self.group_rng = torch.Generator().manual_seed(config.seed)
         self.haze_consistency = HazeConsistencyLoss(config.loss_norm)
@@ -159,11 +164,10 @@ class EIDModule(SampleColumns, L.LightningModule):
     def network_input(self, y: Tensor, physics: nn.Module) -> Tensor:
         """The dehazer's input ``z`` for ``y``. With ``haze: observed`` the batch's DCP maps are fitted first, and a
         DCP-input dehazer takes their recovery rather than running DCP on the same images again."""
-        if self.observed_haze is None:
-            return self.dehazer.network_input(y, physics)
-        observed = self.observed_haze.fit(y)
-        if self.config.model.input == "dcp" and not y.requires_grad:
-            return observed.recovered
+        if self.observed_haze is not None:
+            self.observed_haze.fit(y)
+            if self.config.model.input == "dcp" and not y.requires_grad:  # the fit keeps no graph
+                return self.observed_haze.recovered
         return self.dehazer.network_input(y, physics)
 
     def _spread(self, physics: PerImageDensity, n: int) -> PerImageDensity:

@@ -53,10 +53,16 @@ def frozen_operator(
     return physics
 
 
+def spreads_density(config: EIDConfig, physics: nn.Module) -> bool:
+    """Whether the equivariance term re-hazes at spread densities: ``density_spread`` above 1 and an operator with
+    a density (a scattering operator's maps)."""
+    return config.density_spread > 1 and hasattr(physics, "maps")
+
+
 def density_operator(config: EIDConfig, physics: nn.Module) -> PerImageDensity | None:
     """``physics`` at per-image haze densities, for ``density: per_image`` or a ``density_spread`` above 1; ``None``
     without either. The spread needs a scattering operator's density, and is ignored with a warning otherwise."""
-    spread = config.density_spread > 1 and hasattr(physics, "maps")
+    spread = spreads_density(config, physics)
     if config.density_spread > 1 and not spread:
         rank_zero_warn(
             f"density_spread {config.density_spread} is ignored: the operator has no haze density "

@@ -18,6 +18,7 @@ import yaml
 
 from eid.errors import EIDError
 from eid.run_layout import DEHAZER, INPUTS, OPERATOR
+from eid.training.eid_config import ANALYTIC_OPERATOR, NO_OPERATOR
 from eid.training.run_folder import RunFolder
 from eid.utils import atomic_write
 
@@ -153,9 +154,11 @@ def _operator_training(operator: Path) -> str | None:
 def _no_operator(source: Path) -> str:
     """What a stage-2 run without a stage-1 operator trained through: the analytic oracle, or each image's own maps."""
     operator = _read(source / f"{DEHAZER}.yaml").get("operator")
-    return {"asm": "asm (the analytic oracle)", "none": "none (each image's own DCP maps)"}.get(
-        operator, f"{operator} (not found)"
-    )
+    described = {
+        ANALYTIC_OPERATOR: f"{ANALYTIC_OPERATOR} (the analytic oracle)",
+        NO_OPERATOR: f"{NO_OPERATOR} (each image's own DCP maps)",
+    }
+    return described.get(operator, f"{operator} (not found)")
 
 
 def _read(path: Path) -> dict[str, Any]:
