@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from eid.cli import app
-from eid.data.io import write_image
+from eid.data.io import read_image, write_image
 from eid.errors import EIDError
 from eid.zoo import MODELS_DIR, model_summary, resolve_model, shipped_models
 
@@ -291,6 +291,29 @@ def test_init_from_fine_tunes_both_stages_on_the_users_data(runs: dict[str, Path
     stage2 = eid_cli("train", "--hazy", runs["hazy"], "--operator", root / "op2", "--out", root / "eid2", "--no-prior",
                      *TINY, "--init-from", runs["eid"])  # fmt: skip
     assert stage2.code == 0, stage2.err
+
+
+def test_fine_tuning_the_natural_starter_pools_with_the_users_airlight(
+    tmp_path: Path, eid_cli
+) -> None:
+    """The starter reads each photo's own airlight (its training set is synthetic); a run fine-tuned from it with the
+    natural preset pools with the mean airlight of the user's hazy images, estimated at the start."""
+    from eid.baselines.dcp import DarkChannelPrior
+    from eid.config import read_yaml
+    from eid.weights import load_weights
+
+    starter = resolve_model("natural")
+    assert read_yaml(starter / "dehazer.yaml")["model"]["dcp_set_weight"] == 0
+    assert "dcp.set_airlight" not in load_weights(starter / "dehazer")[0]
+    hazy = _images(tmp_path / "hazy", 3, 5)
+    run = eid_cli("train", "--hazy", hazy, "--out", tmp_path / "run", "--preset", "natural", "--init-from", "natural",
+                  "--crop", "32", "--max-steps", "1", "--batch-size", "2")  # fmt: skip
+    assert run.code == 0, run.err
+    assert read_yaml(tmp_path / "run" / "dehazer.yaml")["model"]["dcp_set_weight"] == 0.5
+    dcp = DarkChannelPrior(grey_airlight=True, set_weight=1.0)
+    dcp.fit_set_airlight(read_image(path)[0] for path in sorted(hazy.iterdir()))
+    state, _ = load_weights(tmp_path / "run" / "dehazer")
+    torch.testing.assert_close(state["dcp.set_airlight"], dcp.set_airlight)
 
 
 def test_init_from_an_incompatible_model_is_one_line_naming_both(

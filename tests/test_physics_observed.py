@@ -144,6 +144,7 @@ def test_the_natural_preset_trains_from_hazy_images_alone(
     """Its losses haze through each image's own maps: no stage-1 operator, no clear images; resume and dehaze work."""
     from eid.config import read_yaml
     from eid.data.io import read_image, write_image
+    from eid.weights import load_weights
 
     for i, image in enumerate(hazy_scene(rng)):
         write_image(tmp_path / "hazy" / f"{i}.png", image)
@@ -160,8 +161,19 @@ def test_the_natural_preset_trains_from_hazy_images_alone(
     run = eid_cli("train", *args, "--preset", "natural", "--max-steps", "2")
     assert run.code == 0, run.err
     assert "no stage-1 operator" in run.err  # the start line (progress goes to stderr)
-    assert (tmp_path / "run" / "dehazer.safetensors").is_file()
     assert not (tmp_path / "run" / "operator.safetensors").exists()
+    dcp = DarkChannelPrior(
+        grey_airlight=True, set_weight=1.0
+    )  # the set's airlight, from the whole hazy images
+    dcp.fit_set_airlight(read_image(path)[0] for path in sorted((tmp_path / "hazy").iterdir()))
+    state, _ = load_weights(tmp_path / "run" / "dehazer")
+    torch.testing.assert_close(state["dcp.set_airlight"], dcp.set_airlight)
+    card = (tmp_path / "run" / "MODEL.md").read_text()
+    assert "model.dcp_set_weight=0.5" in card
+    assert (
+        f"- set airlight (mean of DCP's over the hazy training images): {dcp.set_airlight[0, 0, 0, 0]:.3f}\n"
+        in card
+    )
     assert read_yaml(tmp_path / "run" / "dehazer.yaml")["operator"] == "none"
     assert "--operator" not in read_yaml(tmp_path / "run" / "inputs.yaml")
     assert (

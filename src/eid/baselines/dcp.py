@@ -6,6 +6,8 @@ device of its input; no per-pixel Python loops.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from deepinv.models import Reconstructor
@@ -121,6 +123,11 @@ class DarkChannelPrior(Reconstructor):
     :param float t0: lower bound on the transmission.
     :param bool grey_airlight: one airlight value for all channels (the picked pixel's mean): on a small image
         the brightest hazy pixel is often a coloured object, and its colour then tints the whole result.
+    :param float set_weight: weight ``w`` of a set's airlight in each image's, ``A = w A_set + (1 - w) A_image``
+        (:meth:`fit_set_airlight` estimates ``A_set`` from images of the same kind). DCP reads ``A`` where the haze is
+        opaque, and an image without such a region (a near scene, a small crop) only gives a guess; images of one
+        atmosphere or camera share most of it. 0 (the default): each image's own, as He et al.
+    :param int channels: with ``set_weight``, the images' channels (the shape of ``A_set``).
 
     >>> dcp = DarkChannelPrior()
     >>> y = torch.rand(2, 3, 32, 32)
@@ -137,20 +144,50 @@ class DarkChannelPrior(Reconstructor):
         gf_eps: float = 1e-3,
         t0: float = 0.1,
         grey_airlight: bool = False,
+        set_weight: float = 0.0,
+        channels: int = 3,
     ) -> None:
         super().__init__()
+        if not 0 <= set_weight <= 1:
+            raise EIDError(
+                f"set_weight {set_weight} must be within [0, 1] (0: each image's own airlight)"
+            )
         self.patch, self.omega, self.top = patch, omega, top
         self.gf_radius, self.gf_eps, self.t0 = gf_radius, gf_eps, t0
-        self.grey_airlight = grey_airlight
+        self.grey_airlight, self.set_weight = grey_airlight, set_weight
+        if set_weight > 0:  # NaN until fit_set_airlight; saved with a DCP-input dehazer's weights
+            self.register_buffer("set_airlight", torch.full((1, channels, 1, 1), float("nan")))
 
     def dark_channel(self, x: Tensor) -> Tensor:
         """:math:`\\min_\\Omega \\min_c x^c`, shape ``(B,1,H,W)``."""
         return min_filter(x.amin(1, keepdim=True), self.patch)
 
     def airlight(self, y: Tensor, dark: Tensor) -> Tensor:
-        """``A`` ``(B,C,1,1)``: :meth:`brightest_haze`, or its mean over the channels with ``grey_airlight``."""
+        """``A`` ``(B,C,1,1)``: each image's own (:meth:`own_airlight`), pooled with the set's by ``set_weight``."""
+        a = self.own_airlight(y, dark)
+        if not self.set_weight:
+            return a
+        if not torch.jit.is_tracing() and torch.isnan(self.set_airlight).any():
+            raise EIDError(
+                "this DCP pools each image's airlight with a set's, which is not estimated yet; call "
+                "fit_set_airlight(images) first (stage 2 does it from its hazy images)"
+            )
+        return torch.lerp(a, self.set_airlight.to(a.dtype).expand_as(a), self.set_weight)
+
+    def own_airlight(self, y: Tensor, dark: Tensor) -> Tensor:
+        """The image's own ``A`` ``(B,C,1,1)``: :meth:`brightest_haze`, or its mean over the channels with
+        ``grey_airlight``."""
         a = self.brightest_haze(y, dark)
         return a.mean(1, keepdim=True).expand_as(a) if self.grey_airlight else a
+
+    @torch.no_grad()
+    def fit_set_airlight(self, images: Iterable[Tensor]) -> DarkChannelPrior:
+        """Set ``A_set`` to the mean of the images' own airlights (``(C,H,W)`` each, any sizes); returns self."""
+        own = [self.own_airlight(y[None], self.dark_channel(y[None]))[0] for y in images]
+        if not own:
+            raise EIDError("no images to estimate the set's airlight from")
+        self.set_airlight.copy_(torch.stack(own).mean(0, keepdim=True))
+        return self
 
     def brightest_haze(self, y: Tensor, dark: Tensor) -> Tensor:
         """Colour ``(B,C,1,1)`` of the brightest input pixel among the top dark-channel pixels."""

@@ -104,7 +104,7 @@ def train(
         with_operator_white,
         with_prior,
     )
-    from eid.training.init_from import check_model, source_model
+    from eid.training.init_from import RUN_FIELDS, check_model, source_model
     from eid.training.limits import DEHAZER_LIMITS, check_limits
     from eid.training.run_folder import RunFolder, is_ddp_worker
     from eid.zoo import resolve_model
@@ -158,7 +158,7 @@ def train(
         data = config_to_dict(base)
         # fine-tuning takes the source's architecture, the only one its weights fit
         source = data["model"] if start_from is None else source_model(start_from, DEHAZER)
-        model = {**source, "channels": channels}
+        model = {**source, **{k: data["model"][k] for k in RUN_FIELDS}, "channels": channels}
         data = {**data, **overrides, "model": model}
         cfg = with_operator_white(config_from_dict(EIDConfig, data, where="eid config"))
         cfg = with_prior(cfg, clear, prior=not no_prior)

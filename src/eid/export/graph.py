@@ -58,10 +58,12 @@ class TraceableDarkChannelPrior(DarkChannelPrior):
 
     @classmethod
     def like(cls, dcp: DarkChannelPrior) -> TraceableDarkChannelPrior:
-        """A copy of ``dcp``'s parameters (patch, omega, top, guided filter, t0, grey airlight)."""
-        return cls(
-            dcp.patch, dcp.omega, dcp.top, dcp.gf_radius, dcp.gf_eps, dcp.t0, dcp.grey_airlight
-        )
+        """A copy of ``dcp``'s parameters (patch, omega, top, guided filter, t0, grey airlight, the set's airlight)."""
+        copy = cls(dcp.patch, dcp.omega, dcp.top, dcp.gf_radius, dcp.gf_eps, dcp.t0, dcp.grey_airlight,
+                   dcp.set_weight)  # fmt: skip
+        if dcp.set_weight:
+            copy.set_airlight = dcp.set_airlight.clone()
+        return copy
 
 
 class ExportedDehazer(nn.Module):

@@ -109,7 +109,11 @@ class DehazerNet(Reconstructor):
         if config.input == "dcp":
             from eid.baselines.dcp import DarkChannelPrior
 
-            self.dcp = DarkChannelPrior(grey_airlight=config.dcp_airlight == "grey")
+            self.dcp = DarkChannelPrior(
+                grey_airlight=config.dcp_airlight == "grey",
+                set_weight=config.dcp_set_weight,
+                channels=config.channels,
+            )
         if config.input == "dcp" or affine:  # start exactly at f = clip(z) and learn its correction
             nn.init.zeros_(self.unet.Conv_1x1.weight)
             nn.init.zeros_(self.unet.Conv_1x1.bias)

@@ -33,6 +33,9 @@ class DehazerConfig:
         (``f(y) = g(DCP(y))``).
     :param str dcp_airlight: with ``input: dcp``, the dark channel prior's airlight: ``colour`` (its picked
         pixel's, He et al.) or ``grey`` (that colour's mean; :class:`~eid.baselines.dcp.DarkChannelPrior`).
+    :param float dcp_set_weight: with ``input: dcp``, the weight of the training images' mean airlight in each
+        image's (``A = w A_set + (1 - w) A_image``; stage 2 estimates ``A_set`` from its hazy images and saves it
+        with the weights). 0: each image's own.
     :param int scales: UNet scales (5 = the authors' 34,527,171 parameters at width 64, RGB).
     :param int width: channels at the first scale, doubled at each scale (authors: 64).
     :param str norm: ``batch`` (needs batch >= 8), ``group`` (8 groups), ``instance`` or ``none``.
@@ -48,6 +51,7 @@ class DehazerConfig:
     channels: int = 3
     input: str = "hazy"
     dcp_airlight: str = "colour"
+    dcp_set_weight: float = 0.0
     scales: int = 3
     width: int = 16
     norm: str = "group"
@@ -72,6 +76,11 @@ class DehazerConfig:
             raise EIDError(
                 f"dehazer needs scales >= 2, width >= 1, 1 or 3 channels and unshuffle >= 1 (got {self.scales}, "
                 f"{self.width}, {self.channels}, {self.unshuffle}); fix the model section of the config"
+            )
+        if not 0 <= self.dcp_set_weight <= 1 or (self.dcp_set_weight and self.input != "dcp"):
+            raise EIDError(
+                f"dehazer dcp_set_weight {self.dcp_set_weight} needs input: dcp and a value within [0, 1]; "
+                "fix the model section of the config"
             )
 
 

@@ -28,7 +28,7 @@ from eid.errors import EIDError
 from eid.run_layout import DEHAZER
 from eid.training.data import ImageDataModule
 from eid.training.eid_config import ANALYTIC_OPERATOR, EIDConfig, with_operator_white
-from eid.training.eid_data import SameCropEveryEpoch, SynthASMFolder, synth_root
+from eid.training.eid_data import SameCropEveryEpoch, SynthASMFolder, synth_root, whole_images
 from eid.training.eid_module import EIDModule
 from eid.training.init_from import load_initial_weights
 from eid.training.model_card import training_line, write_model_card
@@ -134,6 +134,8 @@ def fit_eid(
         load_initial_weights(
             module.dehazer, Path(init_from), DEHAZER, config_to_dict(cfg)["model"], "dehazer"
         )
+    if cfg.model.dcp_set_weight:  # the set's airlight, from this run's hazy images (not a source's)
+        module.dehazer.dcp.fit_set_airlight(whole_images(hazy, channels, cfg.white))
     trainer = build_trainer(
         run_dir,
         max_steps=cfg.max_steps,

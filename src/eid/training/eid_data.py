@@ -1,14 +1,15 @@
 """Stage 2's data beyond plain hazy folders: an ``eid synth`` folder with its per-image ASM parameters (the
-oracle operator), and the fixed validation window."""
+oracle operator), the fixed validation window, and the whole images a set's airlight is estimated from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from eid.data.datasets import CropDataset, ImageSource
+from eid.data.datasets import CropDataset, HazyFolder, ImageSource, resize_short_side
 from eid.errors import EIDError
 
 
@@ -83,3 +84,16 @@ def synth_root(hazy: list[Path]) -> Path:
     """The ``eid synth`` folder holding ``hazy`` (``root/hazy`` or ``root`` itself)."""
     first = Path(hazy[0])
     return first.parent if len(hazy) == 1 and first.name == "hazy" else first
+
+
+def whole_images(
+    hazy: Sequence[str | Path], channels: int, white: Any, limit: int = 64, short_side: int = 512
+) -> Iterator[torch.Tensor]:
+    """Up to ``limit`` of the hazy images, evenly spaced, whole (no crop, no flip), those with a shorter side above
+    ``short_side`` reduced to it: what the dehazer's set airlight is estimated from (bounded time on large sets)."""
+    folder = HazyFolder(
+        [str(p) for p in hazy], crop=None, flip=False, channels=channels, white=white
+    )
+    for index in range(0, len(folder), -(-len(folder) // limit)):
+        image = folder[index]["hazy"]
+        yield resize_short_side(image, short_side) if min(image.shape[-2:]) > short_side else image

@@ -22,8 +22,13 @@ from eid.run_layout import DEHAZER
 from eid.weights import load_weights
 
 OPTION = "--init-from"
-IGNORED = ("disc_",)
-"""Model fields of parts that are not exported (the discriminator's), hence not compared."""
+RUN_FIELDS = ("dcp_set_weight",)
+"""Dehazer fields that read the run's own data rather than shape the network: a fine-tuned run takes them from its
+own config (preset), and the source's value is not compared."""
+IGNORED = ("disc_", *RUN_FIELDS)
+"""Model fields not compared: those of parts that are not exported (the discriminator's), and :data:`RUN_FIELDS`."""
+REESTIMATED = ("dcp.set_airlight",)
+"""Weights entries a new run estimates from its own hazy images (the set's airlight): a source may lack them."""
 
 
 Model = dict[str, Any]
@@ -44,12 +49,17 @@ def load_initial_weights(
     check_model(source, stem, model, what)
     state, _ = load_weights(source / stem)
     try:
-        target.load_state_dict(state)
+        result = target.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         lines = str(exc).splitlines()  # torch: a title line, then one line per mismatch
         raise EIDError(
             f"{OPTION} {source}: its {what} weights do not fit this run's {what} ({lines[min(1, len(lines) - 1)].strip()})"
         ) from exc
+    unmatched = [k for k in (*result.missing_keys, *result.unexpected_keys) if k not in REESTIMATED]
+    if unmatched:
+        raise EIDError(
+            f"{OPTION} {source}: its {what} weights do not fit this run's {what} (unmatched: {', '.join(unmatched)})"
+        )
 
 
 def source_model(source: Path, stem: str) -> Model:

@@ -36,10 +36,12 @@ LIMITS = ("Trained without clear references (self-supervised); quality on other 
 KEYS = {
     OPERATOR: ("model.kind", "model.channels", "model.width", "model.blocks", "model.scales", "model.airlight",
                "data.crop", "data.batch_size", "data.white", "optim.lr", "loss.lambda_dcp_pair", "seed"),
-    DEHAZER: ("model.channels", "model.input", "model.scales", "model.width", "model.unshuffle", "model.head",
-              "model.norm", "group", "alpha", "adversarial_weight", "crop", "batch_size", "lr", "white", "seed"),
+    DEHAZER: ("model.channels", "model.input", "model.dcp_airlight", "model.dcp_set_weight", "model.scales",
+              "model.width", "model.unshuffle", "model.head", "model.norm", "group", "alpha", "adversarial_weight",
+              "crop", "batch_size", "lr", "white", "seed"),
 }  # fmt: skip
-"""The config entries a card shows, per stage (the full config is ``operator.yaml`` / ``dehazer.yaml``)."""
+"""The config entries a card shows, per stage (the full config is ``operator.yaml`` / ``dehazer.yaml``); the
+``model.dcp_`` ones only for a dehazer that starts from DCP."""
 MAX_READ = 16
 """Images read per folder for their sizes (the count covers all of them)."""
 
@@ -108,6 +110,7 @@ def write_model_card(
         picked = _pick(_read(source / f"{stem}.yaml"), KEYS[stem])
         described = ", ".join(f"{k}={v}" for k, v in picked) or _no_operator(source)
         lines += [f"- {stem}: {described}"]
+    lines += _set_airlight(source) if stage == DEHAZER else []
     lines += [f"- {name}: {value}" for name, value in training.items()]
     lines += ["", "## Validation", ""] + _validation(source, held_out)
     lines += ["", "## Intended use", "", intended_use, "", "## Known limits", "", limits, ""]
@@ -161,14 +164,31 @@ def _no_operator(source: Path) -> str:
     return described.get(operator, f"{operator} (not found)")
 
 
+def _set_airlight(source: Path) -> list[str]:
+    """The airlight a dehazer pools each image's with (``dcp_set_weight``), as estimated from its hazy images."""
+    from eid.weights import load_weights
+
+    if not (source / f"{DEHAZER}.safetensors").is_file():
+        return []
+    airlight = load_weights(source / DEHAZER)[0].get("dcp.set_airlight")
+    if airlight is None:
+        return []
+    values = airlight.flatten().tolist()
+    shown = " / ".join(
+        f"{v:.3f}" for v in (values[:1] if len(set(values)) == 1 else values)
+    )  # grey: one
+    return [f"- set airlight (mean of DCP's over the hazy training images): {shown}"]
+
+
 def _read(path: Path) -> dict[str, Any]:
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
 def _pick(config: dict[str, Any], keys: Sequence[str]) -> list[tuple[str, Any]]:
-    """The ``keys`` (dotted) present in ``config``."""
+    """The ``keys`` (dotted) present in ``config``, ``model.dcp_*`` only with ``model.input: dcp``."""
     out = []
-    for key in keys:
+    dcp = config.get("model", {}).get("input") == "dcp"
+    for key in (k for k in keys if dcp or not k.startswith("model.dcp_")):
         value: Any = config
         for part in key.split("."):
             value = value.get(part, KeyError) if isinstance(value, dict) else KeyError
