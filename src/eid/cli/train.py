@@ -170,11 +170,9 @@ def train(
     if start_from is not None:
         check_model(start_from, DEHAZER, config_to_dict(cfg)["model"], "dehazer")
     if not is_ddp_worker():
-        prior = (
-            f"adversarial prior {cfg.adversarial_weight} on {', '.join(cfg.clear)}"
-            if cfg.adversarial_weight
-            else "no prior"
-        )
+        weights = {"adversarial": cfg.adversarial_weight, "background": cfg.background_weight}
+        named = " and ".join(f"{name} prior {w}" for name, w in weights.items() if w)
+        prior = f"{named} on {', '.join(cfg.clear)}" if named else "no prior"
         haze = f"operator {cfg.operator}"
         if cfg.haze == "observed":
             unused = (

@@ -89,9 +89,9 @@ def fit_eid(
         if ckpt is None and cfg.operator_run is not None:
             copy_operator(cfg.operator_run, run_dir)
         save_config(cfg, RunFolder(run_dir).config)
-    if cfg.adversarial_weight > 0 and not clear:
+    if cfg.uses_clear and not clear:
         raise EIDError(
-            "the config enables the adversarial prior; pass --clear DIR with unpaired clear images"
+            "the config enables a prior from clear images; pass --clear DIR with unpaired clear images, or --no-prior"
         )
     if (val_hazy is None) != (val_clear is None):
         raise EIDError("--val-hazy and --val-clear go together; give both or neither")

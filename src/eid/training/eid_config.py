@@ -61,6 +61,8 @@ class EIDConfig:
     :param bool checkpoint_operator: recompute a learned operator's activations in the backward pass
         instead of storing them (less memory, one more operator forward per call).
     :param float adversarial_weight: weight of the adversarial prior (0 = off; needs clear images).
+    :param float background_weight: weight of the background prior (0 = off; needs clear images): each output's
+        ``background_quantile`` pulled to the clear images' median one (:class:`~eid.losses.BackgroundPrior`).
     :param tuple clear: the unpaired clear folders of the prior (:func:`with_prior` fills it in).
     :param float disc_lr: learning rate of its discriminator.
     :param str disc_norm: its normalisation, ``instance`` (the authors') or ``none``, which lets it see
@@ -109,6 +111,8 @@ class EIDConfig:
     crop: int = 64
     checkpoint_operator: bool = False
     adversarial_weight: float = 0.05
+    background_weight: float = 0.0
+    background_quantile: float = 0.1
     clear: tuple[str, ...] = ()
     disc_lr: float = 2e-4
     disc_norm: str = "none"
@@ -118,12 +122,22 @@ class EIDConfig:
     white: str | float | None = None
 
     @property
+    def uses_clear(self) -> bool:
+        """Whether a prior from unpaired clear images is on (adversarial or background)."""
+        return self.adversarial_weight > 0 or self.background_weight > 0
+
+    @property
     def operator_run(self) -> str | None:
         """The stage-1 run folder ``operator`` names (``None`` for the analytic oracle and for no operator)."""
         return None if self.operator in NAMED_OPERATORS else self.operator
 
     def __post_init__(self) -> None:
         parse_group(self.group)
+        if self.background_weight < 0 or not 0 < self.background_quantile < 1:
+            raise EIDError(
+                f"background_weight {self.background_weight} must be at least 0 and background_quantile "
+                f"{self.background_quantile} within (0, 1); fix the config"
+            )
         if self.white is not None:
             self.white = parse_white(self.white)
         if self.loss_norm not in LOSS_NORMS:
@@ -189,20 +203,21 @@ def with_operator_white(cfg: EIDConfig) -> EIDConfig:
 def with_prior(
     cfg: EIDConfig, clear: list[str | Path] | None = None, prior: bool = True
 ) -> EIDConfig:
-    """``cfg`` with its adversarial prior resolved: on (the preset's weight) with ``clear``, else with the clear
-    folders recorded by stage 1, else off; ``prior=False`` turns it off.
+    """``cfg`` with its priors from clear images (adversarial, background) resolved: on (the preset's weights) with
+    ``clear``, else with the clear folders recorded by stage 1, else off; ``prior=False`` turns them off.
 
     A recorded folder that has gone is an error naming it and both remedies, not a silent fallback; ``clear`` given to
     a config without a prior weight is a warning.
     """
-    if prior and clear and cfg.adversarial_weight <= 0:
+    if prior and clear and not cfg.uses_clear:
         warnings.warn(
-            "--clear is not used: the config's adversarial_weight is 0; set adversarial_weight in a --config file "
-            "to train with the prior",
+            "--clear is not used: the config's adversarial_weight and background_weight are 0; set one in a "
+            "--config file to train with a prior",
             stacklevel=2,
         )
-    if not prior or cfg.adversarial_weight <= 0:
-        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
+    off = dataclasses.replace(cfg, adversarial_weight=0.0, background_weight=0.0, clear=())
+    if not prior or not cfg.uses_clear:
+        return off
     if clear:
         return dataclasses.replace(cfg, clear=tuple(str(Path(c).resolve()) for c in clear))
     recorded: list[str] = []
@@ -217,7 +232,7 @@ def with_prior(
                 "with unpaired clear images, or --no-prior"
             )
     if not recorded:
-        return dataclasses.replace(cfg, adversarial_weight=0.0, clear=())
+        return off
     return dataclasses.replace(cfg, clear=tuple(recorded))
 
 

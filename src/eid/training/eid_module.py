@@ -1,6 +1,6 @@
 """Stage 2's LightningModule :class:`EIDModule`: the losses of :mod:`eid.training.eid` (haze consistency,
-equivariance, the optional adversarial prior) with manual optimisation, the per-epoch sample grid and the
-export of ``dehazer.{safetensors,yaml}``."""
+equivariance, the optional adversarial and background priors) with manual optimisation, the per-epoch sample grid
+and the export of ``dehazer.{safetensors,yaml}``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from eid.config import config_to_dict
-from eid.errors import EIDError
 from eid.losses import EquivarianceLoss, HazeConsistencyLoss
 from eid.models.dehazer import DehazerNet
-from eid.models.discriminators import PatchGANDiscriminator
 from eid.physics.density import PerImageDensity
 from eid.training.callbacks import ensure_finite
 from eid.training.eid_config import EIDConfig
@@ -26,6 +24,7 @@ from eid.training.eid_operator import (
     observed_operator,
     spreads_density,
 )
+from eid.training.eid_priors import ClearPriors
 from eid.training.eid_samples import SampleColumns
 from eid.training.progress import total_batches
 from eid.training.run_folder import RunFolder
@@ -35,7 +34,7 @@ from eid.weights import save_weights
 __all__ = ["EIDModule"]
 
 
-class EIDModule(SampleColumns, L.LightningModule):
+class EIDModule(SampleColumns, ClearPriors, L.LightningModule):
     """Lightning module of stage 2 (manual optimisation: one Adam step for ``f``, one for ``D`` if on).
 
     Batches are dicts with ``hazy`` ``(B,C,H,W)`` in ``[0,1]`` and, for an analytic oracle with per-image
@@ -44,8 +43,8 @@ class EIDModule(SampleColumns, L.LightningModule):
 
     :param EIDConfig config: the run's config.
     :param physics: the frozen operator (default: :func:`build_operator`).
-    :param clear: optional dataset of unpaired clear images for the adversarial prior; items are
-        dicts with ``clear``, indexed by ``(index, item_seed)``.
+    :param clear: optional dataset of unpaired clear images for the priors; items are dicts with ``clear`` (or
+        ``hazy``, a plain image folder), indexed by ``(index, item_seed)``.
     :param run_dir: where ``dehazer.{safetensors,yaml}`` are exported at each epoch end.
     :param winograd: build a learned operator (when ``physics`` is not given) with Winograd layers
         (:func:`build_operator`; a machine setting, not part of the recipe).
@@ -79,15 +78,7 @@ class EIDModule(SampleColumns, L.LightningModule):
             detach=config.detach,
             transform_physics=config.transform_physics,
         )
-        self.clear = clear
-        self.adversarial = config.adversarial_weight > 0
-        if self.adversarial:
-            if clear is None:
-                raise EIDError(
-                    "adversarial_weight > 0 needs unpaired clear images; pass --clear DIR"
-                )
-            # the stage-1 PatchGAN (the authors' CycleGAN D)
-            self.discriminator = PatchGANDiscriminator(config.model.channels, norm=config.disc_norm)
+        self.setup_priors(config, clear)
         self.run_dir = None if run_dir is None else Path(run_dir)
 
     # -- operator handling ------------------------------------------------------------------------
@@ -98,19 +89,10 @@ class EIDModule(SampleColumns, L.LightningModule):
         return self
 
     def on_fit_start(self) -> None:
+        self.start_priors()
         self.physics.to(self.device)
         if self.per_image_density is not None:
             self.per_image_density.to(self.device)
-        if self.adversarial:  # deepinv fixes its LSGAN label tensors' device at construction
-            from deepinv.loss.adversarial import (
-                SupAdversarialDiscriminatorLoss,
-                SupAdversarialGeneratorLoss,
-            )
-
-            self.adversarial_loss = SupAdversarialGeneratorLoss(
-                self.config.adversarial_weight, device=self.device
-            )
-            self.discriminator_loss = SupAdversarialDiscriminatorLoss(device=self.device)
 
     def physics_for(self, batch: dict[str, Any]) -> nn.Module:
         """The operator for this batch: batch entries named like the operator's buffers (the ASM
@@ -156,10 +138,12 @@ class EIDModule(SampleColumns, L.LightningModule):
         if self.observed_haze is not None:  # fitted to y by network_input
             physics = self.observed_haze
             target = physics.reachable
-        mc = self.haze_consistency(y=target, x_net=x_net, physics=physics)
+        terms = {"mc": self.haze_consistency(y=target, x_net=x_net, physics=physics)}
         eq_physics = self._spread(physics, len(y)) if self.spread else physics
-        eq = self.equivariance(x_net=x_net, physics=eq_physics, model=self.dehazer)
-        return x_net, {"mc": mc, "eq": eq, "loss": mc + eq}
+        terms["eq"] = self.equivariance(x_net=x_net, physics=eq_physics, model=self.dehazer)
+        if self.background is not None:
+            terms["bg"] = self.background(x_net)
+        return x_net, {**terms, "loss": sum(terms.values())}
 
     def network_input(self, y: Tensor, physics: nn.Module) -> Tensor:
         """The dehazer's input ``z`` for ``y``. With ``haze: observed`` the batch's DCP maps are fitted first, and a
@@ -204,17 +188,6 @@ class EIDModule(SampleColumns, L.LightningModule):
             {f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=len(y)
         )
         return {k: v.detach() for k, v in losses.items()}
-
-    def _clear_batch(self, n: int) -> Tensor:
-        """``n`` unpaired clear images drawn with the module's (checkpointed) generator.
-
-        Items may hold the image under ``clear`` or, for a :class:`~eid.data.datasets.HazyFolder` opened
-        on the clear folder (a plain image folder), under ``hazy``.
-        """
-        keys = torch.randint(len(self.clear), (n,), generator=self.group_rng).tolist()
-        seeds = torch.randint(2**62, (n,), generator=self.group_rng).tolist()
-        items = [self.clear[(k, s)] for k, s in zip(keys, seeds)]
-        return torch.stack([item.get("clear", item.get("hazy")) for item in items]).to(self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         from eid.metrics.paired import psnr, ssim

@@ -38,7 +38,7 @@ KEYS = {
                "data.crop", "data.batch_size", "data.white", "optim.lr", "loss.lambda_dcp_pair", "seed"),
     DEHAZER: ("model.channels", "model.input", "model.dcp_airlight", "model.dcp_set_weight", "model.scales",
               "model.width", "model.unshuffle", "model.head", "model.norm", "group", "alpha", "adversarial_weight",
-              "crop", "batch_size", "lr", "white", "seed"),
+              "background_weight", "crop", "batch_size", "lr", "white", "seed"),
 }  # fmt: skip
 """The config entries a card shows, per stage (the full config is ``operator.yaml`` / ``dehazer.yaml``); the
 ``model.dcp_`` ones only for a dehazer that starts from DCP."""
