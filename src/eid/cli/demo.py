@@ -34,7 +34,7 @@ def demo(
     no_prior: bool = typer.Option(
         False,
         "--no-prior",
-        help="Stage 2 without the adversarial prior (as eid train --no-prior; the natural preset's weight is 0 already).",
+        help="Stage 2 without the priors from clear images (as eid train --no-prior; the natural preset has none already).",
     ),
 ) -> None:
     """Run EID end to end on bundled images: haze, stage 1, stage 2, compare with DCP and the operator alone.

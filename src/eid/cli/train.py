@@ -48,12 +48,12 @@ def train(
     clear: list[Path] | None = typer.Option(
         None,
         "--clear",
-        help="Unpaired clear images for the adversarial prior (default: the clear folders recorded by stage 1).",
+        help="Unpaired clear images for the priors (adversarial, background; default: the clear folders recorded by stage 1).",
     ),
     no_prior: bool = typer.Option(
         False,
         "--no-prior",
-        help="Train without the adversarial prior (haze consistency and equivariance only).",
+        help="Train without the priors from clear images, adversarial and background (haze consistency and equivariance only).",
     ),
     val_hazy: Path | None = typer.Option(
         None, "--val-hazy", help="Hazy validation images (with --val-clear: PSNR/SSIM each epoch)."
@@ -132,7 +132,7 @@ def train(
             if value is not None
         }
         if no_prior:
-            given["--no-prior"] = {"adversarial_weight": 0.0}
+            given["--no-prior"] = {"adversarial_weight": 0.0, "background_weight": 0.0}
         if config:
             given[f"--config {config}"] = read_yaml(config)
         folder.check_unchanged(EIDConfig, saved, given)
