@@ -88,8 +88,9 @@ def test_no_prior_turns_the_background_prior_off_too(tmp_path: Path) -> None:
 def test_stage_2_reads_the_level_from_the_clear_crops_and_trains_with_the_term(
     tmp_path: Path,
 ) -> None:
-    """The veil (0.02-0.12) raises each hazy crop's floor; trained through the ASM oracle of one *mean* veil (as a
-    learned operator gives), the outputs' floors spread with the veil; the prior brings them closer to 0.05."""
+    """The veil (0.02-0.12) raises each hazy crop's floor. Trained through an operator that knows no veil (the ASM
+    with ``t = 1``: the extreme of a learned operator giving every crop one level), the outputs keep the veil; the
+    prior brings their floors to the clear level 0.05 (mean distance 0.027 against 0.070 without it)."""
     veil = torch.linspace(0.02, 0.12, 8)
     hazy = Crops("hazy", veiled(8, veil, seed=1))
     clear = Crops("clear", veiled(8, torch.zeros(8), seed=2))
