@@ -43,7 +43,7 @@ def test_the_level_is_the_clear_images_median_floor_and_the_loss_pulls_each_floo
         veiled(1, torch.tensor([v]))[0] for v in (0.0, 0.0, 0.2)
     ]  # one odd image: the median ignores it
     prior = BackgroundPrior(weight=1.0, quantile=0.1).fit(clear)
-    torch.testing.assert_close(prior.level, torch.tensor(0.05))
+    assert prior.level == pytest.approx(0.05)
     offset = torch.zeros(
         3, 1, 1, 1, requires_grad=True
     )  # a free per-image level, as the dehazer's offset
@@ -106,7 +106,7 @@ def test_stage_2_reads_the_level_from_the_clear_crops_and_trains_with_the_term(
         )
         fit(trainer, module, ImageDataModule(hazy, cfg.batch_size, cfg.seed), None)
         if weight:
-            torch.testing.assert_close(module.background.level, torch.tensor(0.05))
+            assert module.background.level == pytest.approx(0.05)
             assert "train/bg" in trainer.callback_metrics
         with torch.no_grad():
             out = module.dehazer.eval()(hazy.images)

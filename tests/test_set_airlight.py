@@ -97,3 +97,15 @@ def test_whole_images_are_spaced_and_bounded(tmp_path, rng: torch.Generator) -> 
         (3, 40, 80),
         (3, 80, 64),
     ]  # images 0 and 3 (100x80 -> 80x64)
+
+
+def test_a_loaded_set_airlight_is_used_and_an_unfitted_one_refused(rng: torch.Generator) -> None:
+    """Loading weights marks the set's airlight as usable (no device sync per call); NaN (never fitted) is refused."""
+    y = scene(rng, 48)[1]
+    fitted = DarkChannelPrior(set_weight=0.5, gf_radius=4).fit_set_airlight([y[0]])
+    loaded = DarkChannelPrior(set_weight=0.5, gf_radius=4)
+    loaded.load_state_dict(fitted.state_dict())
+    assert torch.equal(loaded(y), fitted(y))
+    loaded.load_state_dict(DarkChannelPrior(set_weight=0.5).state_dict())
+    with pytest.raises(EIDError, match="fit_set_airlight"):
+        loaded(y)

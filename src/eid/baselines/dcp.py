@@ -155,8 +155,10 @@ class DarkChannelPrior(Reconstructor):
         self.patch, self.omega, self.top = patch, omega, top
         self.gf_radius, self.gf_eps, self.t0 = gf_radius, gf_eps, t0
         self.grey_airlight, self.set_weight = grey_airlight, set_weight
-        if set_weight > 0:  # NaN until fit_set_airlight; saved with a DCP-input dehazer's weights
+        self.set_fitted = False  # a Python flag, so that the check costs no device sync per call
+        if set_weight > 0:  # set by fit_set_airlight or loaded with a DCP-input dehazer's weights
             self.register_buffer("set_airlight", torch.full((1, channels, 1, 1), float("nan")))
+            self.register_load_state_dict_post_hook(DarkChannelPrior._mark_loaded)
 
     def dark_channel(self, x: Tensor) -> Tensor:
         """:math:`\\min_\\Omega \\min_c x^c`, shape ``(B,1,H,W)``."""
@@ -167,7 +169,7 @@ class DarkChannelPrior(Reconstructor):
         a = self.own_airlight(y, dark)
         if not self.set_weight:
             return a
-        if not torch.jit.is_tracing() and torch.isnan(self.set_airlight).any():
+        if not self.set_fitted:
             raise EIDError(
                 "this DCP pools each image's airlight with a set's, which is not estimated yet; call "
                 "fit_set_airlight(images) first (stage 2 does it from its hazy images)"
@@ -187,7 +189,13 @@ class DarkChannelPrior(Reconstructor):
         if not own:
             raise EIDError("no images to estimate the set's airlight from")
         self.set_airlight.copy_(torch.stack(own).mean(0, keepdim=True))
+        self.set_fitted = True
         return self
+
+    @staticmethod
+    def _mark_loaded(module: DarkChannelPrior, incompatible: object) -> None:
+        """After a state dict is loaded: the set's airlight is usable when the loaded one is finite."""
+        module.set_fitted = bool(torch.isfinite(module.set_airlight).all())
 
     def brightest_haze(self, y: Tensor, dark: Tensor) -> Tensor:
         """Colour ``(B,C,1,1)`` of the brightest input pixel among the top dark-channel pixels."""

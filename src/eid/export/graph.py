@@ -62,7 +62,7 @@ class TraceableDarkChannelPrior(DarkChannelPrior):
         copy = cls(dcp.patch, dcp.omega, dcp.top, dcp.gf_radius, dcp.gf_eps, dcp.t0, dcp.grey_airlight,
                    dcp.set_weight)  # fmt: skip
         if dcp.set_weight:
-            copy.set_airlight = dcp.set_airlight.clone()
+            copy.set_airlight, copy.set_fitted = dcp.set_airlight.clone(), dcp.set_fitted
         return copy
 
 

@@ -35,7 +35,7 @@ class BackgroundPrior(nn.Module):
     def __init__(self, weight: float, quantile: float) -> None:
         super().__init__()
         self.weight, self.quantile = weight, quantile
-        self.register_buffer("level", torch.tensor(float("nan")))
+        self.level: float | None = None  # not saved: each fit reads it again from the clear images
 
     @torch.no_grad()
     def fit(self, clear: Iterable[Tensor]) -> BackgroundPrior:
@@ -43,13 +43,12 @@ class BackgroundPrior(nn.Module):
         levels = [image.flatten().quantile(self.quantile) for image in clear]
         if not levels:
             raise EIDError("the background prior needs unpaired clear images; pass --clear DIR")
-        self.level.copy_(torch.stack(levels).median())
+        self.level = float(torch.stack(levels).median())
         return self
 
     def forward(self, x_net: Tensor) -> Tensor:
-        if torch.isnan(self.level):
+        if self.level is None:
             raise EIDError("the background prior has no level yet; call fit(clear_images) first")
-        floor = (
-            x_net.flatten(1).float().quantile(self.quantile, dim=1)
-        )  # quantile needs float32 or 64
+        # torch.quantile takes float32 or float64 only (a bf16-mixed step gives bf16)
+        floor = x_net.flatten(1).float().quantile(self.quantile, dim=1)
         return self.weight * (floor - self.level).square().mean()

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from eid.data.datasets import CropDataset, HazyFolder, ImageSource, resize_short_side
+from eid.data.scale import White
 from eid.errors import EIDError
 
 
@@ -87,7 +88,7 @@ def synth_root(hazy: list[Path]) -> Path:
 
 
 def whole_images(
-    hazy: Sequence[str | Path], channels: int, white: Any, limit: int = 64, short_side: int = 512
+    hazy: Sequence[str | Path], channels: int, white: White, limit: int = 64, short_side: int = 512
 ) -> Iterator[torch.Tensor]:
     """Up to ``limit`` of the hazy images, evenly spaced, whole (no crop, no flip), those with a shorter side above
     ``short_side`` reduced to it: what the dehazer's set airlight is estimated from (bounded time on large sets)."""
